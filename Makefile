@@ -1,0 +1,20 @@
+# BPF object and skeleton. The addon (binding.gyp) includes the skeleton.
+CLANG ?= clang
+BPFTOOL ?= $(shell command -v bpftool || echo /usr/sbin/bpftool)
+ARCH := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
+MULTIARCH := $(shell gcc -dumpmachine 2>/dev/null || echo $(shell uname -m)-linux-gnu)
+OUT := build/bpf
+
+.PHONY: bpf clean
+bpf: $(OUT)/wstrace.skel.h
+
+$(OUT)/wstrace.bpf.o: bpf/wstrace.bpf.c bpf/wstrace.h bpf/kernel.h
+	@mkdir -p $(OUT)
+	$(CLANG) -g -O2 -Wall -target bpf -D__TARGET_ARCH_$(ARCH) \
+		-I/usr/include/$(MULTIARCH) -Ibpf -c $< -o $@
+
+$(OUT)/wstrace.skel.h: $(OUT)/wstrace.bpf.o
+	$(BPFTOOL) gen skeleton $< name wstrace_bpf > $@.tmp && mv $@.tmp $@
+
+clean:
+	rm -rf $(OUT)

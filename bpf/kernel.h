@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The few kernel types the programs read, declared with only the fields used.
+ * CO-RE relocates each access against the running kernel's BTF, so these need
+ * the kernel's names, not its layout. Declaring them here (rather than
+ * generating vmlinux.h from the build machine's kernel) lets the object build
+ * on any machine and still name types that only newer kernels have.
+ */
+#ifndef WSTRACE_KERNEL_H
+#define WSTRACE_KERNEL_H
+
+#define CORE __attribute__((preserve_access_index))
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+enum {
+	TCP_ESTABLISHED = 1,
+	TCP_FIN_WAIT2 = 5,
+	TCP_CLOSE = 7,
+	TCP_LISTEN = 10,
+	TCP_CLOSING = 11,
+};
+
+struct ns_common {
+	unsigned int inum;
+} CORE;
+
+struct net {
+	struct ns_common ns;
+} CORE;
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
+struct in6_addr {
+	__u8 s6_addr[16];
+};
+
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	unsigned char skc_state;
+	possible_net_t skc_net;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+} CORE;
+
+struct inode {
+	unsigned long i_ino;
+} CORE;
+
+struct file {
+	struct inode *f_inode;
+} CORE;
+
+struct socket {
+	struct file *file;
+} CORE;
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;
+	__u32 sk_ack_backlog;
+	__u32 sk_max_ack_backlog;
+	struct socket *sk_socket;
+} CORE;
+
+struct request_sock {
+	struct sock_common __req_common;
+} CORE;
+
+struct request_sock_queue {
+	struct request_sock *rskq_accept_tail;
+} CORE;
+
+struct inet_connection_sock {
+	struct request_sock_queue icsk_accept_queue;
+} CORE;
+
+struct net_device {
+	possible_net_t nd_net;
+} CORE;
+
+struct sk_buff {
+	struct net_device *dev;
+	unsigned char *head;
+	__u16 transport_header;
+	__u16 network_header;
+} CORE;
+
+/* Only their presence is probed: they tell which tracepoint layout is live. */
+struct trace_event_raw_tcp_send_reset {
+	__u32 reason;
+} CORE;
+
+enum skb_drop_reason {
+	SKB_DROP_REASON_TCP_LISTEN_OVERFLOW = 0,
+};
+
+/* Wire headers, fixed by the protocols. */
+struct wst_iphdr {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+struct wst_ipv6hdr {
+	__u8 ver_prio;
+	__u8 flow_lbl[3];
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct wst_ports {
+	__be16 source;
+	__be16 dest;
+};
+
+#endif /* WSTRACE_KERNEL_H */

@@ -1,0 +1,437 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * wstrace kernel side: accept-queue fill, ACK-stage listen overflows, TCP
+ * resets sent and received, TIME_WAIT creation. Exact counts go to maps
+ * (read by polling); detail goes to a ring buffer that may drop under a
+ * flood, and every drop is counted.
+ *
+ * Only raw tracepoints: they need no tracefs and load on every kernel this
+ * project supports. Arguments are the tracepoints' TP_PROTO, in order.
+ */
+#include <stdbool.h>
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "kernel.h"
+#include "wstrace.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Filters, fixed before load so the verifier can prune what they exclude. */
+const volatile __u16 filter_ports[WST_MAX_PORTS] = {};
+const volatile __u32 filter_nports = 0;
+const volatile __u32 filter_netns = 0;
+/* At most one accept_queue_full event per listener per interval. */
+const volatile __u64 full_event_interval_ns = 100000000ULL;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, WST_CNT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} totals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct wst_listener_key);
+	__type(value, struct wst_listener_val);
+} listeners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct wst_reset_key);
+	__type(value, __u64);
+} resets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct wst_tw_key);
+	__type(value, __u64);
+} timewaits SEC(".maps");
+
+/*
+ * A reset makes the kernel close the socket right after the tracepoint, on
+ * the same CPU. The close must not be read as a TIME_WAIT entry, so each
+ * reset notes its socket here and the next state change on this CPU takes it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} reset_sk SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&totals, &idx);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no other writer */
+}
+
+static __always_inline void add_keyed(void *map, const void *key)
+{
+	__u64 one = 1, *v = bpf_map_lookup_elem(map, key);
+
+	if (v) {
+		__sync_fetch_and_add(v, 1);
+		return;
+	}
+	if (bpf_map_update_elem(map, key, &one, BPF_NOEXIST) == 0)
+		return;
+	/* Lost the race to create the key, or the map is full. */
+	v = bpf_map_lookup_elem(map, key);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+	else
+		count(WST_CNT_MAP_FULL);
+}
+
+static __always_inline bool port_wanted(__u16 a, __u16 b)
+{
+	if (filter_nports == 0)
+		return true;
+#pragma unroll
+	for (int i = 0; i < WST_MAX_PORTS; i++) {
+		if (i >= filter_nports)
+			break;
+		if (filter_ports[i] == a || filter_ports[i] == b)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool netns_wanted(__u32 netns)
+{
+	return filter_netns == 0 || filter_netns == netns;
+}
+
+static __always_inline __u32 sk_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* Tuple of a socket (full, request or timewait: all start with sock_common). */
+static __always_inline void sk_tuple(const struct sock *sk, struct wst_event *e)
+{
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->netns = sk_netns(sk);
+	if (e->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)e->laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->raddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+/*
+ * Tuple of a received packet, seen from this host: its destination is local.
+ * Returns false when the headers cannot be read.
+ */
+static __always_inline bool skb_tuple(const struct sk_buff *skb, struct wst_event *e)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 th = BPF_CORE_READ(skb, transport_header);
+	struct wst_ports ports;
+	__u8 ver;
+
+	if (bpf_probe_read_kernel(&ver, 1, head + nh))
+		return false;
+	if ((ver >> 4) == 4) {
+		struct wst_iphdr ip;
+
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return false;
+		e->family = AF_INET;
+		__builtin_memcpy(e->laddr, &ip.daddr, 4);
+		__builtin_memcpy(e->raddr, &ip.saddr, 4);
+	} else if ((ver >> 4) == 6) {
+		struct wst_ipv6hdr ip6;
+
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return false;
+		e->family = AF_INET6;
+		__builtin_memcpy(e->laddr, ip6.daddr, 16);
+		__builtin_memcpy(e->raddr, ip6.saddr, 16);
+	} else {
+		return false;
+	}
+	if (bpf_probe_read_kernel(&ports, sizeof(ports), head + th))
+		return false;
+	e->lport = __builtin_bswap16(ports.dest);
+	e->rport = __builtin_bswap16(ports.source);
+	e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	return true;
+}
+
+static __always_inline __u64 sk_inode(const struct sock *sk)
+{
+	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+
+	if (!so)
+		return 0;
+	return BPF_CORE_READ(so, file, f_inode, i_ino);
+}
+
+static __always_inline void emit(const struct wst_event *src)
+{
+	struct wst_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(WST_CNT_RING_DROPS);
+		return;
+	}
+	__builtin_memcpy(e, src, sizeof(*e));
+	bpf_ringbuf_submit(e, 0);
+	count(WST_CNT_EVENTS);
+}
+
+static __always_inline void note_reset(const struct sock *sk)
+{
+	__u32 zero = 0;
+	__u64 *slot = bpf_map_lookup_elem(&reset_sk, &zero);
+
+	if (slot)
+		*slot = (__u64)(unsigned long)sk;
+}
+
+static __always_inline void count_reset(const struct wst_event *e)
+{
+	struct wst_reset_key k = {
+		.netns = e->netns,
+		.reason = e->reason,
+		.lport = e->lport,
+		.kind = e->kind,
+		.state = e->state,
+	};
+
+	count(e->kind == WST_RESET_SENT ? WST_CNT_RESET_SENT : WST_CNT_RESET_RECEIVED);
+	add_keyed(&resets, &k);
+}
+
+/* tcp_send_reset(sk, skb) before 6.10; (sk, skb, reason) from 6.10, with sk NULL allowed. */
+SEC("raw_tp/tcp_send_reset")
+int wst_rst_sent(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	const struct sk_buff *skb = (const struct sk_buff *)ctx->args[1];
+	struct wst_event e = {};
+
+	e.kind = WST_RESET_SENT;
+	e.reason = WST_NO_REASON;
+	if (bpf_core_field_exists(struct trace_event_raw_tcp_send_reset, reason))
+		e.reason = (__u32)ctx->args[2];
+
+	if (sk) {
+		sk_tuple(sk, &e);
+		note_reset(sk);
+	} else if (!skb || !skb_tuple(skb, &e)) {
+		return 0;
+	}
+	if (!netns_wanted(e.netns) || !port_wanted(e.lport, e.rport))
+		return 0;
+	count_reset(&e);
+	e.ts_ns = bpf_ktime_get_ns();
+	emit(&e);
+	return 0;
+}
+
+/* tcp_receive_reset(sk): the kernel gives no reason; the state is the story. */
+SEC("raw_tp/tcp_receive_reset")
+int wst_rst_recv(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	struct wst_event e = {};
+
+	if (!sk)
+		return 0;
+	note_reset(sk);
+	e.kind = WST_RESET_RECEIVED;
+	e.reason = WST_NO_REASON;
+	sk_tuple(sk, &e);
+	if (!netns_wanted(e.netns) || !port_wanted(e.lport, e.rport))
+		return 0;
+	count_reset(&e);
+	e.ts_ns = bpf_ktime_get_ns();
+	emit(&e);
+	return 0;
+}
+
+/*
+ * inet_sock_set_state(sk, old, new). The timewait socket itself never passes
+ * here: tcp_time_wait() creates it, then tcp_done() moves the full socket from
+ * FIN_WAIT2 or CLOSING to CLOSE. That move, when no reset caused it, is one
+ * TIME_WAIT entry.
+ */
+SEC("raw_tp/inet_sock_set_state")
+int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	int oldstate = (int)ctx->args[1];
+	int newstate = (int)ctx->args[2];
+	__u32 zero = 0;
+	__u64 *slot = bpf_map_lookup_elem(&reset_sk, &zero);
+	bool after_reset = false;
+	struct wst_event e = {};
+
+	if (slot) {
+		after_reset = *slot == (__u64)(unsigned long)sk;
+		*slot = 0;
+	}
+	if (newstate != TCP_CLOSE || (oldstate != TCP_FIN_WAIT2 && oldstate != TCP_CLOSING))
+		return 0;
+	if (after_reset || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+
+	e.kind = WST_TIMEWAIT;
+	e.reason = WST_NO_REASON;
+	sk_tuple(sk, &e);
+	e.state = oldstate;
+	if (!netns_wanted(e.netns) || !port_wanted(e.lport, e.rport))
+		return 0;
+
+	struct wst_tw_key k = { .netns = e.netns, .rport = e.rport, .family = e.family };
+	__builtin_memcpy(k.raddr, e.raddr, 16);
+	count(WST_CNT_TIMEWAIT);
+	add_keyed(&timewaits, &k);
+	e.ts_ns = bpf_ktime_get_ns();
+	emit(&e);
+	return 0;
+}
+
+static __always_inline struct wst_listener_val *listener_entry(const struct wst_event *e, __u64 inode)
+{
+	struct wst_listener_key k = { .netns = e->netns, .port = e->lport, .family = e->family };
+	struct wst_listener_val zero = {}, *v;
+
+	__builtin_memcpy(k.addr, e->laddr, 16);
+	v = bpf_map_lookup_elem(&listeners, &k);
+	if (v)
+		return v;
+	zero.inode = inode;
+	bpf_map_update_elem(&listeners, &k, &zero, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(&listeners, &k);
+	if (!v)
+		count(WST_CNT_MAP_FULL);
+	return v;
+}
+
+/*
+ * sk_data_ready(sk) on a listener: a child was just queued. The kernel refuses
+ * new connections while depth > limit (sk_acceptq_is_full), so an enqueue that
+ * leaves depth > limit is a "full" sighting.
+ */
+SEC("raw_tp/sk_data_ready")
+int wst_acceptq(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	struct wst_listener_val *v;
+	struct wst_event e = {};
+	__u64 now;
+
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN ||
+	    BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	sk_tuple(sk, &e);
+	if (!netns_wanted(e.netns) || !port_wanted(e.lport, 0))
+		return 0;
+	e.queue = BPF_CORE_READ(sk, sk_ack_backlog);
+	e.backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	e.inode = sk_inode(sk);
+	count(WST_CNT_ACCEPT_ENQUEUED);
+
+	v = listener_entry(&e, e.inode);
+	if (!v)
+		return 0;
+	__sync_fetch_and_add(&v->enqueued, 1);
+	v->depth = e.queue;
+	v->backlog = e.backlog;
+	if (e.queue > v->peak)
+		v->peak = e.queue;
+	if (e.queue <= e.backlog)
+		return 0;
+
+	__sync_fetch_and_add(&v->full_hits, 1);
+	count(WST_CNT_ACCEPT_QUEUE_FULL);
+	now = bpf_ktime_get_ns();
+	if (now - v->last_event_ns < full_event_interval_ns)
+		return 0;
+	v->last_event_ns = now;
+
+	/* The peer of the child just queued, read from the queue's tail. */
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
+	struct request_sock *req = BPF_CORE_READ(icsk, icsk_accept_queue.rskq_accept_tail);
+	if (req) {
+		e.rport = __builtin_bswap16(BPF_CORE_READ(req, __req_common.skc_dport));
+		if (e.family == AF_INET6)
+			BPF_CORE_READ_INTO(&e.raddr, req, __req_common.skc_v6_daddr);
+		else
+			BPF_CORE_READ_INTO((__u32 *)e.raddr, req, __req_common.skc_daddr);
+	}
+	e.kind = WST_ACCEPT_QUEUE_FULL;
+	e.reason = WST_NO_REASON;
+	e.ts_ns = now;
+	emit(&e);
+	return 0;
+}
+
+/*
+ * kfree_skb(skb, location, reason, rx_sk): the final ACK of a handshake met a
+ * full accept queue. rx_sk is the listener (skb->sk is not set there). The
+ * drop reason exists from 6.15; rx_sk from 6.11. Older kernels prune this.
+ */
+SEC("raw_tp/kfree_skb")
+int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
+{
+	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_TCP_LISTEN_OVERFLOW))
+		return 0;
+	if ((__u32)ctx->args[2] != bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_TCP_LISTEN_OVERFLOW))
+		return 0;
+
+	const struct sk_buff *skb = (const struct sk_buff *)ctx->args[0];
+	const struct sock *lsk = (const struct sock *)ctx->args[3];
+	struct wst_listener_val *v;
+	struct wst_event e = {};
+
+	if (!skb_tuple(skb, &e))
+		return 0;
+	if (lsk) {
+		/* Key by the listener's bound address, as wst_acceptq does. */
+		struct wst_event l = {};
+
+		sk_tuple(lsk, &l);
+		__builtin_memcpy(e.laddr, l.laddr, 16);
+		e.family = l.family;
+		e.lport = l.lport;
+		e.netns = l.netns;
+		e.queue = BPF_CORE_READ(lsk, sk_ack_backlog);
+		e.backlog = BPF_CORE_READ(lsk, sk_max_ack_backlog);
+		e.inode = sk_inode(lsk);
+		e.state = TCP_LISTEN;
+	}
+	if (!netns_wanted(e.netns) || !port_wanted(e.lport, 0))
+		return 0;
+	e.kind = WST_LISTEN_OVERFLOW;
+	e.reason = (__u32)ctx->args[2];
+	count(WST_CNT_LISTEN_OVERFLOW);
+	v = listener_entry(&e, e.inode);
+	if (v)
+		__sync_fetch_and_add(&v->overflows, 1);
+	e.ts_ns = bpf_ktime_get_ns();
+	emit(&e);
+	return 0;
+}
