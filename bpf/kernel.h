@@ -18,9 +18,11 @@
 enum {
 	TCP_ESTABLISHED = 1,
 	TCP_FIN_WAIT2 = 5,
+	TCP_TIME_WAIT = 6,
 	TCP_CLOSE = 7,
 	TCP_LISTEN = 10,
 	TCP_CLOSING = 11,
+	TCP_NEW_SYN_RECV = 12,
 };
 
 struct ns_common {
@@ -71,6 +73,11 @@ struct sock {
 	struct socket *sk_socket;
 } CORE;
 
+/* Full sockets only: keeps the source port after tcp_set_state(CLOSE) clears skc_num. */
+struct inet_sock {
+	__be16 inet_sport;
+} CORE;
+
 struct request_sock {
 	struct sock_common __req_common;
 } CORE;
@@ -94,9 +101,17 @@ struct sk_buff {
 	__u16 network_header;
 } CORE;
 
-/* Only their presence is probed: they tell which tracepoint layout is live. */
+/*
+ * Only probed for presence: a reason field in the tcp_send_reset event means
+ * the tracepoint takes (sk, skb, reason) (6.10+). CO-RE matches field types
+ * too, so the field must be the enum, not an integer.
+ */
+enum sk_rst_reason {
+	SK_RST_REASON_NOT_SPECIFIED = 0,
+};
+
 struct trace_event_raw_tcp_send_reset {
-	__u32 reason;
+	enum sk_rst_reason reason;
 } CORE;
 
 enum skb_drop_reason {

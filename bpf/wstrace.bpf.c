@@ -59,16 +59,40 @@ struct {
 } timewaits SEC(".maps");
 
 /*
- * A reset makes the kernel close the socket right after the tracepoint, on
- * the same CPU. The close must not be read as a TIME_WAIT entry, so each
- * reset notes its socket here and the next state change on this CPU takes it.
+ * What happened to a socket just before it closed. The kernel moves a socket
+ * to CLOSE and sends a reset (or gets one, then closes) in one call chain, but
+ * on loopback the peer's packets can be processed in between, so this is kept
+ * per socket, not per CPU:
+ * - a close right after a reset on the same socket is not a TIME_WAIT entry;
+ * - a reset sent by a socket just moved to CLOSE reports the state it left.
+ * Entries are only trusted for a moment, as the pointer may be reused later.
  */
+struct closing {
+	__u64 ts_ns;
+	__u32 close_from;	/* state left when moved to CLOSE, 0 if not yet */
+	__u32 reset_seen;
+};
+
+#define CLOSING_VALID_NS 100000000ULL
+
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} reset_sk SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct closing);
+} closing SEC(".maps");
+
+static __always_inline struct closing *closing_get(const struct sock *sk)
+{
+	__u64 key = (__u64)(unsigned long)sk;
+	struct closing *c = bpf_map_lookup_elem(&closing, &key);
+
+	if (c && bpf_ktime_get_ns() - c->ts_ns > CLOSING_VALID_NS) {
+		bpf_map_delete_elem(&closing, &key);
+		return 0;
+	}
+	return c;
+}
 
 static __always_inline void count(__u32 idx)
 {
@@ -124,9 +148,16 @@ static __always_inline __u32 sk_netns(const struct sock *sk)
 static __always_inline void sk_tuple(const struct sock *sk, struct wst_event *e)
 {
 	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/*
+	 * Moving to CLOSE unhashes the port before the tracepoints run; a full
+	 * socket still has it in inet_sport (request and timewait sockets keep
+	 * skc_num, and have no inet_sock to read).
+	 */
+	if (!e->lport && e->state != TCP_TIME_WAIT && e->state != TCP_NEW_SYN_RECV)
+		e->lport = __builtin_bswap16(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	e->netns = sk_netns(sk);
 	if (e->family == AF_INET6) {
 		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr);
@@ -200,13 +231,15 @@ static __always_inline void emit(const struct wst_event *src)
 	count(WST_CNT_EVENTS);
 }
 
-static __always_inline void note_reset(const struct sock *sk)
+/* Only sockets a reset will close: not listeners, requests or timewaits. */
+static __always_inline void note_reset(const struct sock *sk, __u8 state)
 {
-	__u32 zero = 0;
-	__u64 *slot = bpf_map_lookup_elem(&reset_sk, &zero);
+	__u64 key = (__u64)(unsigned long)sk;
+	struct closing c = { .ts_ns = bpf_ktime_get_ns(), .reset_seen = 1 };
 
-	if (slot)
-		*slot = (__u64)(unsigned long)sk;
+	if (state == TCP_LISTEN || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || state == TCP_CLOSE)
+		return;
+	bpf_map_update_elem(&closing, &key, &c, BPF_ANY);
 }
 
 static __always_inline void count_reset(const struct wst_event *e)
@@ -238,7 +271,13 @@ int wst_rst_sent(struct bpf_raw_tracepoint_args *ctx)
 
 	if (sk) {
 		sk_tuple(sk, &e);
-		note_reset(sk);
+		if (e.state == TCP_CLOSE) {
+			struct closing *c = closing_get(sk);
+
+			if (c && c->close_from)
+				e.state = c->close_from;
+		}
+		note_reset(sk, e.state);
 	} else if (!skb || !skb_tuple(skb, &e)) {
 		return 0;
 	}
@@ -259,10 +298,10 @@ int wst_rst_recv(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!sk)
 		return 0;
-	note_reset(sk);
 	e.kind = WST_RESET_RECEIVED;
 	e.reason = WST_NO_REASON;
 	sk_tuple(sk, &e);
+	note_reset(sk, e.state);
 	if (!netns_wanted(e.netns) || !port_wanted(e.lport, e.rport))
 		return 0;
 	count_reset(&e);
@@ -283,18 +322,24 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 	const struct sock *sk = (const struct sock *)ctx->args[0];
 	int oldstate = (int)ctx->args[1];
 	int newstate = (int)ctx->args[2];
-	__u32 zero = 0;
-	__u64 *slot = bpf_map_lookup_elem(&reset_sk, &zero);
-	bool after_reset = false;
 	struct wst_event e = {};
+	bool after_reset = false;
 
-	if (slot) {
-		after_reset = *slot == (__u64)(unsigned long)sk;
-		*slot = 0;
-	}
-	if (newstate != TCP_CLOSE || (oldstate != TCP_FIN_WAIT2 && oldstate != TCP_CLOSING))
+	if (newstate != TCP_CLOSE || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	if (after_reset || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	struct closing *c = closing_get(sk);
+	if (c) {
+		after_reset = c->reset_seen;
+		__u64 key = (__u64)(unsigned long)sk;
+		bpf_map_delete_elem(&closing, &key);
+	} else if (oldstate != TCP_FIN_WAIT2 && oldstate != TCP_CLOSING) {
+		/* A reset may follow in this call chain (abort, linger 0). */
+		__u64 key = (__u64)(unsigned long)sk;
+		struct closing n = { .ts_ns = bpf_ktime_get_ns(), .close_from = oldstate };
+
+		bpf_map_update_elem(&closing, &key, &n, BPF_ANY);
+	}
+	if (after_reset || (oldstate != TCP_FIN_WAIT2 && oldstate != TCP_CLOSING))
 		return 0;
 
 	e.kind = WST_TIMEWAIT;

@@ -1,0 +1,121 @@
+/**
+ * The addon's surface, typed. Only src/kernel/ imports this file; everything
+ * else goes through openTracer() and the host readers, which take a Binding
+ * as a parameter so tests can hand them a fake.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Family = 'ipv4' | 'ipv6';
+
+export interface ListenerSocket {
+  readonly family: Family;
+  readonly addr: string;
+  readonly port: number;
+  /** Children waiting in the accept queue now (inet_diag idiag_rqueue). */
+  readonly queue: number;
+  /** The accept-queue limit the kernel applies (idiag_wqueue). */
+  readonly backlog: number;
+  readonly inode: number;
+  readonly uid: number;
+}
+
+export interface TimewaitGroup {
+  readonly family: Family;
+  readonly raddr: string;
+  readonly rport: number;
+  readonly count: number;
+}
+
+export interface SocketDump {
+  readonly listeners: ListenerSocket[];
+  readonly timewait: TimewaitGroup[];
+  readonly timewaitTotal: number;
+}
+
+export interface DumpOptions {
+  /** Path of a network-namespace file (/run/netns/NAME, /proc/PID/ns/net). */
+  readonly netns?: string;
+}
+
+/** What the native tracer object offers; see addon/tracer.cc. */
+export interface NativeTracer {
+  /** Per hook: attached or not, and the error when not. */
+  hooks(): NativeHook[];
+  /** Exact counters from the BPF maps. */
+  counters(): NativeCounters;
+  /** Delivers every event already in the ring buffer, synchronously. */
+  flush(): void;
+  /** IDs of the loaded BPF programs (for leak checks). */
+  programIds(): number[];
+  close(): void;
+}
+
+export interface NativeHook {
+  readonly name: string;
+  readonly program: string;
+  readonly attached: boolean;
+  readonly error: string;
+}
+
+export interface NativeCounters {
+  /** Per-CPU totals summed, indexed by enum wst_counter. */
+  readonly totals: number[];
+  /** Raw map entries: key and value bytes, decoded in src/kernel/decode.ts. */
+  readonly listeners: Array<[Buffer, Buffer]>;
+  readonly resets: Array<[Buffer, Buffer]>;
+  readonly timewaits: Array<[Buffer, Buffer]>;
+}
+
+export interface NativeOpenOptions {
+  readonly ports: number[];
+  readonly netns: number;
+  readonly ringBytes: number;
+  readonly fullEventIntervalNs: number;
+  /** Called on the JS thread with one Buffer holding many records. */
+  readonly onBatch: (batch: Buffer) => void;
+}
+
+export interface Layout {
+  readonly size: number;
+  readonly offsets: Readonly<Record<string, number>>;
+}
+
+export interface Binding {
+  open(options: NativeOpenOptions): NativeTracer;
+  /** Sizes and offsets of the C structs, for the decoder test. */
+  layout(): Readonly<Record<string, Layout>>;
+  /** Names of a kernel enum from the running kernel's BTF, by value. */
+  enumNames(name: string): Record<number, string>;
+  /** Monotonic-clock offset: wall ns = ktime ns + this. */
+  clockOffsetNs(): bigint;
+  dumpSockets(options?: DumpOptions): Promise<SocketDump>;
+  /** Reads files as seen from inside a network namespace. */
+  readFilesInNetns(netns: string, paths: string[]): Promise<string[]>;
+}
+
+/** The package root: where binding.gyp's build/ lands. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('wstrace: cannot find the package root');
+    dir = up;
+  }
+  return dir;
+}
+
+let loaded: Binding | undefined;
+
+/** Loads build/Release/wstrace.node once. */
+export function loadBinding(): Binding {
+  if (loaded) return loaded;
+  const path = join(packageRoot(), 'build', 'Release', 'wstrace.node');
+  if (!existsSync(path)) {
+    throw new Error(`the native addon is not built (${path} is missing): run ./setup.sh`);
+  }
+  loaded = createRequire(import.meta.url)(path) as Binding;
+  return loaded;
+}

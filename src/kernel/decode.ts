@@ -1,0 +1,221 @@
+/**
+ * Records from the ring buffer and entries from the counter maps, decoded by
+ * the layouts in layout.ts. A batch is one Buffer holding many records.
+ */
+import { familyName, formatAddr } from './addr.js';
+import {
+  COUNTER_COUNT,
+  COUNTER_INDEX,
+  EVENT_LAYOUT,
+  KIND_CODE,
+  LISTENER_KEY_LAYOUT,
+  LISTENER_VALUE_LAYOUT,
+  NO_REASON,
+  RESET_KEY_LAYOUT,
+  TIMEWAIT_KEY_LAYOUT,
+} from './layout.js';
+import { kindName, ReasonNames, tcpStateName, type EventKind } from './names.js';
+
+export type Family = 'ipv4' | 'ipv6';
+
+/** One kernel event, from the local host's point of view. */
+export interface TraceEvent {
+  /** Wall-clock time, milliseconds since the epoch (microsecond precision). */
+  readonly timeMs: number;
+  readonly kind: EventKind;
+  readonly family: Family;
+  readonly laddr: string;
+  readonly lport: number;
+  readonly raddr: string;
+  readonly rport: number;
+  /** Network namespace inode. */
+  readonly netns: number;
+  /** TCP state of the socket, when there was one. */
+  readonly state?: string;
+  /** Kernel reason name (sk_rst_reason / skb_drop_reason), when the kernel gave one. */
+  readonly reason?: string;
+  /** Accept-queue depth and limit, for listener events. */
+  readonly queue?: number;
+  readonly backlog?: number;
+  /** Local socket inode, when the socket had one (used to find its process). */
+  readonly inode?: number;
+  pid?: number;
+  comm?: string;
+}
+
+const O = EVENT_LAYOUT.offsets;
+
+function u64(view: DataView, at: number): number {
+  return view.getUint32(at + 4, true) * 2 ** 32 + view.getUint32(at, true);
+}
+
+export interface DecodeContext {
+  /** Wall-clock milliseconds = ktime ns / 1e6 + this. */
+  readonly clockOffsetMs: number;
+  readonly reasons: ReasonNames;
+}
+
+/** Decodes every whole record in a batch; a trailing partial record is ignored. */
+export function decodeBatch(batch: Uint8Array, ctx: DecodeContext): TraceEvent[] {
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  const n = Math.floor(batch.byteLength / EVENT_LAYOUT.size);
+  const out: TraceEvent[] = [];
+  for (let i = 0; i < n; i++) {
+    const at = i * EVENT_LAYOUT.size;
+    const code = view.getUint8(at + O.kind);
+    const kind = kindName(code);
+    if (!kind) continue;
+    const family = view.getUint16(at + O.family, true);
+    const reasonValue = view.getUint32(at + O.reason, true);
+    const stateValue = view.getUint8(at + O.state);
+    const inode = u64(view, at + O.inode);
+    const ev: TraceEvent = {
+      timeMs: u64(view, at + O.ts_ns) / 1e6 + ctx.clockOffsetMs,
+      kind,
+      family: familyName(family),
+      laddr: formatAddr(batch, at + O.laddr, family),
+      lport: view.getUint16(at + O.lport, true),
+      raddr: formatAddr(batch, at + O.raddr, family),
+      rport: view.getUint16(at + O.rport, true),
+      netns: view.getUint32(at + O.netns, true),
+    };
+    const mutable = ev as { -readonly [K in keyof TraceEvent]: TraceEvent[K] };
+    const state = tcpStateName(stateValue);
+    if (state) mutable.state = state;
+    if (reasonValue !== NO_REASON) {
+      mutable.reason =
+        code === KIND_CODE.listenOverflow ? ctx.reasons.dropReason(reasonValue) : ctx.reasons.resetReason(reasonValue);
+    }
+    if (code === KIND_CODE.acceptQueueFull || code === KIND_CODE.listenOverflow) {
+      mutable.queue = view.getUint32(at + O.queue, true);
+      mutable.backlog = view.getUint32(at + O.backlog, true);
+    }
+    if (inode) mutable.inode = inode;
+    out.push(ev);
+  }
+  return out;
+}
+
+export interface Totals {
+  readonly resetSent: number;
+  readonly resetReceived: number;
+  readonly timewait: number;
+  readonly acceptQueueFull: number;
+  readonly listenOverflow: number;
+  readonly acceptEnqueued: number;
+  /** Events the ring buffer had no room for: counted, never silent. */
+  readonly ringDrops: number;
+  /** Keyed counts not stored because a map was full (totals stay exact). */
+  readonly mapFull: number;
+  readonly events: number;
+}
+
+export interface ListenerCounter {
+  readonly family: Family;
+  readonly addr: string;
+  readonly port: number;
+  readonly netns: number;
+  readonly enqueued: number;
+  readonly fullHits: number;
+  readonly overflows: number;
+  readonly peak: number;
+  readonly backlog: number;
+  readonly depth: number;
+  readonly inode: number;
+}
+
+export interface ResetCounter {
+  readonly direction: 'sent' | 'received';
+  readonly netns: number;
+  readonly lport: number;
+  readonly state?: string;
+  readonly reason?: string;
+  readonly count: number;
+}
+
+export interface TimewaitCounter {
+  readonly family: Family;
+  readonly netns: number;
+  readonly raddr: string;
+  readonly rport: number;
+  readonly count: number;
+}
+
+export interface Counters {
+  readonly totals: Totals;
+  readonly listeners: ListenerCounter[];
+  readonly resets: ResetCounter[];
+  readonly timewaits: TimewaitCounter[];
+}
+
+export interface RawCounters {
+  readonly totals: number[];
+  readonly listeners: Array<[Uint8Array, Uint8Array]>;
+  readonly resets: Array<[Uint8Array, Uint8Array]>;
+  readonly timewaits: Array<[Uint8Array, Uint8Array]>;
+}
+
+function viewOf(b: Uint8Array): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
+}
+
+export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters {
+  if (raw.totals.length !== COUNTER_COUNT) {
+    throw new Error(`counter array has ${raw.totals.length} entries, expected ${COUNTER_COUNT}`);
+  }
+  const totals = Object.fromEntries(
+    Object.entries(COUNTER_INDEX).map(([name, idx]) => [name, raw.totals[idx] ?? 0]),
+  ) as unknown as Totals;
+
+  const LK = LISTENER_KEY_LAYOUT.offsets;
+  const LV = LISTENER_VALUE_LAYOUT.offsets;
+  const listeners = raw.listeners.map(([k, v]): ListenerCounter => {
+    const kv = viewOf(k);
+    const vv = viewOf(v);
+    const family = kv.getUint16(LK.family, true);
+    return {
+      family: familyName(family),
+      addr: formatAddr(k, LK.addr, family),
+      port: kv.getUint16(LK.port, true),
+      netns: kv.getUint32(LK.netns, true),
+      enqueued: u64(vv, LV.enqueued),
+      fullHits: u64(vv, LV.full_hits),
+      overflows: u64(vv, LV.overflows),
+      peak: vv.getUint32(LV.peak, true),
+      backlog: vv.getUint32(LV.backlog, true),
+      depth: vv.getUint32(LV.depth, true),
+      inode: u64(vv, LV.inode),
+    };
+  });
+
+  const RK = RESET_KEY_LAYOUT.offsets;
+  const resets = raw.resets.map(([k, v]): ResetCounter => {
+    const kv = viewOf(k);
+    const reason = kv.getUint32(RK.reason, true);
+    const state = tcpStateName(kv.getUint8(RK.state));
+    const out: { -readonly [K in keyof ResetCounter]: ResetCounter[K] } = {
+      direction: kv.getUint8(RK.kind) === KIND_CODE.resetSent ? 'sent' : 'received',
+      netns: kv.getUint32(RK.netns, true),
+      lport: kv.getUint16(RK.lport, true),
+      count: u64(viewOf(v), 0),
+    };
+    if (state) out.state = state;
+    if (reason !== NO_REASON) out.reason = reasons.resetReason(reason);
+    return out;
+  });
+
+  const TK = TIMEWAIT_KEY_LAYOUT.offsets;
+  const timewaits = raw.timewaits.map(([k, v]): TimewaitCounter => {
+    const kv = viewOf(k);
+    const family = kv.getUint16(TK.family, true);
+    return {
+      family: familyName(family),
+      netns: kv.getUint32(TK.netns, true),
+      raddr: formatAddr(k, TK.raddr, family),
+      rport: kv.getUint16(TK.rport, true),
+      count: u64(viewOf(v), 0),
+    };
+  });
+
+  return { totals, listeners, resets, timewaits };
+}

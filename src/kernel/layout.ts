@@ -1,0 +1,72 @@
+/**
+ * The TypeScript mirror of bpf/wstrace.h. test/layout.test.ts pins every
+ * number here to the addon's sizeof/offsetof, so a change to the C header
+ * that is not made here fails the tests instead of garbling events.
+ */
+export const EVENT_LAYOUT = {
+  size: 72,
+  offsets: {
+    ts_ns: 0,
+    inode: 8,
+    laddr: 16,
+    raddr: 32,
+    netns: 48,
+    reason: 52,
+    queue: 56,
+    backlog: 60,
+    lport: 64,
+    rport: 66,
+    family: 68,
+    kind: 70,
+    state: 71,
+  },
+} as const;
+
+export const LISTENER_KEY_LAYOUT = {
+  size: 24,
+  offsets: { addr: 0, netns: 16, port: 20, family: 22 },
+} as const;
+
+export const LISTENER_VALUE_LAYOUT = {
+  size: 56,
+  offsets: { enqueued: 0, full_hits: 8, overflows: 16, last_event_ns: 24, inode: 32, peak: 40, backlog: 44, depth: 48 },
+} as const;
+
+export const RESET_KEY_LAYOUT = {
+  size: 12,
+  offsets: { netns: 0, reason: 4, lport: 8, kind: 10, state: 11 },
+} as const;
+
+export const TIMEWAIT_KEY_LAYOUT = {
+  size: 24,
+  offsets: { raddr: 0, netns: 16, rport: 20, family: 22 },
+} as const;
+
+/** enum wst_counter: index of each total in the per-CPU array. */
+export const COUNTER_INDEX = {
+  resetSent: 0,
+  resetReceived: 1,
+  timewait: 2,
+  acceptQueueFull: 3,
+  listenOverflow: 4,
+  acceptEnqueued: 5,
+  ringDrops: 6,
+  mapFull: 7,
+  events: 8,
+} as const;
+
+export const COUNTER_COUNT = 9;
+
+/** enum wst_kind. */
+export const KIND_CODE = {
+  resetSent: 1,
+  resetReceived: 2,
+  timewait: 3,
+  acceptQueueFull: 4,
+  listenOverflow: 5,
+} as const;
+
+export const NO_REASON = 0xffffffff;
+export const MAX_PORTS = 16;
+export const AF_INET = 2;
+export const AF_INET6 = 10;

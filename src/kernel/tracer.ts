@@ -1,0 +1,187 @@
+/**
+ * openTracer(): the one way into the kernel side. Loads and attaches the BPF
+ * programs through the addon, decodes event batches into TraceEvents, reads
+ * the exact counters, dumps sockets, and detaches on close().
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { loadBinding, type Binding, type NativeTracer, type SocketDump } from './binding.js';
+import { decodeBatch, decodeCounters, type Counters, type DecodeContext, type TraceEvent } from './decode.js';
+import { canLoadBpf, NEEDS_PRIVILEGE, UserError } from './errors.js';
+import { MAX_PORTS } from './layout.js';
+import { ReasonNames, type EventKind } from './names.js';
+import { resolveNetns, type NetnsRef } from './netns.js';
+import { SocketOwners } from './owners.js';
+
+export interface TracerOptions {
+  /** Keep only events where either port is one of these (tcpdump's `port`). */
+  readonly ports?: readonly number[];
+  /** Keep only one network namespace: a name from `ip netns` or an nsfs path. */
+  readonly netns?: string;
+  /** Ring-buffer size in bytes: a power of two, at least one page. */
+  readonly ringBytes?: number;
+  /** At most one accept_queue_full event per listener per this many ms. */
+  readonly fullEventIntervalMs?: number;
+  /** Look up pid/comm of listener sockets (an /proc walk on a miss). */
+  readonly resolveOwners?: boolean;
+  /** The addon; tests pass a fake. */
+  readonly binding?: Binding;
+}
+
+export interface HookStatus {
+  /** Kernel tracepoint. */
+  readonly hook: string;
+  /** What it lets wstrace see. */
+  readonly signal: EventKind;
+  readonly attached: boolean;
+  /** Why not, when not attached. */
+  readonly error?: string;
+}
+
+const SIGNAL_OF_HOOK: Record<string, EventKind> = {
+  tcp_send_reset: 'reset_sent',
+  tcp_receive_reset: 'reset_received',
+  inet_sock_set_state: 'timewait',
+  sk_data_ready: 'accept_queue_full',
+  kfree_skb: 'listen_overflow',
+};
+
+/** Signals no portable hook shows; said at start so nobody reads silence as zero. */
+export const ALWAYS_BLIND = [
+  'SYN-stage listen drops have no tracepoint: only the kernel counters ListenOverflows/ListenDrops count them',
+] as const;
+
+export const DEFAULT_RING_BYTES = 4 << 20;
+
+export type BatchListener = (events: TraceEvent[]) => void;
+
+export class Tracer {
+  private readonly listeners = new Set<BatchListener>();
+  private readonly decodeContext: DecodeContext;
+  private readonly owners: SocketOwners | undefined;
+  private native: NativeTracer | undefined;
+  readonly hooks: readonly HookStatus[];
+
+  /** Use openTracer(). */
+  constructor(
+    private readonly binding: Binding,
+    readonly netns: NetnsRef | undefined,
+    options: TracerOptions,
+  ) {
+    const reasons = new ReasonNames((name) => binding.enumNames(name));
+    this.decodeContext = { clockOffsetMs: Number(binding.clockOffsetNs()) / 1e6, reasons };
+    this.owners = options.resolveOwners === false ? undefined : new SocketOwners();
+    try {
+      this.native = binding.open({
+        ports: [...(options.ports ?? [])],
+        netns: netns?.inode ?? 0,
+        ringBytes: options.ringBytes ?? DEFAULT_RING_BYTES,
+        fullEventIntervalNs: Math.round((options.fullEventIntervalMs ?? 100) * 1e6),
+        onBatch: (batch) => this.onBatch(batch),
+      });
+    } catch (err) {
+      const code = (err as { errno?: number }).errno;
+      if (code === 1 || code === 13) throw new UserError(NEEDS_PRIVILEGE);
+      throw err;
+    }
+    this.hooks = this.native.hooks().map((h) => ({
+      hook: h.name,
+      signal: SIGNAL_OF_HOOK[h.name] ?? (h.name as EventKind),
+      attached: h.attached,
+      ...(h.attached ? {} : { error: h.error }),
+    }));
+  }
+
+  /** Receives every decoded batch; returns the unsubscribe function. */
+  subscribe(listener: BatchListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Hands subscribers every event already in the kernel ring, now. */
+  flush(): void {
+    this.native?.flush();
+  }
+
+  /** Exact counts from the kernel maps. */
+  counters(): Counters {
+    return decodeCounters(this.open().counters(), this.decodeContext.reasons);
+  }
+
+  /** Events the kernel ring buffer had no room for. */
+  lost(): number {
+    return this.counters().totals.ringDrops;
+  }
+
+  programIds(): number[] {
+    return this.native ? this.native.programIds() : [];
+  }
+
+  /** Listeners and TIME_WAIT groups of the traced namespace (or this one). */
+  dumpSockets(): Promise<SocketDump> {
+    return this.binding.dumpSockets(this.netns ? { netns: this.netns.path } : {});
+  }
+
+  get closed(): boolean {
+    return this.native === undefined;
+  }
+
+  /** Detaches every program and frees the maps. Safe to call twice. */
+  close(): void {
+    const n = this.native;
+    this.native = undefined;
+    this.listeners.clear();
+    n?.close();
+  }
+
+  private open(): NativeTracer {
+    if (!this.native) throw new Error('the tracer is closed');
+    return this.native;
+  }
+
+  private onBatch(batch: Buffer): void {
+    if (this.listeners.size === 0) return;
+    const events = decodeBatch(batch, this.decodeContext);
+    if (this.owners) {
+      for (const ev of events) {
+        if (ev.inode === undefined) continue;
+        const owner = this.owners.lookup(ev.inode);
+        if (owner) {
+          ev.pid = owner.pid;
+          ev.comm = owner.comm;
+        }
+      }
+    }
+    for (const l of this.listeners) l(events);
+  }
+}
+
+function checkPorts(ports: readonly number[] | undefined): void {
+  if (!ports) return;
+  if (ports.length > MAX_PORTS) throw new UserError(`at most ${MAX_PORTS} ports can be watched at once.`);
+  for (const p of ports) {
+    if (!Number.isInteger(p) || p < 1 || p > 65535) {
+      throw new UserError(`port "${p}" is not a TCP port: give a number from 1 to 65535.`);
+    }
+  }
+}
+
+function checkPrivilege(): void {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(status)?.[1] ?? '0';
+  if (!canLoadBpf(capEff)) throw new UserError(NEEDS_PRIVILEGE);
+}
+
+export function openTracer(options: TracerOptions = {}): Tracer {
+  checkPorts(options.ports);
+  const netns = options.netns === undefined ? undefined : resolveNetns(options.netns);
+  const binding = options.binding ?? loadBinding();
+  if (!options.binding) {
+    checkPrivilege();
+    if (!existsSync('/sys/kernel/btf/vmlinux')) {
+      throw new UserError(
+        'this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): wstrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y.',
+      );
+    }
+  }
+  return new Tracer(binding, netns, options);
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Loopback traffic for the kernel tests, run inside a test network namespace.
+
+Every mode is bounded in count and time and prints one JSON line with what it
+did, so the test can compare it with what wstrace and the kernel counted.
+Python because a listener that never accepts needs raw socket control that
+Node's net module does not give (it accepts as soon as a child is queued).
+"""
+import json
+import socket
+import struct
+import sys
+import time
+
+HOST = "127.0.0.1"
+
+
+def closed_port(n, port, host=HOST):
+    """n connects to a port nobody listens on: each gets a RST."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    refused = 0
+    for _ in range(n):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.connect((host, port))
+        except ConnectionRefusedError:
+            refused += 1
+        finally:
+            s.close()
+    return {"refused": refused}
+
+
+def linger0(port):
+    """One established connection, then the client closes with SO_LINGER 0: a RST."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((HOST, port))
+    srv.listen(8)
+    cli = socket.create_connection((HOST, port), timeout=5)
+    conn, _ = srv.accept()
+    client_port = cli.getsockname()[1]
+    cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    cli.close()
+    conn.settimeout(5)
+    try:
+        conn.recv(1)
+    except ConnectionResetError:
+        pass
+    conn.close()
+    srv.close()
+    return {"client_port": client_port}
+
+
+def timewait(m, port):
+    """m connections where the client closes first: m client sockets enter TIME_WAIT."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((HOST, port))
+    srv.listen(128)
+    for _ in range(m):
+        cli = socket.create_connection((HOST, port), timeout=5)
+        conn, _ = srv.accept()
+        cli.close()  # active close: FIN from the client
+        conn.settimeout(5)
+        conn.recv(1)  # the server sees EOF ...
+        conn.close()  # ... and closes: the client's last ACK puts it in TIME_WAIT
+    time.sleep(0.2)
+    srv.close()
+    return {"closed": m}
+
+
+def full_queue(port, backlog, k, hold):
+    """A listener that never accepts, and k connects: the accept queue fills."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((HOST, port))
+    srv.listen(backlog)
+    clients = []
+    for _ in range(k):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect((HOST, port))
+        except BlockingIOError:
+            pass
+        clients.append(c)
+        time.sleep(0.01)
+    time.sleep(hold)
+    for c in clients:
+        c.close()
+    srv.close()
+    return {"connects": k}
+
+
+def ack_overflow(port, backlog, extra, hold):
+    """ACK-stage overflow. With TCP_DEFER_ACCEPT the server keeps a finished
+    handshake as a request until data arrives. Fill the accept queue to its
+    limit, open `extra` more handshakes (the SYN check passes: depth == limit
+    is not full), then send their data: the first child makes the queue full
+    and the kernel drops the rest at the ACK stage (LISTEN_OVERFLOW)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+    srv.bind((HOST, port))
+    srv.listen(backlog)
+    clients = []
+    for _ in range(backlog):
+        c = socket.create_connection((HOST, port), timeout=5)
+        c.send(b"x")
+        clients.append(c)
+    time.sleep(0.1)
+    pending = [socket.create_connection((HOST, port), timeout=5) for _ in range(extra)]
+    for c in pending:
+        c.send(b"x")
+    clients += pending
+    time.sleep(hold)
+    for c in clients:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    srv.close()
+    return {"connects": backlog + extra}
+
+
+def main():
+    mode, args = sys.argv[1], [a for a in sys.argv[2:]]
+    if mode == "closed-port":
+        out = closed_port(int(args[0]), int(args[1]), args[2] if len(args) > 2 else HOST)
+    elif mode == "linger0":
+        out = linger0(int(args[0]))
+    elif mode == "timewait":
+        out = timewait(int(args[0]), int(args[1]))
+    elif mode == "full-queue":
+        out = full_queue(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
+    elif mode == "ack-overflow":
+        out = ack_overflow(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
+    else:
+        raise SystemExit("unknown mode " + mode)
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
