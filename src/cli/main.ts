@@ -3,12 +3,12 @@ import { Command, InvalidArgumentError, CommanderError } from 'commander';
 import { UserError } from '../kernel/index.js';
 import { runWatch } from './watch.js';
 
-function parsePort(value: string, previous: number[]): number[] {
+function parsePort(value: string, previous: number[] | undefined): number[] {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n < 1 || n > 65535) {
     throw new InvalidArgumentError('a port is a number from 1 to 65535.');
   }
-  return [...previous, n];
+  return [...(previous ?? []), n];
 }
 
 function parseSeconds(value: string): number {
@@ -37,15 +37,15 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
     .description('print kernel events as they happen (needs root)')
     .option('--json', 'one JSON object per line')
     .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
-    .option('--port <n>', 'only events on this local or remote port (repeatable)', parsePort, [] as number[])
+    .option('--port <n>', 'only events on this local or remote port (repeatable)', parsePort)
     .option('--netns <name|path>', 'only this network namespace (ip netns name or nsfs path)')
     .option('--ring-bytes <n>', 'kernel ring-buffer size in bytes (power of two)', parseRingBytes)
-    .action((opts: { json?: boolean; duration?: number; port: number[]; netns?: string; ringBytes?: number }) => {
+    .action((opts: { json?: boolean; duration?: number; port?: number[]; netns?: string; ringBytes?: number }) => {
       onAction(() =>
         runWatch(
           {
             json: opts.json ?? false,
-            ports: opts.port,
+            ports: opts.port ?? [],
             ...(opts.duration !== undefined ? { durationSec: opts.duration } : {}),
             ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
             ...(opts.ringBytes !== undefined ? { ringBytes: opts.ringBytes } : {}),

@@ -96,12 +96,12 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
     tracer.flush();
     const totals = tracer.counters().totals;
     const lost = totals.ringDrops;
+    const lostParts = [`${lost} lost in the kernel ring`];
+    if (outputDropped) lostParts.push(`${outputDropped} dropped because output was too slow`);
     io.err.write(
-      `wstrace: ${printed} events printed; kernel counts: ${totals.resetSent} resets sent, ` +
-        `${totals.resetReceived} received, ${totals.timewait} TIME_WAIT, ${totals.acceptQueueFull} accept-queue full, ` +
-        `${totals.listenOverflow} listen overflows; lost: ${lost} (kernel ring full)` +
-        (outputDropped ? `, ${outputDropped} (output too slow)` : '') +
-        '\n',
+      `wstrace: ${printed} events printed, ${lostParts.join(', ')}; exact kernel counts: ` +
+        `${totals.resetSent} resets sent, ${totals.resetReceived} received, ${totals.timewait} TIME_WAIT, ` +
+        `${totals.acceptQueueFull} accept-queue full, ${totals.listenOverflow} listen overflows\n`,
     );
     return 0;
   } finally {

@@ -10,7 +10,7 @@ export class UserError extends Error {
 }
 
 export const NEEDS_PRIVILEGE =
-  'wstrace needs root to load its BPF programs: run it with sudo (or grant CAP_BPF and CAP_PERFMON).';
+  'not permitted to load BPF programs: run wstrace with sudo (or grant it CAP_BPF and CAP_PERFMON).';
 
 // Capability bits (include/uapi/linux/capability.h).
 const CAP_SYS_ADMIN = 21n;

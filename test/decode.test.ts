@@ -1,0 +1,256 @@
+/** Decoding without a kernel: records and map entries built by hand from the layout. */
+import { describe, expect, it } from 'vitest';
+import { formatAddr } from '../src/kernel/addr.js';
+import type { Binding, NativeOpenOptions } from '../src/kernel/binding.js';
+import { decodeBatch, decodeCounters } from '../src/kernel/decode.js';
+import { canLoadBpf, NEEDS_PRIVILEGE, UserError } from '../src/kernel/errors.js';
+import {
+  AF_INET,
+  AF_INET6,
+  COUNTER_COUNT,
+  EVENT_LAYOUT,
+  KIND_CODE,
+  LISTENER_KEY_LAYOUT,
+  LISTENER_VALUE_LAYOUT,
+  NO_REASON,
+  RESET_KEY_LAYOUT,
+} from '../src/kernel/layout.js';
+import { ReasonNames } from '../src/kernel/names.js';
+import { openTracer } from '../src/kernel/tracer.js';
+import { humanLine, isoMicros, toJsonEvent } from '../src/cli/format.js';
+
+const O = EVENT_LAYOUT.offsets;
+const reasons = new ReasonNames((name) =>
+  name === 'sk_rst_reason' ? { 1: 'SK_RST_REASON_NO_SOCKET' } : { 40: 'SKB_DROP_REASON_TCP_LISTEN_OVERFLOW' },
+);
+
+interface Rec {
+  kind: number;
+  family: number;
+  laddr: number[];
+  raddr: number[];
+  lport: number;
+  rport: number;
+  tsNs?: bigint;
+  reason?: number;
+  state?: number;
+  queue?: number;
+  backlog?: number;
+  inode?: number;
+  netns?: number;
+}
+
+function record(r: Rec): Buffer {
+  const b = Buffer.alloc(EVENT_LAYOUT.size);
+  b.writeBigUInt64LE(r.tsNs ?? 5_000_000_000n, O.ts_ns);
+  b.writeBigUInt64LE(BigInt(r.inode ?? 0), O.inode);
+  Buffer.from(r.laddr).copy(b, O.laddr);
+  Buffer.from(r.raddr).copy(b, O.raddr);
+  b.writeUInt32LE(r.netns ?? 4026531840, O.netns);
+  b.writeUInt32LE(r.reason ?? NO_REASON, O.reason);
+  b.writeUInt32LE(r.queue ?? 0, O.queue);
+  b.writeUInt32LE(r.backlog ?? 0, O.backlog);
+  b.writeUInt16LE(r.lport, O.lport);
+  b.writeUInt16LE(r.rport, O.rport);
+  b.writeUInt16LE(r.family, O.family);
+  b.writeUInt8(r.kind, O.kind);
+  b.writeUInt8(r.state ?? 0, O.state);
+  return b;
+}
+
+const lo4 = [127, 0, 0, 1];
+const lo6 = [...Array(15).fill(0), 1];
+
+describe('decodeBatch', () => {
+  it('decodes a batch of records with names and wall-clock time', () => {
+    const batch = Buffer.concat([
+      record({ kind: KIND_CODE.resetSent, family: AF_INET, laddr: lo4, raddr: lo4, lport: 80, rport: 40000, reason: 1 }),
+      record({
+        kind: KIND_CODE.acceptQueueFull,
+        family: AF_INET6,
+        laddr: lo6,
+        raddr: lo6,
+        lport: 8080,
+        rport: 50000,
+        state: 10,
+        queue: 2,
+        backlog: 1,
+        inode: 12345,
+      }),
+      record({ kind: KIND_CODE.listenOverflow, family: AF_INET, laddr: lo4, raddr: lo4, lport: 1, rport: 2, reason: 40 }),
+      Buffer.alloc(10), // a torn tail is ignored
+    ]);
+    const evs = decodeBatch(batch, { clockOffsetMs: 1_000, reasons });
+    expect(evs).toHaveLength(3);
+    expect(evs[0]).toEqual({
+      timeMs: 6_000,
+      kind: 'reset_sent',
+      family: 'ipv4',
+      laddr: '127.0.0.1',
+      lport: 80,
+      raddr: '127.0.0.1',
+      rport: 40000,
+      netns: 4026531840,
+      reason: 'NO_SOCKET',
+    });
+    expect(evs[1]).toMatchObject({ kind: 'accept_queue_full', family: 'ipv6', laddr: '::1', state: 'LISTEN', queue: 2, backlog: 1, inode: 12345 });
+    expect(evs[1]!.reason).toBeUndefined();
+    expect(evs[2]!.reason).toBe('TCP_LISTEN_OVERFLOW');
+  });
+
+  it('keeps 64-bit timestamps past 2^53 ns to the microsecond', () => {
+    const ts = 2n ** 60n + 123_456_789n;
+    const [ev] = decodeBatch(record({ kind: 1, family: AF_INET, laddr: lo4, raddr: lo4, lport: 1, rport: 1, tsNs: ts }), {
+      clockOffsetMs: 0,
+      reasons,
+    });
+    expect(Math.abs(ev!.timeMs - Number(ts / 1000n) / 1000)).toBeLessThan(0.001 * 2 ** 8);
+  });
+
+  it('names an unknown reason by number rather than guessing', () => {
+    const [ev] = decodeBatch(record({ kind: 1, family: AF_INET, laddr: lo4, raddr: lo4, lport: 1, rport: 1, reason: 99 }), {
+      clockOffsetMs: 0,
+      reasons,
+    });
+    expect(ev!.reason).toBe('SK_RST_REASON_99');
+  });
+});
+
+describe('formatAddr', () => {
+  it.each([
+    [[10, 1, 2, 3], AF_INET, '10.1.2.3'],
+    [lo6, AF_INET6, '::1'],
+    [[...Array(10).fill(0), 0xff, 0xff, 192, 168, 0, 9], AF_INET6, '::ffff:192.168.0.9'],
+    [[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1], AF_INET6, '2001:db8::1:0:0:1'],
+    [[0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1], AF_INET6, '2001:db8:1:1:1:1:1:1'],
+    [Array(16).fill(0), AF_INET6, '::'],
+  ])('%j family %i → %s', (bytes, family, text) => {
+    const b = Buffer.alloc(16);
+    Buffer.from(bytes).copy(b);
+    expect(formatAddr(b, 0, family)).toBe(text);
+  });
+});
+
+describe('decodeCounters', () => {
+  it('decodes totals and keyed map entries', () => {
+    const lk = Buffer.alloc(LISTENER_KEY_LAYOUT.size);
+    Buffer.from(lo4).copy(lk, LISTENER_KEY_LAYOUT.offsets.addr);
+    lk.writeUInt32LE(7, LISTENER_KEY_LAYOUT.offsets.netns);
+    lk.writeUInt16LE(8080, LISTENER_KEY_LAYOUT.offsets.port);
+    lk.writeUInt16LE(AF_INET, LISTENER_KEY_LAYOUT.offsets.family);
+    const lv = Buffer.alloc(LISTENER_VALUE_LAYOUT.size);
+    lv.writeBigUInt64LE(10n, LISTENER_VALUE_LAYOUT.offsets.enqueued);
+    lv.writeBigUInt64LE(3n, LISTENER_VALUE_LAYOUT.offsets.full_hits);
+    lv.writeBigUInt64LE(2n, LISTENER_VALUE_LAYOUT.offsets.overflows);
+    lv.writeUInt32LE(5, LISTENER_VALUE_LAYOUT.offsets.peak);
+    lv.writeUInt32LE(4, LISTENER_VALUE_LAYOUT.offsets.backlog);
+    const rk = Buffer.alloc(RESET_KEY_LAYOUT.size);
+    rk.writeUInt32LE(7, RESET_KEY_LAYOUT.offsets.netns);
+    rk.writeUInt32LE(1, RESET_KEY_LAYOUT.offsets.reason);
+    rk.writeUInt16LE(80, RESET_KEY_LAYOUT.offsets.lport);
+    rk.writeUInt8(KIND_CODE.resetSent, RESET_KEY_LAYOUT.offsets.kind);
+    const rv = Buffer.alloc(8);
+    rv.writeBigUInt64LE(2n ** 40n);
+    const totals = Array.from({ length: COUNTER_COUNT }, (_, i) => i * 10);
+    const c = decodeCounters({ totals, listeners: [[lk, lv]], resets: [[rk, rv]], timewaits: [] }, reasons);
+    expect(c.totals).toMatchObject({ resetSent: 0, resetReceived: 10, ringDrops: 60, events: 80 });
+    expect(c.listeners[0]).toMatchObject({ addr: '127.0.0.1', port: 8080, netns: 7, enqueued: 10, fullHits: 3, overflows: 2, peak: 5, backlog: 4 });
+    expect(c.resets[0]).toEqual({ direction: 'sent', netns: 7, lport: 80, reason: 'NO_SOCKET', count: 2 ** 40 });
+  });
+
+  it('refuses a totals array of the wrong length', () => {
+    expect(() => decodeCounters({ totals: [1], listeners: [], resets: [], timewaits: [] }, reasons)).toThrow(/expected 9/);
+  });
+});
+
+describe('Tracer on a fake binding', () => {
+  function fake(overrides: Partial<Binding> = {}): { binding: Binding; opened: NativeOpenOptions[]; closed: number[] } {
+    const opened: NativeOpenOptions[] = [];
+    const closed: number[] = [];
+    const binding: Binding = {
+      open(o) {
+        opened.push(o);
+        return {
+          hooks: () => [
+            { name: 'tcp_send_reset', program: 'wst_rst_sent', attached: true, error: '' },
+            { name: 'kfree_skb', program: 'wst_listen_ovf', attached: false, error: 'no such reason' },
+          ],
+          counters: () => ({ totals: Array(COUNTER_COUNT).fill(0), listeners: [], resets: [], timewaits: [] }),
+          flush: () => o.onBatch(record({ kind: 1, family: AF_INET, laddr: lo4, raddr: lo4, lport: 9, rport: 1 })),
+          programIds: () => [1, 2],
+          close: () => closed.push(1),
+        };
+      },
+      layout: () => ({}),
+      enumNames: () => ({}),
+      clockOffsetNs: () => 0n,
+      dumpSockets: async () => ({ listeners: [], timewait: [], timewaitTotal: 0 }),
+      readFilesInNetns: async () => [],
+      ...overrides,
+    };
+    return { binding, opened, closed };
+  }
+
+  it('passes filters down, reports hooks, delivers decoded batches, closes once', () => {
+    const { binding, opened, closed } = fake();
+    const t = openTracer({ binding, ports: [80, 443], ringBytes: 8192 });
+    expect(opened[0]).toMatchObject({ ports: [80, 443], netns: 0, ringBytes: 8192, fullEventIntervalNs: 100_000_000 });
+    expect(t.hooks).toEqual([
+      { hook: 'tcp_send_reset', signal: 'reset_sent', attached: true },
+      { hook: 'kfree_skb', signal: 'listen_overflow', attached: false, error: 'no such reason' },
+    ]);
+    const got: string[] = [];
+    t.subscribe((evs) => got.push(...evs.map((e) => `${e.kind}:${e.lport}`)));
+    t.flush();
+    expect(got).toEqual(['reset_sent:9']);
+    t.close();
+    t.close();
+    expect(closed).toEqual([1]);
+    expect(() => t.counters()).toThrow(/closed/);
+  });
+
+  it('turns EPERM from the kernel into the one-sentence privilege error', () => {
+    const { binding } = fake({
+      open: () => {
+        throw Object.assign(new Error('failed to load BPF programs: Operation not permitted'), { errno: 1 });
+      },
+    });
+    expect(() => openTracer({ binding })).toThrow(new UserError(NEEDS_PRIVILEGE));
+  });
+
+  it.each([[[0]], [[70000]], [[1.5]], [Array.from({ length: 17 }, (_, i) => i + 1)]])('rejects ports %j', (ports) => {
+    const { binding } = fake();
+    expect(() => openTracer({ binding, ports })).toThrow(UserError);
+  });
+});
+
+describe('privilege check', () => {
+  it.each([
+    ['000001ffffffffff', true], // root
+    ['0000000000200000', true], // CAP_SYS_ADMIN only
+    ['000000c000000000', true], // CAP_BPF + CAP_PERFMON
+    ['0000008000000000', false], // CAP_BPF alone
+    ['0000000000000000', false],
+  ])('CapEff %s → %s', (mask, ok) => {
+    expect(canLoadBpf(mask)).toBe(ok);
+  });
+});
+
+describe('output formats', () => {
+  it('prints ISO 8601 with microseconds', () => {
+    expect(isoMicros(Date.UTC(2026, 10, 28, 6, 50, 12, 123) + 0.456)).toBe('2026-11-28T06:50:12.123456Z');
+  });
+
+  it('JSON lines carry the contract fields only when known', () => {
+    const ev = decodeBatch(
+      record({ kind: KIND_CODE.acceptQueueFull, family: AF_INET, laddr: lo4, raddr: lo4, lport: 8080, rport: 5, queue: 2, backlog: 1, state: 10 }),
+      { clockOffsetMs: 0, reasons },
+    )[0]!;
+    ev.pid = 42;
+    ev.comm = 'server';
+    expect(Object.keys(toJsonEvent(ev))).toEqual([
+      'time', 'kind', 'family', 'laddr', 'lport', 'raddr', 'rport', 'netns', 'state', 'queue', 'backlog', 'pid', 'comm',
+    ]);
+    expect(humanLine(ev)).toMatch(/accept_queue_full +listener 127\.0\.0\.1:8080 peer 127\.0\.0\.1:5 queue 2\/1 state LISTEN pid 42 \(server\)$/);
+  });
+});
