@@ -3,7 +3,7 @@ CLANG ?= clang
 BPFTOOL ?= $(shell command -v bpftool || echo /usr/sbin/bpftool)
 ARCH := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
 MULTIARCH := $(shell gcc -dumpmachine 2>/dev/null || echo $(shell uname -m)-linux-gnu)
-OUT := build/bpf
+OUT := bpf/.output
 
 .PHONY: bpf clean
 bpf: $(OUT)/wstrace.skel.h

@@ -20,8 +20,9 @@ import { openTracer } from '../src/kernel/tracer.js';
 import { humanLine, isoMicros, toJsonEvent } from '../src/cli/format.js';
 
 const O = EVENT_LAYOUT.offsets;
-const reasons = new ReasonNames((name) =>
-  name === 'sk_rst_reason' ? { 1: 'SK_RST_REASON_NO_SOCKET' } : { 40: 'SKB_DROP_REASON_TCP_LISTEN_OVERFLOW' },
+const reasons = new ReasonNames(
+  (name): Record<number, string> =>
+    name === 'sk_rst_reason' ? { 1: 'SK_RST_REASON_NO_SOCKET' } : { 40: 'SKB_DROP_REASON_TCP_LISTEN_OVERFLOW' },
 );
 
 interface Rec {
