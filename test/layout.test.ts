@@ -1,5 +1,5 @@
 /** The TypeScript decoder's idea of the C structs equals the addon's sizeof/offsetof. */
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadBinding } from '../src/kernel/binding.js';
 import {
   COUNTER_COUNT,
@@ -37,4 +37,28 @@ it('counter indexes and kind codes match the C enums', () => {
   expect(kinds).toEqual(KIND_CODE);
   expect(noReason).toBe(NO_REASON);
   expect(maxPorts).toBe(MAX_PORTS);
+});
+
+describe('addon argument checks', () => {
+  const binding = loadBinding();
+  const good = { ports: [], netns: 0, ringBytes: 4096, fullEventIntervalNs: 0, onBatch: () => {} };
+  it.each([
+    [undefined, /options must be an object/],
+    [{ ...good, ports: 'x' }, /options\.ports must be an array/],
+    [{ ...good, ports: [0] }, /options\.ports\[0\] must be an integer from 1 to 65535/],
+    [{ ...good, ports: Array(17).fill(80) }, /at most 16 ports/],
+    [{ ...good, netns: -1 }, /options\.netns must be a namespace inode/],
+    [{ ...good, ringBytes: 5000 }, /options\.ringBytes must be a power of two/],
+    [{ ...good, fullEventIntervalNs: -1 }, /options\.fullEventIntervalNs/],
+    [{ ...good, onBatch: 1 }, /options\.onBatch must be a function/],
+  ])('open(%j) throws a TypeError naming the argument', (opts, message) => {
+    expect(() => (binding.open as (o: unknown) => unknown)(opts)).toThrow(TypeError);
+    expect(() => (binding.open as (o: unknown) => unknown)(opts)).toThrow(message);
+  });
+
+  it('enumNames reads the running kernel BTF, and wants a string', () => {
+    expect(() => (binding.enumNames as (n: unknown) => unknown)(3)).toThrow(TypeError);
+    const states = binding.enumNames('skb_drop_reason');
+    expect(Object.values(states)).toContain('SKB_DROP_REASON_NOT_SPECIFIED');
+  });
 });
