@@ -1,28 +1,36 @@
 /** Command-line entry: parses flags, runs one command, maps errors to one sentence and an exit code. */
-import { Command, InvalidArgumentError, CommanderError } from 'commander';
-import { UserError } from '../kernel/index.js';
+import { Command, CommanderError, Option } from 'commander';
+import { UserError, type EventKind } from '../kernel/index.js';
+import { DEFAULT_SOCKET } from '../agent/listen.js';
+import { runAgent } from './agent.js';
+import { runInfo } from './info.js';
+import { parseCount, parseKind, parsePort, parseRingBytes, parseSeconds, parseSince } from './parse.js';
 import { runWatch } from './watch.js';
 
-function parsePort(value: string, previous: number[] | undefined): number[] {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1 || n > 65535) {
-    throw new InvalidArgumentError('a port is a number from 1 to 65535.');
-  }
-  return [...(previous ?? []), n];
+interface ClientFlags {
+  connect?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  insecure?: boolean;
 }
 
-function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('give a positive number of seconds.');
-  return n;
+function clientOptions(cmd: Command): Command {
+  return cmd
+    .option('--connect <addr>', 'use a running agent: unix:/PATH or tcp://HOST:PORT (default: start one in this process)')
+    .option('--tls-ca <file>', 'CA certificate that signed the agent certificate (tcp://)')
+    .option('--tls-cert <file>', 'client certificate, for an agent that requires mTLS')
+    .option('--tls-key <file>', 'client key, for an agent that requires mTLS')
+    .option('--insecure', 'plain TCP to the agent, no TLS');
 }
 
-function parseRingBytes(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 4096 || (n & (n - 1)) !== 0 || n > 2 ** 30) {
-    throw new InvalidArgumentError('the ring size is a power of two from 4096 to 1073741824 bytes.');
-  }
-  return n;
+function tlsFrom(o: ClientFlags) {
+  return {
+    ...(o.tlsCa ? { ca: o.tlsCa } : {}),
+    ...(o.tlsCert ? { cert: o.tlsCert } : {}),
+    ...(o.tlsKey ? { key: o.tlsKey } : {}),
+    ...(o.insecure ? { insecure: true } : {}),
+  };
 }
 
 export function buildProgram(onAction: (run: () => Promise<number>) => void): Command {
@@ -32,28 +40,106 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
-  program
-    .command('watch')
-    .description('print kernel events as they happen (needs root)')
-    .option('--json', 'one JSON object per line')
-    .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
-    .option('--port <n>', 'only events on this local or remote port (repeatable)', parsePort)
-    .option('--netns <name|path>', 'only this network namespace (ip netns name or nsfs path)')
-    .option('--ring-bytes <n>', 'kernel ring-buffer size in bytes (power of two)', parseRingBytes)
-    .action((opts: { json?: boolean; duration?: number; port?: number[]; netns?: string; ringBytes?: number }) => {
+  clientOptions(
+    program
+      .command('watch')
+      .description('print kernel events as they happen (root, or --connect to an agent)')
+      .option('--json', 'one JSON object per line')
+      .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
+      .option('--port <n>', 'only events on this local or remote port (repeatable)', parsePort)
+      .option('--kind <kind>', 'only this kind of event (repeatable)', parseKind)
+      .option('--netns <name|path>', 'only this network namespace (ip netns name or nsfs path)')
+      .option('--last <n>', 'first print up to n recent events the agent remembers', parseCount)
+      .option('--since <time>', 'first print recent events from this time (ISO 8601, or 30s, 5m, 2h ago)', (v) => parseSince(v))
+      .addOption(new Option('--ring-bytes <n>', 'kernel ring-buffer size in bytes (in-process agent)').argParser(parseRingBytes)),
+  ).action(
+    (
+      o: ClientFlags & {
+        json?: boolean;
+        duration?: number;
+        port?: number[];
+        kind?: EventKind[];
+        netns?: string;
+        last?: number;
+        since?: number;
+        ringBytes?: number;
+      },
+    ) => {
       onAction(() =>
         runWatch(
           {
-            json: opts.json ?? false,
-            ports: opts.port ?? [],
-            ...(opts.duration !== undefined ? { durationSec: opts.duration } : {}),
-            ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
-            ...(opts.ringBytes !== undefined ? { ringBytes: opts.ringBytes } : {}),
+            json: o.json ?? false,
+            ports: o.port ?? [],
+            kinds: o.kind ?? [],
+            tls: tlsFrom(o),
+            ...(o.connect !== undefined ? { connect: o.connect } : {}),
+            ...(o.duration !== undefined ? { durationSec: o.duration } : {}),
+            ...(o.netns !== undefined ? { netns: o.netns } : {}),
+            ...(o.ringBytes !== undefined ? { ringBytes: o.ringBytes } : {}),
+            ...(o.last !== undefined ? { last: o.last } : {}),
+            ...(o.since !== undefined ? { sinceMs: o.since } : {}),
           },
           { out: process.stdout, err: process.stderr },
         ),
       );
-    });
+    },
+  );
+
+  program
+    .command('agent')
+    .description('hold the BPF programs and serve events over gRPC (needs root)')
+    .option('--listen <addr>', 'unix:/PATH (root-only socket) or tcp://HOST:PORT', `unix:${DEFAULT_SOCKET}`)
+    .option('--tls-cert <file>', 'server certificate (PEM), required for tcp:// unless --insecure')
+    .option('--tls-key <file>', 'server key (PEM)')
+    .option('--tls-client-ca <file>', 'require client certificates signed by this CA (mTLS)')
+    .option('--insecure', 'allow tcp:// without TLS (warned about)')
+    .option('--metrics <host:port>', 'serve Prometheus metrics on http://HOST:PORT/metrics')
+    .option('--port <n>', 'only trace this local or remote port (repeatable)', parsePort)
+    .option('--netns <name|path>', 'only trace this network namespace')
+    .option('--ring-bytes <n>', 'kernel ring-buffer size in bytes (power of two)', parseRingBytes)
+    .action(
+      (o: {
+        listen: string;
+        tlsCert?: string;
+        tlsKey?: string;
+        tlsClientCa?: string;
+        insecure?: boolean;
+        metrics?: string;
+        port?: number[];
+        netns?: string;
+        ringBytes?: number;
+      }) => {
+        onAction(() =>
+          runAgent(
+            {
+              listen: o.listen,
+              tls: {
+                ...(o.tlsCert ? { cert: o.tlsCert } : {}),
+                ...(o.tlsKey ? { key: o.tlsKey } : {}),
+                ...(o.tlsClientCa ? { clientCa: o.tlsClientCa } : {}),
+              },
+              insecure: o.insecure ?? false,
+              ports: o.port ?? [],
+              ...(o.metrics ? { metrics: o.metrics } : {}),
+              ...(o.netns !== undefined ? { netns: o.netns } : {}),
+              ...(o.ringBytes !== undefined ? { ringBytes: o.ringBytes } : {}),
+            },
+            process.stderr,
+          ),
+        );
+      },
+    );
+
+  clientOptions(
+    program.command('info').description('what the agent is, and which hooks are live on this kernel').option('--json', 'as JSON'),
+  ).action((o: ClientFlags & { json?: boolean }) => {
+    onAction(() =>
+      runInfo(
+        { json: o.json ?? false, tls: tlsFrom(o), ...(o.connect !== undefined ? { connect: o.connect } : {}) },
+        process.stdout,
+      ),
+    );
+  });
   return program;
 }
 

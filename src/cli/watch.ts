@@ -1,19 +1,28 @@
 /**
  * `wstrace watch`: every event, one per line (JSON with --json), until
  * --duration runs out or the user stops it. Hooks live/blind go to stderr
- * first; a summary with the exact counters and the lost count goes last.
+ * first; lost events are reported as they are noticed; a summary with the
+ * exact counters goes last.
  */
-import { release } from 'node:os';
 import type { Writable } from 'node:stream';
-import { ALWAYS_BLIND, openTracer, type HookStatus, type Tracer, type TracerOptions } from '../kernel/index.js';
+import { eventFromProto, kindFromProto, kindToProto } from '../agent/convert.js';
+import { LostReason, type EventFilter, type GetInfoResponse, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
+import { EVENT_KINDS, type EventKind, type TracerOptions } from '../kernel/index.js';
+import type { ClientTls } from '../client/connect.js';
 import { humanLine, toJsonEvent } from './format.js';
+import { openSource } from './source.js';
 
 export interface WatchOptions {
   readonly json: boolean;
   readonly durationSec?: number;
   readonly ports: number[];
+  readonly kinds: EventKind[];
   readonly netns?: string;
   readonly ringBytes?: number;
+  readonly last?: number;
+  readonly sinceMs?: number;
+  readonly connect?: string;
+  readonly tls: ClientTls;
 }
 
 export interface WatchIo {
@@ -21,22 +30,24 @@ export interface WatchIo {
   readonly err: Writable;
   /** Resolves when the user asks to stop (signals); tests pass their own. */
   readonly stopped?: Promise<void>;
-  readonly open?: (options: TracerOptions) => Tracer;
 }
 
 /** Past this much unwritten output, events are dropped and counted: memory stays bounded. */
 const MAX_PENDING_OUTPUT = 16 << 20;
 
-export function describeHooks(hooks: readonly HookStatus[]): string {
-  const live = hooks.filter((h) => h.attached).map((h) => `${h.signal} (${h.hook})`);
-  const blind = hooks.filter((h) => !h.attached).map((h) => `${h.signal} (${h.hook}: ${h.error})`);
+export function describeInfo(info: GetInfoResponse): string {
+  const name = (h: GetInfoResponse['hooks'][number]) => `${kindFromProto(h.signal) ?? h.signal} (${h.hook})`;
+  const live = info.hooks.filter((h) => h.attached).map(name);
+  const blind = info.hooks.filter((h) => !h.attached).map((h) => `${name(h).replace(/\)$/, '')}: ${h.error})`);
   const lines = [`live: ${live.length ? live.join(', ') : 'none'}`];
   if (blind.length) lines.push(`blind: ${blind.join('; ')}`);
-  for (const b of ALWAYS_BLIND) lines.push(`note: ${b}`);
+  for (const b of info.blind.filter((b) => !info.hooks.some((h) => !h.attached && b.startsWith(`${kindFromProto(h.signal)}:`)))) {
+    lines.push(`note: ${b}`);
+  }
   return lines.join('\n  ');
 }
 
-function signalStop(): Promise<void> {
+export function signalStop(): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       process.off('SIGINT', done);
@@ -48,63 +59,124 @@ function signalStop(): Promise<void> {
   });
 }
 
+function totalsDelta(a: SnapshotResponse | undefined, b: SnapshotResponse | undefined) {
+  const z = { resetsSent: 0, resetsReceived: 0, timewait: 0, acceptQueueFull: 0, listenOverflows: 0 };
+  const ta = a?.totals ?? z;
+  const tb = b?.totals ?? z;
+  return {
+    resetsSent: tb.resetsSent - ta.resetsSent,
+    resetsReceived: tb.resetsReceived - ta.resetsReceived,
+    timewait: tb.timewait - ta.timewait,
+    acceptQueueFull: tb.acceptQueueFull - ta.acceptQueueFull,
+    listenOverflows: tb.listenOverflows - ta.listenOverflows,
+  };
+}
+
 export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number> {
-  const open = io.open ?? openTracer;
-  const tracer = open({
+  const tracer: TracerOptions = {
     ports: opts.ports,
     ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
     ...(opts.ringBytes !== undefined ? { ringBytes: opts.ringBytes } : {}),
-  });
-  let printed = 0;
-  let outputDropped = 0;
-  let outputClosed = false;
+  };
+  const opened = await openSource({ ...(opts.connect ? { connect: opts.connect } : {}), tls: opts.tls, tracer });
+  const { source } = opened;
+  let closed = false;
+  const close = async (message?: string) => {
+    if (closed) return;
+    closed = true;
+    await opened.close(message);
+  };
   try {
+    const info = await source.info();
     const scope = [
-      tracer.netns ? `netns ${tracer.netns.path} (${tracer.netns.inode})` : 'all network namespaces',
+      opts.netns !== undefined ? `netns ${opts.netns}` : info.netns ? `netns ${info.netns}` : 'all network namespaces',
       opts.ports.length ? `port ${opts.ports.join(',')}` : 'all ports',
-    ].join(', ');
-    io.err.write(`wstrace: watching ${scope} on Linux ${release()}\n  ${describeHooks(tracer.hooks)}\n`);
+      opts.kinds.length && opts.kinds.length < EVENT_KINDS.length ? `kinds ${opts.kinds.join(',')}` : '',
+    ].filter(Boolean);
+    io.err.write(
+      `wstrace: watching ${scope.join(', ')} on ${info.hostname} (Linux ${info.kernel}) via ${opened.where}\n  ${describeInfo(info)}\n`,
+    );
+    const before = await source.snapshot();
 
-    let stopOutput: () => void = () => {};
-    const outputGone = new Promise<void>((resolve) => (stopOutput = resolve));
+    const filter: Partial<EventFilter> = {};
+    if (opts.ports.length) filter.ports = opts.ports;
+    if (opts.kinds.length) filter.kinds = opts.kinds.map(kindToProto);
+    if (opts.netns !== undefined) filter.netns = [opts.netns];
+    const stream = source.watch({
+      allow: Object.keys(filter).length ? [{ kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [], ...filter }] : [],
+      follow: true,
+      last: opts.last ?? 0,
+      sinceUnixMicros: opts.sinceMs !== undefined ? Math.round(opts.sinceMs * 1000) : 0,
+    });
+
+    let printed = 0;
+    let outputDropped = 0;
+    let outputClosed = false;
+    const lost = { kernel: 0, slow: 0 };
+    let after: SnapshotResponse | undefined;
+
+    const stop = async () => {
+      if (opened.local) {
+        // Everything the kernel has already written reaches this stream before it ends.
+        opened.local.tracer.flush();
+        after = await source.snapshot().catch(() => undefined);
+        await close('watch stopped');
+      } else {
+        after = await source.snapshot().catch(() => undefined);
+        stream.cancel();
+      }
+    };
     io.out.on('error', () => {
       // The reader went away (| head): stop quietly, as other Unix tools do.
       outputClosed = true;
-      stopOutput();
+      void stop();
     });
-
-    tracer.subscribe((events) => {
-      if (outputClosed) return;
-      if (io.out.writableLength > MAX_PENDING_OUTPUT) {
-        outputDropped += events.length;
-        return;
-      }
-      let chunk = '';
-      for (const ev of events) chunk += (opts.json ? JSON.stringify(toJsonEvent(ev)) : humanLine(ev)) + '\n';
-      printed += events.length;
-      io.out.write(chunk);
-    });
-
-    const waits: Promise<void>[] = [io.stopped ?? signalStop(), outputGone];
     let timer: NodeJS.Timeout | undefined;
-    if (opts.durationSec !== undefined) {
-      waits.push(new Promise((resolve) => (timer = setTimeout(resolve, opts.durationSec! * 1000))));
+    if (opts.durationSec !== undefined) timer = setTimeout(() => void stop(), opts.durationSec * 1000);
+    void (io.stopped ?? signalStop()).then(stop);
+
+    for await (const msg of stream) {
+      const r = msg.response;
+      if (!r) continue;
+      if (r.$case === 'batch') {
+        if (outputClosed) continue;
+        if (io.out.writableLength > MAX_PENDING_OUTPUT) {
+          outputDropped += r.value.events.length;
+          continue;
+        }
+        let chunk = '';
+        for (const ev of r.value.events) {
+          const e = eventFromProto(ev);
+          chunk += (opts.json ? JSON.stringify(toJsonEvent(e)) : humanLine(e)) + '\n';
+        }
+        printed += r.value.events.length;
+        io.out.write(chunk);
+      } else if (r.$case === 'lost') {
+        const kernel = r.value.reason === LostReason.LOST_REASON_KERNEL_RING_FULL;
+        if (kernel) lost.kernel += r.value.count;
+        else lost.slow += r.value.count;
+        io.err.write(
+          `wstrace: ${r.value.count} events lost (${kernel ? 'kernel ring buffer full' : 'this client read too slowly'})\n`,
+        );
+      } else if (r.$case === 'status' && r.value.end) {
+        if (!opened.local) io.err.write(`wstrace: the agent ended the stream: ${r.value.message}\n`);
+        break;
+      }
     }
-    await Promise.race(waits);
     if (timer) clearTimeout(timer);
 
-    tracer.flush();
-    const totals = tracer.counters().totals;
-    const lost = totals.ringDrops;
-    const lostParts = [`${lost} lost in the kernel ring`];
+    const d = totalsDelta(before, after);
+    const lostParts = [`${lost.kernel} lost in the kernel ring`];
+    if (lost.slow) lostParts.push(`${lost.slow} lost because this client was too slow`);
     if (outputDropped) lostParts.push(`${outputDropped} dropped because output was too slow`);
     io.err.write(
-      `wstrace: ${printed} events printed, ${lostParts.join(', ')}; exact kernel counts: ` +
-        `${totals.resetSent} resets sent, ${totals.resetReceived} received, ${totals.timewait} TIME_WAIT, ` +
-        `${totals.acceptQueueFull} accept-queue full, ${totals.listenOverflow} listen overflows\n`,
+      `wstrace: ${printed} events printed, ${lostParts.join(', ')}; exact kernel counts ` +
+        `(${opened.local ? 'this watch' : 'whole agent, this watch'}): ` +
+        `${d.resetsSent} resets sent, ${d.resetsReceived} received, ${d.timewait} TIME_WAIT, ` +
+        `${d.acceptQueueFull} accept-queue full, ${d.listenOverflows} listen overflows\n`,
     );
     return 0;
   } finally {
-    tracer.close();
+    await close();
   }
 }

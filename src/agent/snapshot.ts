@@ -1,0 +1,133 @@
+/**
+ * Snapshot: the exact kernel counters joined with the live socket tables
+ * (sock_diag) and host facts, keyed the way a person reads them.
+ */
+import type { Counters, SocketDump } from '../kernel/index.js';
+import type { Owner } from '../kernel/owners.js';
+import {
+  Direction,
+  type HostFacts,
+  type Listener,
+  type SnapshotResponse,
+  type TimewaitDestination,
+} from '../generated/wstrace/v1/tracer.js';
+import { familyToProto } from './convert.js';
+
+export interface SnapshotInputs {
+  readonly counters: Counters;
+  readonly sockets: SocketDump;
+  /** Inode of the namespace the socket dump came from. */
+  readonly dumpNetns: number;
+  readonly host: HostFacts;
+  readonly owner: (inode: number) => Owner | undefined;
+  readonly nowMs: number;
+}
+
+function listenerKey(family: string, addr: string, port: number, netns: number): string {
+  return `${family}|${addr}|${port}|${netns}`;
+}
+
+export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
+  const { counters, sockets } = inp;
+  const listeners = new Map<string, Listener>();
+  for (const l of sockets.listeners) {
+    const owner = inp.owner(l.inode);
+    listeners.set(listenerKey(l.family, l.addr, l.port, inp.dumpNetns), {
+      family: familyToProto(l.family),
+      addr: l.addr,
+      port: l.port,
+      netns: inp.dumpNetns,
+      queue: l.queue,
+      backlog: l.backlog,
+      peak: l.queue,
+      fullHits: 0,
+      overflows: 0,
+      enqueued: 0,
+      inode: l.inode,
+      ...(owner ? { pid: owner.pid } : {}),
+      comm: owner?.comm ?? '',
+      live: true,
+    });
+  }
+  for (const c of counters.listeners) {
+    const key = listenerKey(c.family, c.addr, c.port, c.netns);
+    const live = listeners.get(key);
+    if (live) {
+      live.peak = Math.max(live.peak, c.peak);
+      live.fullHits = c.fullHits;
+      live.overflows = c.overflows;
+      live.enqueued = c.enqueued;
+      continue;
+    }
+    const owner = c.inode ? inp.owner(c.inode) : undefined;
+    listeners.set(key, {
+      family: familyToProto(c.family),
+      addr: c.addr,
+      port: c.port,
+      netns: c.netns,
+      queue: 0,
+      backlog: c.backlog,
+      peak: c.peak,
+      fullHits: c.fullHits,
+      overflows: c.overflows,
+      enqueued: c.enqueued,
+      inode: c.inode,
+      ...(owner ? { pid: owner.pid } : {}),
+      comm: owner?.comm ?? '',
+      live: false,
+    });
+  }
+
+  const tw = new Map<string, TimewaitDestination>();
+  for (const c of counters.timewaits) {
+    tw.set(`${c.family}|${c.raddr}|${c.rport}`, {
+      family: familyToProto(c.family),
+      netns: c.netns,
+      remoteAddr: c.raddr,
+      remotePort: c.rport,
+      created: c.count,
+      current: 0,
+    });
+  }
+  for (const g of sockets.timewait) {
+    const key = `${g.family}|${g.raddr}|${g.rport}`;
+    const known = tw.get(key);
+    if (known) known.current = g.count;
+    else
+      tw.set(key, {
+        family: familyToProto(g.family),
+        netns: inp.dumpNetns,
+        remoteAddr: g.raddr,
+        remotePort: g.rport,
+        created: 0,
+        current: g.count,
+      });
+  }
+
+  const t = counters.totals;
+  return {
+    timeUnixMicros: Math.round(inp.nowMs * 1000),
+    totals: {
+      resetsSent: t.resetSent,
+      resetsReceived: t.resetReceived,
+      timewait: t.timewait,
+      acceptQueueFull: t.acceptQueueFull,
+      listenOverflows: t.listenOverflow,
+      acceptEnqueued: t.acceptEnqueued,
+      lostKernelRing: t.ringDrops,
+      mapFull: t.mapFull,
+    },
+    listeners: [...listeners.values()],
+    resets: counters.resets.map((r) => ({
+      direction: r.direction === 'sent' ? Direction.DIRECTION_SENT : Direction.DIRECTION_RECEIVED,
+      netns: r.netns,
+      localPort: r.lport,
+      state: r.state ?? '',
+      reason: r.reason ?? '',
+      count: r.count,
+    })),
+    timewait: [...tw.values()],
+    timewaitCurrent: sockets.timewaitTotal,
+    host: inp.host,
+  };
+}

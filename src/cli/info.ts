@@ -1,0 +1,29 @@
+/** `wstrace info`: what the agent is and what it sees on this kernel. */
+import type { Writable } from 'node:stream';
+import { GetInfoResponse } from '../generated/wstrace/v1/tracer.js';
+import type { ClientTls } from '../client/connect.js';
+import { openSource } from './source.js';
+import { describeInfo } from './watch.js';
+
+export async function runInfo(opts: { json: boolean; connect?: string; tls: ClientTls }, out: Writable): Promise<number> {
+  const opened = await openSource({ ...(opts.connect ? { connect: opts.connect } : {}), tls: opts.tls, tracer: {} });
+  try {
+    const info = await opened.source.info();
+    if (opts.json) {
+      out.write(`${JSON.stringify(GetInfoResponse.toJSON(info))}\n`);
+      return 0;
+    }
+    const started = new Date(info.startTimeUnixMicros / 1000).toISOString();
+    out.write(
+      [
+        `wstrace ${info.version} on ${info.hostname}, Linux ${info.kernel}`,
+        `agent pid ${info.pid}, started ${started}${opened.local ? ' (in-process)' : ''}`,
+        `tracing ${info.netns ? `netns ${info.netns}` : 'all network namespaces'}, ${info.ports.length ? `ports ${info.ports.join(',')}` : 'all ports'}`,
+        describeInfo(info),
+      ].join('\n  ') + '\n',
+    );
+    return 0;
+  } finally {
+    await opened.close();
+  }
+}

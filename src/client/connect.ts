@@ -1,0 +1,95 @@
+/**
+ * A client of a wstrace agent over gRPC. This is the EventSource that `watch`
+ * (and later `top`) read; a recording reader will offer the same interface.
+ */
+import { credentials, Metadata, type ChannelCredentials, type ClientReadableStream } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import {
+  TracerClient,
+  type GetInfoResponse,
+  type SnapshotResponse,
+  type WatchRequest,
+  type WatchResponse,
+} from '../generated/wstrace/v1/tracer.js';
+import { UserError } from '../kernel/errors.js';
+import { grpcTarget, parseListen, type ListenAddress } from '../agent/listen.js';
+
+export interface ClientTls {
+  /** CA that signed the agent's certificate (else the system store). */
+  readonly ca?: string;
+  /** Client certificate and key, for an agent that requires mTLS. */
+  readonly cert?: string;
+  readonly key?: string;
+  /** Plain TCP, no TLS. */
+  readonly insecure?: boolean;
+}
+
+/** A stream of events and snapshots, wherever they come from. */
+export interface EventSource {
+  info(): Promise<GetInfoResponse>;
+  snapshot(): Promise<SnapshotResponse>;
+  /** Messages of one Watch stream; break out of the loop to cancel it. */
+  watch(request: Partial<WatchRequest>): AsyncIterable<WatchResponse> & { cancel(): void };
+  close(): void;
+}
+
+function readPem(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UserError(`cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`);
+  }
+}
+
+function channelCredentials(a: ListenAddress, tls: ClientTls): ChannelCredentials {
+  if (a.kind === 'unix' || tls.insecure) return credentials.createInsecure();
+  return credentials.createSsl(
+    tls.ca ? readPem('CA certificate', tls.ca) : null,
+    tls.key ? readPem('client key', tls.key) : null,
+    tls.cert ? readPem('client certificate', tls.cert) : null,
+  );
+}
+
+/** Turns a gRPC error into one sentence about the agent. */
+export function agentError(err: unknown, where: string): Error {
+  const e = err as { code?: number; details?: string; message?: string };
+  if (e.code === 14) {
+    return new UserError(`cannot reach the wstrace agent at ${where}: is \`sudo wstrace agent\` running, and may this user open its socket?`);
+  }
+  if (e.code === 3) return new UserError(`the agent refused the request: ${e.details ?? e.message}`);
+  return new Error(`agent ${where}: ${e.details ?? e.message ?? String(err)}`);
+}
+
+const WATCH_DEFAULTS: WatchRequest = { allow: [], deny: [], last: 0, sinceUnixMicros: 0, follow: true };
+
+export function connectAgent(address: string | ListenAddress, tls: ClientTls = {}): EventSource {
+  const a = typeof address === 'string' ? parseListen(address) : address;
+  const where = typeof address === 'string' ? address : grpcTarget(a);
+  const client = new TracerClient(grpcTarget(a), channelCredentials(a, tls), {
+    'grpc.max_receive_message_length': 64 << 20,
+  });
+  const deadline = () => ({ deadline: Date.now() + 10_000 });
+  const unary = <T>(fn: (cb: (err: unknown, res: T) => void) => void): Promise<T> =>
+    new Promise((resolve, reject) => fn((err, res) => (err ? reject(agentError(err, where)) : resolve(res))));
+
+  return {
+    info: () => unary<GetInfoResponse>((cb) => client.getInfo({}, new Metadata(), deadline(), cb)),
+    snapshot: () => unary<SnapshotResponse>((cb) => client.snapshot({}, new Metadata(), deadline(), cb)),
+    watch(request) {
+      const call: ClientReadableStream<WatchResponse> = client.watch({ ...WATCH_DEFAULTS, ...request });
+      const iterate = async function* (): AsyncGenerator<WatchResponse> {
+        try {
+          for await (const msg of call) yield msg as WatchResponse;
+        } catch (err) {
+          if ((err as { code?: number }).code === 1) return; // cancelled by us
+          throw agentError(err, where);
+        } finally {
+          call.cancel();
+        }
+      };
+      const it = iterate();
+      return Object.assign(it, { cancel: () => call.cancel() });
+    },
+    close: () => client.close(),
+  };
+}
