@@ -44,11 +44,11 @@ export class TracerService {
     try {
       predicate = compileFilters(req.allow, req.deny);
     } catch (err) {
-      call.destroy(
-        Object.assign(new Error((err as Error).message), {
-          code: err instanceof FilterError ? Status.INVALID_ARGUMENT : Status.INTERNAL,
-        }),
-      );
+      // grpc-js sends an 'error' emitted on a server stream as the call's status.
+      call.emit('error', {
+        code: err instanceof FilterError ? Status.INVALID_ARGUMENT : Status.INTERNAL,
+        details: (err as Error).message,
+      });
       return;
     }
     const hub = this.core.hub;

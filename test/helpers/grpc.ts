@@ -1,0 +1,109 @@
+/**
+ * A Tracer client built from the .proto with @grpc/proto-loader, not from the
+ * generated code: what any other team's tool would do. Tests use it to prove
+ * the wire format, health and reflection.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath as healthProto } from 'grpc-health-check';
+import { join } from 'node:path';
+import { ROOT } from './kernel.js';
+
+const LOAD = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true } as const;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Any = any;
+
+const tracerPkg = grpc.loadPackageDefinition(
+  loadSync(join(ROOT, 'proto/wstrace/v1/tracer.proto'), { ...LOAD, includeDirs: [join(ROOT, 'proto')] }),
+) as Any;
+const healthPkg = grpc.loadPackageDefinition(loadSync(healthProto, LOAD)) as Any;
+const reflectionPkg = grpc.loadPackageDefinition(
+  loadSync(join(ROOT, 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto'), LOAD),
+) as Any;
+
+export interface WireEvent {
+  kind: string;
+  localPort: number;
+  remotePort: number;
+  localAddr: string;
+  remoteAddr: string;
+  netns: number;
+  state: string;
+  reason: string;
+  timeUnixMicros: number;
+}
+
+export interface WireMessage {
+  response: 'batch' | 'lost' | 'status';
+  batch?: { events: WireEvent[] };
+  lost?: { count: number; reason: string };
+  status?: { message: string; end: boolean };
+}
+
+export function tracerClient(target: string, creds = grpc.credentials.createInsecure(), options: grpc.ClientOptions = {}): Any {
+  return new tracerPkg.wstrace.v1.Tracer(target, creds, options);
+}
+
+export function unary<T>(client: Any, method: string, req: object = {}): Promise<T> {
+  return new Promise((resolve, reject) =>
+    client[method](req, { deadline: Date.now() + 10_000 }, (err: Error | null, res: T) => (err ? reject(err) : resolve(res))),
+  );
+}
+
+export function healthCheck(target: string, service: string): Promise<{ status: string }> {
+  const c = new healthPkg.grpc.health.v1.Health(target, grpc.credentials.createInsecure());
+  return unary<{ status: string }>(c, 'check', { service }).finally(() => c.close());
+}
+
+export function listServices(target: string): Promise<string[]> {
+  const c = new reflectionPkg.grpc.reflection.v1.ServerReflection(target, grpc.credentials.createInsecure());
+  return new Promise((resolve, reject) => {
+    const call = c.serverReflectionInfo();
+    call.on('data', (msg: Any) => {
+      resolve((msg.listServicesResponse?.service ?? []).map((s: { name: string }) => s.name));
+      call.end();
+      c.close();
+    });
+    call.on('error', reject);
+    call.write({ listServices: '' });
+  });
+}
+
+/** Collects a Watch stream's messages until `done` says so or the time runs out. */
+export function collect(
+  call: Any,
+  done: (msgs: WireMessage[]) => boolean,
+  timeoutMs = 10_000,
+): Promise<WireMessage[]> {
+  const msgs: WireMessage[] = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      call.cancel();
+      resolve(msgs);
+    }, timeoutMs);
+    call.on('data', (m: WireMessage) => {
+      msgs.push(m);
+      if (done(msgs)) {
+        clearTimeout(timer);
+        call.cancel();
+        resolve(msgs);
+      }
+    });
+    call.on('error', (err: { code: number }) => {
+      clearTimeout(timer);
+      if (err.code === grpc.status.CANCELLED) resolve(msgs);
+      else reject(err);
+    });
+    call.on('end', () => {
+      clearTimeout(timer);
+      resolve(msgs);
+    });
+  });
+}
+
+export function eventsOf(msgs: WireMessage[]): WireEvent[] {
+  return msgs.flatMap((m) => (m.response === 'batch' ? m.batch!.events : []));
+}
+
+export { grpc };
