@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import { startAgent } from '../agent/agent.js';
 import { formatAddress, parseListen, type TlsFiles } from '../agent/listen.js';
 import { describeInfo, signalStop } from './watch.js';
+import { DEFAULT_LIMITS } from '../agent/subscriber.js';
 
 export interface AgentCliOptions {
   readonly listen: string;
@@ -12,6 +13,7 @@ export interface AgentCliOptions {
   readonly ports: number[];
   readonly netns?: string;
   readonly ringBytes?: number;
+  readonly subscriberQueue?: number;
 }
 
 export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: Promise<void>): Promise<number> {
@@ -21,6 +23,7 @@ export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: P
     tls: opts.tls,
     insecure: opts.insecure,
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    ...(opts.subscriberQueue ? { limits: { ...DEFAULT_LIMITS, maxQueued: opts.subscriberQueue } } : {}),
     tracer: {
       ports: opts.ports,
       ...(opts.netns !== undefined ? { netns: opts.netns } : {}),

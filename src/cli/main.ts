@@ -97,8 +97,10 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
     .option('--port <n>', 'only trace this local or remote port (repeatable)', parsePort)
     .option('--netns <name|path>', 'only trace this network namespace')
     .option('--ring-bytes <n>', 'kernel ring-buffer size in bytes (power of two)', parseRingBytes)
+    .option('--subscriber-queue <events>', 'events held for a slow client before the oldest are dropped', parseCount)
     .action(
       (o: {
+        subscriberQueue?: number;
         listen: string;
         tlsCert?: string;
         tlsKey?: string;
@@ -123,6 +125,7 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
               ...(o.metrics ? { metrics: o.metrics } : {}),
               ...(o.netns !== undefined ? { netns: o.netns } : {}),
               ...(o.ringBytes !== undefined ? { ringBytes: o.ringBytes } : {}),
+              ...(o.subscriberQueue !== undefined ? { subscriberQueue: o.subscriberQueue } : {}),
             },
             process.stderr,
           ),

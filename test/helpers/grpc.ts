@@ -107,3 +107,46 @@ export function eventsOf(msgs: WireMessage[]): WireEvent[] {
 }
 
 export { grpc };
+
+/**
+ * A Watch call made by hand over HTTP/2 that reads nothing until resume():
+ * the kind of stuck client a real agent meets. grpc-js clients keep reading
+ * into memory while paused; this one leaves the flow-control window closed.
+ */
+export async function stuckWatch(socketPath: string, requestBytes: Uint8Array) {
+  const http2 = await import('node:http2');
+  const net = await import('node:net');
+  const session = http2.connect('http://localhost', {
+    createConnection: () => net.connect(socketPath),
+    settings: { initialWindowSize: 65_535 },
+  });
+  const frame = Buffer.alloc(5 + requestBytes.length);
+  frame.writeUInt32BE(requestBytes.length, 1);
+  Buffer.from(requestBytes).copy(frame, 5);
+  const stream = session.request({
+    ':method': 'POST',
+    ':path': '/wstrace.v1.Tracer/Watch',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
+  stream.end(frame);
+  stream.pause();
+  const messages: Buffer[] = [];
+  let pending = Buffer.alloc(0);
+  stream.on('data', (d: Buffer) => {
+    pending = Buffer.concat([pending, d]);
+    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+      const len = pending.readUInt32BE(1);
+      messages.push(pending.subarray(5, 5 + len));
+      pending = pending.subarray(5 + len);
+    }
+  });
+  return {
+    messages,
+    resume: () => stream.resume(),
+    close: () => {
+      stream.close();
+      session.close();
+    },
+  };
+}

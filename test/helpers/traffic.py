@@ -15,11 +15,14 @@ import time
 HOST = "127.0.0.1"
 
 
-def closed_port(n, port, host=HOST):
-    """n connects to a port nobody listens on: each gets a RST."""
+def closed_port(n, port, host=HOST, batch=0, pause=0.0):
+    """n connects to a port nobody listens on: each gets a RST. With batch and
+    pause, sleeps `pause` seconds after every `batch` connects (a paced storm)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     refused = 0
-    for _ in range(n):
+    for i in range(n):
+        if batch and i and i % batch == 0:
+            time.sleep(pause)
         s = socket.socket(family, socket.SOCK_STREAM)
         try:
             s.connect((host, port))
@@ -124,7 +127,13 @@ def ack_overflow(port, backlog, extra, hold):
 def main():
     mode, args = sys.argv[1], [a for a in sys.argv[2:]]
     if mode == "closed-port":
-        out = closed_port(int(args[0]), int(args[1]), args[2] if len(args) > 2 else HOST)
+        out = closed_port(
+            int(args[0]),
+            int(args[1]),
+            args[2] if len(args) > 2 else HOST,
+            int(args[3]) if len(args) > 3 else 0,
+            float(args[4]) if len(args) > 4 else 0.0,
+        )
     elif mode == "linger0":
         out = linger0(int(args[0]))
     elif mode == "timewait":

@@ -1,0 +1,229 @@
+/**
+ * `wstrace agent` as its own process, as a service runs it: clients that read
+ * slowly, SIGTERM, TLS, and the CLI clients `watch --connect` and `info`.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startAgent } from '../src/agent/agent.js';
+import { collect, eventsOf, grpc, stuckWatch, tracerClient, unary, type WireMessage } from './helpers/grpc.js';
+import { LostReason, WatchRequest, WatchResponse } from '../src/generated/wstrace/v1/tracer.js';
+import { delta, describeKernel, ROOT, TestNetns, waitProgramsGone } from './helpers/kernel.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Any = any;
+const CLI = join(ROOT, 'bin/wstrace.js');
+
+/** Starts `wstrace agent` and resolves once it says it is listening. */
+async function spawnAgent(args: string[]): Promise<{ child: ChildProcess; stderr: () => string }> {
+  const child = spawn(process.execPath, [CLI, 'agent', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const deadline = Date.now() + 15_000;
+  while (!err.includes('listening on')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`agent did not start: ${err}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, stderr: () => err };
+}
+
+/** Program IDs a process holds, from its fdinfo: what bpftool would list for it. */
+function heldProgramIds(pid: number): number[] {
+  const ids: number[] = [];
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let link = '';
+    try {
+      link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (link !== 'anon_inode:bpf-prog') continue;
+    const m = /^prog_id:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+    if (m) ids.push(Number(m[1]));
+  }
+  return ids;
+}
+
+function peakRssMb(pid: number): number {
+  const kb = /^VmHWM:\s*(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Number(kb) / 1024;
+}
+
+describeKernel('agent process', () => {
+  let ns: TestNetns;
+  let dir: string;
+  beforeAll(() => {
+    ns = TestNetns.create('agentp');
+    dir = mkdtempSync(join(tmpdir(), 'wst-agentp-'));
+  });
+  afterAll(() => {
+    ns?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a client that never reads is cut down to lost notices; the other gets every event; RSS stays bounded', async () => {
+    const sock = join(dir, 'slow.sock');
+    const { child } = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path, '--subscriber-queue', '5000']);
+    const fast = tracerClient(`unix://${sock}`);
+    const stuck = await stuckWatch(sock, WatchRequest.encode({ allow: [], deny: [], last: 0, sinceUnixMicros: 0, follow: true }).finish());
+    try {
+      const s0 = await unary<Any>(fast, 'snapshot');
+      let fastEvents = 0;
+      const fastLost: WireMessage[] = [];
+      const fastCall = fast.watch({ follow: true });
+      fastCall.on('data', (m: WireMessage) => {
+        if (m.response === 'batch') fastEvents += m.batch!.events.length;
+        if (m.response === 'lost') fastLost.push(m);
+      });
+      fastCall.on('error', () => {});
+      await new Promise((r) => setTimeout(r, 300));
+
+      // Paced so a reading client keeps up (about 20k events/s); the one that
+      // reads nothing falls behind by far more than its queue.
+      const N = 20_000;
+      await ns.traffic('closed-port', N, 7501, '127.0.0.1', 500, 0.05);
+      const s1 = await unary<Any>(fast, 'snapshot');
+      const made = s1.totals.resetsSent - s0.totals.resetsSent + (s1.totals.resetsReceived - s0.totals.resetsReceived);
+      expect(made).toBe(2 * N);
+      expect(s1.totals.lostKernelRing).toBe(0);
+      const deadline = Date.now() + 15_000;
+      while (fastEvents < made && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(fastEvents).toBe(made);
+      expect(fastLost).toEqual([]);
+      expect(peakRssMb(child.pid!)).toBeLessThan(200);
+
+      // Now read the stuck stream: what it missed arrives as counted notices.
+      stuck.resume();
+      const decoded = () => stuck.messages.map((m) => WatchResponse.decode(m).response);
+      const count = () =>
+        decoded().reduce((a, r) => a + (r?.$case === 'batch' ? r.value.events.length : r?.$case === 'lost' ? r.value.count : 0), 0);
+      const d2 = Date.now() + 15_000;
+      while (count() < made && Date.now() < d2) await new Promise((r) => setTimeout(r, 50));
+      const lost = decoded().filter((r) => r?.$case === 'lost');
+      expect(lost.length).toBeGreaterThan(0);
+      expect(lost.every((r) => r?.$case === 'lost' && r.value.reason === LostReason.LOST_REASON_SUBSCRIBER_TOO_SLOW)).toBe(true);
+      expect(count()).toBe(made); // nothing vanished silently
+      fastCall.cancel();
+    } finally {
+      fast.close();
+      stuck.close();
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('SIGTERM ends streams with a status, detaches BPF, removes the socket, exits 0', async () => {
+    const sock = join(dir, 'term.sock');
+    const { child, stderr } = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path]);
+    const ids = heldProgramIds(child.pid!);
+    expect(ids.length).toBe(5);
+    const client = tracerClient(`unix://${sock}`);
+    const msgs = collect(client.watch({ follow: true }), (m) => m.some((x) => x.status?.end), 10_000);
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'exit')) as [number];
+    const got = await msgs;
+    client.close();
+    expect(code).toBe(0);
+    expect(got.at(-1)).toMatchObject({ response: 'status', status: { message: 'agent shutting down', end: true } });
+    expect(existsSync(sock)).toBe(false);
+    expect(await waitProgramsGone(ids)).toEqual([]);
+    expect(stderr()).toMatch(/stopping/);
+  });
+
+  it('watch --connect and info --json are clients of a running agent', async () => {
+    const sock = join(dir, 'cli.sock');
+    const { child } = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path]);
+    try {
+      const info = JSON.parse(
+        execFileSync(process.execPath, [CLI, 'info', '--json', '--connect', `unix:${sock}`], { encoding: 'utf8' }),
+      ) as Any;
+      expect(info.netns).toBe(ns.path);
+      expect(info.pid).toBe(child.pid);
+      const w = spawn(process.execPath, [CLI, 'watch', '--json', '--connect', `unix:${sock}`, '--port', '7502', '--kind', 'reset_sent', '--duration', '3'], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      w.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      w.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      while (!err.includes('live:')) await once(w.stderr, 'data');
+      await ns.traffic('closed-port', 3, 7502);
+      const [code] = (await once(w, 'exit')) as [number];
+      expect(code).toBe(0);
+      const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Any);
+      expect(lines).toHaveLength(3);
+      expect(lines.every((l) => l.kind === 'reset_sent' && l.lport === 7502)).toBe(true);
+      expect(err).toMatch(/via unix:/);
+    } finally {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+  });
+
+  it('serves TLS with client certificates on tcp://127.0.0.1:0 (mTLS)', async () => {
+    const pki = join(dir, 'pki');
+    makePki(pki);
+    const agent = await startAgent({
+      listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+      tls: { cert: join(pki, 'server.crt'), key: join(pki, 'server.key'), clientCa: join(pki, 'ca.crt') },
+      tracer: { netns: ns.path },
+    });
+    const port = agent.address.kind === 'tcp' ? agent.address.port : 0;
+    const ca = readFileSync(join(pki, 'ca.crt'));
+    try {
+      const good = tracerClient(
+        `127.0.0.1:${port}`,
+        grpc.credentials.createSsl(ca, readFileSync(join(pki, 'client.key')), readFileSync(join(pki, 'client.crt'))),
+      );
+      const k0 = ns.nstat();
+      const got = collect(good.watch({ follow: true, allow: [{ ports: [7503], kinds: ['EVENT_KIND_RESET_SENT'] }] }), (m) => eventsOf(m).length >= 2);
+      await new Promise((r) => setTimeout(r, 200));
+      await ns.traffic('closed-port', 2, 7503);
+      expect(eventsOf(await got)).toHaveLength(2);
+      expect(delta(ns.nstat(), k0, 'TcpOutRsts')).toBe(2);
+      good.close();
+
+      const noCert = tracerClient(`127.0.0.1:${port}`, grpc.credentials.createSsl(ca));
+      await expect(unary(noCert, 'getInfo')).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      noCert.close();
+      const plain = tracerClient(`127.0.0.1:${port}`);
+      await expect(unary(plain, 'getInfo')).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      plain.close();
+    } finally {
+      await agent.close();
+    }
+  });
+});
+
+/** A throw-away CA, a server certificate for 127.0.0.1 and a client certificate. */
+function makePki(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const sh = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  sh(['req', '-x509', ...key, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=wstrace test CA']);
+  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+  for (const name of ['server', 'client']) {
+    sh(['req', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=wstrace test ${name}`]);
+    sh(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`]);
+  }
+}
+
+it('CLI: tcp without TLS, an unreachable agent and a live socket each get one sentence and exit 1', () => {
+  const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: ROOT, timeout: 20_000 });
+  const tcp = run(['agent', '--listen', 'tcp://127.0.0.1:0']);
+  expect(tcp.status).toBe(1);
+  expect(tcp.stderr).toMatch(/without TLS would let anyone on the network read kernel events/);
+  const gone = run(['watch', '--connect', 'unix:/nonexistent/wstrace.sock', '--json']);
+  expect(gone.status).toBe(1);
+  expect(gone.stderr.trim()).toBe(
+    'wstrace: cannot reach the wstrace agent at unix:/nonexistent/wstrace.sock: is `sudo wstrace agent` running, and may this user open its socket?',
+  );
+  const bad = run(['agent', '--listen', 'http://x']);
+  expect(bad.status).toBe(1);
+  expect(bad.stderr.trim()).toBe('wstrace: "http://x" is not an address: use unix:/PATH or tcp://HOST:PORT.');
+});
