@@ -55,12 +55,12 @@ function peakRssMb(pid: number): number {
 describeKernel('agent process', () => {
   let ns: TestNetns;
   let dir: string;
-  beforeAll(() => {
-    ns = TestNetns.create('agentp');
+  beforeAll(async () => {
+    ns = await TestNetns.create('wst-agentp');
     dir = mkdtempSync(join(tmpdir(), 'wst-agentp-'));
   });
-  afterAll(() => {
-    ns?.destroy();
+  afterAll(async () => {
+    await ns?.destroy();
     rmSync(dir, { recursive: true, force: true });
   });
 

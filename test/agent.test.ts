@@ -25,7 +25,7 @@ describeKernel('agent over a unix socket', () => {
   let client: Any;
 
   beforeAll(async () => {
-    ns = TestNetns.create('agent');
+    ns = await TestNetns.create('wst-agent');
     dir = mkdtempSync(join(tmpdir(), 'wst-agent-'));
     const path = join(dir, 'run', 'agent.sock'); // the agent makes run/ itself
     agent = await startAgent({ listen: { kind: 'unix', path }, tracer: { netns: ns.path }, metrics: '127.0.0.1:0' });
@@ -36,7 +36,7 @@ describeKernel('agent over a unix socket', () => {
   afterAll(async () => {
     client?.close();
     await agent?.close();
-    ns?.destroy();
+    await ns?.destroy();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -12,15 +12,15 @@ describeKernel('kernel capture (real BPF, loopback, test netns)', () => {
   let tracer: Tracer;
   let events: TraceEvent[] = [];
 
-  beforeAll(() => {
-    ns = TestNetns.create('cap');
+  beforeAll(async () => {
+    ns = await TestNetns.create('wst-cap');
     tracer = openTracer({ netns: ns.path });
     tracer.subscribe((batch) => events.push(...batch));
   });
 
-  afterAll(() => {
+  afterAll(async () => {
     tracer?.close();
-    ns?.destroy();
+    await ns?.destroy();
   });
 
   /** Events of a kind seen since the last reset(), after the ring is drained. */
@@ -144,8 +144,8 @@ describeKernel('kernel capture (real BPF, loopback, test netns)', () => {
 
 describeKernel('kernel capture under a storm with a tiny ring buffer', () => {
   let ns: TestNetns;
-  beforeAll(() => {
-    ns = TestNetns.create('ring');
+  beforeAll(async () => {
+    ns = await TestNetns.create('wst-ring');
   });
   afterAll(() => ns?.destroy());
 

@@ -9,8 +9,8 @@ const CLI = join(ROOT, 'bin/wstrace.js');
 
 describeKernel('wstrace watch --json', () => {
   let ns: TestNetns;
-  beforeAll(() => {
-    ns = TestNetns.create('watch');
+  beforeAll(async () => {
+    ns = await TestNetns.create('wst-watch');
   });
   afterAll(() => ns?.destroy());
 

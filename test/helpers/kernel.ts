@@ -3,16 +3,13 @@
  * namespace per test file (so the kernel's MIB counters there are the
  * referee), and the traffic generator run inside it.
  */
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { describe } from 'vitest';
 
-const run = promisify(execFile);
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const TRAFFIC = join(ROOT, 'test', 'helpers', 'traffic.py');
 
 function bpfBlocker(): string | undefined {
   const caps = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
@@ -47,62 +44,7 @@ export function describeKernel(name: string, body: () => void): void {
   );
 }
 
-export class TestNetns {
-  private constructor(
-    readonly name: string,
-    readonly path: string,
-  ) {}
-
-  static create(tag: string): TestNetns {
-    const name = `wst-${tag}-${process.pid}`;
-    spawnSync('ip', ['netns', 'del', name]);
-    execFileSync('ip', ['netns', 'add', name]);
-    execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-    return new TestNetns(name, `/run/netns/${name}`);
-  }
-
-  /** The namespace's inode, as events carry it. */
-  inode(): number {
-    return statSync(this.path).ino;
-  }
-
-  /** The namespace's MIB counters, as nstat reads them (the referee). */
-  nstat(): Record<string, number> {
-    const out = execFileSync('ip', ['netns', 'exec', this.name, 'nstat', '-azs', '--json'], { encoding: 'utf8' });
-    return (JSON.parse(out) as { kernel: Record<string, number> }).kernel;
-  }
-
-  /** TCP line of /proc/net/sockstat in the namespace. */
-  sockstatTcp(): Record<string, number> {
-    const text = execFileSync('ip', ['netns', 'exec', this.name, 'cat', '/proc/net/sockstat'], { encoding: 'utf8' });
-    const line = text.split('\n').find((l) => l.startsWith('TCP:')) ?? '';
-    const parts = line.split(/\s+/).slice(1);
-    const out: Record<string, number> = {};
-    for (let i = 0; i + 1 < parts.length; i += 2) out[parts[i]!] = Number(parts[i + 1]);
-    return out;
-  }
-
-  /** Runs a traffic mode inside the namespace without blocking the event loop. */
-  async traffic(mode: string, ...args: Array<string | number>): Promise<Record<string, unknown>> {
-    const { stdout } = await run('ip', ['netns', 'exec', this.name, 'python3', TRAFFIC, mode, ...args.map(String)], {
-      timeout: 60_000,
-    });
-    return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
-  }
-
-  /** The same, but blocking this process's event loop while it runs. */
-  trafficSync(mode: string, ...args: Array<string | number>): Record<string, unknown> {
-    const stdout = execFileSync('ip', ['netns', 'exec', this.name, 'python3', TRAFFIC, mode, ...args.map(String)], {
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
-    return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
-  }
-
-  destroy(): void {
-    spawnSync('ip', ['netns', 'del', this.name]);
-  }
-}
+export { TestNetns } from './netns.js';
 
 /** IDs of every BPF program loaded on this machine. */
 export function loadedProgramIds(): Set<number> {

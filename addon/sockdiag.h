@@ -1,0 +1,6 @@
+#pragma once
+#include <napi.h>
+
+namespace wstrace {
+void InitSockDiag(Napi::Env env, Napi::Object exports);
+}
