@@ -72,6 +72,12 @@ function totalsDelta(a: SnapshotResponse | undefined, b: SnapshotResponse | unde
   };
 }
 
+async function* prepend<T>(first: IteratorResult<T>, rest: AsyncIterable<T>): AsyncGenerator<T> {
+  if (first.done) return;
+  yield first.value;
+  yield* rest;
+}
+
 export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number> {
   const tracer: TracerOptions = {
     ports: opts.ports,
@@ -88,14 +94,6 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
   };
   try {
     const info = await source.info();
-    const scope = [
-      opts.netns !== undefined ? `netns ${opts.netns}` : info.netns ? `netns ${info.netns}` : 'all network namespaces',
-      opts.ports.length ? `port ${opts.ports.join(',')}` : 'all ports',
-      opts.kinds.length && opts.kinds.length < EVENT_KINDS.length ? `kinds ${opts.kinds.join(',')}` : '',
-    ].filter(Boolean);
-    io.err.write(
-      `wstrace: watching ${scope.join(', ')} on ${info.hostname} (Linux ${info.kernel}) via ${opened.where}\n  ${describeInfo(info)}\n`,
-    );
     const before = await source.snapshot();
 
     const filter: Partial<EventFilter> = {};
@@ -108,6 +106,19 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
       last: opts.last ?? 0,
       sinceUnixMicros: opts.sinceMs !== undefined ? Math.round(opts.sinceMs * 1000) : 0,
     });
+
+    // The agent answers a new stream with a status first: from then on nothing
+    // is missed, so that is when to say "watching".
+    const messages = stream[Symbol.asyncIterator]();
+    const first = await messages.next();
+    const scope = [
+      opts.netns !== undefined ? `netns ${opts.netns}` : info.netns ? `netns ${info.netns}` : 'all network namespaces',
+      opts.ports.length ? `port ${opts.ports.join(',')}` : 'all ports',
+      opts.kinds.length && opts.kinds.length < EVENT_KINDS.length ? `kinds ${opts.kinds.join(',')}` : '',
+    ].filter(Boolean);
+    io.err.write(
+      `wstrace: watching ${scope.join(', ')} on ${info.hostname} (Linux ${info.kernel}) via ${opened.where}\n  ${describeInfo(info)}\n`,
+    );
 
     let printed = 0;
     let outputDropped = 0;
@@ -135,7 +146,8 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
     if (opts.durationSec !== undefined) timer = setTimeout(() => void stop(), opts.durationSec * 1000);
     void (io.stopped ?? signalStop()).then(stop);
 
-    for await (const msg of stream) {
+    const rest = { [Symbol.asyncIterator]: () => messages };
+    for await (const msg of prepend(first, rest)) {
       const r = msg.response;
       if (!r) continue;
       if (r.$case === 'batch') {
