@@ -3,6 +3,7 @@
  * time (collect callbacks), so a scrape costs one map read and nothing runs
  * between scrapes.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { UserError } from '../kernel/errors.js';
@@ -17,6 +18,16 @@ export interface MetricsSource {
 
 function setCounter(c: Counter<string>, labels: Record<string, string | number>, value: number): void {
   c.inc(labels, value);
+}
+
+function ephemeralRange(): { low: number; high: number } {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low && high) return { low, high };
+  } catch {
+    // fall through to the kernel default
+  }
+  return { low: 32768, high: 60999 };
 }
 
 export function buildRegistry(src: MetricsSource): Registry {
@@ -46,14 +57,23 @@ export function buildRegistry(src: MetricsSource): Registry {
   });
   new Counter({
     name: 'wstrace_resets_total',
-    help: 'TCP resets by direction, local port, state and kernel reason.',
+    help: 'TCP resets by direction, local port (ports in ip_local_port_range as "ephemeral"), state and kernel reason.',
     labelNames: ['direction', 'lport', 'state', 'reason', 'netns'],
     registers: [registry],
     collect() {
       this.reset();
+      // Client sockets have a new ephemeral port each: one series per port would grow without bound.
+      const eph = ephemeralRange();
+      const sums = new Map<string, { labels: Record<string, string | number>; n: number }>();
       for (const r of counters().resets) {
-        setCounter(this, { direction: r.direction, lport: r.lport, state: r.state ?? '', reason: r.reason ?? '', netns: r.netns }, r.count);
+        const lport = r.lport >= eph.low && r.lport <= eph.high ? 'ephemeral' : String(r.lport);
+        const labels = { direction: r.direction, lport, state: r.state ?? '', reason: r.reason ?? '', netns: r.netns };
+        const key = JSON.stringify(labels);
+        const e = sums.get(key) ?? { labels, n: 0 };
+        e.n += r.count;
+        sums.set(key, e);
       }
+      for (const { labels, n } of sums.values()) setCounter(this, labels, n);
     },
   });
   new Counter({
