@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],
     // Kernel tests share one kernel and its MIB counters: run files one at a time.
     fileParallelism: false,
     testTimeout: 60_000,
