@@ -6,15 +6,21 @@ MULTIARCH := $(shell gcc -dumpmachine 2>/dev/null || echo $(shell uname -m)-linu
 OUT := bpf/.output
 
 .PHONY: bpf clean
-bpf: $(OUT)/wstrace.skel.h
+.SECONDARY:
+bpf: $(OUT)/wstrace.skel.h $(OUT)/wstrace_ext.skel.h
 
-$(OUT)/wstrace.bpf.o: bpf/wstrace.bpf.c bpf/wstrace.h bpf/kernel.h
+HEADERS := bpf/wstrace.h bpf/kernel.h bpf/maps.h bpf/common.h
+
+$(OUT)/%.bpf.o: bpf/%.bpf.c $(HEADERS)
 	@mkdir -p $(OUT)
 	$(CLANG) -g -O2 -Wall -target bpf -D__TARGET_ARCH_$(ARCH) \
 		-I/usr/include/$(MULTIARCH) -Ibpf -c $< -o $@
 
 $(OUT)/wstrace.skel.h: $(OUT)/wstrace.bpf.o
 	$(BPFTOOL) gen skeleton $< name wstrace_bpf > $@.tmp && mv $@.tmp $@
+
+$(OUT)/wstrace_ext.skel.h: $(OUT)/wstrace_ext.bpf.o
+	$(BPFTOOL) gen skeleton $< name wstrace_ext_bpf > $@.tmp && mv $@.tmp $@
 
 clean:
 	rm -rf $(OUT)

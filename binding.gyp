@@ -5,6 +5,7 @@
       "sources": [
         "addon/module.cc",
         "addon/tracer.cc",
+        "addon/variants.cc",
         "addon/sockdiag.cc",
         "addon/netns.cc"
       ],

@@ -18,10 +18,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <map>
 #include <vector>
 
 #include "wstrace.h"
 #include "wstrace.skel.h"
+#include "variants.h"
+#include "wstrace_ext.skel.h"
 
 namespace wstrace {
 namespace {
@@ -30,31 +33,6 @@ namespace {
 // JS thread; the rest stays in the ring and the next loop turn takes it.
 constexpr size_t kMaxBatchRecords = 8192;
 constexpr int kBatchFull = -E2BIG;
-
-struct HookSpec {
-  const char* name;     // tracepoint
-  const char* program;  // BPF program name
-};
-
-constexpr HookSpec kHooks[] = {
-    {"tcp_send_reset", "wst_rst_sent"},
-    {"tcp_receive_reset", "wst_rst_recv"},
-    {"inet_sock_set_state", "wst_timewait"},
-    {"sk_data_ready", "wst_acceptq"},
-    {"kfree_skb", "wst_listen_ovf"},
-};
-
-int PrintLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
-  static const bool debug = getenv("WSTRACE_DEBUG") != nullptr;
-  if (!debug && level != LIBBPF_WARN) return 0;
-  if (!debug) return 0;
-  return vfprintf(stderr, fmt, args);
-}
-
-std::string ErrnoText(int err) {
-  if (err < 0) err = -err;
-  return std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
-}
 
 // Does the running kernel's BTF have enum `type` with member `member`?
 bool KernelEnumHas(const char* type, const char* member) {
@@ -67,6 +45,22 @@ bool KernelEnumHas(const char* type, const char* member) {
     const struct btf_enum* e = btf_enum(t);
     for (int i = 0; i < btf_vlen(t) && !found; i++)
       found = strcmp(btf__name_by_offset(btf, e[i].name_off), member) == 0;
+  }
+  btf__free(btf);
+  return found;
+}
+
+// Does the running kernel's BTF have struct `type` with member `member`?
+bool KernelStructHas(const char* type, const char* member) {
+  struct btf* btf = btf__load_vmlinux_btf();
+  if (!btf) return false;
+  bool found = false;
+  int id = btf__find_by_name_kind(btf, type, BTF_KIND_STRUCT);
+  if (id > 0) {
+    const struct btf_type* t = btf__type_by_id(btf, id);
+    const struct btf_member* m = btf_members(t);
+    for (int i = 0; i < btf_vlen(t) && !found; i++)
+      found = strcmp(btf__name_by_offset(btf, m[i].name_off), member) == 0;
   }
   btf__free(btf);
   return found;
@@ -97,6 +91,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     Napi::Value ring = opts.Get("ringBytes");
     Napi::Value interval = opts.Get("fullEventIntervalNs");
     Napi::Value onBatch = opts.Get("onBatch");
+    Napi::Value variants = opts.Get("variants");
 
     if (!ports.IsArray()) return TypeError(env, "options.ports must be an array of port numbers");
     Napi::Array portList = ports.As<Napi::Array>();
@@ -121,6 +116,21 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     if (!interval.IsNumber() || interval.As<Napi::Number>().DoubleValue() < 0)
       return TypeError(env, "options.fullEventIntervalNs must be a non-negative number");
     if (!onBatch.IsFunction()) return TypeError(env, "options.onBatch must be a function");
+    if (!variants.IsUndefined() && !variants.IsObject())
+      return TypeError(env, "options.variants must be an object of signal: variant names");
+    if (variants.IsObject()) {
+      Napi::Object v = variants.As<Napi::Object>();
+      Napi::Array keys = v.GetPropertyNames();
+      for (uint32_t i = 0; i < keys.Length(); i++) {
+        std::string key = keys.Get(i).As<Napi::String>();
+        Napi::Value val = v.Get(key);
+        if (!val.IsString()) return TypeError(env, "options.variants." + key + " must be a variant name");
+        force_[key] = val.As<Napi::String>();
+      }
+    }
+    filters_.ports = portValues;
+    filters_.netns = netns.As<Napi::Number>().Uint32Value();
+    filters_.intervalNs = static_cast<uint64_t>(interval.As<Napi::Number>().DoubleValue());
 
     skel_ = wstrace_bpf__open();
     if (!skel_) return Fail(env, "failed to open BPF object: " + ErrnoText(errno));
@@ -158,17 +168,14 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   }
 
  private:
-  struct HookState {
-    std::string name, program, error;
-    struct bpf_link* link = nullptr;
-  };
-
   struct wstrace_bpf* skel_ = nullptr;
   struct ring_buffer* rb_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference callback_;
   Napi::AsyncContext* context_ = nullptr;
   std::vector<HookState> hooks_;
+  std::map<std::string, std::string> force_;
+  Filters filters_;
   std::vector<uint8_t> batch_;
   size_t batchRecords_ = 0;
 
@@ -185,29 +192,68 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     return false;
   }
 
-  // Each program separately: one missing tracepoint blinds one signal only.
+  std::string Forced(const std::string& signal) const {
+    auto it = force_.find(signal);
+    return it == force_.end() ? "" : it->second;
+  }
+
+  void SetSwitches(bool timeAccepts, bool resetFnHooked) {
+    struct wst_switches sw = {timeAccepts ? 1u : 0u, resetFnHooked ? 1u : 0u};
+    uint32_t zero = 0;
+    bpf_map_update_elem(bpf_map__fd(skel_->maps.switches), &zero, &sw, BPF_ANY);
+  }
+
+  // Each signal separately: one missing hook blinds one signal only, and a
+  // richer variant that the kernel refuses falls back to the next.
   void Attach() {
+    struct bpf_object* core = skel_->obj;
+    hooks_.push_back(AttachCore("reset_sent", "tcp_send_reset", core, {"wst_rst_sent"}));
+    hooks_.push_back(AttachCore("reset_received", "tcp_receive_reset", core, {"wst_rst_recv"}));
+    hooks_.push_back(AttachCore("timewait", "inet_sock_set_state", core, {"wst_timewait"}));
+    hooks_.push_back(AttachCore("accept_queue_full", "sk_data_ready", core, {"wst_acceptq"}));
+
+    // ACK stage: the drop reason where the kernel has it (exact, with the peer), else the function.
     bool overflowReason = KernelEnumHas("skb_drop_reason", "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW");
-    for (const HookSpec& spec : kHooks) {
-      HookState h;
-      h.name = spec.name;
-      h.program = spec.program;
-      struct bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, spec.program);
-      if (!prog) {
-        h.error = "program missing from the BPF object";
-      } else if (strcmp(spec.program, "wst_listen_ovf") == 0 && !overflowReason) {
-        h.error = "this kernel has no SKB_DROP_REASON_TCP_LISTEN_OVERFLOW drop reason (Linux 6.15+)";
-      } else {
-        struct bpf_link* link = bpf_program__attach(prog);
-        int err = libbpf_get_error(link);
-        if (err) {
-          h.error = "failed to attach to " + h.name + ": " + ErrnoText(err);
-        } else {
-          h.link = link;
-        }
-      }
+    std::string ackForce = Forced("listen_overflow");
+    if (overflowReason && (ackForce.empty() || ackForce == "raw_tp")) {
+      hooks_.push_back(AttachCore("listen_overflow", "kfree_skb", core, {"wst_listen_ovf"}));
+    } else {
+      HookState h = AttachBest("listen_overflow", "tcp_v4/v6_syn_recv_sock",
+                               {{"fexit", {"wst_synrecv4_fexit", "wst_synrecv6_fexit"}},
+                                {"kprobe", {"wst_synrecv4_kprobe", "wst_synrecv4_kretprobe", "wst_synrecv6_kprobe",
+                                            "wst_synrecv6_kretprobe"}}},
+                               core, filters_, ackForce);
+      if (!h.attached() && !overflowReason)
+        h.error = "no SKB_DROP_REASON_TCP_LISTEN_OVERFLOW (Linux 6.15+); " + h.error;
       hooks_.push_back(h);
     }
+
+    hooks_.push_back(AttachBest("syn_drop", "tcp_conn_request",
+                                {{"fentry", {"wst_conn_req_fentry", "wst_conn_req_fexit"}},
+                                 {"kprobe", {"wst_conn_req_kprobe", "wst_conn_req_kretprobe"}}},
+                                core, filters_, Forced("syn_drop")));
+
+    HookState residency = AttachBest("accept_residency", "inet_csk_accept",
+                                     {{"fexit", {"wst_accept_fexit"}}, {"kretprobe", {"wst_accept_kretprobe"}}}, core,
+                                     filters_, Forced("accept_residency"));
+    bool timeAccepts = residency.attached();
+    hooks_.push_back(residency);
+
+    // Resets with no socket: the tracepoint has them from 6.10 (with the reason field).
+    bool tpHasThem = KernelStructHas("trace_event_raw_tcp_send_reset", "reason");
+    std::string rstForce = Forced("reset_no_socket");
+    bool resetFnHooked = false;
+    if (!tpHasThem || !rstForce.empty()) {
+      HookState h = AttachBest("reset_no_socket", "tcp_v4/v6_send_reset",
+                               {{"fentry", {"wst_send_reset4_fentry", "wst_send_reset6_fentry"}},
+                                {"kprobe", {"wst_send_reset4_kprobe", "wst_send_reset6_kprobe"}}},
+                               core, filters_, rstForce);
+      resetFnHooked = h.attached();
+      if (!h.attached() && !tpHasThem)
+        h.error = "tcp_send_reset does not fire for them before Linux 6.10; " + h.error;
+      hooks_.push_back(h);
+    }
+    SetSwitches(timeAccepts, resetFnHooked);
   }
 
   static int OnRecord(void* ctx, void* data, size_t size) {
@@ -257,10 +303,11 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     Napi::Array out = Napi::Array::New(env, hooks_.size());
     for (size_t i = 0; i < hooks_.size(); i++) {
       Napi::Object o = Napi::Object::New(env);
-      o.Set("name", hooks_[i].name);
-      o.Set("program", hooks_[i].program);
-      o.Set("attached", hooks_[i].link != nullptr);
-      o.Set("error", hooks_[i].error);
+      o.Set("signal", hooks_[i].signal);
+      o.Set("name", hooks_[i].hook);
+      o.Set("variant", hooks_[i].variant);
+      o.Set("attached", hooks_[i].attached());
+      o.Set("error", hooks_[i].attached() ? "" : hooks_[i].error);
       out.Set(i, o);
     }
     return out;
@@ -307,6 +354,16 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     out.Set("listeners", DumpHash(env, skel_->maps.listeners));
     out.Set("resets", DumpHash(env, skel_->maps.resets));
     out.Set("timewaits", DumpHash(env, skel_->maps.timewaits));
+    out.Set("residency", DumpHash(env, skel_->maps.residency));
+    Napi::Array hits = Napi::Array::New(env, WST_P__MAX);
+    int hfd = bpf_map__fd(skel_->maps.hits);
+    for (uint32_t i = 0; i < WST_P__MAX; i++) {
+      uint64_t sum = 0;
+      if (bpf_map_lookup_elem(hfd, &i, percpu.data()) == 0)
+        for (uint64_t v : percpu) sum += v;
+      hits.Set(i, Napi::Number::New(env, static_cast<double>(sum)));
+    }
+    out.Set("hits", hits);
     return out;
   }
 
@@ -315,12 +372,17 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     Napi::Array out = Napi::Array::New(env);
     if (!skel_) return out;
     uint32_t n = 0;
-    struct bpf_program* prog;
-    bpf_object__for_each_program(prog, skel_->obj) {
-      struct bpf_prog_info pi = {};
-      uint32_t len = sizeof(pi);
-      int fd = bpf_program__fd(prog);
-      if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &pi, &len) == 0) out.Set(n++, Napi::Number::New(env, pi.id));
+    std::vector<struct bpf_object*> objects = {skel_->obj};
+    for (const HookState& h : hooks_)
+      if (h.ext) objects.push_back(static_cast<struct wstrace_ext_bpf*>(h.ext)->obj);
+    for (struct bpf_object* obj : objects) {
+      struct bpf_program* prog;
+      bpf_object__for_each_program(prog, obj) {
+        struct bpf_prog_info pi = {};
+        uint32_t len = sizeof(pi);
+        int fd = bpf_program__fd(prog);
+        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &pi, &len) == 0) out.Set(n++, Napi::Number::New(env, pi.id));
+      }
     }
     return out;
   }
@@ -343,11 +405,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
       ring_buffer__free(rb_);
       rb_ = nullptr;
     }
-    for (HookState& h : hooks_) {
-      if (h.link) bpf_link__destroy(h.link);
-      h.link = nullptr;
-      if (h.error.empty()) h.error = "detached";
-    }
+    for (HookState& h : hooks_) Detach(h);
     if (skel_) {
       wstrace_bpf__destroy(skel_);
       skel_ = nullptr;
@@ -401,8 +459,15 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     FIELD(wst_listener_val, enqueued); FIELD(wst_listener_val, full_hits); FIELD(wst_listener_val, overflows);
     FIELD(wst_listener_val, last_event_ns); FIELD(wst_listener_val, inode); FIELD(wst_listener_val, peak);
-    FIELD(wst_listener_val, backlog); FIELD(wst_listener_val, depth);
+    FIELD(wst_listener_val, backlog); FIELD(wst_listener_val, depth); FIELD(wst_listener_val, syn_drops);
+    FIELD(wst_listener_val, last_syn_event_ns);
     add("listenerValue", sizeof(wst_listener_val), o);
+  }
+  {
+    Napi::Object o = Napi::Object::New(env);
+    FIELD(wst_residency, buckets); FIELD(wst_residency, count); FIELD(wst_residency, sum_ns);
+    o.Set("bucketCount", WST_RESIDENCY_BUCKETS);
+    add("residency", sizeof(wst_residency), o);
   }
   {
     Napi::Object o = Napi::Object::New(env);
@@ -421,14 +486,17 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
     o.Set("timewait", static_cast<int>(WST_CNT_TIMEWAIT)); o.Set("acceptQueueFull", static_cast<int>(WST_CNT_ACCEPT_QUEUE_FULL));
     o.Set("listenOverflow", static_cast<int>(WST_CNT_LISTEN_OVERFLOW)); o.Set("acceptEnqueued", static_cast<int>(WST_CNT_ACCEPT_ENQUEUED));
     o.Set("ringDrops", static_cast<int>(WST_CNT_RING_DROPS)); o.Set("mapFull", static_cast<int>(WST_CNT_MAP_FULL)); o.Set("events", static_cast<int>(WST_CNT_EVENTS));
+    o.Set("synDrop", static_cast<int>(WST_CNT_SYN_DROP)); o.Set("accepted", static_cast<int>(WST_CNT_ACCEPTED));
     add("counters", WST_CNT__MAX, o);
   }
   {
     Napi::Object o = Napi::Object::New(env);
     o.Set("resetSent", static_cast<int>(WST_RESET_SENT)); o.Set("resetReceived", static_cast<int>(WST_RESET_RECEIVED));
     o.Set("timewait", static_cast<int>(WST_TIMEWAIT)); o.Set("acceptQueueFull", static_cast<int>(WST_ACCEPT_QUEUE_FULL));
-    o.Set("listenOverflow", static_cast<int>(WST_LISTEN_OVERFLOW)); o.Set("noReason", Napi::Number::New(env, WST_NO_REASON));
+    o.Set("listenOverflow", static_cast<int>(WST_LISTEN_OVERFLOW)); o.Set("synDrop", static_cast<int>(WST_SYN_DROP));
+    o.Set("noReason", Napi::Number::New(env, WST_NO_REASON));
     o.Set("maxPorts", static_cast<int>(WST_MAX_PORTS));
+    o.Set("programs", static_cast<int>(WST_P__MAX));
     add("kinds", 0, o);
   }
   return out;
@@ -471,7 +539,7 @@ Napi::Value ClockOffsetNs(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitTracer(Napi::Env env, Napi::Object exports) {
-  libbpf_set_print(PrintLibbpf);
+  InstallLibbpfPrint();
   Tracer::constructor = new Napi::FunctionReference(Napi::Persistent(Tracer::Define(env)));
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("layout", Napi::Function::New(env, Layout, "layout"));

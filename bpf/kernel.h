@@ -25,12 +25,22 @@ enum {
 	TCP_NEW_SYN_RECV = 12,
 };
 
+typedef struct {
+	int counter;
+} atomic_t;
+
 struct ns_common {
 	unsigned int inum;
 } CORE;
 
+struct netns_ipv4 {
+	__u8 sysctl_tcp_syncookies;
+	int sysctl_max_syn_backlog;
+} CORE;
+
 struct net {
 	struct ns_common ns;
+	struct netns_ipv4 ipv4;
 } CORE;
 
 typedef struct {
@@ -67,6 +77,7 @@ struct socket {
 
 struct sock {
 	struct sock_common __sk_common;
+	atomic_t sk_drops;
 	__u16 sk_protocol;
 	__u32 sk_ack_backlog;
 	__u32 sk_max_ack_backlog;
@@ -80,11 +91,15 @@ struct inet_sock {
 
 struct request_sock {
 	struct sock_common __req_common;
+	struct sock *sk;
 } CORE;
 
 struct request_sock_queue {
+	atomic_t qlen;
 	struct request_sock *rskq_accept_tail;
 } CORE;
+
+
 
 struct inet_connection_sock {
 	struct request_sock_queue icsk_accept_queue;

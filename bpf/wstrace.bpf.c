@@ -15,48 +15,9 @@
 #include <bpf/bpf_core_read.h>
 #include "kernel.h"
 #include "wstrace.h"
+#include "common.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* Filters, fixed before load so the verifier can prune what they exclude. */
-const volatile __u16 filter_ports[WST_MAX_PORTS] = {};
-const volatile __u32 filter_nports = 0;
-const volatile __u32 filter_netns = 0;
-/* At most one accept_queue_full event per listener per interval. */
-const volatile __u64 full_event_interval_ns = 100000000ULL;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, WST_CNT__MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} totals SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct wst_listener_key);
-	__type(value, struct wst_listener_val);
-} listeners SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct wst_reset_key);
-	__type(value, __u64);
-} resets SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct wst_tw_key);
-	__type(value, __u64);
-} timewaits SEC(".maps");
 
 /*
  * What happened to a socket just before it closed. The kernel moves a socket
@@ -94,143 +55,6 @@ static __always_inline struct closing *closing_get(const struct sock *sk)
 	return c;
 }
 
-static __always_inline void count(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&totals, &idx);
-
-	if (v)
-		*v += 1; /* per-CPU slot: no other writer */
-}
-
-static __always_inline void add_keyed(void *map, const void *key)
-{
-	__u64 one = 1, *v = bpf_map_lookup_elem(map, key);
-
-	if (v) {
-		__sync_fetch_and_add(v, 1);
-		return;
-	}
-	if (bpf_map_update_elem(map, key, &one, BPF_NOEXIST) == 0)
-		return;
-	/* Lost the race to create the key, or the map is full. */
-	v = bpf_map_lookup_elem(map, key);
-	if (v)
-		__sync_fetch_and_add(v, 1);
-	else
-		count(WST_CNT_MAP_FULL);
-}
-
-static __always_inline bool port_wanted(__u16 a, __u16 b)
-{
-	if (filter_nports == 0)
-		return true;
-#pragma unroll
-	for (int i = 0; i < WST_MAX_PORTS; i++) {
-		if (i >= filter_nports)
-			break;
-		if (filter_ports[i] == a || filter_ports[i] == b)
-			return true;
-	}
-	return false;
-}
-
-static __always_inline bool netns_wanted(__u32 netns)
-{
-	return filter_netns == 0 || filter_netns == netns;
-}
-
-static __always_inline __u32 sk_netns(const struct sock *sk)
-{
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-}
-
-/* Tuple of a socket (full, request or timewait: all start with sock_common). */
-static __always_inline void sk_tuple(const struct sock *sk, struct wst_event *e)
-{
-	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	/*
-	 * Moving to CLOSE unhashes the port before the tracepoints run; a full
-	 * socket still has it in inet_sport (request and timewait sockets keep
-	 * skc_num, and have no inet_sock to read).
-	 */
-	if (!e->lport && e->state != TCP_TIME_WAIT && e->state != TCP_NEW_SYN_RECV)
-		e->lport = __builtin_bswap16(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	e->netns = sk_netns(sk);
-	if (e->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr);
-	} else {
-		BPF_CORE_READ_INTO((__u32 *)e->laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e->raddr, sk, __sk_common.skc_daddr);
-	}
-}
-
-/*
- * Tuple of a received packet, seen from this host: its destination is local.
- * Returns false when the headers cannot be read.
- */
-static __always_inline bool skb_tuple(const struct sk_buff *skb, struct wst_event *e)
-{
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 th = BPF_CORE_READ(skb, transport_header);
-	struct wst_ports ports;
-	__u8 ver;
-
-	if (bpf_probe_read_kernel(&ver, 1, head + nh))
-		return false;
-	if ((ver >> 4) == 4) {
-		struct wst_iphdr ip;
-
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
-			return false;
-		e->family = AF_INET;
-		__builtin_memcpy(e->laddr, &ip.daddr, 4);
-		__builtin_memcpy(e->raddr, &ip.saddr, 4);
-	} else if ((ver >> 4) == 6) {
-		struct wst_ipv6hdr ip6;
-
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
-			return false;
-		e->family = AF_INET6;
-		__builtin_memcpy(e->laddr, ip6.daddr, 16);
-		__builtin_memcpy(e->raddr, ip6.saddr, 16);
-	} else {
-		return false;
-	}
-	if (bpf_probe_read_kernel(&ports, sizeof(ports), head + th))
-		return false;
-	e->lport = __builtin_bswap16(ports.dest);
-	e->rport = __builtin_bswap16(ports.source);
-	e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
-	return true;
-}
-
-static __always_inline __u64 sk_inode(const struct sock *sk)
-{
-	struct socket *so = BPF_CORE_READ(sk, sk_socket);
-
-	if (!so)
-		return 0;
-	return BPF_CORE_READ(so, file, f_inode, i_ino);
-}
-
-static __always_inline void emit(const struct wst_event *src)
-{
-	struct wst_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e) {
-		count(WST_CNT_RING_DROPS);
-		return;
-	}
-	__builtin_memcpy(e, src, sizeof(*e));
-	bpf_ringbuf_submit(e, 0);
-	count(WST_CNT_EVENTS);
-}
-
 /* Only sockets a reset will close: not listeners, requests or timewaits. */
 static __always_inline void note_reset(const struct sock *sk, __u8 state)
 {
@@ -242,20 +66,6 @@ static __always_inline void note_reset(const struct sock *sk, __u8 state)
 	bpf_map_update_elem(&closing, &key, &c, BPF_ANY);
 }
 
-static __always_inline void count_reset(const struct wst_event *e)
-{
-	struct wst_reset_key k = {
-		.netns = e->netns,
-		.reason = e->reason,
-		.lport = e->lport,
-		.kind = e->kind,
-		.state = e->state,
-	};
-
-	count(e->kind == WST_RESET_SENT ? WST_CNT_RESET_SENT : WST_CNT_RESET_RECEIVED);
-	add_keyed(&resets, &k);
-}
-
 /* tcp_send_reset(sk, skb) before 6.10; (sk, skb, reason) from 6.10, with sk NULL allowed. */
 SEC("raw_tp/tcp_send_reset")
 int wst_rst_sent(struct bpf_raw_tracepoint_args *ctx)
@@ -264,6 +74,10 @@ int wst_rst_sent(struct bpf_raw_tracepoint_args *ctx)
 	const struct sk_buff *skb = (const struct sk_buff *)ctx->args[1];
 	struct wst_event e = {};
 
+	hit(WST_P_RST_SENT);
+	/* With the send-reset functions hooked, those resets are counted there. */
+	if (skb && switch_on(reset_fn_hooked))
+		return 0;
 	e.kind = WST_RESET_SENT;
 	e.reason = WST_NO_REASON;
 	if (bpf_core_field_exists(struct trace_event_raw_tcp_send_reset, reason))
@@ -296,6 +110,7 @@ int wst_rst_recv(struct bpf_raw_tracepoint_args *ctx)
 	const struct sock *sk = (const struct sock *)ctx->args[0];
 	struct wst_event e = {};
 
+	hit(WST_P_RST_RECV);
 	if (!sk)
 		return 0;
 	e.kind = WST_RESET_RECEIVED;
@@ -325,6 +140,7 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 	struct wst_event e = {};
 	bool after_reset = false;
 
+	hit(WST_P_TIMEWAIT);
 	if (newstate != TCP_CLOSE || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	struct closing *c = closing_get(sk);
@@ -358,21 +174,24 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-static __always_inline struct wst_listener_val *listener_entry(const struct wst_event *e, __u64 inode)
+/* The child just queued (the queue's tail), timed for accept-queue residency. */
+static __always_inline void note_enqueued(const struct sock *sk, const struct wst_event *e)
 {
-	struct wst_listener_key k = { .netns = e->netns, .port = e->lport, .family = e->family };
-	struct wst_listener_val zero = {}, *v;
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
+	struct request_sock *req = BPF_CORE_READ(icsk, icsk_accept_queue.rskq_accept_tail);
+	struct wst_enqueued q = { .ts_ns = bpf_ktime_get_ns() };
+	__u64 child;
 
-	__builtin_memcpy(k.addr, e->laddr, 16);
-	v = bpf_map_lookup_elem(&listeners, &k);
-	if (v)
-		return v;
-	zero.inode = inode;
-	bpf_map_update_elem(&listeners, &k, &zero, BPF_NOEXIST);
-	v = bpf_map_lookup_elem(&listeners, &k);
-	if (!v)
-		count(WST_CNT_MAP_FULL);
-	return v;
+	if (!req)
+		return;
+	child = (__u64)(unsigned long)BPF_CORE_READ(req, sk);
+	if (!child)
+		return;
+	__builtin_memcpy(q.listener.addr, e->laddr, 16);
+	q.listener.netns = e->netns;
+	q.listener.port = e->lport;
+	q.listener.family = e->family;
+	bpf_map_update_elem(&enqueued, &child, &q, BPF_ANY);
 }
 
 /*
@@ -388,6 +207,7 @@ int wst_acceptq(struct bpf_raw_tracepoint_args *ctx)
 	struct wst_event e = {};
 	__u64 now;
 
+	hit(WST_P_ACCEPTQ);
 	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN ||
 	    BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
@@ -403,6 +223,8 @@ int wst_acceptq(struct bpf_raw_tracepoint_args *ctx)
 	if (!v)
 		return 0;
 	__sync_fetch_and_add(&v->enqueued, 1);
+	if (switch_on(time_accepts))
+		note_enqueued(sk, &e);
 	v->depth = e.queue;
 	v->backlog = e.backlog;
 	if (e.queue > v->peak)
@@ -442,6 +264,7 @@ int wst_acceptq(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp/kfree_skb")
 int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
 {
+	hit(WST_P_LISTEN_OVF);
 	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_TCP_LISTEN_OVERFLOW))
 		return 0;
 	if ((__u32)ctx->args[2] != bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_TCP_LISTEN_OVERFLOW))

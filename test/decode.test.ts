@@ -160,7 +160,7 @@ describe('decodeCounters', () => {
   });
 
   it('refuses a totals array of the wrong length', () => {
-    expect(() => decodeCounters({ totals: [1], listeners: [], resets: [], timewaits: [] }, reasons)).toThrow(/expected 9/);
+    expect(() => decodeCounters({ totals: [1], listeners: [], resets: [], timewaits: [] }, reasons)).toThrow(/expected 11/);
   });
 });
 
@@ -173,10 +173,10 @@ describe('Tracer on a fake binding', () => {
         opened.push(o);
         return {
           hooks: () => [
-            { name: 'tcp_send_reset', program: 'wst_rst_sent', attached: true, error: '' },
-            { name: 'kfree_skb', program: 'wst_listen_ovf', attached: false, error: 'no such reason' },
+            { signal: 'reset_sent', name: 'tcp_send_reset', variant: 'raw_tp', attached: true, error: '' },
+            { signal: 'syn_drop', name: 'tcp_conn_request', variant: '', attached: false, error: 'fentry: load failed' },
           ],
-          counters: () => ({ totals: Array(COUNTER_COUNT).fill(0), listeners: [], resets: [], timewaits: [] }),
+          counters: () => ({ totals: Array(COUNTER_COUNT).fill(0), listeners: [], resets: [], timewaits: [], residency: [], hits: [] }),
           flush: () => o.onBatch(record({ kind: 1, family: AF_INET, laddr: lo4, raddr: lo4, lport: 9, rport: 1 })),
           programIds: () => [1, 2],
           close: () => closed.push(1),
@@ -197,8 +197,8 @@ describe('Tracer on a fake binding', () => {
     const t = openTracer({ binding, ports: [80, 443], ringBytes: 8192 });
     expect(opened[0]).toMatchObject({ ports: [80, 443], netns: 0, ringBytes: 8192, fullEventIntervalNs: 100_000_000 });
     expect(t.hooks).toEqual([
-      { hook: 'tcp_send_reset', signal: 'reset_sent', attached: true },
-      { hook: 'kfree_skb', signal: 'listen_overflow', attached: false, error: 'no such reason' },
+      { hook: 'tcp_send_reset', signal: 'reset_sent', variant: 'raw_tp', attached: true },
+      { hook: 'tcp_conn_request', signal: 'syn_drop', variant: '', attached: false, error: 'fentry: load failed' },
     ]);
     const got: string[] = [];
     t.subscribe((evs) => got.push(...evs.map((e) => `${e.kind}:${e.lport}`)));

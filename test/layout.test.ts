@@ -10,7 +10,10 @@ import {
   LISTENER_VALUE_LAYOUT,
   MAX_PORTS,
   NO_REASON,
+  PROGRAM_HITS,
   RESET_KEY_LAYOUT,
+  RESIDENCY_BUCKETS,
+  RESIDENCY_LAYOUT,
   TIMEWAIT_KEY_LAYOUT,
 } from '../src/kernel/layout.js';
 
@@ -22,8 +25,11 @@ it.each([
   ['listenerValue', LISTENER_VALUE_LAYOUT],
   ['resetKey', RESET_KEY_LAYOUT],
   ['timewaitKey', TIMEWAIT_KEY_LAYOUT],
+  ['residency', RESIDENCY_LAYOUT],
 ] as const)('%s layout matches the C header', (name, ts) => {
-  const c = native[name]!;
+  const { bucketCount, ...offsets } = native[name]!.offsets;
+  const c = { size: native[name]!.size, offsets };
+  if (bucketCount !== undefined) expect(bucketCount).toBe(RESIDENCY_BUCKETS);
   expect(ts.size).toBe(c.size);
   expect(ts.offsets).toEqual(Object.fromEntries(Object.entries(c.offsets).filter(([k]) => k in ts.offsets)));
   // Every C field the decoder could need is known to it (padding aside).
@@ -33,8 +39,9 @@ it.each([
 it('counter indexes and kind codes match the C enums', () => {
   expect(native.counters!.size).toBe(COUNTER_COUNT);
   expect(native.counters!.offsets).toEqual(COUNTER_INDEX);
-  const { noReason, maxPorts, ...kinds } = native.kinds!.offsets;
+  const { noReason, maxPorts, programs, ...kinds } = native.kinds!.offsets;
   expect(kinds).toEqual(KIND_CODE);
+  expect(programs).toBe(PROGRAM_HITS.length);
   expect(noReason).toBe(NO_REASON);
   expect(maxPorts).toBe(MAX_PORTS);
 });

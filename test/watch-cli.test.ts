@@ -48,7 +48,7 @@ describeKernel('wstrace watch --json', () => {
     expect(Math.abs(Date.parse(String(sent[0]!.time)) - Date.now())).toBeLessThan(60_000);
     expect(lines.filter((l) => l.kind === 'timewait' && l.rport === 7302)).toHaveLength(2);
     expect(lines.some((l) => l.lport === 7399 || l.rport === 7399)).toBe(false);
-    expect(stderr).toMatch(/live: .*reset_sent \(tcp_send_reset\)/);
+    expect(stderr).toMatch(/live: .*reset_sent \(raw_tp tcp_send_reset\)/);
     expect(stderr).toMatch(/3 resets sent/);
     expect(stderr).toMatch(/0 lost in the kernel ring/);
   });

@@ -12,7 +12,16 @@ import { hostname, release } from 'node:os';
 import { join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import { packageRoot } from '../kernel/binding.js';
-import { ALWAYS_BLIND, openTracer, UserError, type SocketDump, type Tracer, type TracerOptions } from '../kernel/index.js';
+import {
+  blindNotes,
+  EVENT_KINDS,
+  openTracer,
+  UserError,
+  type EventKind,
+  type SocketDump,
+  type Tracer,
+  type TracerOptions,
+} from '../kernel/index.js';
 import { ownNetnsInode } from '../kernel/netns.js';
 import { SocketOwners } from '../kernel/owners.js';
 import type { GetInfoResponse, HostFacts } from '../generated/wstrace/v1/tracer.js';
@@ -78,8 +87,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     version: VERSION,
     kernel: release(),
     hostname: hostname(),
-    hooks: tracer.hooks.map((h) => ({ hook: h.hook, signal: kindToProto(h.signal), attached: h.attached, error: h.error ?? '' })),
-    blind: [...tracer.hooks.filter((h) => !h.attached).map((h) => `${h.signal}: ${h.error}`), ...ALWAYS_BLIND],
+    hooks: tracer.hooks.map((h) => ({
+      hook: h.hook,
+      signal: (EVENT_KINDS as readonly string[]).includes(h.signal) ? kindToProto(h.signal as EventKind) : 0,
+      signalName: h.signal,
+      variant: h.variant,
+      attached: h.attached,
+      error: h.error ?? '',
+    })),
+    blind: blindNotes(tracer.hooks),
     startTimeUnixMicros: startMicros,
     netns: tracer.netns?.path ?? '',
     ports: [...(opts.tracer?.ports ?? [])],

@@ -9,6 +9,7 @@ const KIND_TO_PROTO: Record<KindName, EventKind> = {
   timewait: EventKind.EVENT_KIND_TIMEWAIT,
   accept_queue_full: EventKind.EVENT_KIND_ACCEPT_QUEUE_FULL,
   listen_overflow: EventKind.EVENT_KIND_LISTEN_OVERFLOW,
+  syn_drop: EventKind.EVENT_KIND_SYN_DROP,
 };
 
 const PROTO_TO_KIND = new Map<EventKind, KindName>(

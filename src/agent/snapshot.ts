@@ -2,7 +2,7 @@
  * Snapshot: the exact kernel counters joined with the live socket tables
  * (sock_diag) and host facts, keyed the way a person reads them.
  */
-import type { Counters, SocketDump } from '../kernel/index.js';
+import type { Counters, ListenerCounter, SocketDump } from '../kernel/index.js';
 import type { Owner } from '../kernel/owners.js';
 import {
   Direction,
@@ -21,6 +21,22 @@ export interface SnapshotInputs {
   readonly host: HostFacts;
   readonly owner: (inode: number) => Owner | undefined;
   readonly nowMs: number;
+}
+
+const NO_SYN_DROPS = {
+  synDropsAcceptQueueFull: 0,
+  synDropsSynQueueFull: 0,
+  synDropsUnprovenPeer: 0,
+  synDropsOther: 0,
+};
+
+function synDrops(c: ListenerCounter): typeof NO_SYN_DROPS {
+  return {
+    synDropsAcceptQueueFull: c.synDrops.acceptQueueFull,
+    synDropsSynQueueFull: c.synDrops.synQueueFull,
+    synDropsUnprovenPeer: c.synDrops.unprovenPeer,
+    synDropsOther: c.synDrops.other,
+  };
 }
 
 function listenerKey(family: string, addr: string, port: number, netns: number): string {
@@ -47,6 +63,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       ...(owner ? { pid: owner.pid } : {}),
       comm: owner?.comm ?? '',
       live: true,
+      ...NO_SYN_DROPS,
     });
   }
   for (const c of counters.listeners) {
@@ -57,6 +74,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       live.fullHits = c.fullHits;
       live.overflows = c.overflows;
       live.enqueued = c.enqueued;
+      Object.assign(live, synDrops(c));
       continue;
     }
     const owner = c.inode ? inp.owner(c.inode) : undefined;
@@ -75,7 +93,12 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       ...(owner ? { pid: owner.pid } : {}),
       comm: owner?.comm ?? '',
       live: false,
+      ...synDrops(c),
     });
+  }
+  for (const r of counters.residency) {
+    const l = listeners.get(listenerKey(r.family, r.addr, r.port, r.netns));
+    if (l) l.residency = { buckets: r.buckets, count: r.count, sumNs: r.sumNs };
   }
 
   const tw = new Map<string, TimewaitDestination>();
@@ -116,6 +139,8 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       acceptEnqueued: t.acceptEnqueued,
       lostKernelRing: t.ringDrops,
       mapFull: t.mapFull,
+      synDrops: t.synDrop,
+      accepted: t.accepted,
     },
     listeners: [...listeners.values()],
     resets: counters.resets.map((r) => ({

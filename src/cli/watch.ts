@@ -35,15 +35,14 @@ export interface WatchIo {
 /** Past this much unwritten output, events are dropped and counted: memory stays bounded. */
 const MAX_PENDING_OUTPUT = 16 << 20;
 
+/** Hooks live and blind, as `info`, `watch` and `agent` print them at start. */
 export function describeInfo(info: GetInfoResponse): string {
-  const name = (h: GetInfoResponse['hooks'][number]) => `${kindFromProto(h.signal) ?? h.signal} (${h.hook})`;
-  const live = info.hooks.filter((h) => h.attached).map(name);
-  const blind = info.hooks.filter((h) => !h.attached).map((h) => `${name(h).replace(/\)$/, '')}: ${h.error})`);
+  const name = (h: GetInfoResponse['hooks'][number]) => h.signalName || kindFromProto(h.signal) || 'unknown';
+  const live = info.hooks.filter((h) => h.attached).map((h) => `${name(h)} (${h.variant} ${h.hook})`);
+  const blind = info.hooks.filter((h) => !h.attached).map((h) => `${name(h)} (${h.hook}: ${h.error})`);
   const lines = [`live: ${live.length ? live.join(', ') : 'none'}`];
   if (blind.length) lines.push(`blind: ${blind.join('; ')}`);
-  for (const b of info.blind.filter((b) => !info.hooks.some((h) => !h.attached && b.startsWith(`${kindFromProto(h.signal)}:`)))) {
-    lines.push(`note: ${b}`);
-  }
+  for (const b of info.blind) lines.push(`note: ${b}`);
   return lines.join('\n  ');
 }
 

@@ -54,9 +54,14 @@ export interface NativeTracer {
 }
 
 export interface NativeHook {
+  /** What it shows: reset_sent, syn_drop, accept_residency, ... */
+  readonly signal: string;
+  /** Kernel hook point(s). */
   readonly name: string;
-  readonly program: string;
+  /** raw_tp, fentry, fexit, kprobe, kretprobe; empty when blind. */
+  readonly variant: string;
   readonly attached: boolean;
+  /** Why not attached: every variant tried, and how it failed. */
   readonly error: string;
 }
 
@@ -67,6 +72,9 @@ export interface NativeCounters {
   readonly listeners: Array<[Buffer, Buffer]>;
   readonly resets: Array<[Buffer, Buffer]>;
   readonly timewaits: Array<[Buffer, Buffer]>;
+  readonly residency: Array<[Buffer, Buffer]>;
+  /** Runs of each program, indexed by enum wst_prog. */
+  readonly hits: number[];
 }
 
 export interface NativeOpenOptions {
@@ -76,6 +84,8 @@ export interface NativeOpenOptions {
   readonly fullEventIntervalNs: number;
   /** Called on the JS thread with one Buffer holding many records. */
   readonly onBatch: (batch: Buffer) => void;
+  /** Per signal, the one variant to try ("none": none); others pick the best. */
+  readonly variants?: Readonly<Record<string, string>>;
 }
 
 export interface Layout {

@@ -11,7 +11,11 @@ import {
   LISTENER_KEY_LAYOUT,
   LISTENER_VALUE_LAYOUT,
   NO_REASON,
+  PROGRAM_HITS,
   RESET_KEY_LAYOUT,
+  RESIDENCY_BUCKETS,
+  RESIDENCY_LAYOUT,
+  SYN_CAUSES,
   TIMEWAIT_KEY_LAYOUT,
 } from './layout.js';
 import { kindName, ReasonNames, tcpStateName, type EventKind } from './names.js';
@@ -32,7 +36,10 @@ export interface TraceEvent {
   readonly netns: number;
   /** TCP state of the socket, when there was one. */
   readonly state?: string;
-  /** Kernel reason name (sk_rst_reason / skb_drop_reason), when the kernel gave one. */
+  /**
+   * Kernel reason name (sk_rst_reason / skb_drop_reason) when the kernel gave
+   * one; for syn_drop, the cause wstrace judged (ACCEPT_QUEUE_FULL, ...).
+   */
   readonly reason?: string;
   /** Accept-queue depth and limit, for listener events. */
   readonly queue?: number;
@@ -84,9 +91,13 @@ export function decodeBatch(batch: Uint8Array, ctx: DecodeContext): TraceEvent[]
     if (state) mutable.state = state;
     if (reasonValue !== NO_REASON) {
       mutable.reason =
-        code === KIND_CODE.listenOverflow ? ctx.reasons.dropReason(reasonValue) : ctx.reasons.resetReason(reasonValue);
+        code === KIND_CODE.listenOverflow
+          ? ctx.reasons.dropReason(reasonValue)
+          : code === KIND_CODE.synDrop
+            ? (SYN_CAUSES[reasonValue] ?? 'OTHER')
+            : ctx.reasons.resetReason(reasonValue);
     }
-    if (code === KIND_CODE.acceptQueueFull || code === KIND_CODE.listenOverflow) {
+    if (code === KIND_CODE.acceptQueueFull || code === KIND_CODE.listenOverflow || code === KIND_CODE.synDrop) {
       mutable.queue = view.getUint32(at + O.queue, true);
       mutable.backlog = view.getUint32(at + O.backlog, true);
     }
@@ -108,6 +119,17 @@ export interface Totals {
   /** Keyed counts not stored because a map was full (totals stay exact). */
   readonly mapFull: number;
   readonly events: number;
+  /** SYN-stage listen drops (richer hook only). */
+  readonly synDrop: number;
+  /** Accepts timed for residency (richer hook only). */
+  readonly accepted: number;
+}
+
+export interface SynDrops {
+  readonly acceptQueueFull: number;
+  readonly synQueueFull: number;
+  readonly unprovenPeer: number;
+  readonly other: number;
 }
 
 export interface ListenerCounter {
@@ -122,6 +144,19 @@ export interface ListenerCounter {
   readonly backlog: number;
   readonly depth: number;
   readonly inode: number;
+  /** SYN-stage drops by cause (zero unless the tcp_conn_request hook is live). */
+  readonly synDrops: SynDrops;
+}
+
+/** Accept-queue residency of one listener: bucket i counts waits in [2^i, 2^(i+1)) microseconds. */
+export interface ResidencyCounter {
+  readonly family: Family;
+  readonly addr: string;
+  readonly port: number;
+  readonly netns: number;
+  readonly buckets: number[];
+  readonly count: number;
+  readonly sumNs: number;
 }
 
 export interface ResetCounter {
@@ -146,6 +181,9 @@ export interface Counters {
   readonly listeners: ListenerCounter[];
   readonly resets: ResetCounter[];
   readonly timewaits: TimewaitCounter[];
+  readonly residency: ResidencyCounter[];
+  /** Runs of each BPF program, by program name (the kernel matrix's "fired"). */
+  readonly hits: Readonly<Record<string, number>>;
 }
 
 export interface RawCounters {
@@ -153,6 +191,8 @@ export interface RawCounters {
   readonly listeners: Array<[Uint8Array, Uint8Array]>;
   readonly resets: Array<[Uint8Array, Uint8Array]>;
   readonly timewaits: Array<[Uint8Array, Uint8Array]>;
+  readonly residency?: Array<[Uint8Array, Uint8Array]>;
+  readonly hits?: number[];
 }
 
 function viewOf(b: Uint8Array): DataView {
@@ -185,6 +225,12 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
       backlog: vv.getUint32(LV.backlog, true),
       depth: vv.getUint32(LV.depth, true),
       inode: u64(vv, LV.inode),
+      synDrops: {
+        acceptQueueFull: u64(vv, LV.syn_drops),
+        synQueueFull: u64(vv, LV.syn_drops + 8),
+        unprovenPeer: u64(vv, LV.syn_drops + 16),
+        other: u64(vv, LV.syn_drops + 24),
+      },
     };
   });
 
@@ -217,5 +263,22 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
     };
   });
 
-  return { totals, listeners, resets, timewaits };
+  const RV = RESIDENCY_LAYOUT.offsets;
+  const residency = (raw.residency ?? []).map(([k, v]): ResidencyCounter => {
+    const kv = viewOf(k);
+    const vv = viewOf(v);
+    const family = kv.getUint16(LK.family, true);
+    return {
+      family: familyName(family),
+      addr: formatAddr(k, LK.addr, family),
+      port: kv.getUint16(LK.port, true),
+      netns: kv.getUint32(LK.netns, true),
+      buckets: Array.from({ length: RESIDENCY_BUCKETS }, (_, i) => u64(vv, RV.buckets + i * 8)),
+      count: u64(vv, RV.count),
+      sumNs: u64(vv, RV.sum_ns),
+    };
+  });
+  const hits = Object.fromEntries(PROGRAM_HITS.map((name, i) => [name, raw.hits?.[i] ?? 0]));
+
+  return { totals, listeners, resets, timewaits, residency, hits };
 }

@@ -28,8 +28,29 @@ export const LISTENER_KEY_LAYOUT = {
 } as const;
 
 export const LISTENER_VALUE_LAYOUT = {
-  size: 56,
-  offsets: { enqueued: 0, full_hits: 8, overflows: 16, last_event_ns: 24, inode: 32, peak: 40, backlog: 44, depth: 48 },
+  size: 96,
+  offsets: {
+    enqueued: 0,
+    full_hits: 8,
+    overflows: 16,
+    last_event_ns: 24,
+    inode: 32,
+    peak: 40,
+    backlog: 44,
+    depth: 48,
+    syn_drops: 56,
+    last_syn_event_ns: 88,
+  },
+} as const;
+
+/** enum wst_syn_cause: index into wst_listener_val.syn_drops. */
+export const SYN_CAUSES = ['ACCEPT_QUEUE_FULL', 'SYN_QUEUE_FULL', 'UNPROVEN_PEER', 'OTHER'] as const;
+
+export const RESIDENCY_BUCKETS = 32;
+
+export const RESIDENCY_LAYOUT = {
+  size: 272,
+  offsets: { buckets: 0, count: 256, sum_ns: 264 },
 } as const;
 
 export const RESET_KEY_LAYOUT = {
@@ -53,9 +74,11 @@ export const COUNTER_INDEX = {
   ringDrops: 6,
   mapFull: 7,
   events: 8,
+  synDrop: 9,
+  accepted: 10,
 } as const;
 
-export const COUNTER_COUNT = 9;
+export const COUNTER_COUNT = 11;
 
 /** enum wst_kind. */
 export const KIND_CODE = {
@@ -64,7 +87,28 @@ export const KIND_CODE = {
   timewait: 3,
   acceptQueueFull: 4,
   listenOverflow: 5,
+  synDrop: 6,
 } as const;
+
+/** enum wst_prog: hit counter of each BPF program, for the kernel matrix. */
+export const PROGRAM_HITS = [
+  'wst_rst_sent',
+  'wst_rst_recv',
+  'wst_timewait',
+  'wst_acceptq',
+  'wst_listen_ovf',
+  'wst_conn_req_fentry',
+  'wst_conn_req_fexit',
+  'wst_conn_req_kprobe',
+  'wst_conn_req_kretprobe',
+  'wst_synrecv_fexit',
+  'wst_synrecv_kprobe',
+  'wst_synrecv_kretprobe',
+  'wst_accept_fexit',
+  'wst_accept_kretprobe',
+  'wst_send_reset_fentry',
+  'wst_send_reset_kprobe',
+] as const;
 
 export const NO_REASON = 0xffffffff;
 export const MAX_PORTS = 16;

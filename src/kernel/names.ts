@@ -1,7 +1,13 @@
 /** Names for the numbers the kernel side records. */
 import { KIND_CODE } from './layout.js';
 
-export type EventKind = 'reset_sent' | 'reset_received' | 'timewait' | 'accept_queue_full' | 'listen_overflow';
+export type EventKind =
+  | 'reset_sent'
+  | 'reset_received'
+  | 'timewait'
+  | 'accept_queue_full'
+  | 'listen_overflow'
+  | 'syn_drop';
 
 export const EVENT_KINDS: readonly EventKind[] = [
   'reset_sent',
@@ -9,6 +15,7 @@ export const EVENT_KINDS: readonly EventKind[] = [
   'timewait',
   'accept_queue_full',
   'listen_overflow',
+  'syn_drop',
 ];
 
 const KIND_BY_CODE = new Map<number, EventKind>([
@@ -17,6 +24,7 @@ const KIND_BY_CODE = new Map<number, EventKind>([
   [KIND_CODE.timewait, 'timewait'],
   [KIND_CODE.acceptQueueFull, 'accept_queue_full'],
   [KIND_CODE.listenOverflow, 'listen_overflow'],
+  [KIND_CODE.synDrop, 'syn_drop'],
 ]);
 
 export function kindName(code: number): EventKind | undefined {

@@ -25,30 +25,42 @@ export interface TracerOptions {
   readonly resolveOwners?: boolean;
   /** The addon; tests pass a fake. */
   readonly binding?: Binding;
+  /** Per signal, force one hook variant ("none" for none); for the kernel matrix. */
+  readonly variants?: Readonly<Record<string, string>>;
 }
 
+/**
+ * What wstrace can see: the event kinds, plus accept_residency (time from
+ * enqueue to accept()) and reset_no_socket (resets to closed ports on kernels
+ * whose tracepoint misses them).
+ */
+export type Signal = EventKind | 'accept_residency' | 'reset_no_socket';
+
 export interface HookStatus {
-  /** Kernel tracepoint. */
+  /** Kernel hook point(s). */
   readonly hook: string;
   /** What it lets wstrace see. */
-  readonly signal: EventKind;
+  readonly signal: Signal;
+  /** raw_tp, fentry, fexit, kprobe or kretprobe; empty when blind. */
+  readonly variant: string;
   readonly attached: boolean;
-  /** Why not, when not attached. */
+  /** Why not, when not attached: each variant tried and how it failed. */
   readonly error?: string;
 }
 
-const SIGNAL_OF_HOOK: Record<string, EventKind> = {
-  tcp_send_reset: 'reset_sent',
-  tcp_receive_reset: 'reset_received',
-  inet_sock_set_state: 'timewait',
-  sk_data_ready: 'accept_queue_full',
-  kfree_skb: 'listen_overflow',
-};
-
-/** Signals no portable hook shows; said at start so nobody reads silence as zero. */
-export const ALWAYS_BLIND = [
-  'SYN-stage listen drops have no tracepoint: only the kernel counters ListenOverflows/ListenDrops count them',
-] as const;
+/** What to say about blind signals, so nobody reads silence as zero. */
+export function blindNotes(hooks: readonly HookStatus[]): string[] {
+  const notes: string[] = [];
+  const syn = hooks.find((h) => h.signal === 'syn_drop');
+  if (!syn?.attached) {
+    notes.push(
+      'SYN-stage listen drops: no hook on this kernel, so only the kernel counters ListenOverflows/ListenDrops count them (attributed to the listeners seen full)',
+    );
+  }
+  const res = hooks.find((h) => h.signal === 'accept_residency');
+  if (!res?.attached) notes.push('accept-queue residency (enqueue to accept) needs fexit or kretprobe on inet_csk_accept');
+  return notes;
+}
 
 export const DEFAULT_RING_BYTES = 4 << 20;
 
@@ -77,6 +89,7 @@ export class Tracer {
         ringBytes: options.ringBytes ?? DEFAULT_RING_BYTES,
         fullEventIntervalNs: Math.round((options.fullEventIntervalMs ?? 100) * 1e6),
         onBatch: (batch) => this.onBatch(batch),
+        ...(options.variants ? { variants: options.variants } : {}),
       });
     } catch (err) {
       const code = (err as { errno?: number }).errno;
@@ -85,7 +98,8 @@ export class Tracer {
     }
     this.hooks = this.native.hooks().map((h) => ({
       hook: h.name,
-      signal: SIGNAL_OF_HOOK[h.name] ?? (h.name as EventKind),
+      signal: h.signal as Signal,
+      variant: h.variant,
       attached: h.attached,
       ...(h.attached ? {} : { error: h.error }),
     }));

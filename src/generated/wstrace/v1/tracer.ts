@@ -45,6 +45,12 @@ export enum EventKind {
   EVENT_KIND_ACCEPT_QUEUE_FULL = 4,
   /** EVENT_KIND_LISTEN_OVERFLOW - The last ACK of a handshake was dropped because the accept queue was full. */
   EVENT_KIND_LISTEN_OVERFLOW = 5,
+  /**
+   * EVENT_KIND_SYN_DROP - A SYN was dropped at a listener; `reason` is the cause wstrace judged
+   * (ACCEPT_QUEUE_FULL, SYN_QUEUE_FULL, UNPROVEN_PEER, OTHER). Rate-limited
+   * per listener; the exact counts are in Snapshot. Needs a richer hook.
+   */
+  EVENT_KIND_SYN_DROP = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -68,6 +74,9 @@ export function eventKindFromJSON(object: any): EventKind {
     case 5:
     case "EVENT_KIND_LISTEN_OVERFLOW":
       return EventKind.EVENT_KIND_LISTEN_OVERFLOW;
+    case 6:
+    case "EVENT_KIND_SYN_DROP":
+      return EventKind.EVENT_KIND_SYN_DROP;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -89,6 +98,8 @@ export function eventKindToJSON(object: EventKind): string {
       return "EVENT_KIND_ACCEPT_QUEUE_FULL";
     case EventKind.EVENT_KIND_LISTEN_OVERFLOW:
       return "EVENT_KIND_LISTEN_OVERFLOW";
+    case EventKind.EVENT_KIND_SYN_DROP:
+      return "EVENT_KIND_SYN_DROP";
     case EventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -368,6 +379,20 @@ export interface Totals {
   lostKernelRing: number;
   /** Keyed counts not stored because a kernel map was full (totals stay exact). */
   mapFull: number;
+  /** SYN-stage listen drops (only with the tcp_conn_request hook). */
+  synDrops: number;
+  /** Accepts timed for residency (only with the inet_csk_accept hook). */
+  accepted: number;
+}
+
+/** How long children waited in an accept queue before accept(). */
+export interface Residency {
+  /** Bucket i counts waits from 2^i to 2^(i+1) microseconds (bucket 0 from 0). */
+  buckets: number[];
+  /** Waits measured. */
+  count: number;
+  /** Their sum, nanoseconds. */
+  sumNs: number;
 }
 
 /** A listening socket: live queue from sock_diag, history from the kernel maps. */
@@ -402,6 +427,16 @@ export interface Listener {
   comm: string;
   /** False when the listener is only in the counters (closed since). */
   live: boolean;
+  /** SYN-stage drops because the accept queue was full (needs the tcp_conn_request hook). */
+  synDropsAcceptQueueFull: number;
+  /** SYN-stage drops because the SYN queue was full without syncookies. */
+  synDropsSynQueueFull: number;
+  /** SYN-stage drops of unproven peers (SYN queue three-quarters full, no syncookies). */
+  synDropsUnprovenPeer: number;
+  /** SYN-stage drops for any other reason. */
+  synDropsOther: number;
+  /** Accept-queue residency, when the inet_csk_accept hook is live. */
+  residency?: Residency | undefined;
 }
 
 /** Resets counted per local port, direction, state and reason. */
@@ -496,8 +531,15 @@ export interface Hook {
   signal: EventKind;
   /** True when attached. */
   attached: boolean;
-  /** Why not, when not attached. */
+  /** Why not, when not attached: every variant tried and how it failed. */
   error: string;
+  /**
+   * What it shows, by name: an event kind's name (reset_sent, ...) or
+   * accept_residency, reset_no_socket.
+   */
+  signalName: string;
+  /** The variant live: raw_tp, fentry, fexit, kprobe, kretprobe; empty when blind. */
+  variant: string;
 }
 
 /** What the agent is. */
@@ -1535,6 +1577,8 @@ function createBaseTotals(): Totals {
     acceptEnqueued: 0,
     lostKernelRing: 0,
     mapFull: 0,
+    synDrops: 0,
+    accepted: 0,
   };
 }
 
@@ -1563,6 +1607,12 @@ export const Totals: MessageFns<Totals> = {
     }
     if (message.mapFull !== 0) {
       writer.uint32(64).uint64(message.mapFull);
+    }
+    if (message.synDrops !== 0) {
+      writer.uint32(72).uint64(message.synDrops);
+    }
+    if (message.accepted !== 0) {
+      writer.uint32(80).uint64(message.accepted);
     }
     return writer;
   },
@@ -1644,6 +1694,22 @@ export const Totals: MessageFns<Totals> = {
             message.mapFull = longToNumber(reader.uint64());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.synDrops = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.accepted = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1694,6 +1760,12 @@ export const Totals: MessageFns<Totals> = {
         : isSet(object.map_full)
         ? globalThis.Number(object.map_full)
         : 0,
+      synDrops: isSet(object.synDrops)
+        ? globalThis.Number(object.synDrops)
+        : isSet(object.syn_drops)
+        ? globalThis.Number(object.syn_drops)
+        : 0,
+      accepted: isSet(object.accepted) ? globalThis.Number(object.accepted) : 0,
     };
   },
 
@@ -1723,6 +1795,120 @@ export const Totals: MessageFns<Totals> = {
     if (message.mapFull !== 0) {
       obj.mapFull = Math.round(message.mapFull);
     }
+    if (message.synDrops !== 0) {
+      obj.synDrops = Math.round(message.synDrops);
+    }
+    if (message.accepted !== 0) {
+      obj.accepted = Math.round(message.accepted);
+    }
+    return obj;
+  },
+};
+
+function createBaseResidency(): Residency {
+  return { buckets: [], count: 0, sumNs: 0 };
+}
+
+export const Residency: MessageFns<Residency> = {
+  encode(message: Residency, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.buckets.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.buckets) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.count !== 0) {
+      writer.uint32(16).uint64(message.count);
+    }
+    if (message.sumNs !== 0) {
+      writer.uint32(24).uint64(message.sumNs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Residency {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResidency();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.buckets.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.buckets.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.count = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sumNs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Residency {
+    return {
+      buckets: globalThis.Array.isArray(object?.buckets) ? object.buckets.map((e: any) => globalThis.Number(e)) : [],
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      sumNs: isSet(object.sumNs)
+        ? globalThis.Number(object.sumNs)
+        : isSet(object.sum_ns)
+        ? globalThis.Number(object.sum_ns)
+        : 0,
+    };
+  },
+
+  toJSON(message: Residency): unknown {
+    const obj: any = {};
+    if (message.buckets?.length) {
+      obj.buckets = message.buckets.map((e) => Math.round(e));
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.sumNs !== 0) {
+      obj.sumNs = Math.round(message.sumNs);
+    }
     return obj;
   },
 };
@@ -1743,6 +1929,11 @@ function createBaseListener(): Listener {
     pid: undefined,
     comm: "",
     live: false,
+    synDropsAcceptQueueFull: 0,
+    synDropsSynQueueFull: 0,
+    synDropsUnprovenPeer: 0,
+    synDropsOther: 0,
+    residency: undefined,
   };
 }
 
@@ -1789,6 +1980,21 @@ export const Listener: MessageFns<Listener> = {
     }
     if (message.live !== false) {
       writer.uint32(112).bool(message.live);
+    }
+    if (message.synDropsAcceptQueueFull !== 0) {
+      writer.uint32(120).uint64(message.synDropsAcceptQueueFull);
+    }
+    if (message.synDropsSynQueueFull !== 0) {
+      writer.uint32(128).uint64(message.synDropsSynQueueFull);
+    }
+    if (message.synDropsUnprovenPeer !== 0) {
+      writer.uint32(136).uint64(message.synDropsUnprovenPeer);
+    }
+    if (message.synDropsOther !== 0) {
+      writer.uint32(144).uint64(message.synDropsOther);
+    }
+    if (message.residency !== undefined) {
+      Residency.encode(message.residency, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -1918,6 +2124,46 @@ export const Listener: MessageFns<Listener> = {
             message.live = reader.bool();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.synDropsAcceptQueueFull = longToNumber(reader.uint64());
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.synDropsSynQueueFull = longToNumber(reader.uint64());
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.synDropsUnprovenPeer = longToNumber(reader.uint64());
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.synDropsOther = longToNumber(reader.uint64());
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.residency = Residency.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1950,6 +2196,27 @@ export const Listener: MessageFns<Listener> = {
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : undefined,
       comm: isSet(object.comm) ? globalThis.String(object.comm) : "",
       live: isSet(object.live) ? globalThis.Boolean(object.live) : false,
+      synDropsAcceptQueueFull: isSet(object.synDropsAcceptQueueFull)
+        ? globalThis.Number(object.synDropsAcceptQueueFull)
+        : isSet(object.syn_drops_accept_queue_full)
+        ? globalThis.Number(object.syn_drops_accept_queue_full)
+        : 0,
+      synDropsSynQueueFull: isSet(object.synDropsSynQueueFull)
+        ? globalThis.Number(object.synDropsSynQueueFull)
+        : isSet(object.syn_drops_syn_queue_full)
+        ? globalThis.Number(object.syn_drops_syn_queue_full)
+        : 0,
+      synDropsUnprovenPeer: isSet(object.synDropsUnprovenPeer)
+        ? globalThis.Number(object.synDropsUnprovenPeer)
+        : isSet(object.syn_drops_unproven_peer)
+        ? globalThis.Number(object.syn_drops_unproven_peer)
+        : 0,
+      synDropsOther: isSet(object.synDropsOther)
+        ? globalThis.Number(object.synDropsOther)
+        : isSet(object.syn_drops_other)
+        ? globalThis.Number(object.syn_drops_other)
+        : 0,
+      residency: isSet(object.residency) ? Residency.fromJSON(object.residency) : undefined,
     };
   },
 
@@ -1996,6 +2263,21 @@ export const Listener: MessageFns<Listener> = {
     }
     if (message.live !== false) {
       obj.live = message.live;
+    }
+    if (message.synDropsAcceptQueueFull !== 0) {
+      obj.synDropsAcceptQueueFull = Math.round(message.synDropsAcceptQueueFull);
+    }
+    if (message.synDropsSynQueueFull !== 0) {
+      obj.synDropsSynQueueFull = Math.round(message.synDropsSynQueueFull);
+    }
+    if (message.synDropsUnprovenPeer !== 0) {
+      obj.synDropsUnprovenPeer = Math.round(message.synDropsUnprovenPeer);
+    }
+    if (message.synDropsOther !== 0) {
+      obj.synDropsOther = Math.round(message.synDropsOther);
+    }
+    if (message.residency !== undefined) {
+      obj.residency = Residency.toJSON(message.residency);
     }
     return obj;
   },
@@ -2879,7 +3161,7 @@ export const GetInfoRequest: MessageFns<GetInfoRequest> = {
 };
 
 function createBaseHook(): Hook {
-  return { hook: "", signal: 0, attached: false, error: "" };
+  return { hook: "", signal: 0, attached: false, error: "", signalName: "", variant: "" };
 }
 
 export const Hook: MessageFns<Hook> = {
@@ -2895,6 +3177,12 @@ export const Hook: MessageFns<Hook> = {
     }
     if (message.error !== "") {
       writer.uint32(34).string(message.error);
+    }
+    if (message.signalName !== "") {
+      writer.uint32(42).string(message.signalName);
+    }
+    if (message.variant !== "") {
+      writer.uint32(50).string(message.variant);
     }
     return writer;
   },
@@ -2944,6 +3232,22 @@ export const Hook: MessageFns<Hook> = {
             message.error = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.signalName = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.variant = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2962,6 +3266,12 @@ export const Hook: MessageFns<Hook> = {
       signal: isSet(object.signal) ? eventKindFromJSON(object.signal) : 0,
       attached: isSet(object.attached) ? globalThis.Boolean(object.attached) : false,
       error: isSet(object.error) ? globalThis.String(object.error) : "",
+      signalName: isSet(object.signalName)
+        ? globalThis.String(object.signalName)
+        : isSet(object.signal_name)
+        ? globalThis.String(object.signal_name)
+        : "",
+      variant: isSet(object.variant) ? globalThis.String(object.variant) : "",
     };
   },
 
@@ -2978,6 +3288,12 @@ export const Hook: MessageFns<Hook> = {
     }
     if (message.error !== "") {
       obj.error = message.error;
+    }
+    if (message.signalName !== "") {
+      obj.signalName = message.signalName;
+    }
+    if (message.variant !== "") {
+      obj.variant = message.variant;
     }
     return obj;
   },

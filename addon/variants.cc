@@ -1,0 +1,172 @@
+#include "variants.h"
+
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <string.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+
+#include "wstrace.h"
+#include "wstrace_ext.skel.h"
+
+namespace wstrace {
+namespace {
+
+bool capturing = false;
+std::string captured;
+
+int PrintLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
+  static const bool debug = getenv("WSTRACE_DEBUG") != nullptr;
+  if (capturing && level <= LIBBPF_INFO) {
+    char line[1024];
+    va_list copy;
+    va_copy(copy, args);
+    vsnprintf(line, sizeof line, fmt, copy);
+    va_end(copy);
+    captured += line;
+    if (captured.size() > 16384) captured.erase(0, captured.size() - 8192);
+  }
+  return debug ? vfprintf(stderr, fmt, args) : 0;
+}
+
+// The verifier's verdict: the last non-empty line of its log, if it wrote one.
+std::string VerifierVerdict() {
+  size_t at = captured.find("-- BEGIN PROG LOAD LOG --");
+  if (at == std::string::npos) return "";
+  std::string log = captured.substr(at);
+  size_t end = log.find("-- END PROG LOAD LOG --");
+  if (end != std::string::npos) log.resize(end);
+  std::string last, line;
+  for (char c : log) {
+    if (c == '\n') {
+      if (!line.empty() && line.find("processed ") != 0 && line.find("-- BEGIN") != 0) last = line;
+      line.clear();
+    } else {
+      line += c;
+    }
+  }
+  return last;
+}
+
+void SetFilters(struct wstrace_ext_bpf* ext, const Filters& f) {
+  for (size_t i = 0; i < f.ports.size() && i < WST_MAX_PORTS; i++) ext->rodata->filter_ports[i] = f.ports[i];
+  ext->rodata->filter_nports = f.ports.size();
+  ext->rodata->filter_netns = f.netns;
+  ext->rodata->full_event_interval_ns = f.intervalNs;
+}
+
+// Every map the core object also has is the core's, so counts land in one place.
+int ShareMaps(struct bpf_object* ext, struct bpf_object* core) {
+  struct bpf_map* m;
+  bpf_object__for_each_map(m, ext) {
+    const char* name = bpf_map__name(m);
+    if (name[0] == '.') continue;  // .rodata/.bss are per object
+    struct bpf_map* theirs = bpf_object__find_map_by_name(core, name);
+    if (!theirs) continue;
+    int err = bpf_map__reuse_fd(m, bpf_map__fd(theirs));
+    if (err) return err;
+  }
+  return 0;
+}
+
+// One attempt: returns "" on success (h filled), else why it failed.
+std::string TryVariant(const Variant& v, struct bpf_object* core, const Filters& filters, HookState& h) {
+  struct wstrace_ext_bpf* ext = wstrace_ext_bpf__open();
+  if (!ext) return "cannot open the BPF object: " + ErrnoText(errno);
+  SetFilters(ext, filters);
+  struct bpf_program* p;
+  bpf_object__for_each_program(p, ext->obj) {
+    bool wanted = false;
+    for (const char* name : v.programs) wanted = wanted || strcmp(bpf_program__name(p), name) == 0;
+    bpf_program__set_autoload(p, wanted);
+  }
+  int err = ShareMaps(ext->obj, core);
+  if (err) {
+    wstrace_ext_bpf__destroy(ext);
+    return "cannot share maps: " + ErrnoText(err);
+  }
+  captured.clear();
+  capturing = true;
+  err = wstrace_ext_bpf__load(ext);
+  capturing = false;
+  if (err) {
+    std::string why = "load failed: " + ErrnoText(err);
+    std::string verdict = VerifierVerdict();
+    if (!verdict.empty()) why += "; verifier: " + verdict;
+    wstrace_ext_bpf__destroy(ext);
+    return why;
+  }
+  for (const char* name : v.programs) {
+    struct bpf_program* prog = bpf_object__find_program_by_name(ext->obj, name);
+    struct bpf_link* link = prog ? bpf_program__attach(prog) : nullptr;
+    int aerr = prog ? static_cast<int>(libbpf_get_error(link)) : -ENOENT;
+    if (aerr) {
+      for (struct bpf_link* l : h.links) bpf_link__destroy(l);
+      h.links.clear();
+      wstrace_ext_bpf__destroy(ext);
+      return std::string("attach of ") + name + " failed: " + ErrnoText(aerr);
+    }
+    h.links.push_back(link);
+  }
+  h.ext = ext;
+  h.variant = v.name;
+  return "";
+}
+
+}  // namespace
+
+std::string ErrnoText(int err) {
+  if (err < 0) err = -err;
+  return std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
+}
+
+void InstallLibbpfPrint() { libbpf_set_print(PrintLibbpf); }
+
+HookState AttachBest(const std::string& signal, const std::string& hook, const std::vector<Variant>& order,
+                     struct bpf_object* core, const Filters& filters, const std::string& force) {
+  HookState h;
+  h.signal = signal;
+  h.hook = hook;
+  std::string tried;
+  for (const Variant& v : order) {
+    if (!force.empty() && force != v.name) continue;
+    std::string why = TryVariant(v, core, filters, h);
+    if (why.empty()) return h;
+    tried += (tried.empty() ? "" : "; ") + std::string(v.name) + ": " + why;
+  }
+  h.error = tried.empty() ? (force == "none" ? "not tried (disabled)" : "no variant named " + force) : tried;
+  return h;
+}
+
+HookState AttachCore(const std::string& signal, const std::string& hook, struct bpf_object* core,
+                     const std::vector<const char*>& programs) {
+  HookState h;
+  h.signal = signal;
+  h.hook = hook;
+  for (const char* name : programs) {
+    struct bpf_program* prog = bpf_object__find_program_by_name(core, name);
+    struct bpf_link* link = prog ? bpf_program__attach(prog) : nullptr;
+    int err = prog ? static_cast<int>(libbpf_get_error(link)) : -ENOENT;
+    if (err) {
+      for (struct bpf_link* l : h.links) bpf_link__destroy(l);
+      h.links.clear();
+      h.error = "raw_tp: attach to " + hook + " failed: " + ErrnoText(err);
+      return h;
+    }
+    h.links.push_back(link);
+  }
+  h.variant = "raw_tp";
+  return h;
+}
+
+void Detach(HookState& h) {
+  for (struct bpf_link* l : h.links) bpf_link__destroy(l);
+  h.links.clear();
+  if (h.ext) wstrace_ext_bpf__destroy(static_cast<struct wstrace_ext_bpf*>(h.ext));
+  h.ext = nullptr;
+  if (h.error.empty()) h.error = "detached";
+}
+
+}  // namespace wstrace

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Filters and helpers shared by the core and the richer-hook BPF objects.
+ * Each object gets its own copy of the filter globals; the loader sets both
+ * the same way before load.
+ */
+#ifndef WSTRACE_COMMON_H
+#define WSTRACE_COMMON_H
+
+#include "maps.h"
+
+/* Filters, fixed before load so the verifier can prune what they exclude. */
+const volatile __u16 filter_ports[WST_MAX_PORTS] = {};
+const volatile __u32 filter_nports = 0;
+const volatile __u32 filter_netns = 0;
+/* At most one accept_queue_full event per listener per interval. */
+const volatile __u64 full_event_interval_ns = 100000000ULL;
+
+#define switch_on(name) ({						\
+	__u32 __zero = 0;							\
+	struct wst_switches *__s = bpf_map_lookup_elem(&switches, &__zero);	\
+	__s && __s->name;							\
+})
+
+static __always_inline void hit(__u32 prog)
+{
+	__u64 *v = bpf_map_lookup_elem(&hits, &prog);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&totals, &idx);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no other writer */
+}
+
+static __always_inline void add_keyed(void *map, const void *key)
+{
+	__u64 one = 1, *v = bpf_map_lookup_elem(map, key);
+
+	if (v) {
+		__sync_fetch_and_add(v, 1);
+		return;
+	}
+	if (bpf_map_update_elem(map, key, &one, BPF_NOEXIST) == 0)
+		return;
+	/* Lost the race to create the key, or the map is full. */
+	v = bpf_map_lookup_elem(map, key);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+	else
+		count(WST_CNT_MAP_FULL);
+}
+
+static __always_inline bool port_wanted(__u16 a, __u16 b)
+{
+	if (filter_nports == 0)
+		return true;
+#pragma unroll
+	for (int i = 0; i < WST_MAX_PORTS; i++) {
+		if (i >= filter_nports)
+			break;
+		if (filter_ports[i] == a || filter_ports[i] == b)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool netns_wanted(__u32 netns)
+{
+	return filter_netns == 0 || filter_netns == netns;
+}
+
+static __always_inline __u32 sk_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* Tuple of a socket (full, request or timewait: all start with sock_common). */
+static __always_inline void sk_tuple(const struct sock *sk, struct wst_event *e)
+{
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/*
+	 * Moving to CLOSE unhashes the port before the tracepoints run; a full
+	 * socket still has it in inet_sport (request and timewait sockets keep
+	 * skc_num, and have no inet_sock to read).
+	 */
+	if (!e->lport && e->state != TCP_TIME_WAIT && e->state != TCP_NEW_SYN_RECV)
+		e->lport = __builtin_bswap16(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->netns = sk_netns(sk);
+	if (e->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)e->laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->raddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+/*
+ * Tuple of a received packet, seen from this host: its destination is local.
+ * Returns false when the headers cannot be read.
+ */
+static __always_inline bool skb_tuple(const struct sk_buff *skb, struct wst_event *e)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 th = BPF_CORE_READ(skb, transport_header);
+	struct wst_ports ports;
+	__u8 ver;
+
+	if (bpf_probe_read_kernel(&ver, 1, head + nh))
+		return false;
+	if ((ver >> 4) == 4) {
+		struct wst_iphdr ip;
+
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return false;
+		e->family = AF_INET;
+		__builtin_memcpy(e->laddr, &ip.daddr, 4);
+		__builtin_memcpy(e->raddr, &ip.saddr, 4);
+	} else if ((ver >> 4) == 6) {
+		struct wst_ipv6hdr ip6;
+
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return false;
+		e->family = AF_INET6;
+		__builtin_memcpy(e->laddr, ip6.daddr, 16);
+		__builtin_memcpy(e->raddr, ip6.saddr, 16);
+	} else {
+		return false;
+	}
+	if (bpf_probe_read_kernel(&ports, sizeof(ports), head + th))
+		return false;
+	e->lport = __builtin_bswap16(ports.dest);
+	e->rport = __builtin_bswap16(ports.source);
+	e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	return true;
+}
+
+static __always_inline __u64 sk_inode(const struct sock *sk)
+{
+	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+
+	if (!so)
+		return 0;
+	return BPF_CORE_READ(so, file, f_inode, i_ino);
+}
+
+static __always_inline void emit(const struct wst_event *src)
+{
+	struct wst_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(WST_CNT_RING_DROPS);
+		return;
+	}
+	__builtin_memcpy(e, src, sizeof(*e));
+	bpf_ringbuf_submit(e, 0);
+	count(WST_CNT_EVENTS);
+}
+
+static __always_inline void count_reset(const struct wst_event *e)
+{
+	struct wst_reset_key k = {
+		.netns = e->netns,
+		.reason = e->reason,
+		.lport = e->lport,
+		.kind = e->kind,
+		.state = e->state,
+	};
+
+	count(e->kind == WST_RESET_SENT ? WST_CNT_RESET_SENT : WST_CNT_RESET_RECEIVED);
+	add_keyed(&resets, &k);
+}
+
+static __always_inline struct wst_listener_val *listener_entry(const struct wst_event *e, __u64 inode)
+{
+	struct wst_listener_key k = { .netns = e->netns, .port = e->lport, .family = e->family };
+	struct wst_listener_val zero = {}, *v;
+
+	__builtin_memcpy(k.addr, e->laddr, 16);
+	v = bpf_map_lookup_elem(&listeners, &k);
+	if (v)
+		return v;
+	zero.inode = inode;
+	bpf_map_update_elem(&listeners, &k, &zero, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(&listeners, &k);
+	if (!v)
+		count(WST_CNT_MAP_FULL);
+	return v;
+}
+
+
+#endif /* WSTRACE_COMMON_H */
