@@ -131,6 +131,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     filters_.ports = portValues;
     filters_.netns = netns.As<Napi::Number>().Uint32Value();
     filters_.intervalNs = static_cast<uint64_t>(interval.As<Napi::Number>().DoubleValue());
+    filters_.countHits = opts.Get("countHits").ToBoolean();
 
     skel_ = wstrace_bpf__open();
     if (!skel_) return Fail(env, "failed to open BPF object: " + ErrnoText(errno));
@@ -138,6 +139,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     skel_->rodata->filter_nports = portValues.size();
     skel_->rodata->filter_netns = netns.As<Napi::Number>().Uint32Value();
     skel_->rodata->full_event_interval_ns = static_cast<uint64_t>(interval.As<Napi::Number>().DoubleValue());
+    skel_->rodata->count_hits = filters_.countHits;
     int err = bpf_map__set_max_entries(skel_->maps.events, ringBytes);
     if (err) return Fail(env, "failed to size the ring buffer: " + ErrnoText(err));
 

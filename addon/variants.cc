@@ -55,6 +55,7 @@ void SetFilters(struct wstrace_ext_bpf* ext, const Filters& f) {
   ext->rodata->filter_nports = f.ports.size();
   ext->rodata->filter_netns = f.netns;
   ext->rodata->full_event_interval_ns = f.intervalNs;
+  ext->rodata->count_hits = f.countHits;
 }
 
 // Every map the core object also has is the core's, so counts land in one place.

@@ -13,6 +13,7 @@ struct Filters {
   std::vector<uint16_t> ports;
   uint32_t netns = 0;
   uint64_t intervalNs = 0;
+  bool countHits = false;
 };
 
 // One signal's live hook (or why none is live).

@@ -86,6 +86,8 @@ export interface NativeOpenOptions {
   readonly onBatch: (batch: Buffer) => void;
   /** Per signal, the one variant to try ("none": none); others pick the best. */
   readonly variants?: Readonly<Record<string, string>>;
+  /** Count every run of every program (the kernel matrix's "fired"); off by default. */
+  readonly countHits?: boolean;
 }
 
 export interface Layout {

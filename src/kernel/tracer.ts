@@ -27,6 +27,8 @@ export interface TracerOptions {
   readonly binding?: Binding;
   /** Per signal, force one hook variant ("none" for none); for the kernel matrix. */
   readonly variants?: Readonly<Record<string, string>>;
+  /** Count every run of every program in Counters.hits; for the kernel matrix. */
+  readonly countHits?: boolean;
 }
 
 /**
@@ -90,6 +92,7 @@ export class Tracer {
         fullEventIntervalNs: Math.round((options.fullEventIntervalMs ?? 100) * 1e6),
         onBatch: (batch) => this.onBatch(batch),
         ...(options.variants ? { variants: options.variants } : {}),
+        ...(options.countHits ? { countHits: true } : {}),
       });
     } catch (err) {
       const code = (err as { errno?: number }).errno;

@@ -1,0 +1,83 @@
+// Kernel-matrix probe: loads each hook variant on its own, makes loopback
+// traffic, and prints one JSON line per variant: loaded / attached / fired,
+// and the error when not. Plain JavaScript on the built dist/ so it starts
+// fast in a slow (emulated) guest. Run as root: node test/kernels/probe.mjs
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openTracer } from '../../dist/kernel/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const TRAFFIC = join(here, '..', 'helpers', 'traffic.py');
+const RICH = ['listen_overflow', 'syn_drop', 'accept_residency', 'reset_no_socket'];
+
+/** Each variant, the programs whose hit counters prove it fired, and the traffic that makes it fire. */
+const VARIANTS = [
+  { signal: 'reset_sent', variant: 'raw_tp', programs: ['wst_rst_sent'], traffic: ['closed-port', 20, 7901] },
+  { signal: 'reset_received', variant: 'raw_tp', programs: ['wst_rst_recv'], traffic: ['closed-port', 20, 7902] },
+  { signal: 'timewait', variant: 'raw_tp', programs: ['wst_timewait'], traffic: ['timewait', 10, 7903] },
+  { signal: 'accept_queue_full', variant: 'raw_tp', programs: ['wst_acceptq'], traffic: ['full-queue', 7904, 1, 4, 0.5] },
+  { signal: 'listen_overflow', variant: 'raw_tp', programs: ['wst_listen_ovf'], traffic: ['ack-overflow', 7905, 2, 2, 0.5], count: 'listenOverflow' },
+  { signal: 'listen_overflow', variant: 'fexit', programs: ['wst_synrecv_fexit'], traffic: ['ack-overflow', 7906, 2, 2, 0.5], count: 'listenOverflow' },
+  { signal: 'listen_overflow', variant: 'kprobe', programs: ['wst_synrecv_kprobe', 'wst_synrecv_kretprobe'], traffic: ['ack-overflow', 7907, 2, 2, 0.5], count: 'listenOverflow' },
+  { signal: 'syn_drop', variant: 'fentry', programs: ['wst_conn_req_fentry', 'wst_conn_req_fexit'], traffic: ['full-queue', 7908, 1, 6, 0.5], exact: true },
+  { signal: 'syn_drop', variant: 'kprobe', programs: ['wst_conn_req_kprobe', 'wst_conn_req_kretprobe'], traffic: ['full-queue', 7909, 1, 6, 0.5], exact: true },
+  { signal: 'accept_residency', variant: 'fexit', programs: ['wst_accept_fexit'], traffic: ['timewait', 5, 7910], count: 'accepted' },
+  { signal: 'accept_residency', variant: 'kretprobe', programs: ['wst_accept_kretprobe'], traffic: ['timewait', 5, 7911], count: 'accepted' },
+  { signal: 'reset_no_socket', variant: 'fentry', programs: ['wst_send_reset_fentry'], traffic: ['closed-port', 20, 7912] },
+  { signal: 'reset_no_socket', variant: 'kprobe', programs: ['wst_send_reset_kprobe'], traffic: ['closed-port', 20, 7913] },
+];
+
+function mib() {
+  const out = {};
+  for (const file of ['/proc/net/netstat', '/proc/net/snmp']) {
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      const names = lines[i].split(/\s+/);
+      const values = lines[i + 1].split(/\s+/);
+      const table = names[0].replace(':', '');
+      for (let j = 1; j < names.length; j++) out[table + names[j]] = Number(values[j]);
+    }
+  }
+  return out;
+}
+
+const only = process.argv[2];
+for (const v of VARIANTS) {
+  if (only && `${v.signal}/${v.variant}` !== only) continue;
+  const force = Object.fromEntries(RICH.map((s) => [s, s === v.signal ? v.variant : 'none']));
+  const row = { kernel: release(), signal: v.signal, variant: v.variant, loaded: false, attached: false, fired: false };
+  let tracer;
+  try {
+    tracer = openTracer({ variants: force, countHits: true, resolveOwners: false, ports: [v.traffic[0] === 'full-queue' || v.traffic[0] === 'ack-overflow' ? v.traffic[1] : v.traffic[2]] });
+    const hook = tracer.hooks.find((h) => h.signal === v.signal);
+    row.attached = Boolean(hook?.attached && hook.variant === v.variant);
+    row.loaded = row.attached || !/load failed/.test(hook?.error ?? '');
+    if (!row.attached) row.error = hook ? hook.error : 'no such signal on this kernel';
+    if (row.attached) {
+      const before = mib();
+      execFileSync('python3', [TRAFFIC, ...v.traffic.map(String)], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
+      const after = mib();
+      tracer.flush();
+      const c = tracer.counters();
+      row.hits = Object.fromEntries(v.programs.map((p) => [p, c.hits[p] ?? 0]));
+      row.fired = v.programs.every((p) => (c.hits[p] ?? 0) > 0);
+      if (v.count) row.counted = c.totals[v.count];
+      if (v.exact) {
+        // The per-listener SYN-stage count against the kernel's own counter.
+        const port = v.traffic[1];
+        const l = c.listeners.find((x) => x.port === port);
+        row.synDrops = l ? l.synDrops.acceptQueueFull : 0;
+        row.listenOverflows = after.TcpExtListenOverflows - before.TcpExtListenOverflows;
+        row.exact = row.synDrops === row.listenOverflows && row.synDrops > 0;
+      }
+    }
+  } catch (err) {
+    row.error = String(err?.message ?? err);
+  } finally {
+    tracer?.close();
+  }
+  process.stdout.write(`WSTRACE_PROBE ${JSON.stringify(row)}\n`);
+}
