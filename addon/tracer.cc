@@ -212,7 +212,18 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     hooks_.push_back(AttachCore("reset_sent", "tcp_send_reset", core, {"wst_rst_sent"}));
     hooks_.push_back(AttachCore("reset_received", "tcp_receive_reset", core, {"wst_rst_recv"}));
     hooks_.push_back(AttachCore("timewait", "inet_sock_set_state", core, {"wst_timewait"}));
-    hooks_.push_back(AttachCore("accept_queue_full", "sk_data_ready", core, {"wst_acceptq"}));
+    // The accept queue: the sk_data_ready tracepoint (6.3+), else the function that queues children.
+    std::string aqForce = Forced("accept_queue_full");
+    HookState aq;
+    if (aqForce.empty() || aqForce == "raw_tp") aq = AttachCore("accept_queue_full", "sk_data_ready", core, {"wst_acceptq"});
+    if (!aq.attached() && aqForce != "raw_tp") {
+      std::string tpError = aq.error;
+      aq = AttachBest("accept_queue_full", "inet_csk_reqsk_queue_add",
+                      {{"fexit", {"wst_queue_add_fexit"}}, {"kprobe", {"wst_queue_add_kprobe"}}}, core, filters_,
+                      aqForce);
+      if (!aq.attached() && !tpError.empty()) aq.error = tpError + "; " + aq.error;
+    }
+    hooks_.push_back(aq);
 
     // ACK stage: the drop reason where the kernel has it (exact, with the peer), else the function.
     bool overflowReason = KernelEnumHas("skb_drop_reason", "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW");

@@ -206,4 +206,65 @@ static __always_inline struct wst_listener_val *listener_entry(const struct wst_
 }
 
 
+/*
+ * A child was queued on listener sk, leaving `depth` in its accept queue:
+ * count it, note the peak, time it for residency, and report the queue full
+ * (rate-limited) when depth > limit, the kernel's own test for refusing more.
+ */
+static __always_inline void on_enqueue(const struct sock *sk, const struct sock *child, __u32 depth)
+{
+	struct wst_listener_val *v;
+	struct wst_event e = {};
+	__u64 now;
+
+	sk_tuple(sk, &e);
+	if (!netns_wanted(e.netns) || !port_wanted(e.lport, 0))
+		return;
+	e.queue = depth;
+	e.backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	e.inode = sk_inode(sk);
+	count(WST_CNT_ACCEPT_ENQUEUED);
+
+	v = listener_entry(&e, e.inode);
+	if (!v)
+		return;
+	__sync_fetch_and_add(&v->enqueued, 1);
+	if (child && switch_on(time_accepts)) {
+		__u64 key = (__u64)(unsigned long)child;
+		struct wst_enqueued q = { .ts_ns = bpf_ktime_get_ns() };
+
+		__builtin_memcpy(q.listener.addr, e.laddr, 16);
+		q.listener.netns = e.netns;
+		q.listener.port = e.lport;
+		q.listener.family = e.family;
+		bpf_map_update_elem(&enqueued, &key, &q, BPF_ANY);
+	}
+	v->depth = e.queue;
+	v->backlog = e.backlog;
+	if (e.queue > v->peak)
+		v->peak = e.queue;
+	if (e.queue <= e.backlog)
+		return;
+
+	__sync_fetch_and_add(&v->full_hits, 1);
+	count(WST_CNT_ACCEPT_QUEUE_FULL);
+	now = bpf_ktime_get_ns();
+	if (now - v->last_event_ns < full_event_interval_ns)
+		return;
+	v->last_event_ns = now;
+
+	/* The peer: the child's remote end. */
+	if (child) {
+		e.rport = __builtin_bswap16(BPF_CORE_READ(child, __sk_common.skc_dport));
+		if (e.family == AF_INET6)
+			BPF_CORE_READ_INTO(&e.raddr, child, __sk_common.skc_v6_daddr);
+		else
+			BPF_CORE_READ_INTO((__u32 *)e.raddr, child, __sk_common.skc_daddr);
+	}
+	e.kind = WST_ACCEPT_QUEUE_FULL;
+	e.reason = WST_NO_REASON;
+	e.ts_ns = now;
+	emit(&e);
+}
+
 #endif /* WSTRACE_COMMON_H */

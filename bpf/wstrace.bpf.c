@@ -174,85 +174,25 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* The child just queued (the queue's tail), timed for accept-queue residency. */
-static __always_inline void note_enqueued(const struct sock *sk, const struct wst_event *e)
-{
-	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
-	struct request_sock *req = BPF_CORE_READ(icsk, icsk_accept_queue.rskq_accept_tail);
-	struct wst_enqueued q = { .ts_ns = bpf_ktime_get_ns() };
-	__u64 child;
-
-	if (!req)
-		return;
-	child = (__u64)(unsigned long)BPF_CORE_READ(req, sk);
-	if (!child)
-		return;
-	__builtin_memcpy(q.listener.addr, e->laddr, 16);
-	q.listener.netns = e->netns;
-	q.listener.port = e->lport;
-	q.listener.family = e->family;
-	bpf_map_update_elem(&enqueued, &child, &q, BPF_ANY);
-}
-
 /*
- * sk_data_ready(sk) on a listener: a child was just queued. The kernel refuses
- * new connections while depth > limit (sk_acceptq_is_full), so an enqueue that
- * leaves depth > limit is a "full" sighting.
+ * sk_data_ready(sk) on a listener: a child was just queued, at the queue's
+ * tail. The kernel refuses new connections while depth > limit
+ * (sk_acceptq_is_full), so an enqueue that leaves depth > limit is a "full"
+ * sighting.
  */
 SEC("raw_tp/sk_data_ready")
 int wst_acceptq(struct bpf_raw_tracepoint_args *ctx)
 {
 	const struct sock *sk = (const struct sock *)ctx->args[0];
-	struct wst_listener_val *v;
-	struct wst_event e = {};
-	__u64 now;
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
+	struct request_sock *req;
 
 	hit(WST_P_ACCEPTQ);
 	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN ||
 	    BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	sk_tuple(sk, &e);
-	if (!netns_wanted(e.netns) || !port_wanted(e.lport, 0))
-		return 0;
-	e.queue = BPF_CORE_READ(sk, sk_ack_backlog);
-	e.backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
-	e.inode = sk_inode(sk);
-	count(WST_CNT_ACCEPT_ENQUEUED);
-
-	v = listener_entry(&e, e.inode);
-	if (!v)
-		return 0;
-	__sync_fetch_and_add(&v->enqueued, 1);
-	if (switch_on(time_accepts))
-		note_enqueued(sk, &e);
-	v->depth = e.queue;
-	v->backlog = e.backlog;
-	if (e.queue > v->peak)
-		v->peak = e.queue;
-	if (e.queue <= e.backlog)
-		return 0;
-
-	__sync_fetch_and_add(&v->full_hits, 1);
-	count(WST_CNT_ACCEPT_QUEUE_FULL);
-	now = bpf_ktime_get_ns();
-	if (now - v->last_event_ns < full_event_interval_ns)
-		return 0;
-	v->last_event_ns = now;
-
-	/* The peer of the child just queued, read from the queue's tail. */
-	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
-	struct request_sock *req = BPF_CORE_READ(icsk, icsk_accept_queue.rskq_accept_tail);
-	if (req) {
-		e.rport = __builtin_bswap16(BPF_CORE_READ(req, __req_common.skc_dport));
-		if (e.family == AF_INET6)
-			BPF_CORE_READ_INTO(&e.raddr, req, __req_common.skc_v6_daddr);
-		else
-			BPF_CORE_READ_INTO((__u32 *)e.raddr, req, __req_common.skc_daddr);
-	}
-	e.kind = WST_ACCEPT_QUEUE_FULL;
-	e.reason = WST_NO_REASON;
-	e.ts_ns = now;
-	emit(&e);
+	req = BPF_CORE_READ(icsk, icsk_accept_queue.rskq_accept_tail);
+	on_enqueue(sk, req ? BPF_CORE_READ(req, sk) : 0, BPF_CORE_READ(sk, sk_ack_backlog));
 	return 0;
 }
 

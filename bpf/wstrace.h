@@ -127,7 +127,9 @@ enum wst_prog {
 	WST_P_ACCEPT_KRETPROBE = 13,
 	WST_P_SEND_RESET_FENTRY = 14,
 	WST_P_SEND_RESET_KPROBE = 15,
-	WST_P__MAX = 16,
+	WST_P_QUEUE_ADD_FEXIT = 16,
+	WST_P_QUEUE_ADD_KPROBE = 17,
+	WST_P__MAX = 18,
 };
 
 /* Per local port, direction, state and reason. */

@@ -9,6 +9,7 @@
  * - tcp_v4/v6_syn_recv_sock returning NULL on a full queue: ACK-stage
  *   overflow on kernels without SKB_DROP_REASON_TCP_LISTEN_OVERFLOW.
  * - inet_csk_accept: accept-queue residency (enqueue to accept()).
+ * - inet_csk_reqsk_queue_add: the accept queue, before sk_data_ready (6.3).
  * - tcp_v4/v6_send_reset: resets with no socket, on kernels whose
  *   tcp_send_reset tracepoint does not fire for them (before 6.10).
  */
@@ -343,6 +344,29 @@ int BPF_KRETPROBE(wst_accept_kretprobe, void *ret)
 {
 	hit(WST_P_ACCEPT_KRETPROBE);
 	accepted((__u64)(unsigned long)ret);
+	return 0;
+}
+
+/*
+ * ---- Accept queue on kernels without the sk_data_ready tracepoint (< 6.3):
+ * inet_csk_reqsk_queue_add(sk, req, child) queues child on listener sk ----
+ */
+SEC("fexit/inet_csk_reqsk_queue_add")
+int BPF_PROG(wst_queue_add_fexit, struct sock *sk, void *req, struct sock *child, struct sock *ret)
+{
+	hit(WST_P_QUEUE_ADD_FEXIT);
+	if (ret)
+		on_enqueue(sk, child, BPF_CORE_READ(sk, sk_ack_backlog));
+	return 0;
+}
+
+/* At entry the child is not counted yet: it will be the one more. */
+SEC("kprobe/inet_csk_reqsk_queue_add")
+int BPF_KPROBE(wst_queue_add_kprobe, struct sock *sk, void *req, struct sock *child)
+{
+	hit(WST_P_QUEUE_ADD_KPROBE);
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN)
+		on_enqueue(sk, child, BPF_CORE_READ(sk, sk_ack_backlog) + 1);
 	return 0;
 }
 

@@ -108,6 +108,8 @@ export const PROGRAM_HITS = [
   'wst_accept_kretprobe',
   'wst_send_reset_fentry',
   'wst_send_reset_kprobe',
+  'wst_queue_add_fexit',
+  'wst_queue_add_kprobe',
 ] as const;
 
 export const NO_REASON = 0xffffffff;

@@ -11,14 +11,15 @@ import { openTracer } from '../../dist/kernel/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TRAFFIC = join(here, '..', 'helpers', 'traffic.py');
-const RICH = ['listen_overflow', 'syn_drop', 'accept_residency', 'reset_no_socket'];
 
 /** Each variant, the programs whose hit counters prove it fired, and the traffic that makes it fire. */
 const VARIANTS = [
   { signal: 'reset_sent', variant: 'raw_tp', programs: ['wst_rst_sent'], traffic: ['closed-port', 20, 7901] },
   { signal: 'reset_received', variant: 'raw_tp', programs: ['wst_rst_recv'], traffic: ['closed-port', 20, 7902] },
   { signal: 'timewait', variant: 'raw_tp', programs: ['wst_timewait'], traffic: ['timewait', 10, 7903] },
-  { signal: 'accept_queue_full', variant: 'raw_tp', programs: ['wst_acceptq'], traffic: ['full-queue', 7904, 1, 4, 0.5] },
+  { signal: 'accept_queue_full', variant: 'raw_tp', programs: ['wst_acceptq'], traffic: ['full-queue', 7904, 1, 4, 0.5], count: 'acceptQueueFull' },
+  { signal: 'accept_queue_full', variant: 'fexit', programs: ['wst_queue_add_fexit'], traffic: ['full-queue', 7914, 1, 4, 0.5], count: 'acceptQueueFull' },
+  { signal: 'accept_queue_full', variant: 'kprobe', programs: ['wst_queue_add_kprobe'], traffic: ['full-queue', 7915, 1, 4, 0.5], count: 'acceptQueueFull' },
   { signal: 'listen_overflow', variant: 'raw_tp', programs: ['wst_listen_ovf'], traffic: ['ack-overflow', 7905, 2, 2, 0.5], count: 'listenOverflow' },
   { signal: 'listen_overflow', variant: 'fexit', programs: ['wst_synrecv_fexit'], traffic: ['ack-overflow', 7906, 2, 2, 0.5], count: 'listenOverflow' },
   { signal: 'listen_overflow', variant: 'kprobe', programs: ['wst_synrecv_kprobe', 'wst_synrecv_kretprobe'], traffic: ['ack-overflow', 7907, 2, 2, 0.5], count: 'listenOverflow' },
@@ -44,40 +45,63 @@ function mib() {
   return out;
 }
 
-const only = process.argv[2];
-for (const v of VARIANTS) {
-  if (only && `${v.signal}/${v.variant}` !== only) continue;
-  const force = Object.fromEntries(RICH.map((s) => [s, s === v.signal ? v.variant : 'none']));
-  const row = { kernel: release(), signal: v.signal, variant: v.variant, loaded: false, attached: false, fired: false };
+/*
+ * Three rounds, each opening one tracer with one variant per rich signal and
+ * making every kind of traffic once: opening a tracer is the slow part in an
+ * emulated guest, so it is done three times, not once per variant.
+ */
+const ROUNDS = [
+  { accept_queue_full: 'raw_tp', listen_overflow: 'raw_tp', syn_drop: 'fentry', accept_residency: 'fexit', reset_no_socket: 'fentry' },
+  { accept_queue_full: 'fexit', listen_overflow: 'fexit', syn_drop: 'kprobe', accept_residency: 'kretprobe', reset_no_socket: 'kprobe' },
+  { accept_queue_full: 'kprobe', listen_overflow: 'kprobe', syn_drop: 'none', accept_residency: 'none', reset_no_socket: 'none' },
+];
+const CORE = new Set(['reset_sent', 'reset_received', 'timewait']);
+
+function portOf(v) {
+  return v.traffic[0] === 'full-queue' || v.traffic[0] === 'ack-overflow' ? v.traffic[1] : v.traffic[2];
+}
+
+ROUNDS.forEach((force, round) => {
+  const mine = VARIANTS.filter((v) => (CORE.has(v.signal) ? round === 0 : force[v.signal] === v.variant));
+  const rows = mine.map((v) => ({ kernel: release(), signal: v.signal, variant: v.variant, loaded: false, attached: false, fired: false }));
   let tracer;
   try {
-    tracer = openTracer({ variants: force, countHits: true, resolveOwners: false, ports: [v.traffic[0] === 'full-queue' || v.traffic[0] === 'ack-overflow' ? v.traffic[1] : v.traffic[2]] });
-    const hook = tracer.hooks.find((h) => h.signal === v.signal);
-    row.attached = Boolean(hook?.attached && hook.variant === v.variant);
-    row.loaded = row.attached || !/load failed/.test(hook?.error ?? '');
-    if (!row.attached) row.error = hook ? hook.error : 'no such signal on this kernel';
-    if (row.attached) {
+    tracer = openTracer({ variants: force, countHits: true, resolveOwners: false, ports: mine.map(portOf) });
+    mine.forEach((v, i) => {
+      const row = rows[i];
+      const hook = tracer.hooks.find((h) => h.signal === v.signal);
+      row.attached = Boolean(hook?.attached && hook.variant === v.variant);
+      row.loaded = row.attached || !/load failed/.test(hook?.error ?? '');
+      if (!row.attached) row.error = hook ? hook.error : 'no such signal on this kernel';
+    });
+    for (const [i, v] of mine.entries()) {
+      if (!rows[i].attached) continue;
       const before = mib();
       execFileSync('python3', [TRAFFIC, ...v.traffic.map(String)], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
       const after = mib();
-      tracer.flush();
-      const c = tracer.counters();
+      if (v.exact) {
+        rows[i].listenOverflows = after.TcpExtListenOverflows - before.TcpExtListenOverflows;
+      }
+    }
+    tracer.flush();
+    const c = tracer.counters();
+    mine.forEach((v, i) => {
+      const row = rows[i];
+      if (!row.attached) return;
       row.hits = Object.fromEntries(v.programs.map((p) => [p, c.hits[p] ?? 0]));
       row.fired = v.programs.every((p) => (c.hits[p] ?? 0) > 0);
       if (v.count) row.counted = c.totals[v.count];
       if (v.exact) {
         // The per-listener SYN-stage count against the kernel's own counter.
-        const port = v.traffic[1];
-        const l = c.listeners.find((x) => x.port === port);
+        const l = c.listeners.find((x) => x.port === v.traffic[1]);
         row.synDrops = l ? l.synDrops.acceptQueueFull : 0;
-        row.listenOverflows = after.TcpExtListenOverflows - before.TcpExtListenOverflows;
         row.exact = row.synDrops === row.listenOverflows && row.synDrops > 0;
       }
-    }
+    });
   } catch (err) {
-    row.error = String(err?.message ?? err);
+    for (const row of rows) row.error ??= String(err?.message ?? err);
   } finally {
     tracer?.close();
   }
-  process.stdout.write(`WSTRACE_PROBE ${JSON.stringify(row)}\n`);
-}
+  for (const row of rows) process.stdout.write(`WSTRACE_PROBE ${JSON.stringify(row)}\n`);
+});

@@ -1,0 +1,115 @@
+/**
+ * `npm run test:kernels`: the kernel matrix. Runs test/kernels/probe.mjs on
+ * this host and inside each Debian kernel under qemu (vm/), prints which hook
+ * variant loads, attaches and fires where, and fails when that differs from
+ * test/kernels/expected.json in either direction: a variant that starts
+ * working where it was expected not to is a change to make on purpose.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { kernelIds, runInVm } from '../../vm/run.js';
+
+interface ProbeRow {
+  kernel: string;
+  signal: string;
+  variant: string;
+  loaded: boolean;
+  attached: boolean;
+  fired: boolean;
+  exact?: boolean;
+  synDrops?: number;
+  listenOverflows?: number;
+  error?: string;
+}
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const EXPECTED_FILE = join(ROOT, 'test', 'kernels', 'expected.json');
+const PROBE = ['node', 'test/kernels/probe.mjs'];
+
+export function outcome(r: ProbeRow): string {
+  if (r.fired && r.exact === false) return 'fires, NOT exact';
+  if (r.fired && r.exact) return 'fires, exact';
+  if (r.fired) return 'fires';
+  if (r.attached) return 'attaches, never fires';
+  if (r.loaded) return 'attach fails';
+  return 'load fails';
+}
+
+function parse(output: string): ProbeRow[] {
+  return output
+    .split('\n')
+    .filter((l) => l.startsWith('WSTRACE_PROBE '))
+    .map((l) => JSON.parse(l.slice('WSTRACE_PROBE '.length)) as ProbeRow);
+}
+
+async function main(): Promise<number> {
+  const wanted = process.argv.slice(2);
+  const expected = JSON.parse(readFileSync(EXPECTED_FILE, 'utf8')) as Record<string, Record<string, string>>;
+  const results: Record<string, ProbeRow[]> = {};
+  const columns = ['host', ...kernelIds()].filter((k) => wanted.length === 0 || wanted.includes(k));
+
+  for (const k of columns) {
+    const started = Date.now();
+    let out: string;
+    let code: number;
+    if (k === 'host') {
+      out = execFileSync(PROBE[0]!, PROBE.slice(1), { cwd: ROOT, encoding: 'utf8', timeout: 600_000 });
+      code = 0;
+    } else {
+      ({ output: out, exitCode: code } = await runInVm(k, PROBE, { timeoutSec: 900 }));
+    }
+    results[k] = parse(out);
+    process.stderr.write(`kernel ${k}: ${results[k]!.length} variants probed in ${((Date.now() - started) / 1000).toFixed(0)} s (exit ${code})\n`);
+    if (results[k]!.length === 0) process.stderr.write(out.split('\n').slice(-30).join('\n') + '\n');
+  }
+
+  const keys = [...new Set(Object.values(results).flatMap((rows) => rows.map((r) => `${r.signal}/${r.variant}`)))];
+  const kernelOf = (k: string) => (k === 'host' ? `host ${release()}` : (results[k]?.[0]?.kernel ?? k));
+  const header = `| signal / variant | ${columns.map(kernelOf).join(' | ')} |`;
+  const lines = [header, `|---|${columns.map(() => '---').join('|')}|`];
+  const mismatches: string[] = [];
+  for (const key of keys) {
+    const cells = columns.map((k) => {
+      const row = results[k]?.find((r) => `${r.signal}/${r.variant}` === key);
+      const got = row ? outcome(row) : 'not probed';
+      const want = expected[k]?.[key];
+      if (want !== got) mismatches.push(`${k} ${key}: expected "${want ?? '(nothing)'}", got "${got}"${row?.error ? ` (${row.error})` : ''}`);
+      return want === got ? got : `**${got}** (expected ${want ?? 'nothing'})`;
+    });
+    lines.push(`| ${key} | ${cells.join(' | ')} |`);
+  }
+  const table = lines.join('\n');
+  process.stdout.write(`${table}\n`);
+  mkdirSync(join(ROOT, 'build'), { recursive: true });
+  writeFileSync(join(ROOT, 'build', 'kernel-matrix.md'), `${table}\n`);
+  writeFileSync(join(ROOT, 'build', 'kernel-matrix.json'), JSON.stringify(results, null, 2));
+
+  if (process.env.WSTRACE_MATRIX_UPDATE === '1') {
+    for (const k of columns) {
+      expected[k] = Object.fromEntries((results[k] ?? []).map((r) => [`${r.signal}/${r.variant}`, outcome(r)]));
+    }
+    writeFileSync(EXPECTED_FILE, `${JSON.stringify(expected, null, 2)}\n`);
+    process.stderr.write(`updated ${EXPECTED_FILE}: review the diff before committing\n`);
+    return 0;
+  }
+  const exactSomewhere = columns.some((k) => results[k]?.some((r) => r.signal === 'syn_drop' && r.exact));
+  if (!exactSomewhere && columns.length > 1) mismatches.push('no kernel showed an exact per-listener SYN-stage drop count');
+  if (mismatches.length) {
+    process.stderr.write(`kernel matrix differs from test/kernels/expected.json:\n  ${mismatches.join('\n  ')}\n`);
+    process.stderr.write('(if the change is intended, rerun with WSTRACE_MATRIX_UPDATE=1 and commit the diff)\n');
+    return 1;
+  }
+  process.stderr.write('kernel matrix matches test/kernels/expected.json\n');
+  return 0;
+}
+
+main().then(
+  (code) => (process.exitCode = code),
+  (err: Error) => {
+    process.stderr.write(`kernel matrix: ${err.message}\n`);
+    process.exitCode = 1;
+  },
+);
