@@ -17,7 +17,7 @@ node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)
 # Build tools for the BPF object and the addon, libbpf, and the tools the
 # tests and captures use (nstat/ip/ss from iproute2, sysctl, setpriv, tcpdump, tmux, openssl).
 packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
-  iproute2 procps util-linux tcpdump tmux openssl)
+  iproute2 procps util-linux tcpdump tmux openssl bpftrace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
