@@ -34,33 +34,19 @@ namespace {
 constexpr size_t kMaxBatchRecords = 8192;
 constexpr int kBatchFull = -E2BIG;
 
-// Does the running kernel's BTF have enum `type` with member `member`?
-bool KernelEnumHas(const char* type, const char* member) {
+// Does the running kernel's BTF have a `kind` type `type` with a member named
+// `member`? (An enum's enumerator or a struct's field.)
+bool KernelTypeHas(const char* type, int kind, const char* member) {
   struct btf* btf = btf__load_vmlinux_btf();
   if (!btf) return false;
   bool found = false;
-  int id = btf__find_by_name_kind(btf, type, BTF_KIND_ENUM);
+  int id = btf__find_by_name_kind(btf, type, kind);
   if (id > 0) {
     const struct btf_type* t = btf__type_by_id(btf, id);
-    const struct btf_enum* e = btf_enum(t);
-    for (int i = 0; i < btf_vlen(t) && !found; i++)
-      found = strcmp(btf__name_by_offset(btf, e[i].name_off), member) == 0;
-  }
-  btf__free(btf);
-  return found;
-}
-
-// Does the running kernel's BTF have struct `type` with member `member`?
-bool KernelStructHas(const char* type, const char* member) {
-  struct btf* btf = btf__load_vmlinux_btf();
-  if (!btf) return false;
-  bool found = false;
-  int id = btf__find_by_name_kind(btf, type, BTF_KIND_STRUCT);
-  if (id > 0) {
-    const struct btf_type* t = btf__type_by_id(btf, id);
-    const struct btf_member* m = btf_members(t);
-    for (int i = 0; i < btf_vlen(t) && !found; i++)
-      found = strcmp(btf__name_by_offset(btf, m[i].name_off), member) == 0;
+    for (int i = 0; i < btf_vlen(t) && !found; i++) {
+      uint32_t name = kind == BTF_KIND_ENUM ? btf_enum(t)[i].name_off : btf_members(t)[i].name_off;
+      found = strcmp(btf__name_by_offset(btf, name), member) == 0;
+    }
   }
   btf__free(btf);
   return found;
@@ -226,7 +212,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     hooks_.push_back(aq);
 
     // ACK stage: the drop reason where the kernel has it (exact, with the peer), else the function.
-    bool overflowReason = KernelEnumHas("skb_drop_reason", "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW");
+    bool overflowReason = KernelTypeHas("skb_drop_reason", BTF_KIND_ENUM, "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW");
     std::string ackForce = Forced("listen_overflow");
     if (overflowReason && (ackForce.empty() || ackForce == "raw_tp")) {
       hooks_.push_back(AttachCore("listen_overflow", "kfree_skb", core, {"wst_listen_ovf"}));
@@ -253,7 +239,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     hooks_.push_back(residency);
 
     // Resets with no socket: the tracepoint has them from 6.10 (with the reason field).
-    bool tpHasThem = KernelStructHas("trace_event_raw_tcp_send_reset", "reason");
+    bool tpHasThem = KernelTypeHas("trace_event_raw_tcp_send_reset", BTF_KIND_STRUCT, "reason");
     std::string rstForce = Forced("reset_no_socket");
     bool resetFnHooked = false;
     if (!tpHasThem || !rstForce.empty()) {

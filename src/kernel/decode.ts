@@ -199,6 +199,19 @@ function viewOf(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
+/** struct wst_listener_key: a listener by its bound address. */
+function listenerKey(k: Uint8Array): { family: Family; addr: string; port: number; netns: number } {
+  const LK = LISTENER_KEY_LAYOUT.offsets;
+  const kv = viewOf(k);
+  const family = kv.getUint16(LK.family, true);
+  return {
+    family: familyName(family),
+    addr: formatAddr(k, LK.addr, family),
+    port: kv.getUint16(LK.port, true),
+    netns: kv.getUint32(LK.netns, true),
+  };
+}
+
 export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters {
   if (raw.totals.length !== COUNTER_COUNT) {
     throw new Error(`counter array has ${raw.totals.length} entries, expected ${COUNTER_COUNT}`);
@@ -207,17 +220,11 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
     Object.entries(COUNTER_INDEX).map(([name, idx]) => [name, raw.totals[idx] ?? 0]),
   ) as unknown as Totals;
 
-  const LK = LISTENER_KEY_LAYOUT.offsets;
   const LV = LISTENER_VALUE_LAYOUT.offsets;
   const listeners = raw.listeners.map(([k, v]): ListenerCounter => {
-    const kv = viewOf(k);
     const vv = viewOf(v);
-    const family = kv.getUint16(LK.family, true);
     return {
-      family: familyName(family),
-      addr: formatAddr(k, LK.addr, family),
-      port: kv.getUint16(LK.port, true),
-      netns: kv.getUint32(LK.netns, true),
+      ...listenerKey(k),
       enqueued: u64(vv, LV.enqueued),
       fullHits: u64(vv, LV.full_hits),
       overflows: u64(vv, LV.overflows),
@@ -265,14 +272,9 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
 
   const RV = RESIDENCY_LAYOUT.offsets;
   const residency = (raw.residency ?? []).map(([k, v]): ResidencyCounter => {
-    const kv = viewOf(k);
     const vv = viewOf(v);
-    const family = kv.getUint16(LK.family, true);
     return {
-      family: familyName(family),
-      addr: formatAddr(k, LK.addr, family),
-      port: kv.getUint16(LK.port, true),
-      netns: kv.getUint32(LK.netns, true),
+      ...listenerKey(k),
       buckets: Array.from({ length: RESIDENCY_BUCKETS }, (_, i) => u64(vv, RV.buckets + i * 8)),
       count: u64(vv, RV.count),
       sumNs: u64(vv, RV.sum_ns),
