@@ -204,7 +204,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     if (aqForce.empty() || aqForce == "raw_tp") aq = AttachCore("accept_queue_full", "sk_data_ready", core, {"wst_acceptq"});
     if (!aq.attached() && aqForce != "raw_tp") {
       std::string tpError = aq.error;
-      aq = AttachBest("accept_queue_full", "inet_csk_reqsk_queue_add",
+      aq = AttachBest("accept_queue_full", "inet_csk_complete_hashdance",
                       {{"fexit", {"wst_queue_add_fexit"}}, {"kprobe", {"wst_queue_add_kprobe"}}}, core, filters_,
                       aqForce);
       if (!aq.attached() && !tpError.empty()) aq.error = tpError + "; " + aq.error;
@@ -216,6 +216,12 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     std::string ackForce = Forced("listen_overflow");
     if (overflowReason && (ackForce.empty() || ackForce == "raw_tp")) {
       hooks_.push_back(AttachCore("listen_overflow", "kfree_skb", core, {"wst_listen_ovf"}));
+    } else if (ackForce == "raw_tp") {
+      HookState h;
+      h.signal = "listen_overflow";
+      h.hook = "kfree_skb";
+      h.error = "raw_tp: this kernel has no SKB_DROP_REASON_TCP_LISTEN_OVERFLOW (Linux 6.15+)";
+      hooks_.push_back(h);
     } else {
       HookState h = AttachBest("listen_overflow", "tcp_v4/v6_syn_recv_sock",
                                {{"fexit", {"wst_synrecv4_fexit", "wst_synrecv6_fexit"}},

@@ -120,6 +120,8 @@ std::string TryVariant(const Variant& v, struct bpf_object* core, const Filters&
 
 std::string ErrnoText(int err) {
   if (err < 0) err = -err;
+  // The kernel's internal ENOTSUPP leaks out of BPF attach; libc has no text for it.
+  if (err == 524) return "not supported for this function by this kernel (ENOTSUPP, errno 524)";
   return std::string(strerror(err)) + " (errno " + std::to_string(err) + ")";
 }
 

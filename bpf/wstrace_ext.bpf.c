@@ -9,7 +9,7 @@
  * - tcp_v4/v6_syn_recv_sock returning NULL on a full queue: ACK-stage
  *   overflow on kernels without SKB_DROP_REASON_TCP_LISTEN_OVERFLOW.
  * - inet_csk_accept: accept-queue residency (enqueue to accept()).
- * - inet_csk_reqsk_queue_add: the accept queue, before sk_data_ready (6.3).
+ * - inet_csk_complete_hashdance: the accept queue, before sk_data_ready (6.3).
  * - tcp_v4/v6_send_reset: resets with no socket, on kernels whose
  *   tcp_send_reset tracepoint does not fire for them (before 6.10).
  */
@@ -218,21 +218,26 @@ static __always_inline void synrecv_exit(const struct sock *sk, const struct sk_
 	emit(&e);
 }
 
+/* The return value via bpf_get_func_ret: the argument count differs between kernels. */
 SEC("fexit/tcp_v4_syn_recv_sock")
-int BPF_PROG(wst_synrecv4_fexit, struct sock *sk, struct sk_buff *skb, void *req, void *dst, void *req_unhash,
-	     bool *own_req, struct sock *ret)
+int BPF_PROG(wst_synrecv4_fexit, struct sock *sk, struct sk_buff *skb)
 {
+	__u64 ret = 0;
+
 	hit(WST_P_SYNRECV_FEXIT);
-	synrecv_exit(sk, skb, (__u64)(unsigned long)ret, false);
+	bpf_get_func_ret(ctx, &ret);
+	synrecv_exit(sk, skb, ret, false);
 	return 0;
 }
 
 SEC("fexit/tcp_v6_syn_recv_sock")
-int BPF_PROG(wst_synrecv6_fexit, struct sock *sk, struct sk_buff *skb, void *req, void *dst, void *req_unhash,
-	     bool *own_req, struct sock *ret)
+int BPF_PROG(wst_synrecv6_fexit, struct sock *sk, struct sk_buff *skb)
 {
+	__u64 ret = 0;
+
 	hit(WST_P_SYNRECV_FEXIT);
-	synrecv_exit(sk, skb, (__u64)(unsigned long)ret, true);
+	bpf_get_func_ret(ctx, &ret);
+	synrecv_exit(sk, skb, ret, true);
 	return 0;
 }
 
@@ -349,23 +354,27 @@ int BPF_KRETPROBE(wst_accept_kretprobe, void *ret)
 
 /*
  * ---- Accept queue on kernels without the sk_data_ready tracepoint (< 6.3):
- * inet_csk_reqsk_queue_add(sk, req, child) queues child on listener sk ----
+ * inet_csk_complete_hashdance(sk, child, req, own_req) queues child on
+ * listener sk and returns it (the helper it calls to queue is inlined) ----
  */
-SEC("fexit/inet_csk_reqsk_queue_add")
-int BPF_PROG(wst_queue_add_fexit, struct sock *sk, void *req, struct sock *child, struct sock *ret)
+SEC("fexit/inet_csk_complete_hashdance")
+int BPF_PROG(wst_queue_add_fexit, struct sock *sk, struct sock *child)
 {
+	__u64 ret = 0;
+
 	hit(WST_P_QUEUE_ADD_FEXIT);
-	if (ret)
+	bpf_get_func_ret(ctx, &ret);
+	if (ret && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN)
 		on_enqueue(sk, child, BPF_CORE_READ(sk, sk_ack_backlog));
 	return 0;
 }
 
-/* At entry the child is not counted yet: it will be the one more. */
-SEC("kprobe/inet_csk_reqsk_queue_add")
-int BPF_KPROBE(wst_queue_add_kprobe, struct sock *sk, void *req, struct sock *child)
+/* At entry the child is not queued yet: it will be the one more (when own_req). */
+SEC("kprobe/inet_csk_complete_hashdance")
+int BPF_KPROBE(wst_queue_add_kprobe, struct sock *sk, struct sock *child, void *req, bool own_req)
 {
 	hit(WST_P_QUEUE_ADD_KPROBE);
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN)
+	if (own_req && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN)
 		on_enqueue(sk, child, BPF_CORE_READ(sk, sk_ack_backlog) + 1);
 	return 0;
 }

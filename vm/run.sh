@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Boots one cached Debian kernel under qemu with the host root shared
+# read-only and the project read-write, runs COMMAND there, streams its
+# output, and exits with its exit code (125 when the guest died or timed out).
+# Usage: vm/run.sh [--timeout SECONDS] ID -- COMMAND...
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+project="$(cd "$here/.." && pwd)"
+cache="${WSTRACE_VM_CACHE:-$project/.cache/vm}"
+timeout=300
+if [ "${1:-}" = "--timeout" ]; then timeout=$2; shift 2; fi
+id=${1:?usage: vm/run.sh [--timeout SECONDS] ID -- COMMAND...}
+shift
+[ "${1:-}" = "--" ] && shift
+[ $# -gt 0 ] || { echo "vm/run: no command given" >&2; exit 2; }
+[ -f "$cache/$id/ready" ] || "$here/fetch.sh" "$id"
+dir="$cache/$id"
+
+# Software emulation unless KVM is really usable (CPU flags and /dev/kvm).
+accel=(-accel tcg,thread=multi -cpu max)
+if [ "${WSTRACE_VM_KVM:-0}" = 1 ] && [ -w /dev/kvm ] && grep -qE 'vmx|svm' /proc/cpuinfo; then
+  accel=(-accel kvm -cpu host)
+fi
+
+cmd=$(printf '%q ' "$@" | base64 -w0)
+log=$(mktemp)
+qemu-system-x86_64 "${accel[@]}" -m 2G -smp 2 -nodefaults -display none -no-reboot -nic none \
+  -serial stdio -kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" \
+  -append "console=ttyS0 quiet loglevel=1 panic=-1 wstrace.cmd=$cmd wstrace.project=$project" \
+  -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
+  -virtfs "local,path=$project,mount_tag=project,security_model=none,multidevs=remap" \
+  </dev/null 2>&1 | tr -d '\r' | tee "$log" &
+qemu_pid=$!
+cleanup() { pkill -P $$ qemu-system-x86 2>/dev/null || true; pkill -f "wstrace.project=$project" 2>/dev/null || true; rm -f "$log"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+waited=0
+while kill -0 $qemu_pid 2>/dev/null; do
+  if [ $waited -ge $((timeout * 10)) ]; then
+    echo "vm/run: kernel $id: no result after ${timeout}s, stopping the guest" >&2
+    exit 125
+  fi
+  sleep 0.1
+  waited=$((waited + 1))
+done
+code=$(sed -n 's/^WSTRACE_VM_EXIT=\([0-9]*\)$/\1/p' "$log" | tail -n 1)
+if [ -z "$code" ]; then
+  echo "vm/run: kernel $id: the guest stopped without a result" >&2
+  exit 125
+fi
+exit "$code"

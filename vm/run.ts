@@ -1,0 +1,32 @@
+/** Runs one command inside a Debian kernel under qemu (vm/run.sh), for the kernel matrix. */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+/** Kernel ids from vm/kernels.json, oldest first. */
+export function kernelIds(): string[] {
+  return Object.keys(JSON.parse(readFileSync(join(HERE, 'kernels.json'), 'utf8')) as Record<string, unknown>);
+}
+
+export interface VmResult {
+  /** The command's exit code; 125 when the guest died or timed out. */
+  readonly exitCode: number;
+  /** Everything the guest printed, line-buffered. */
+  readonly output: string;
+}
+
+export function runInVm(id: string, command: string[], opts: { timeoutSec?: number } = {}): Promise<VmResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(HERE, 'run.sh'), ['--timeout', String(opts.timeoutSec ?? 300), id, '--', ...command], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ exitCode: code ?? 125, output }));
+  });
+}
