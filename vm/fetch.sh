@@ -54,7 +54,7 @@ for id in "${ids[@]}"; do
   (cd "$dir/debs" && apt-get "${apt_opts[@]}" -qq download "${pkgs[@]}")
   for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
   # Up to 6.x the image is /boot/vmlinuz-KVER; from 7.x /usr/lib/modules/KVER/vmlinuz.
-  vmlinuz=$(ls "$dir"/root/boot/vmlinuz-* "$dir"/root/usr/lib/modules/*/vmlinuz 2>/dev/null | head -n 1)
+  vmlinuz=$( (ls "$dir"/root/boot/vmlinuz-* "$dir"/root/usr/lib/modules/*/vmlinuz 2>/dev/null || true) | head -n 1)
   [ -n "$vmlinuz" ] || { say "no kernel image in ${pkgs[*]}"; exit 1; }
   case "$vmlinuz" in
     */boot/vmlinuz-*) kver=${vmlinuz##*/vmlinuz-} ;;
@@ -71,7 +71,7 @@ for id in "${ids[@]}"; do
   rm -rf "$initdir" && mkdir -p "$initdir"/{bin,proc,sys,dev,host,lib/mod}
   modroot="$(dirname "$(dirname "$moddir")")"
   : >"$initdir/modules.order"
-  modprobe -d "$modroot" -S "$kver" -a --show-depends virtio_pci 9pnet_virtio 9p 2>/dev/null |
+  { modprobe -d "$modroot" -S "$kver" -a --show-depends virtio_pci 9pnet_virtio 9p 2>/dev/null || true; } |
     awk '$1 == "insmod" {print $2}' | while read -r ko; do
       name=$(basename "$ko")
       case "$name" in
