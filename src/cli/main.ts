@@ -4,6 +4,7 @@ import { UserError, type EventKind } from '../kernel/index.js';
 import { DEFAULT_SOCKET } from '../agent/listen.js';
 import { runAgent } from './agent.js';
 import { runInfo } from './info.js';
+import { registerTop } from './top.js';
 import { parseCount, parseKind, parsePort, parseRingBytes, parseSeconds, parseSince } from './parse.js';
 import { runWatch } from './watch.js';
 
@@ -143,6 +144,7 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
       ),
     );
   });
+  registerTop(program, onAction);
   return program;
 }
 
