@@ -26,6 +26,7 @@ import { ownNetnsInode } from '../kernel/netns.js';
 import { SocketOwners } from '../kernel/owners.js';
 import type { GetInfoResponse, HostFacts } from '../generated/wstrace/v1/tracer.js';
 import { kindToProto } from './convert.js';
+import { AgentCaptures, captureToProto, type CaptureOptions } from './captures.js';
 import { EventHub } from './hub.js';
 import { formatAddress, prepareUnixSocket, serverCredentials, type ListenAddress, type TlsFiles } from './listen.js';
 import { buildRegistry, serveMetrics } from './metrics.js';
@@ -46,6 +47,8 @@ export interface AgentOptions {
   readonly limits?: SubscriberLimits;
   /** Reads host facts for the traced namespace; injectable for tests. */
   readonly hostFacts?: (netnsPath: string | undefined) => Promise<HostFacts>;
+  /** Captures: directory, bounds, rules, pre-trigger window. */
+  readonly captures?: CaptureOptions;
   /** Opens the tracer; tests may pass a fake-backed one. */
   readonly open?: (options: TracerOptions) => Tracer;
 }
@@ -56,6 +59,7 @@ export interface RunningAgent {
   readonly metricsPort?: number;
   readonly tracer: Tracer;
   readonly hub: EventHub;
+  readonly captures: AgentCaptures;
   info(): GetInfoResponse;
   /** Ends streams with a status, stops serving, detaches BPF, removes the socket. */
   close(message?: string): Promise<void>;
@@ -74,6 +78,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const dumpNetns = tracer.netns?.inode ?? ownNetnsInode();
 
   tracer.subscribe((events) => hub.publish(events));
+  let captures: AgentCaptures;
+  try {
+    captures = new AgentCaptures(tracer, opts.captures ?? {}, opts.tracer?.ports ?? []);
+    await captures.start();
+  } catch (err) {
+    tracer.close();
+    throw err;
+  }
+  captures.manager.onChange((r) => hub.captureChanged(captureToProto(r)));
   let lastRingDrops = 0;
   const reportKernelLoss = () => {
     const drops = tracer.counters().totals.ringDrops;
@@ -124,6 +137,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           nowMs: Date.now(),
         });
       },
+      startCapture: (req) => captures.request(req),
+      listCaptures: () => captures.list(),
     },
     opts.limits ?? DEFAULT_LIMITS,
   );
@@ -165,6 +180,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }
   } catch (err) {
     server.forceShutdown();
+    await captures.close();
     tracer.close();
     clearInterval(lossTimer);
     throw err;
@@ -190,6 +206,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         });
       });
       await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
+      await captures.close();
       tracer.close();
       if (opts.listen.kind === 'unix') {
         try {
@@ -202,5 +219,5 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     return closing;
   };
 
-  return { address, ...(metricsPort !== undefined ? { metricsPort } : {}), tracer, hub, info, close };
+  return { address, ...(metricsPort !== undefined ? { metricsPort } : {}), tracer, hub, captures, info, close };
 }

@@ -2,7 +2,7 @@
  * Fans kernel events out to Watch subscribers, keeps the recent-event ring,
  * and turns the kernel's ring-drop counter into in-band lost notices.
  */
-import type { Event } from '../generated/wstrace/v1/tracer.js';
+import type { Capture, Event } from '../generated/wstrace/v1/tracer.js';
 import type { TraceEvent } from '../kernel/index.js';
 import { eventToProto } from './convert.js';
 import { RecentEvents } from './recent.js';
@@ -25,6 +25,10 @@ export class EventHub {
     this.received += events.length;
     this.recent.push(events);
     for (const s of this.subscribers) s.offer(events);
+  }
+
+  captureChanged(c: Capture): void {
+    for (const s of this.subscribers) s.capture(c);
   }
 
   kernelLost(count: number): void {

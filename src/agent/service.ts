@@ -3,8 +3,14 @@
  * then follows; Snapshot and GetInfo answer from the agent's core.
  */
 import { status as Status, type Server, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import { UserError } from '../kernel/errors.js';
 import {
   TracerService as TracerServiceDefinition,
+  type Capture,
+  type ListCapturesRequest,
+  type ListCapturesResponse,
+  type StartCaptureRequest,
+  type StartCaptureResponse,
   type GetInfoRequest,
   type GetInfoResponse,
   type SnapshotRequest,
@@ -20,6 +26,8 @@ export interface TracerCore {
   readonly hub: EventHub;
   info(): GetInfoResponse;
   snapshot(): Promise<SnapshotResponse>;
+  startCapture(req: StartCaptureRequest): Promise<Capture>;
+  listCaptures(): Capture[];
 }
 
 export class TracerService {
@@ -35,6 +43,18 @@ export class TracerService {
         this.snapshot(call, cb),
       getInfo: (_call: ServerUnaryCall<GetInfoRequest, GetInfoResponse>, cb: sendUnaryData<GetInfoResponse>) =>
         cb(null, this.core.info()),
+      startCapture: (
+        call: ServerUnaryCall<StartCaptureRequest, StartCaptureResponse>,
+        cb: sendUnaryData<StartCaptureResponse>,
+      ) => {
+        this.core.startCapture(call.request).then(
+          (capture) => cb(null, { capture }),
+          (err: Error) =>
+            cb({ code: err instanceof UserError ? Status.INVALID_ARGUMENT : Status.INTERNAL, details: err.message }),
+        );
+      },
+      listCaptures: (_call: ServerUnaryCall<ListCapturesRequest, ListCapturesResponse>, cb: sendUnaryData<ListCapturesResponse>) =>
+        cb(null, { captures: this.core.listCaptures() }),
     });
   }
 

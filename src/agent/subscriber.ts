@@ -8,6 +8,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import {
   LostReason,
+  type Capture,
   type Event,
   type WatchRequest,
   type WatchResponse,
@@ -98,6 +99,11 @@ export class Subscriber {
     this.ended = true;
     this.queue = [];
     this.head = 0;
+  }
+
+  /** A capture changed state: sent at once, never dropped (rare and small). */
+  capture(c: Capture): void {
+    if (!this.ended) this.write({ response: { $case: 'capture', value: c } });
   }
 
   status(message: string, ringEvents: number): void {

@@ -4,6 +4,7 @@ import { startAgent } from '../agent/agent.js';
 import { formatAddress, parseListen, type TlsFiles } from '../agent/listen.js';
 import { describeInfo, signalStop } from './watch.js';
 import { DEFAULT_LIMITS } from '../agent/subscriber.js';
+import type { CaptureOptions } from '../agent/captures.js';
 
 export interface AgentCliOptions {
   readonly listen: string;
@@ -14,6 +15,7 @@ export interface AgentCliOptions {
   readonly netns?: string;
   readonly ringBytes?: number;
   readonly subscriberQueue?: number;
+  readonly captures?: CaptureOptions;
 }
 
 export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: Promise<void>): Promise<number> {
@@ -23,6 +25,7 @@ export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: P
     tls: opts.tls,
     insecure: opts.insecure,
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    ...(opts.captures ? { captures: opts.captures } : {}),
     ...(opts.subscriberQueue ? { limits: { ...DEFAULT_LIMITS, maxQueued: opts.subscriberQueue } } : {}),
     tracer: {
       ports: opts.ports,

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { UserError, type EventKind } from '../kernel/index.js';
 import { DEFAULT_SOCKET } from '../agent/listen.js';
 import { runAgent } from './agent.js';
+import { runCapture, runCaptures } from './capture.js';
 import { runInfo } from './info.js';
 import { registerTop } from './top.js';
 import { parseCount, parseKind, parsePort, parseRingBytes, parseSeconds, parseSince } from './parse.js';
@@ -99,8 +100,18 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
     .option('--netns <name|path>', 'only trace this network namespace')
     .option('--ring-bytes <n>', 'kernel ring-buffer size in bytes (power of two)', parseRingBytes)
     .option('--subscriber-queue <events>', 'events held for a slow client before the oldest are dropped', parseCount)
+    .option('--rules <file>', 'capture rules (one per line; see README)')
+    .option('--captures <dir>', 'where captures go (root-only)', '/var/lib/wstrace/captures')
+    .option('--pre <seconds>', 'keep this many seconds before any trigger (rotating capture on --port ports and rule ports)', parseCount)
+    .option('--max-captures <n>', 'captures running at once, at most', parseCount)
+    .option('--capture-cooldown <seconds>', 'seconds before the same trigger captures again', parseCount)
     .action(
       (o: {
+        rules?: string;
+        captures: string;
+        pre?: number;
+        maxCaptures?: number;
+        captureCooldown?: number;
         subscriberQueue?: number;
         listen: string;
         tlsCert?: string;
@@ -127,6 +138,15 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
               ...(o.netns !== undefined ? { netns: o.netns } : {}),
               ...(o.ringBytes !== undefined ? { ringBytes: o.ringBytes } : {}),
               ...(o.subscriberQueue !== undefined ? { subscriberQueue: o.subscriberQueue } : {}),
+              captures: {
+                dir: o.captures,
+                ...(o.rules ? { rulesFile: o.rules } : {}),
+                ...(o.pre ? { preSec: o.pre } : {}),
+                limits: {
+                  ...(o.maxCaptures ? { maxRunning: o.maxCaptures } : {}),
+                  ...(o.captureCooldown ? { cooldownSec: o.captureCooldown } : {}),
+                },
+              },
             },
             process.stderr,
           ),
@@ -145,6 +165,65 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
     );
   });
   registerTop(program, onAction);
+  clientOptions(
+    program
+      .command('capture')
+      .description('a bounded tcpdump capture, run by the agent (root, or --connect)')
+      .option('--port <n>', 'local or remote TCP port', (v) => parsePort(v, undefined)[0]!)
+      .option('--host <addr>', 'IP address on either side')
+      .addOption(new Option('--direction <dir>', 'only packets from or to host/port').choices(['src', 'dst']))
+      .option('--duration <seconds>', 'seconds to capture (default 10)', parseCount)
+      .option('--packets <n>', 'packets at most', parseCount)
+      .option('--bytes <n>', 'file size at most', parseCount)
+      .option('--snaplen <n>', 'bytes kept per packet (default 128)', parseCount)
+      .option('--pre <seconds>', "keep the seconds before now, from the agent's pre-trigger ring", parseCount)
+      .option('--netns <name|path>', 'capture in this network namespace (in-process agent)')
+      .option('--json', 'print the capture record as JSON'),
+  ).action(
+    (
+      o: ClientFlags & {
+        port?: number;
+        host?: string;
+        direction?: string;
+        duration?: number;
+        packets?: number;
+        bytes?: number;
+        snaplen?: number;
+        pre?: number;
+        netns?: string;
+        json?: boolean;
+      },
+    ) => {
+      onAction(() =>
+        runCapture(
+          {
+            tls: tlsFrom(o),
+            json: o.json ?? false,
+            ...(o.connect !== undefined ? { connect: o.connect } : {}),
+            ...(o.port !== undefined ? { port: o.port } : {}),
+            ...(o.host !== undefined ? { host: o.host } : {}),
+            ...(o.direction !== undefined ? { direction: o.direction } : {}),
+            ...(o.duration !== undefined ? { durationSec: o.duration } : {}),
+            ...(o.packets !== undefined ? { packets: o.packets } : {}),
+            ...(o.bytes !== undefined ? { bytes: o.bytes } : {}),
+            ...(o.snaplen !== undefined ? { snaplen: o.snaplen } : {}),
+            ...(o.pre !== undefined ? { preSec: o.pre } : {}),
+            ...(o.netns !== undefined ? { netns: o.netns } : {}),
+          },
+          process.stdout,
+          process.stderr,
+        ),
+      );
+    },
+  );
+
+  clientOptions(program.command('captures').description("list the agent's captures").option('--json', 'as JSON')).action(
+    (o: ClientFlags & { json?: boolean }) => {
+      onAction(() =>
+        runCaptures({ json: o.json ?? false, tls: tlsFrom(o), ...(o.connect !== undefined ? { connect: o.connect } : {}) }, process.stdout),
+      );
+    },
+  );
   return program;
 }
 

@@ -169,6 +169,9 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
         io.err.write(
           `wstrace: ${r.value.count} events lost (${kernel ? 'kernel ring buffer full' : 'this client read too slowly'})\n`,
         );
+      } else if (r.$case === 'capture') {
+        const c = r.value;
+        io.err.write(`wstrace: capture ${c.state} (${c.trigger}${c.rule ? ` ${c.rule}` : ''}: ${c.detail}) ${c.state === 'refused' ? c.error : c.file}\n`);
       } else if (r.$case === 'status' && r.value.end) {
         if (!opened.local) io.err.write(`wstrace: the agent ended the stream: ${r.value.message}\n`);
         break;

@@ -6,6 +6,10 @@ import { credentials, Metadata, type ChannelCredentials, type ClientReadableStre
 import { readFileSync } from 'node:fs';
 import {
   TracerClient,
+  type Capture,
+  type ListCapturesResponse,
+  type StartCaptureRequest,
+  type StartCaptureResponse,
   type GetInfoResponse,
   type SnapshotResponse,
   type WatchRequest,
@@ -30,6 +34,9 @@ export interface EventSource {
   snapshot(): Promise<SnapshotResponse>;
   /** Messages of one Watch stream; break out of the loop to cancel it. */
   watch(request: Partial<WatchRequest>): AsyncIterable<WatchResponse> & { cancel(): void };
+  /** Only a live agent can capture; a recording cannot. */
+  startCapture?(request: Partial<StartCaptureRequest>): Promise<Capture>;
+  listCaptures?(): Promise<Capture[]>;
   close(): void;
 }
 
@@ -59,6 +66,17 @@ export function agentError(err: unknown, where: string): Error {
   if (e.code === 3) return new UserError(`the agent refused the request: ${e.details ?? e.message}`);
   return new Error(`agent ${where}: ${e.details ?? e.message ?? String(err)}`);
 }
+
+const CAPTURE_DEFAULTS: StartCaptureRequest = {
+  port: 0,
+  host: '',
+  direction: '',
+  durationSec: 0,
+  packets: 0,
+  bytes: 0,
+  snaplen: 0,
+  preSec: 0,
+};
 
 const WATCH_DEFAULTS: WatchRequest = { allow: [], deny: [], last: 0, sinceUnixMicros: 0, follow: true };
 
@@ -90,6 +108,12 @@ export function connectAgent(address: string | ListenAddress, tls: ClientTls = {
       const it = iterate();
       return Object.assign(it, { cancel: () => call.cancel() });
     },
+    startCapture: (request) =>
+      unary<StartCaptureResponse>((cb) =>
+        client.startCapture({ ...CAPTURE_DEFAULTS, ...request }, new Metadata(), deadline(), cb),
+      ).then((r) => r.capture!),
+    listCaptures: () =>
+      unary<ListCapturesResponse>((cb) => client.listCaptures({}, new Metadata(), deadline(), cb)).then((r) => r.captures),
     close: () => client.close(),
   };
 }

@@ -354,7 +354,78 @@ export interface WatchResponse {
     | //
     /** Stream status. */
     { $case: "status"; value: StreamStatus }
+    | //
+    /** A capture started, ended or was refused. */
+    { $case: "capture"; value: Capture }
     | undefined;
+}
+
+/** What to capture and the bounds; zero means the agent's default. */
+export interface StartCaptureRequest {
+  /** Local or remote TCP port. */
+  port: number;
+  /** An IP address (either side), empty for any. */
+  host: string;
+  /** "src", "dst" or empty for both. */
+  direction: string;
+  /** Seconds to capture. */
+  durationSec: number;
+  /** Packets at most. */
+  packets: number;
+  /** File size at most, bytes. */
+  bytes: number;
+  /** Bytes kept per packet. */
+  snaplen: number;
+  /** Seconds before the request to keep, from the agent's pre-trigger ring. */
+  preSec: number;
+}
+
+/** One capture and its sidecar. */
+export interface Capture {
+  /** Unique id, also the file's base name. */
+  id: string;
+  /** running, done, refused or failed. */
+  state: string;
+  /** The pcap file on the agent's host. */
+  file: string;
+  /** The capture filter used. */
+  filter: string;
+  /** manual or rule. */
+  trigger: string;
+  /** The rule's name, for rule triggers. */
+  rule: string;
+  /** What fired it, or what was asked. */
+  detail: string;
+  /** Start, microseconds since the epoch. */
+  startedUnixMicros: number;
+  /** End, microseconds since the epoch; 0 while running. */
+  endedUnixMicros: number;
+  /** The bound that ended it: duration, packets, bytes, stopped. */
+  endedBy: string;
+  /** File size. */
+  bytes: number;
+  /** Seconds of pre-trigger window asked for (0: none). */
+  preSec: number;
+  /** Packets from before the trigger at the front of the file. */
+  prePackets: number;
+  /** Why it was refused or failed. */
+  error: string;
+}
+
+/** The capture as started (or refused). */
+export interface StartCaptureResponse {
+  /** The capture. */
+  capture?: Capture | undefined;
+}
+
+/** Arguments of ListCaptures. */
+export interface ListCapturesRequest {
+}
+
+/** Captures, oldest first. */
+export interface ListCapturesResponse {
+  /** The captures. */
+  captures: Capture[];
 }
 
 /** Arguments of Snapshot. */
@@ -1445,6 +1516,9 @@ export const WatchResponse: MessageFns<WatchResponse> = {
       case "status":
         StreamStatus.encode(message.response.value, writer.uint32(26).fork()).join();
         break;
+      case "capture":
+        Capture.encode(message.response.value, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1486,6 +1560,14 @@ export const WatchResponse: MessageFns<WatchResponse> = {
             message.response = { $case: "status", value: StreamStatus.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.response = { $case: "capture", value: Capture.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1506,6 +1588,8 @@ export const WatchResponse: MessageFns<WatchResponse> = {
         ? { $case: "lost", value: LostEvents.fromJSON(object.lost) }
         : isSet(object.status)
         ? { $case: "status", value: StreamStatus.fromJSON(object.status) }
+        : isSet(object.capture)
+        ? { $case: "capture", value: Capture.fromJSON(object.capture) }
         : undefined,
     };
   },
@@ -1518,6 +1602,633 @@ export const WatchResponse: MessageFns<WatchResponse> = {
       obj.lost = LostEvents.toJSON(message.response.value);
     } else if (message.response?.$case === "status") {
       obj.status = StreamStatus.toJSON(message.response.value);
+    } else if (message.response?.$case === "capture") {
+      obj.capture = Capture.toJSON(message.response.value);
+    }
+    return obj;
+  },
+};
+
+function createBaseStartCaptureRequest(): StartCaptureRequest {
+  return { port: 0, host: "", direction: "", durationSec: 0, packets: 0, bytes: 0, snaplen: 0, preSec: 0 };
+}
+
+export const StartCaptureRequest: MessageFns<StartCaptureRequest> = {
+  encode(message: StartCaptureRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.port !== 0) {
+      writer.uint32(8).uint32(message.port);
+    }
+    if (message.host !== "") {
+      writer.uint32(18).string(message.host);
+    }
+    if (message.direction !== "") {
+      writer.uint32(26).string(message.direction);
+    }
+    if (message.durationSec !== 0) {
+      writer.uint32(32).uint32(message.durationSec);
+    }
+    if (message.packets !== 0) {
+      writer.uint32(40).uint32(message.packets);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(48).uint64(message.bytes);
+    }
+    if (message.snaplen !== 0) {
+      writer.uint32(56).uint32(message.snaplen);
+    }
+    if (message.preSec !== 0) {
+      writer.uint32(64).uint32(message.preSec);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartCaptureRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartCaptureRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.direction = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.durationSec = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.packets = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.snaplen = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.preSec = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartCaptureRequest {
+    return {
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      direction: isSet(object.direction) ? globalThis.String(object.direction) : "",
+      durationSec: isSet(object.durationSec)
+        ? globalThis.Number(object.durationSec)
+        : isSet(object.duration_sec)
+        ? globalThis.Number(object.duration_sec)
+        : 0,
+      packets: isSet(object.packets) ? globalThis.Number(object.packets) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      snaplen: isSet(object.snaplen) ? globalThis.Number(object.snaplen) : 0,
+      preSec: isSet(object.preSec)
+        ? globalThis.Number(object.preSec)
+        : isSet(object.pre_sec)
+        ? globalThis.Number(object.pre_sec)
+        : 0,
+    };
+  },
+
+  toJSON(message: StartCaptureRequest): unknown {
+    const obj: any = {};
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.direction !== "") {
+      obj.direction = message.direction;
+    }
+    if (message.durationSec !== 0) {
+      obj.durationSec = Math.round(message.durationSec);
+    }
+    if (message.packets !== 0) {
+      obj.packets = Math.round(message.packets);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.snaplen !== 0) {
+      obj.snaplen = Math.round(message.snaplen);
+    }
+    if (message.preSec !== 0) {
+      obj.preSec = Math.round(message.preSec);
+    }
+    return obj;
+  },
+};
+
+function createBaseCapture(): Capture {
+  return {
+    id: "",
+    state: "",
+    file: "",
+    filter: "",
+    trigger: "",
+    rule: "",
+    detail: "",
+    startedUnixMicros: 0,
+    endedUnixMicros: 0,
+    endedBy: "",
+    bytes: 0,
+    preSec: 0,
+    prePackets: 0,
+    error: "",
+  };
+}
+
+export const Capture: MessageFns<Capture> = {
+  encode(message: Capture, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.state !== "") {
+      writer.uint32(18).string(message.state);
+    }
+    if (message.file !== "") {
+      writer.uint32(26).string(message.file);
+    }
+    if (message.filter !== "") {
+      writer.uint32(34).string(message.filter);
+    }
+    if (message.trigger !== "") {
+      writer.uint32(42).string(message.trigger);
+    }
+    if (message.rule !== "") {
+      writer.uint32(50).string(message.rule);
+    }
+    if (message.detail !== "") {
+      writer.uint32(58).string(message.detail);
+    }
+    if (message.startedUnixMicros !== 0) {
+      writer.uint32(64).int64(message.startedUnixMicros);
+    }
+    if (message.endedUnixMicros !== 0) {
+      writer.uint32(72).int64(message.endedUnixMicros);
+    }
+    if (message.endedBy !== "") {
+      writer.uint32(82).string(message.endedBy);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(88).uint64(message.bytes);
+    }
+    if (message.preSec !== 0) {
+      writer.uint32(96).uint32(message.preSec);
+    }
+    if (message.prePackets !== 0) {
+      writer.uint32(104).uint64(message.prePackets);
+    }
+    if (message.error !== "") {
+      writer.uint32(114).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Capture {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCapture();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.file = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.filter = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.trigger = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.startedUnixMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.endedUnixMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.endedBy = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.preSec = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.prePackets = longToNumber(reader.uint64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Capture {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      file: isSet(object.file) ? globalThis.String(object.file) : "",
+      filter: isSet(object.filter) ? globalThis.String(object.filter) : "",
+      trigger: isSet(object.trigger) ? globalThis.String(object.trigger) : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      startedUnixMicros: isSet(object.startedUnixMicros)
+        ? globalThis.Number(object.startedUnixMicros)
+        : isSet(object.started_unix_micros)
+        ? globalThis.Number(object.started_unix_micros)
+        : 0,
+      endedUnixMicros: isSet(object.endedUnixMicros)
+        ? globalThis.Number(object.endedUnixMicros)
+        : isSet(object.ended_unix_micros)
+        ? globalThis.Number(object.ended_unix_micros)
+        : 0,
+      endedBy: isSet(object.endedBy)
+        ? globalThis.String(object.endedBy)
+        : isSet(object.ended_by)
+        ? globalThis.String(object.ended_by)
+        : "",
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      preSec: isSet(object.preSec)
+        ? globalThis.Number(object.preSec)
+        : isSet(object.pre_sec)
+        ? globalThis.Number(object.pre_sec)
+        : 0,
+      prePackets: isSet(object.prePackets)
+        ? globalThis.Number(object.prePackets)
+        : isSet(object.pre_packets)
+        ? globalThis.Number(object.pre_packets)
+        : 0,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: Capture): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.file !== "") {
+      obj.file = message.file;
+    }
+    if (message.filter !== "") {
+      obj.filter = message.filter;
+    }
+    if (message.trigger !== "") {
+      obj.trigger = message.trigger;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.startedUnixMicros !== 0) {
+      obj.startedUnixMicros = Math.round(message.startedUnixMicros);
+    }
+    if (message.endedUnixMicros !== 0) {
+      obj.endedUnixMicros = Math.round(message.endedUnixMicros);
+    }
+    if (message.endedBy !== "") {
+      obj.endedBy = message.endedBy;
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.preSec !== 0) {
+      obj.preSec = Math.round(message.preSec);
+    }
+    if (message.prePackets !== 0) {
+      obj.prePackets = Math.round(message.prePackets);
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+};
+
+function createBaseStartCaptureResponse(): StartCaptureResponse {
+  return { capture: undefined };
+}
+
+export const StartCaptureResponse: MessageFns<StartCaptureResponse> = {
+  encode(message: StartCaptureResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.capture !== undefined) {
+      Capture.encode(message.capture, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartCaptureResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartCaptureResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.capture = Capture.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartCaptureResponse {
+    return { capture: isSet(object.capture) ? Capture.fromJSON(object.capture) : undefined };
+  },
+
+  toJSON(message: StartCaptureResponse): unknown {
+    const obj: any = {};
+    if (message.capture !== undefined) {
+      obj.capture = Capture.toJSON(message.capture);
+    }
+    return obj;
+  },
+};
+
+function createBaseListCapturesRequest(): ListCapturesRequest {
+  return {};
+}
+
+export const ListCapturesRequest: MessageFns<ListCapturesRequest> = {
+  encode(_: ListCapturesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCapturesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCapturesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListCapturesRequest {
+    return {};
+  },
+
+  toJSON(_: ListCapturesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseListCapturesResponse(): ListCapturesResponse {
+  return { captures: [] };
+}
+
+export const ListCapturesResponse: MessageFns<ListCapturesResponse> = {
+  encode(message: ListCapturesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.captures) {
+      Capture.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCapturesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCapturesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.captures.push(Capture.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCapturesResponse {
+    return {
+      captures: globalThis.Array.isArray(object?.captures) ? object.captures.map((e: any) => Capture.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListCapturesResponse): unknown {
+    const obj: any = {};
+    if (message.captures?.length) {
+      obj.captures = message.captures.map((e) => Capture.toJSON(e));
     }
     return obj;
   },
@@ -3547,6 +4258,31 @@ export const TracerService = {
     responseSerialize: (value: GetInfoResponse): Buffer => Buffer.from(GetInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetInfoResponse => GetInfoResponse.decode(value),
   },
+  /**
+   * Starts a bounded tcpdump capture on the agent's host (refusals are
+   * answered with the capture in state "refused" and the reason).
+   */
+  startCapture: {
+    path: "/wstrace.v1.Tracer/StartCapture" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StartCaptureRequest): Buffer => Buffer.from(StartCaptureRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartCaptureRequest => StartCaptureRequest.decode(value),
+    responseSerialize: (value: StartCaptureResponse): Buffer =>
+      Buffer.from(StartCaptureResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StartCaptureResponse => StartCaptureResponse.decode(value),
+  },
+  /** Captures this agent has run or refused, oldest first, with their sidecars. */
+  listCaptures: {
+    path: "/wstrace.v1.Tracer/ListCaptures" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListCapturesRequest): Buffer => Buffer.from(ListCapturesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListCapturesRequest => ListCapturesRequest.decode(value),
+    responseSerialize: (value: ListCapturesResponse): Buffer =>
+      Buffer.from(ListCapturesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListCapturesResponse => ListCapturesResponse.decode(value),
+  },
 } as const;
 
 export interface TracerServer extends UntypedServiceImplementation {
@@ -3560,6 +4296,13 @@ export interface TracerServer extends UntypedServiceImplementation {
   snapshot: handleUnaryCall<SnapshotRequest, SnapshotResponse>;
   /** What this agent is and what it can see on this kernel. */
   getInfo: handleUnaryCall<GetInfoRequest, GetInfoResponse>;
+  /**
+   * Starts a bounded tcpdump capture on the agent's host (refusals are
+   * answered with the capture in state "refused" and the reason).
+   */
+  startCapture: handleUnaryCall<StartCaptureRequest, StartCaptureResponse>;
+  /** Captures this agent has run or refused, oldest first, with their sidecars. */
+  listCaptures: handleUnaryCall<ListCapturesRequest, ListCapturesResponse>;
 }
 
 export interface TracerClient extends Client {
@@ -3605,6 +4348,41 @@ export interface TracerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetInfoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Starts a bounded tcpdump capture on the agent's host (refusals are
+   * answered with the capture in state "refused" and the reason).
+   */
+  startCapture(
+    request: StartCaptureRequest,
+    callback: (error: ServiceError | null, response: StartCaptureResponse) => void,
+  ): ClientUnaryCall;
+  startCapture(
+    request: StartCaptureRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StartCaptureResponse) => void,
+  ): ClientUnaryCall;
+  startCapture(
+    request: StartCaptureRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StartCaptureResponse) => void,
+  ): ClientUnaryCall;
+  /** Captures this agent has run or refused, oldest first, with their sidecars. */
+  listCaptures(
+    request: ListCapturesRequest,
+    callback: (error: ServiceError | null, response: ListCapturesResponse) => void,
+  ): ClientUnaryCall;
+  listCaptures(
+    request: ListCapturesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListCapturesResponse) => void,
+  ): ClientUnaryCall;
+  listCaptures(
+    request: ListCapturesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListCapturesResponse) => void,
   ): ClientUnaryCall;
 }
 

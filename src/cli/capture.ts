@@ -1,0 +1,77 @@
+/** `wstrace capture` and `wstrace captures`: ask the agent for a bounded tcpdump capture, list them. */
+import type { Writable } from 'node:stream';
+import type { Capture } from '../generated/wstrace/v1/tracer.js';
+import { UserError } from '../kernel/errors.js';
+import type { ClientTls } from '../client/connect.js';
+import { openSource } from './source.js';
+
+export interface CaptureCliOptions {
+  readonly port?: number;
+  readonly host?: string;
+  readonly direction?: string;
+  readonly durationSec?: number;
+  readonly packets?: number;
+  readonly bytes?: number;
+  readonly snaplen?: number;
+  readonly preSec?: number;
+  readonly connect?: string;
+  readonly netns?: string;
+  readonly tls: ClientTls;
+  readonly json: boolean;
+}
+
+function describe(c: Capture): string {
+  const took = c.endedUnixMicros ? `${((c.endedUnixMicros - c.startedUnixMicros) / 1e6).toFixed(1)} s` : 'running';
+  const pre = c.preSec ? `, ${c.prePackets} packets from the ${c.preSec} s before` : '';
+  return c.state === 'refused'
+    ? `refused: ${c.error}`
+    : `${c.file} (${c.filter}; ${c.state}${c.endedBy ? `, ended by ${c.endedBy}` : ''}, ${took}, ${c.bytes} bytes${pre})`;
+}
+
+export async function runCapture(opts: CaptureCliOptions, out: Writable, err: Writable): Promise<number> {
+  const opened = await openSource({
+    ...(opts.connect ? { connect: opts.connect } : {}),
+    tls: opts.tls,
+    tracer: { ...(opts.netns !== undefined ? { netns: opts.netns } : {}), ...(opts.port ? { ports: [opts.port] } : {}) },
+  });
+  const { startCapture, listCaptures } = opened.source;
+  try {
+    if (!startCapture || !listCaptures) throw new UserError('this source cannot capture: connect to a live agent.');
+    let c = await startCapture({
+      ...(opts.port ? { port: opts.port } : {}),
+      ...(opts.host ? { host: opts.host } : {}),
+      ...(opts.direction ? { direction: opts.direction } : {}),
+      ...(opts.durationSec ? { durationSec: opts.durationSec } : {}),
+      ...(opts.packets ? { packets: opts.packets } : {}),
+      ...(opts.bytes ? { bytes: opts.bytes } : {}),
+      ...(opts.snaplen ? { snaplen: opts.snaplen } : {}),
+      ...(opts.preSec ? { preSec: opts.preSec } : {}),
+    });
+    if (c.state === 'refused') throw new UserError(`the capture was refused: ${c.error}`);
+    if (opts.preSec && !c.preSec) err.write('wstrace: this agent keeps no pre-trigger ring for that port (start it with --pre and --port)\n');
+    err.write(`wstrace: capturing ${c.filter} into ${c.file}\n`);
+    const deadline = Date.now() + ((opts.durationSec ?? 10) + 30) * 1000;
+    while (c.state === 'running' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 300));
+      c = (await listCaptures()).find((x) => x.id === c.id) ?? c;
+    }
+    out.write(opts.json ? `${JSON.stringify(c)}\n` : `${describe(c)}\n`);
+    return c.state === 'done' ? 0 : 1;
+  } finally {
+    await opened.close();
+  }
+}
+
+export async function runCaptures(opts: { connect?: string; tls: ClientTls; json: boolean }, out: Writable): Promise<number> {
+  const opened = await openSource({ ...(opts.connect ? { connect: opts.connect } : {}), tls: opts.tls, tracer: {} });
+  try {
+    if (!opened.source.listCaptures) throw new UserError('this source has no captures: connect to a live agent.');
+    const list = await opened.source.listCaptures();
+    if (opts.json) out.write(`${JSON.stringify(list)}\n`);
+    else if (list.length === 0) out.write('no captures yet\n');
+    else for (const c of list) out.write(`${new Date(c.startedUnixMicros / 1000).toISOString()} ${c.trigger}${c.rule ? `:${c.rule}` : ''} ${describe(c)}\n`);
+    return 0;
+  } finally {
+    await opened.close();
+  }
+}
