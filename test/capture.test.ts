@@ -114,15 +114,19 @@ describeKernel('captures without tcpdump', () => {
     const agent = await startAgent({
       listen: { kind: 'unix', path: join(dir, 'a.sock') },
       tracer: { ports: [7799] },
-      captures: { dir: join(dir, 'caps'), tcpdump: '/nonexistent/tcpdump' },
+      captures: { dir: join(dir, 'caps') },
     });
     const client = connectAgent({ kind: 'unix', path: join(dir, 'a.sock') });
+    const path = process.env.PATH;
     try {
+      process.env.PATH = '/nonexistent'; // the agent looks tcpdump up on its PATH at each capture
       const c = await client.startCapture!({ port: 7799 });
+      process.env.PATH = path;
       expect(c.state).toBe('refused');
-      expect(c.error).toBe('cannot start tcpdump: spawn /nonexistent/tcpdump ENOENT.');
+      expect(c.error).toBe('tcpdump is not installed: run `apt-get install tcpdump` on the agent host.');
       expect((await client.info()).pid).toBe(process.pid);
     } finally {
+      process.env.PATH = path;
       client.close();
       await agent.close();
       rmSync(dir, { recursive: true, force: true });
