@@ -81,12 +81,15 @@ async function session(id: string, source: EventSource, agg: Aggregator, o: Requ
   const stopPolls = new AbortController();
   const polls = (async () => {
     let fdsAt = -Infinity;
+    let fdsOf = '';
     while (!stopPolls.signal.aborted) {
       agg.snapshot(id, await source.snapshot(), o.now());
-      if (o.readFds && o.now() - fdsAt >= o.fdsEveryMs) {
+      const pids = agg.listenerPids(id).slice(0, MAX_FD_PIDS);
+      // A new listener process is read at once; the others every fdsEveryMs.
+      if (o.readFds && (o.now() - fdsAt >= o.fdsEveryMs || pids.join() !== fdsOf)) {
         fdsAt = o.now();
+        fdsOf = pids.join();
         const read = o.readFds;
-        const pids = agg.listenerPids(id).slice(0, MAX_FD_PIDS);
         const facts = await Promise.all(pids.map((pid) => read(pid).catch(() => undefined)));
         const m = new Map<number, ProcessFdFacts>();
         pids.forEach((pid, i) => {

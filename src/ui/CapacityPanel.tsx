@@ -20,7 +20,7 @@ const opt = (n: number | undefined) => (n === undefined ? '-' : compact(n));
 
 function mem(r: CapacityRow): string {
   if (r.memPages === undefined) return '-';
-  return r.memState === 'unknown' ? `${compact(r.memPages)}p` : `${compact(r.memPages)}p ${r.memState}`;
+  return r.memState === 'unknown' ? compact(r.memPages) : `${compact(r.memPages)} ${r.memState}`;
 }
 
 function columns(multiHost: boolean, wide: boolean): Column<CapacityRow>[] {
@@ -33,7 +33,7 @@ function columns(multiHost: boolean, wide: boolean): Column<CapacityRow>[] {
     { title: 'SOCKETS', width: 7, align: 'right', cell: (r) => opt(r.socketsUsed) },
     { title: 'TCP', width: 6, align: 'right', cell: (r) => opt(r.tcpInuse) },
     { title: 'ORPHAN', width: 6, align: 'right', priority: 2, cell: (r) => opt(r.orphans) },
-    { title: 'TCP MEM', width: 15, cell: (r) => ({ text: mem(r), level: r.memLevel }) },
+    { title: 'TCP MEM PAGES', width: 15, cell: (r) => ({ text: mem(r), level: r.memLevel }) },
     ...(wide
       ? ([
           {
