@@ -27,6 +27,7 @@ import { SocketOwners } from '../kernel/owners.js';
 import type { GetInfoResponse, HostFacts } from '../generated/wstrace/v1/tracer.js';
 import { kindToProto } from './convert.js';
 import { AgentCaptures, captureToProto, type CaptureOptions } from './captures.js';
+import { ephemeralRange } from './ephemeral.js';
 import { EventHub } from './hub.js';
 import { formatAddress, prepareUnixSocket, serverCredentials, type ListenAddress, type TlsFiles } from './listen.js';
 import { buildRegistry, serveMetrics } from './metrics.js';
@@ -135,6 +136,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           host,
           owner: (inode) => owners.lookup(inode),
           nowMs: Date.now(),
+          ephemeral: ephemeralRange(),
         });
       },
       startCapture: (req) => captures.request(req),

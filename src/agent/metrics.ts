@@ -3,10 +3,10 @@
  * time (collect callbacks), so a scrape costs one map read and nothing runs
  * between scrapes.
  */
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { UserError } from '../kernel/errors.js';
+import { ephemeralRange } from './ephemeral.js';
 import type { Counters, SocketDump } from '../kernel/index.js';
 
 export interface MetricsSource {
@@ -18,16 +18,6 @@ export interface MetricsSource {
 
 function setCounter(c: Counter<string>, labels: Record<string, string | number>, value: number): void {
   c.inc(labels, value);
-}
-
-function ephemeralRange(): { low: number; high: number } {
-  try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    if (low && high) return { low, high };
-  } catch {
-    // fall through to the kernel default
-  }
-  return { low: 32768, high: 60999 };
 }
 
 export function buildRegistry(src: MetricsSource): Registry {

@@ -8,6 +8,7 @@ import {
   Direction,
   type HostFacts,
   type Listener,
+  type ResetCount,
   type SnapshotResponse,
   type TimewaitDestination,
 } from '../generated/wstrace/v1/tracer.js';
@@ -21,6 +22,8 @@ export interface SnapshotInputs {
   readonly host: HostFacts;
   readonly owner: (inode: number) => Owner | undefined;
   readonly nowMs: number;
+  /** ip_local_port_range: resets on these local ports are folded together. */
+  readonly ephemeral?: { low: number; high: number };
 }
 
 const NO_SYN_DROPS = {
@@ -41,6 +44,27 @@ function synDrops(c: ListenerCounter): typeof NO_SYN_DROPS {
 
 function listenerKey(family: string, addr: string, port: number, netns: number): string {
   return `${family}|${addr}|${port}|${netns}`;
+}
+
+/** Resets by key; local ports in the ephemeral range fold into local port 0 ("ephemeral"). */
+function foldResets(counters: Counters, eph: { low: number; high: number } | undefined): ResetCount[] {
+  const rows = new Map<string, ResetCount>();
+  for (const r of counters.resets) {
+    const port = eph && r.lport >= eph.low && r.lport <= eph.high ? 0 : r.lport;
+    const key = `${r.direction}|${r.netns}|${port}|${r.state ?? ''}|${r.reason ?? ''}`;
+    const row = rows.get(key);
+    if (row) row.count += r.count;
+    else
+      rows.set(key, {
+        direction: r.direction === 'sent' ? Direction.DIRECTION_SENT : Direction.DIRECTION_RECEIVED,
+        netns: r.netns,
+        localPort: port,
+        state: r.state ?? '',
+        reason: r.reason ?? '',
+        count: r.count,
+      });
+  }
+  return [...rows.values()];
 }
 
 export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
@@ -143,14 +167,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       accepted: t.accepted,
     },
     listeners: [...listeners.values()],
-    resets: counters.resets.map((r) => ({
-      direction: r.direction === 'sent' ? Direction.DIRECTION_SENT : Direction.DIRECTION_RECEIVED,
-      netns: r.netns,
-      localPort: r.lport,
-      state: r.state ?? '',
-      reason: r.reason ?? '',
-      count: r.count,
-    })),
+    resets: foldResets(counters, inp.ephemeral),
     timewait: [...tw.values()],
     timewaitCurrent: sockets.timewaitTotal,
     host: inp.host,

@@ -4,6 +4,7 @@ import { UserError, type EventKind } from '../kernel/index.js';
 import { DEFAULT_SOCKET } from '../agent/listen.js';
 import { runAgent } from './agent.js';
 import { runCapture, runCaptures } from './capture.js';
+import { runExport, runRecord, runReport } from './record.js';
 import { runInfo } from './info.js';
 import { registerTop } from './top.js';
 import { parseCount, parseKind, parsePort, parseRingBytes, parseSeconds, parseSince } from './parse.js';
@@ -216,6 +217,52 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
       );
     },
   );
+
+  clientOptions(
+    program
+      .command('record')
+      .description('record events and per-second snapshots to a file, for replay and report')
+      .requiredOption('-o, --out <file>', 'the recording file')
+      .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
+      .option('--max-size <bytes>', 'cap each file at this many bytes', parseCount)
+      .option('--rotate <n>', 'at the cap, keep going and keep n older parts (FILE.1 …)', parseCount)
+      .option('--port <n>', 'only events on this local or remote port (repeatable)', parsePort)
+      .option('--kind <kind>', 'only this kind of event (repeatable)', parseKind)
+      .option('--netns <name|path>', 'only this network namespace'),
+  ).action(
+    (o: ClientFlags & { out: string; duration?: number; maxSize?: number; rotate?: number; port?: number[]; kind?: EventKind[]; netns?: string }) => {
+      onAction(() =>
+        runRecord(
+          {
+            out: o.out,
+            ports: o.port ?? [],
+            kinds: o.kind ?? [],
+            tls: tlsFrom(o),
+            ...(o.connect !== undefined ? { connect: o.connect } : {}),
+            ...(o.duration !== undefined ? { durationSec: o.duration } : {}),
+            ...(o.maxSize !== undefined ? { maxSize: o.maxSize } : {}),
+            ...(o.rotate !== undefined ? { rotate: o.rotate } : {}),
+            ...(o.netns !== undefined ? { netns: o.netns } : {}),
+          },
+          process.stderr,
+        ),
+      );
+    },
+  );
+
+  program
+    .command('report')
+    .description('the incident in one page, from a recording (no root needed)')
+    .argument('<file>', 'a recording made by wstrace record')
+    .option('--json', 'the same, as data')
+    .action((file: string, o: { json?: boolean }) => onAction(async () => runReport(file, o.json ?? false, process.stdout)));
+
+  program
+    .command('export')
+    .description('the events of a recording as JSON lines, as watch --json prints them')
+    .argument('<file>', 'a recording made by wstrace record')
+    .option('--ndjson', 'JSON lines (the only format for now)')
+    .action((file: string) => onAction(async () => runExport(file, process.stdout)));
 
   clientOptions(program.command('captures').description("list the agent's captures").option('--json', 'as JSON')).action(
     (o: ClientFlags & { json?: boolean }) => {

@@ -516,7 +516,10 @@ export interface ResetCount {
   direction: Direction;
   /** Network namespace inode. */
   netns: number;
-  /** Local port. */
+  /**
+   * Local port; 0 for all ports in ip_local_port_range (client sockets,
+   * folded together so the table does not grow with every connection).
+   */
   localPort: number;
   /** TCP state, empty when none. */
   state: string;

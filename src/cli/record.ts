@@ -1,0 +1,159 @@
+/** `wstrace record`, `report` and `export`: incident forensics from a recording file. */
+import type { Writable } from 'node:stream';
+import { eventFromProto, kindToProto } from '../agent/convert.js';
+import type { RecordEntry } from '../generated/wstrace/v1/record.js';
+import type { EventFilter, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
+import type { EventKind } from '../kernel/index.js';
+import type { ClientTls } from '../client/connect.js';
+import { readRecording, RecordingWriter } from '../record/format.js';
+import { buildReport, renderReport } from '../record/report.js';
+import { VERSION } from '../agent/version.js';
+import { toJsonEvent } from './format.js';
+import { openSource } from './source.js';
+import { signalStop } from './watch.js';
+
+export interface RecordOptions {
+  readonly out: string;
+  readonly durationSec?: number;
+  readonly maxSize?: number;
+  readonly rotate?: number;
+  readonly ports: number[];
+  readonly kinds: EventKind[];
+  readonly netns?: string;
+  readonly connect?: string;
+  readonly tls: ClientTls;
+  /** Tests pass their own stop signal. */
+  readonly stopped?: Promise<void>;
+}
+
+const now = () => Date.now() * 1000;
+/** Events per batch record. */
+const RECORD_EVENTS = 64;
+
+export async function runRecord(opts: RecordOptions, err: Writable): Promise<number> {
+  const opened = await openSource({
+    ...(opts.connect ? { connect: opts.connect } : {}),
+    tls: opts.tls,
+    tracer: { ports: opts.ports, ...(opts.netns !== undefined ? { netns: opts.netns } : {}) },
+  });
+  const { source } = opened;
+  let writer: RecordingWriter | undefined;
+  try {
+    const info = await source.info();
+    let latest: SnapshotResponse = await source.snapshot();
+    const header = (part: number): RecordEntry => ({
+      timeUnixMicros: now(),
+      entry: {
+        $case: 'header',
+        value: { version: VERSION, info, ports: opts.ports, kinds: opts.kinds, netns: opts.netns ?? '', part },
+      },
+    });
+    const snapEntry = (s: SnapshotResponse): RecordEntry => ({ timeUnixMicros: now(), entry: { $case: 'snapshot', value: s } });
+    writer = new RecordingWriter(opts.out, {
+      ...(opts.maxSize ? { maxSize: opts.maxSize } : {}),
+      ...(opts.rotate ? { rotate: opts.rotate } : {}),
+      startOfPart: (part) => [header(part), snapEntry(latest)],
+    });
+    const w = writer;
+
+    const filter: Partial<EventFilter> = {};
+    if (opts.ports.length) filter.ports = opts.ports;
+    if (opts.kinds.length) filter.kinds = opts.kinds.map(kindToProto);
+    if (opts.netns !== undefined) filter.netns = [opts.netns];
+    const stream = source.watch({
+      allow: Object.keys(filter).length
+        ? [{ kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [], ...filter }]
+        : [],
+      follow: true,
+    });
+    const messages = stream[Symbol.asyncIterator]();
+    const first = await messages.next();
+    err.write(`wstrace: recording into ${opts.out} (Ctrl-C to stop)\n`);
+
+    let events = 0;
+    let snapshots = 1;
+    let stopping = false;
+    const poll = setInterval(() => {
+      void source.snapshot().then(
+        (s) => {
+          latest = s;
+          if (!stopping && w.write(snapEntry(s))) snapshots++;
+        },
+        () => {},
+      );
+    }, 1000);
+    const stop = async () => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(poll);
+      if (opened.local) opened.local.tracer.flush();
+      const last = await source.snapshot().catch(() => undefined);
+      if (last) {
+        latest = last;
+        w.write(snapEntry(last));
+        snapshots++;
+      }
+      if (opened.local) await opened.close('recording stopped');
+      else stream.cancel();
+    };
+    let timer: NodeJS.Timeout | undefined;
+    if (opts.durationSec !== undefined) timer = setTimeout(() => void stop(), opts.durationSec * 1000);
+    void (opts.stopped ?? signalStop()).then(stop);
+
+    const handle = (msg: import('../generated/wstrace/v1/tracer.js').WatchResponse): boolean => {
+      if (stopping && msg.response?.$case !== 'batch') return true;
+      if (!w.write({ timeUnixMicros: now(), entry: { $case: 'watch', value: msg } })) {
+        err.write(`wstrace: ${opts.out} reached --max-size; recording stopped (use --rotate N to keep going)\n`);
+        void stop();
+        return false;
+      }
+      if (msg.response?.$case === 'batch') events += msg.response.value.events.length;
+      return !(msg.response?.$case === 'status' && msg.response.value.end);
+    };
+    // Batches are split so no record is large next to the size cap.
+    const pieces = (msg: import('../generated/wstrace/v1/tracer.js').WatchResponse) => {
+      const r = msg.response;
+      if (r?.$case !== 'batch' || r.value.events.length <= RECORD_EVENTS) return [msg];
+      const out = [];
+      for (let i = 0; i < r.value.events.length; i += RECORD_EVENTS) {
+        out.push({ response: { $case: 'batch' as const, value: { events: r.value.events.slice(i, i + RECORD_EVENTS) } } });
+      }
+      return out;
+    };
+    let going = first.done ? true : pieces(first.value).every(handle);
+    if (going) {
+      for await (const msg of { [Symbol.asyncIterator]: () => messages }) {
+        going = pieces(msg).every(handle);
+        if (!going) break;
+      }
+    }
+    if (timer) clearTimeout(timer);
+    await stop();
+    err.write(`wstrace: recorded ${events} events and ${snapshots} snapshots into ${opts.out} (${w.bytes} bytes, part ${w.partNumber})\n`);
+    return 0;
+  } finally {
+    writer?.close();
+    await opened.close();
+  }
+}
+
+export function runReport(file: string, json: boolean, out: Writable): number {
+  const report = buildReport(readRecording(file));
+  out.write(json ? `${JSON.stringify(report)}\n` : renderReport(report));
+  return 0;
+}
+
+export function runExport(file: string, out: Writable): number {
+  const rec = readRecording(file);
+  let chunk = '';
+  for (const e of rec.entries) {
+    if (e.entry?.$case !== 'watch' || e.entry.value.response?.$case !== 'batch') continue;
+    for (const ev of e.entry.value.response.value.events) chunk += `${JSON.stringify(toJsonEvent(eventFromProto(ev)))}\n`;
+    if (chunk.length > 1 << 20) {
+      out.write(chunk);
+      chunk = '';
+    }
+  }
+  out.write(chunk);
+  return 0;
+}

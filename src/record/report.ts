@@ -1,0 +1,265 @@
+/**
+ * `wstrace report`: the incident in one page, from a recording. Counts come
+ * from the exact counters in the per-second snapshots (differences between
+ * them), peers and reasons from the events; nothing is estimated.
+ */
+import type { RecordEntry } from '../generated/wstrace/v1/record.js';
+import type { Capture, Event, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
+import { eventFromProto } from '../agent/convert.js';
+import type { ReadResult } from './format.js';
+
+export interface SecondRow {
+  /** Start of the second, ms since the epoch. */
+  readonly timeMs: number;
+  readonly drops: number;
+  readonly resetsSent: number;
+  readonly resetsReceived: number;
+  readonly timewait: number;
+}
+
+export interface Report {
+  readonly host: string;
+  readonly kernel: string;
+  readonly fromMs: number;
+  readonly toMs: number;
+  readonly snapshots: number;
+  readonly events: number;
+  /** Exact kernel counts over the recording (last snapshot minus first). */
+  readonly totals: {
+    resetsSent: number;
+    resetsReceived: number;
+    timewait: number;
+    acceptQueueFull: number;
+    listenOverflows: number;
+    synDrops: number;
+  };
+  /** The kernel's own counters over the same interval. */
+  readonly mib: Record<string, number>;
+  readonly lost: { kernelRing: number; tooSlow: number };
+  readonly timeline: SecondRow[];
+  readonly worst: SecondRow[];
+  readonly listeners: Array<{ listener: string; overflows: number; synDrops: number; fullHits: number; peak: number; backlog: number }>;
+  readonly resetReasons: Array<{ reason: string; count: number }>;
+  readonly resetPeers: Array<{ peer: string; count: number }>;
+  readonly timewaitPeaks: Array<{ destination: string; peak: number }>;
+  readonly settings: Record<string, string>;
+  readonly limitsHit: string[];
+  readonly captures: Capture[];
+  readonly skipped: number;
+  readonly truncated: boolean;
+  readonly blind: string[];
+}
+
+const MIB_KEYS = ['TcpOutRsts', 'TcpEstabResets', 'TcpExtListenOverflows', 'TcpExtListenDrops', 'TcpExtTCPTimeWaitOverflow', 'TcpExtSyncookiesSent'];
+const SETTINGS = [
+  'net.core.somaxconn',
+  'net.ipv4.tcp_max_syn_backlog',
+  'net.ipv4.ip_local_port_range',
+  'net.ipv4.tcp_tw_reuse',
+  'net.ipv4.tcp_max_tw_buckets',
+  'net.ipv4.tcp_syncookies',
+  'net.ipv4.tcp_fin_timeout',
+  'net.ipv4.tcp_mem',
+  'fs.file-max',
+];
+
+function top<T>(m: Map<string, number>, n: number, make: (k: string, v: number) => T): T[] {
+  return [...m.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([k, v]) => make(k, v));
+}
+
+const drops = (s: SnapshotResponse) => (s.totals?.listenOverflows ?? 0) + (s.totals?.synDrops ?? 0);
+
+export function buildReport(rec: ReadResult): Report {
+  const header = rec.entries.find((e) => e.entry?.$case === 'header');
+  const info = header?.entry?.$case === 'header' ? header.entry.value.info : undefined;
+  const snaps: SnapshotResponse[] = [];
+  const events: Event[] = [];
+  const captures = new Map<string, Capture>();
+  let kernelRing = 0;
+  let tooSlow = 0;
+  for (const e of rec.entries) {
+    const x = e.entry;
+    if (x?.$case === 'snapshot') snaps.push(x.value);
+    if (x?.$case !== 'watch') continue;
+    const r = x.value.response;
+    if (r?.$case === 'batch') events.push(...r.value.events);
+    if (r?.$case === 'lost') {
+      if (r.value.reason === 1) kernelRing += r.value.count;
+      else tooSlow += r.value.count;
+    }
+    if (r?.$case === 'capture') captures.set(r.value.id, r.value);
+  }
+  snaps.sort((a, b) => a.timeUnixMicros - b.timeUnixMicros);
+  const first = snaps[0];
+  const last = snaps.at(-1);
+  const t0 = first?.totals;
+  const t1 = last?.totals;
+  const d = (k: keyof NonNullable<typeof t0>) => (t1?.[k] ?? 0) - (t0?.[k] ?? 0);
+
+  const timeline: SecondRow[] = [];
+  for (let i = 1; i < snaps.length; i++) {
+    const a = snaps[i - 1]!;
+    const b = snaps[i]!;
+    timeline.push({
+      timeMs: Math.floor(b.timeUnixMicros / 1000),
+      drops: drops(b) - drops(a),
+      resetsSent: (b.totals?.resetsSent ?? 0) - (a.totals?.resetsSent ?? 0),
+      resetsReceived: (b.totals?.resetsReceived ?? 0) - (a.totals?.resetsReceived ?? 0),
+      timewait: (b.totals?.timewait ?? 0) - (a.totals?.timewait ?? 0),
+    });
+  }
+  const score = (r: SecondRow) => r.drops * 10 + r.resetsSent + r.resetsReceived;
+  const worst = [...timeline].filter((r) => score(r) > 0).sort((a, b) => score(b) - score(a)).slice(0, 5);
+
+  const before = new Map((first?.listeners ?? []).map((l) => [`${l.addr}:${l.port}`, l]));
+  const listeners = (last?.listeners ?? [])
+    .map((l) => {
+      const b = before.get(`${l.addr}:${l.port}`);
+      const syn = (x: typeof l | undefined) =>
+        (x?.synDropsAcceptQueueFull ?? 0) + (x?.synDropsSynQueueFull ?? 0) + (x?.synDropsUnprovenPeer ?? 0) + (x?.synDropsOther ?? 0);
+      return {
+        listener: `${l.addr}:${l.port}`,
+        overflows: l.overflows - (b?.overflows ?? 0),
+        synDrops: syn(l) - syn(b),
+        fullHits: l.fullHits - (b?.fullHits ?? 0),
+        peak: l.peak,
+        backlog: l.backlog,
+      };
+    })
+    .filter((l) => l.overflows + l.synDrops + l.fullHits > 0)
+    .sort((a, b) => b.overflows + b.synDrops + b.fullHits - (a.overflows + a.synDrops + a.fullHits));
+
+  const reasons = new Map<string, number>();
+  const peers = new Map<string, number>();
+  for (const p of events.map(eventFromProto)) {
+    if (p.kind !== 'reset_sent' && p.kind !== 'reset_received') continue;
+    const reason = `${p.kind === 'reset_sent' ? 'sent' : 'received'} ${p.reason ?? p.state ?? 'unknown'}`;
+    reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+    const peer = p.raddr.includes(':') ? `[${p.raddr}]:${p.rport}` : `${p.raddr}:${p.rport}`;
+    peers.set(peer, (peers.get(peer) ?? 0) + 1);
+  }
+  const tw = new Map<string, number>();
+  for (const s of snaps) {
+    for (const t of s.timewait) {
+      const k = `${t.remoteAddr}:${t.remotePort}`;
+      tw.set(k, Math.max(tw.get(k) ?? 0, t.current));
+    }
+  }
+
+  const sysctls = first?.host?.sysctls ?? {};
+  const settings = Object.fromEntries(SETTINGS.filter((k) => k in sysctls).map((k) => [k, sysctls[k]!]));
+  const mib = Object.fromEntries(MIB_KEYS.map((k) => [k, (last?.host?.mib[k] ?? 0) - (first?.host?.mib[k] ?? 0)]));
+  const limitsHit: string[] = [];
+  for (const l of listeners) {
+    if (l.peak > l.backlog) limitsHit.push(`accept queue of ${l.listener} full (peak ${l.peak} > limit ${l.backlog}; somaxconn ${settings['net.core.somaxconn'] ?? '?'})`);
+  }
+  if ((mib.TcpExtTCPTimeWaitOverflow ?? 0) > 0) limitsHit.push(`tcp_max_tw_buckets (${settings['net.ipv4.tcp_max_tw_buckets'] ?? '?'}) overflowed ${mib.TcpExtTCPTimeWaitOverflow} times`);
+  // SYN-stage drops no hook saw: the kernel's count, attributed to the listeners seen full.
+  const unseen = (mib.TcpExtListenOverflows ?? 0) - d('listenOverflows') - d('synDrops');
+  if (unseen > 0) {
+    const full = listeners.filter((l) => l.fullHits > 0).map((l) => l.listener);
+    limitsHit.push(
+      `${unseen} listen overflows counted only by the kernel (SYN stage)` +
+        (full.length ? `, attributed to ${full.join(', ')} (seen full)` : ''),
+    );
+  }
+
+  return {
+    host: info?.hostname ?? '',
+    kernel: info?.kernel ?? '',
+    fromMs: (first?.timeUnixMicros ?? 0) / 1000,
+    toMs: (last?.timeUnixMicros ?? 0) / 1000,
+    snapshots: snaps.length,
+    events: events.length,
+    totals: {
+      resetsSent: d('resetsSent'),
+      resetsReceived: d('resetsReceived'),
+      timewait: d('timewait'),
+      acceptQueueFull: d('acceptQueueFull'),
+      listenOverflows: d('listenOverflows'),
+      synDrops: d('synDrops'),
+    },
+    mib,
+    lost: { kernelRing, tooSlow },
+    timeline,
+    worst,
+    listeners: listeners.slice(0, 10),
+    resetReasons: top(reasons, 10, (reason, count) => ({ reason, count })),
+    resetPeers: top(peers, 10, (peer, count) => ({ peer, count })),
+    timewaitPeaks: top(tw, 10, (destination, peak) => ({ destination, peak })),
+    settings,
+    limitsHit,
+    captures: [...captures.values()].filter((c) => c.state !== 'running'),
+    skipped: rec.skipped,
+    truncated: rec.truncated,
+    blind: info?.blind ?? [],
+  };
+}
+
+const BARS = '▁▂▃▄▅▆▇█';
+
+export function sparkline(values: number[]): string {
+  const max = Math.max(0, ...values);
+  if (max === 0) return values.map(() => ' ').join('');
+  return values.map((v) => (v === 0 ? ' ' : BARS[Math.min(7, Math.floor((v / max) * 7.999))])).join('');
+}
+
+const iso = (ms: number) => new Date(ms).toISOString().replace('.000', '');
+
+export function renderReport(r: Report): string {
+  const lines: string[] = [];
+  const span = ((r.toMs - r.fromMs) / 1000).toFixed(0);
+  lines.push(`wstrace report: ${r.host} (Linux ${r.kernel}), ${iso(r.fromMs)} to ${iso(r.toMs)} (${span} s)`);
+  lines.push(
+    `  ${r.events} events, ${r.snapshots} snapshots` +
+      (r.skipped ? `, ${r.skipped} damaged records skipped` : '') +
+      (r.truncated ? ', ends mid-record (recorder stopped hard)' : '') +
+      `; lost: ${r.lost.kernelRing} in the kernel ring, ${r.lost.tooSlow} by a slow recorder`,
+  );
+  const t = r.totals;
+  lines.push('', 'Totals (exact kernel counts)          kernel MIB over the same interval');
+  lines.push(`  resets sent       ${String(t.resetsSent).padStart(8)}          TcpOutRsts            ${r.mib.TcpOutRsts}`);
+  lines.push(`  resets received   ${String(t.resetsReceived).padStart(8)}          TcpEstabResets        ${r.mib.TcpEstabResets}`);
+  lines.push(`  listen overflows  ${String(t.listenOverflows).padStart(8)}          TcpExtListenOverflows ${r.mib.TcpExtListenOverflows}`);
+  lines.push(`  SYN-stage drops   ${String(t.synDrops).padStart(8)}          TcpExtListenDrops     ${r.mib.TcpExtListenDrops}`);
+  lines.push(`  queue-full seen   ${String(t.acceptQueueFull).padStart(8)}`);
+  lines.push(`  TIME_WAIT made    ${String(t.timewait).padStart(8)}          TcpExtTCPTimeWaitOverflow ${r.mib.TcpExtTCPTimeWaitOverflow}`);
+  if (r.timeline.length) {
+    const cols = r.timeline.slice(-120);
+    lines.push('', `Per second (last ${cols.length} s)`);
+    lines.push(`  drops     |${sparkline(cols.map((x) => x.drops))}| max ${Math.max(...cols.map((x) => x.drops))}/s`);
+    lines.push(`  resets    |${sparkline(cols.map((x) => x.resetsSent + x.resetsReceived))}| max ${Math.max(...cols.map((x) => x.resetsSent + x.resetsReceived))}/s`);
+    lines.push(`  TIME_WAIT |${sparkline(cols.map((x) => x.timewait))}| max ${Math.max(...cols.map((x) => x.timewait))}/s`);
+  }
+  if (r.worst.length) {
+    lines.push('', 'Worst seconds');
+    for (const w of r.worst) lines.push(`  ${iso(w.timeMs)}  drops ${w.drops}  resets sent ${w.resetsSent} received ${w.resetsReceived}  TIME_WAIT ${w.timewait}`);
+  }
+  if (r.listeners.length) {
+    lines.push('', 'Listeners by overflow');
+    for (const l of r.listeners) lines.push(`  ${l.listener.padEnd(28)} ACK-stage ${l.overflows}  SYN-stage ${l.synDrops}  full ${l.fullHits}  peak ${l.peak}/${l.backlog}`);
+  }
+  if (r.resetReasons.length) {
+    lines.push('', 'Resets by reason (events)');
+    for (const x of r.resetReasons) lines.push(`  ${x.reason.padEnd(36)} ${x.count}`);
+    lines.push('Resets by peer (events)');
+    for (const x of r.resetPeers) lines.push(`  ${x.peer.padEnd(36)} ${x.count}`);
+  }
+  if (r.timewaitPeaks.length) {
+    lines.push('', 'TIME_WAIT peaks per destination');
+    for (const x of r.timewaitPeaks) lines.push(`  ${x.destination.padEnd(36)} ${x.peak}`);
+  }
+  lines.push('', 'Settings at the start');
+  for (const [k, v] of Object.entries(r.settings)) lines.push(`  ${k.padEnd(30)} ${v}`);
+  lines.push('', r.limitsHit.length ? 'Limits hit' : 'Limits hit: none seen');
+  for (const l of r.limitsHit) lines.push(`  ${l}`);
+  if (r.captures.length) {
+    lines.push('', 'Captures');
+    for (const c of r.captures) lines.push(`  ${c.state} ${c.rule || c.trigger}: ${c.state === 'refused' ? c.error : c.file}`);
+  }
+  for (const b of r.blind) lines.push(`note: ${b}`);
+  return `${lines.join('\n')}\n`;
+}
