@@ -3,7 +3,6 @@
  * from the exact counters in the per-second snapshots (differences between
  * them), peers and reasons from the events; nothing is estimated.
  */
-import type { RecordEntry } from '../generated/wstrace/v1/record.js';
 import type { Capture, Event, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
 import { eventFromProto } from '../agent/convert.js';
 import type { ReadResult } from './format.js';
