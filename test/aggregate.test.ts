@@ -405,4 +405,42 @@ describe('host facts and events', () => {
     expect(v.resets.level).toBe('warn');
     expect(NETNS).toBeGreaterThan(0);
   });
+
+  it('local port 0 from the agent means its ephemeral ports folded: one "ephemeral" row', () => {
+    const agg = new Aggregator();
+    agg.up('a', info('h'));
+    agg.snapshot('a', snapshot(T0), T0);
+    agg.snapshot(
+      'a',
+      snapshot(T0 + 1000, {
+        resets: [
+          { direction: 'received', localPort: 0, state: 'SYN_SENT', count: 3 },
+          { direction: 'received', localPort: 40001, state: 'ESTABLISHED', count: 2 },
+          { direction: 'sent', localPort: 9000, reason: 'NO_SOCKET', count: 3 },
+        ],
+      }),
+      T0 + 1000,
+    );
+    const ports = agg.view(T0 + 1000, 1).resets.ports;
+    expect(ports.map((p) => [p.port, p.count])).toEqual([
+      [undefined, 5],
+      [9000, 3],
+    ]);
+  });
+
+  it('a flood of resets from ever-new addresses stays bounded: the rest count as one row', () => {
+    const agg = new Aggregator();
+    agg.up('a', info('h'));
+    agg.snapshot('a', snapshot(T0), T0);
+    const flood = Array.from({ length: 5000 }, (_, i) => ({
+      kind: 'reset_sent' as const,
+      lport: 80,
+      raddr: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+    }));
+    agg.watch('a', batch(flood), T0 + 500);
+    agg.snapshot('a', snapshot(T0 + 1000), T0 + 1000);
+    const peers = agg.view(T0 + 1000, 1).resets.peers;
+    expect(peers[0]).toMatchObject({ addr: '(other peers)', count: 5000 - 256 });
+    expect(peers.length).toBe(200); // and the view lists at most 200 rows of anything
+  });
 });

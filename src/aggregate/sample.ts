@@ -179,8 +179,9 @@ export function reduceSnapshot(snap: SnapshotResponse, at: number): Sample {
     const prevReason = resetReasons.get(rk);
     resetReasons.set(rk, { direction, reason, count: (prevReason?.count ?? 0) + r.count });
 
+    // The agent sends ephemeral local ports already folded, as port 0; older agents sent each one.
     // A listener's port stays itself even inside the ephemeral range.
-    const own = listenerPorts.has(`${r.netns}|${r.localPort}`) || !inRange(r.localPort, range);
+    const own = r.localPort !== 0 && (listenerPorts.has(`${r.netns}|${r.localPort}`) || !inRange(r.localPort, range));
     const pk = own ? `${r.netns}|${r.localPort}` : `${r.netns}|ephemeral`;
     const prevPort = resetPorts.get(pk) ?? { netns: r.netns, ...(own ? { port: r.localPort } : {}), sent: 0, received: 0 };
     resetPorts.set(pk, {

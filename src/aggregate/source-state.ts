@@ -13,6 +13,11 @@ const KEEP_MS = 65_000;
 /** Events are counted in slots this long: a window's edges are off by at most one slot. */
 export const SLOT_MS = 100;
 
+/** Distinct reset peers kept per slot; the rest are counted together. */
+export const MAX_PEERS_PER_SLOT = 256;
+/** The row that counts them. */
+export const OTHER_PEERS = '(other peers)';
+
 export interface PeerCount {
   sent: number;
   received: number;
@@ -119,10 +124,12 @@ export class SourceRecord {
       switch (ev.kind) {
         case EventKind.EVENT_KIND_RESET_SENT:
         case EventKind.EVENT_KIND_RESET_RECEIVED: {
-          const p = b.peers.get(ev.remoteAddr) ?? { sent: 0, received: 0 };
+          // Resets to a spoofed SYN flood come from a new address each: past a point they are one row.
+          const addr = b.peers.has(ev.remoteAddr) || b.peers.size < MAX_PEERS_PER_SLOT ? ev.remoteAddr : OTHER_PEERS;
+          const p = b.peers.get(addr) ?? { sent: 0, received: 0 };
           if (ev.kind === EventKind.EVENT_KIND_RESET_SENT) p.sent++;
           else p.received++;
-          b.peers.set(ev.remoteAddr, p);
+          b.peers.set(addr, p);
           break;
         }
         case EventKind.EVENT_KIND_ACCEPT_QUEUE_FULL:
