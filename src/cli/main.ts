@@ -4,6 +4,7 @@ import { UserError, type EventKind } from '../kernel/index.js';
 import { DEFAULT_SOCKET } from '../agent/listen.js';
 import { runAgent } from './agent.js';
 import { runCapture, runCaptures } from './capture.js';
+import { DOCTOR_USAGE_EXIT, runDoctor } from './doctor.js';
 import { runExport, runRecord, runReport } from './record.js';
 import { runInfo } from './info.js';
 import { registerTop } from './top.js';
@@ -264,6 +265,32 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
     .option('--ndjson', 'JSON lines (the only format for now)')
     .action((file: string) => onAction(async () => runExport(file, process.stdout)));
 
+  clientOptions(
+    program
+      .command('doctor')
+      .description('check the capacity settings against the live host; exit 0 ok, 1 warnings, 2 failures, 3 bad usage')
+      .option('--json', 'the findings as JSON')
+      .option('--port <n>', 'only listeners on this port (repeatable)', parsePort)
+      .option('--pid <pid>', 'only listeners of this process', parseCount)
+      .option('--netns <name|path>', 'check this network namespace')
+      .option('--write <file>', 'also write the sysctl fixes as a sysctl.d drop-in'),
+  ).action((o: ClientFlags & { json?: boolean; port?: number[]; pid?: number; netns?: string; write?: string }) => {
+    onAction(() =>
+      runDoctor(
+        {
+          json: o.json ?? false,
+          ports: o.port ?? [],
+          tls: tlsFrom(o),
+          ...(o.pid !== undefined ? { pid: o.pid } : {}),
+          ...(o.netns !== undefined ? { netns: o.netns } : {}),
+          ...(o.connect !== undefined ? { connect: o.connect } : {}),
+          ...(o.write !== undefined ? { write: o.write } : {}),
+        },
+        process.stdout,
+      ),
+    );
+  });
+
   clientOptions(program.command('captures').description("list the agent's captures").option('--json', 'as JSON')).action(
     (o: ClientFlags & { json?: boolean }) => {
       onAction(() =>
@@ -288,7 +315,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander already printed its one line; --help and --version are not errors.
-      return err.exitCode === 0 ? 0 : 1;
+      // doctor's exit codes 1 and 2 are findings, so its bad usage is 3.
+      return err.exitCode === 0 ? 0 : argv[2] === 'doctor' ? DOCTOR_USAGE_EXIT : 1;
     }
     if (err instanceof UserError) {
       process.stderr.write(`wstrace: ${err.message}\n`);

@@ -1,0 +1,63 @@
+/** `wstrace doctor`: the capacity checklist against the live host, with the fix for each. */
+import { writeFileSync } from 'node:fs';
+import { hostname, release } from 'node:os';
+import type { Writable } from 'node:stream';
+import { exitCode, runChecks, type Finding } from '../doctor/checks.js';
+import { gatherFacts, type GatherOptions } from '../doctor/gather.js';
+import { UserError } from '../kernel/errors.js';
+
+/** Bad usage: distinct from the check results 0 (ok), 1 (warnings), 2 (failures). */
+export const DOCTOR_USAGE_EXIT = 3;
+
+const MARK = { fail: 'FAIL', warn: 'WARN', ok: ' ok ' } as const;
+
+export function renderFindings(findings: readonly Finding[], scope: string): string {
+  const lines = [`wstrace doctor: ${hostname()} (Linux ${release()}), ${scope}`];
+  const areas = [...new Set(findings.map((f) => f.area))];
+  for (const area of areas) {
+    lines.push('', area);
+    for (const f of findings.filter((x) => x.area === area)) {
+      lines.push(`  ${MARK[f.status]}  ${f.check}: ${f.value}`);
+      if (f.status === 'ok') continue;
+      lines.push(`        limits: ${f.limits}`);
+      for (const fix of f.fix) lines.push(`        fix:    ${fix}`);
+      if (f.evidence) lines.push(`        why:    ${f.evidence}`);
+    }
+  }
+  const fails = findings.filter((f) => f.status === 'fail').length;
+  const warns = findings.filter((f) => f.status === 'warn').length;
+  lines.push('', `${fails} failing, ${warns} warnings, ${findings.length - fails - warns} ok. doctor changes nothing; apply the fix lines yourself (--write FILE writes the sysctl ones).`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** A sysctl.d drop-in with every sysctl fix; the others as comments. */
+export function dropIn(findings: readonly Finding[]): string {
+  const lines = ['# written by `wstrace doctor --write`: review, then copy to /etc/sysctl.d/ and run `sysctl --system`'];
+  for (const f of findings) {
+    if (f.status === 'ok' || f.fix.length === 0) continue;
+    lines.push(`# ${f.area}: ${f.check}: ${f.value}`);
+    for (const fix of f.fix) lines.push(/^[a-z][a-z0-9_.-]+ = /.test(fix) ? fix : `# ${fix.replace(/^# /, '')}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export async function runDoctor(o: GatherOptions & { json: boolean; write?: string }, out: Writable): Promise<number> {
+  const findings = runChecks(await gatherFacts(o));
+  const scope = [o.netns ? `netns ${o.netns}` : 'this network namespace', o.ports.length ? `ports ${o.ports.join(',')}` : '', o.pid ? `pid ${o.pid}` : '']
+    .filter(Boolean)
+    .join(', ');
+  const code = exitCode(findings);
+  if (o.write) {
+    try {
+      writeFileSync(o.write, dropIn(findings), { mode: 0o644 });
+    } catch (err) {
+      throw new UserError(`cannot write ${o.write}: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`, DOCTOR_USAGE_EXIT);
+    }
+  }
+  out.write(
+    o.json
+      ? `${JSON.stringify({ host: hostname(), kernel: release(), scope, status: ['ok', 'warn', 'fail'][code], findings })}\n`
+      : renderFindings(findings, scope),
+  );
+  return code;
+}

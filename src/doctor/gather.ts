@@ -1,0 +1,86 @@
+/** The I/O behind `wstrace doctor`: host facts, socket tables, processes, and (when asked) an agent. */
+import { execFileSync } from 'node:child_process';
+import { readHostFacts } from '../host/index.js';
+import { readProcessFds } from '../host/fds.js';
+import { netnsReader, readCurrentNetns, readOptional } from '../host/read.js';
+import { loadBinding } from '../kernel/binding.js';
+import { openTracer } from '../kernel/index.js';
+import { resolveNetns } from '../kernel/netns.js';
+import { SocketOwners } from '../kernel/owners.js';
+import { connectAgent, type ClientTls } from '../client/connect.js';
+import type { DoctorFacts, ListenerFacts } from './checks.js';
+
+export interface GatherOptions {
+  readonly netns?: string;
+  readonly ports: readonly number[];
+  readonly pid?: number;
+  readonly connect?: string;
+  readonly tls: ClientTls;
+}
+
+const EXTRA = [
+  'net.ipv4.tcp_rmem',
+  'net.ipv4.tcp_wmem',
+  'net.ipv4.tcp_max_orphans',
+  'net.ipv4.tcp_keepalive_time',
+  'net.ipv4.tcp_congestion_control',
+  'net.ipv4.tcp_available_congestion_control',
+  'net.netfilter.nf_conntrack_max',
+  'net.netfilter.nf_conntrack_count',
+];
+
+function pageSize(): number {
+  try {
+    return Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim()) || 4096;
+  } catch {
+    return 4096;
+  }
+}
+
+export async function gatherFacts(o: GatherOptions): Promise<DoctorFacts> {
+  const ns = o.netns !== undefined ? resolveNetns(o.netns) : undefined;
+  const binding = loadBinding();
+  const read = ns ? netnsReader(binding, ns.path) : readCurrentNetns;
+  const host = await readHostFacts(ns ? { netns: ns.path } : {});
+  const extra: Record<string, string | undefined> = {};
+  for (const name of EXTRA) extra[name] = await readOptional(read, `/proc/sys/${name.replaceAll('.', '/')}`);
+  const dump = await binding.dumpSockets(ns ? { netns: ns.path } : {});
+
+  let peaks = new Map<string, { peak: number; overflows: number }>();
+  let hooks: DoctorFacts['hooks'];
+  if (o.connect) {
+    const agent = connectAgent(o.connect, o.tls);
+    try {
+      const [info, snap] = await Promise.all([agent.info(), agent.snapshot()]);
+      hooks = info.hooks.map((h) => ({ signal: h.signalName, attached: h.attached, variant: h.variant, error: h.error }));
+      peaks = new Map(snap.listeners.map((l) => [`${l.addr}|${l.port}`, { peak: l.peak, overflows: l.overflows + l.synDropsAcceptQueueFull }]));
+    } finally {
+      agent.close();
+    }
+  } else {
+    try {
+      const t = openTracer({ resolveOwners: false });
+      hooks = t.hooks.map((h) => ({ signal: h.signal, attached: h.attached, variant: h.variant, ...(h.error ? { error: h.error } : {}) }));
+      t.close();
+    } catch {
+      hooks = undefined; // not root: said in the report
+    }
+  }
+
+  const owners = new SocketOwners();
+  const listeners: ListenerFacts[] = [];
+  for (const l of dump.listeners) {
+    if (o.ports.length && !o.ports.includes(l.port)) continue;
+    const owner = owners.lookup(l.inode);
+    if (o.pid !== undefined && owner?.pid !== o.pid) continue;
+    const fds = owner ? await readProcessFds(owner.pid).catch(() => undefined) : undefined;
+    const seen = peaks.get(`${l.addr}|${l.port}`);
+    listeners.push({
+      ...l,
+      ...(owner ? { pid: owner.pid, comm: owner.comm } : {}),
+      ...(fds ? { fds: { open: fds.open, soft: fds.soft, hard: fds.hard } } : {}),
+      ...(seen ? { peak: seen.peak, overflows: seen.overflows } : {}),
+    });
+  }
+  return { host, extra, listeners, timewait: dump.timewait, pageSize: pageSize(), ...(hooks ? { hooks } : {}) };
+}
