@@ -114,7 +114,7 @@ describe('the feed of one agent', () => {
     expect(state().retryInMs).toBeLessThanOrEqual(40);
 
     await until(() => agent.opened === 2, 'second attempt');
-    await until(() => state().error === 'unreachable', 'unreachable');
+    await until(() => state().error === 'unreachable (agent running? socket permissions?)', 'unreachable');
     expect(state().state).toBe('down');
     await until(() => state().state === 'up', 'back up', 5000);
     expect(agent.opened).toBe(4);

@@ -68,8 +68,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 function reasonOf(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  // "cannot reach the wstrace agent at X: is ... running ...?" is the whole story in two words.
-  return /^cannot reach/.test(text) ? 'unreachable' : text.replace(/\.$/, '');
+  // The host column already names the agent: the header needs only the gist.
+  return /^cannot reach/.test(text) ? 'unreachable (agent running? socket permissions?)' : text.replace(/\.$/, '');
 }
 
 /** One connection's life: info, stream and polls until something ends it; returns why. */
