@@ -3,7 +3,8 @@
  * by a low somaxconn and overflowing fails with the fix line, and that fix,
  * applied in the namespace, makes the overflow stop.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { startAgent } from '../src/agent/agent.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +61,29 @@ describeKernel('wstrace doctor', () => {
     const f2 = d2.json.findings.find((x: Any) => x.check.startsWith('listener 127.0.0.1:7902'));
     expect(f2.status).not.toBe('fail'); // still capped by somaxconn (warn), but no longer full
     expect(f2.value).toMatch(new RegExp(`limit ${Math.min(128, n)}`));
+  });
+
+  it('runs on the agent over gRPC (Doctor RPC) with the queue peaks the agent saw', async () => {
+    const agent = await startAgent({ listen: { kind: 'unix', path: join(dir, 'agent.sock') }, tracer: { netns: ns.path } });
+    try {
+      execFileSync('ip', ['netns', 'exec', ns.name, 'sysctl', '-qw', 'net.core.somaxconn=4']);
+      const load = ns.traffic('full-queue', 7904, 128, 10, 3);
+      await new Promise((r) => setTimeout(r, 1500));
+      const d = await new Promise<{ code: number; json: Any }>((resolve) => {
+        const child = spawn(process.execPath, [CLI, 'doctor', '--json', '--connect', `unix:${join(dir, 'agent.sock')}`, '--port', '7904'], { cwd: ROOT });
+        let out = '';
+        child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+        child.on('exit', (code) => resolve({ code: code ?? -1, json: JSON.parse(out) as Any }));
+      });
+      await load;
+      expect(d.code).toBe(2);
+      expect(d.json.scope).toContain(ns.path);
+      const f = d.json.findings.find((x: Any) => x.check.startsWith('listener 127.0.0.1:7904'));
+      expect(f.status).toBe('fail');
+      expect(f.evidence).toMatch(/drops seen by the agent/);
+    } finally {
+      await agent.close();
+    }
   });
 
   it('reports the values /proc shows in the namespace, in a stable JSON shape', async () => {

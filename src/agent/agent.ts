@@ -28,6 +28,8 @@ import type { GetInfoResponse, HostFacts } from '../generated/wstrace/v1/tracer.
 import { kindToProto } from './convert.js';
 import { AgentCaptures, captureToProto, type CaptureOptions } from './captures.js';
 import { ephemeralRange } from './ephemeral.js';
+import { exitCode, runChecks } from '../doctor/checks.js';
+import { gatherFacts } from '../doctor/gather.js';
 import { EventHub } from './hub.js';
 import { formatAddress, prepareUnixSocket, serverCredentials, type ListenAddress, type TlsFiles } from './listen.js';
 import { buildRegistry, serveMetrics } from './metrics.js';
@@ -140,6 +142,26 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         });
       },
       startCapture: (req) => captures.request(req),
+      async doctor(req) {
+        const peaks = new Map(
+          tracer.counters().listeners.map((l) => [`${l.addr}|${l.port}`, { peak: l.peak, overflows: l.overflows + l.synDrops.acceptQueueFull }]),
+        );
+        const hooks = tracer.hooks.map((h) => ({ signal: h.signal, attached: h.attached, variant: h.variant, ...(h.error ? { error: h.error } : {}) }));
+        const findings = runChecks(
+          await gatherFacts({
+            ...(tracer.netns ? { netns: tracer.netns.path } : {}),
+            ports: req.ports,
+            ...(req.pid ? { pid: req.pid } : {}),
+            tls: {},
+            known: { hooks, peaks },
+          }),
+        );
+        return {
+          findings: findings.map((f) => ({ ...f, fix: [...f.fix] })),
+          status: ['ok', 'warn', 'fail'][exitCode(findings)]!,
+          scope: tracer.netns ? `netns ${tracer.netns.path}` : "the agent's network namespace",
+        };
+      },
       listCaptures: () => captures.list(),
     },
     opts.limits ?? DEFAULT_LIMITS,

@@ -7,6 +7,8 @@ import { UserError } from '../kernel/errors.js';
 import {
   TracerService as TracerServiceDefinition,
   type Capture,
+  type DoctorRequest,
+  type DoctorResponse,
   type ListCapturesRequest,
   type ListCapturesResponse,
   type StartCaptureRequest,
@@ -28,6 +30,7 @@ export interface TracerCore {
   snapshot(): Promise<SnapshotResponse>;
   startCapture(req: StartCaptureRequest): Promise<Capture>;
   listCaptures(): Capture[];
+  doctor(req: DoctorRequest): Promise<DoctorResponse>;
 }
 
 export class TracerService {
@@ -51,6 +54,12 @@ export class TracerService {
           (capture) => cb(null, { capture }),
           (err: Error) =>
             cb({ code: err instanceof UserError ? Status.INVALID_ARGUMENT : Status.INTERNAL, details: err.message }),
+        );
+      },
+      doctor: (call: ServerUnaryCall<DoctorRequest, DoctorResponse>, cb: sendUnaryData<DoctorResponse>) => {
+        this.core.doctor(call.request).then(
+          (r) => cb(null, r),
+          (err: Error) => cb({ code: err instanceof UserError ? Status.INVALID_ARGUMENT : Status.INTERNAL, details: err.message }),
         );
       },
       listCaptures: (_call: ServerUnaryCall<ListCapturesRequest, ListCapturesResponse>, cb: sendUnaryData<ListCapturesResponse>) =>

@@ -5,6 +5,7 @@ import type { Writable } from 'node:stream';
 import { exitCode, runChecks, type Finding } from '../doctor/checks.js';
 import { gatherFacts, type GatherOptions } from '../doctor/gather.js';
 import { UserError } from '../kernel/errors.js';
+import { connectAgent } from '../client/connect.js';
 
 /** Bad usage: distinct from the check results 0 (ok), 1 (warnings), 2 (failures). */
 export const DOCTOR_USAGE_EXIT = 3;
@@ -42,10 +43,25 @@ export function dropIn(findings: readonly Finding[]): string {
 }
 
 export async function runDoctor(o: GatherOptions & { json: boolean; write?: string }, out: Writable): Promise<number> {
-  const findings = runChecks(await gatherFacts(o));
-  const scope = [o.netns ? `netns ${o.netns}` : 'this network namespace', o.ports.length ? `ports ${o.ports.join(',')}` : '', o.pid ? `pid ${o.pid}` : '']
-    .filter(Boolean)
-    .join(', ');
+  let findings: Finding[];
+  let scope: string;
+  if (o.connect) {
+    // The agent's host, not this one: the agent runs the checks.
+    if (o.netns !== undefined) throw new UserError('--netns is the agent\'s choice with --connect: start the agent with --netns.', DOCTOR_USAGE_EXIT);
+    const agent = connectAgent(o.connect, o.tls);
+    try {
+      const r = await agent.doctor!({ ports: [...o.ports], ...(o.pid ? { pid: o.pid } : {}) });
+      findings = r.findings as Finding[];
+      scope = `${r.scope} via ${o.connect}`;
+    } finally {
+      agent.close();
+    }
+  } else {
+    findings = runChecks(await gatherFacts(o));
+    scope = [o.netns ? `netns ${o.netns}` : 'this network namespace', o.ports.length ? `ports ${o.ports.join(',')}` : '', o.pid ? `pid ${o.pid}` : '']
+      .filter(Boolean)
+      .join(', ');
+  }
   const code = exitCode(findings);
   if (o.write) {
     try {

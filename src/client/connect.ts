@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import {
   TracerClient,
   type Capture,
+  type DoctorRequest,
+  type DoctorResponse,
   type ListCapturesResponse,
   type StartCaptureRequest,
   type StartCaptureResponse,
@@ -37,6 +39,8 @@ export interface EventSource {
   /** Only a live agent can capture; a recording cannot. */
   startCapture?(request: Partial<StartCaptureRequest>): Promise<Capture>;
   listCaptures?(): Promise<Capture[]>;
+  /** The capacity checklist, run by the agent on its host. */
+  doctor?(request: Partial<DoctorRequest>): Promise<DoctorResponse>;
   close(): void;
 }
 
@@ -114,6 +118,8 @@ export function connectAgent(address: string | ListenAddress, tls: ClientTls = {
       ).then((r) => r.capture!),
     listCaptures: () =>
       unary<ListCapturesResponse>((cb) => client.listCaptures({}, new Metadata(), deadline(), cb)).then((r) => r.captures),
+    doctor: (request) =>
+      unary<DoctorResponse>((cb) => client.doctor({ ports: [], pid: 0, ...request }, new Metadata(), { deadline: Date.now() + 30_000 }, cb)),
     close: () => client.close(),
   };
 }

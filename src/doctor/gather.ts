@@ -12,6 +12,8 @@ import type { DoctorFacts, ListenerFacts } from './checks.js';
 
 export interface GatherOptions {
   readonly netns?: string;
+  /** Hooks and queue peaks already known (the agent passes its own). */
+  readonly known?: { hooks: NonNullable<DoctorFacts['hooks']>; peaks: Map<string, { peak: number; overflows: number }> };
   readonly ports: readonly number[];
   readonly pid?: number;
   readonly connect?: string;
@@ -48,7 +50,10 @@ export async function gatherFacts(o: GatherOptions): Promise<DoctorFacts> {
 
   let peaks = new Map<string, { peak: number; overflows: number }>();
   let hooks: DoctorFacts['hooks'];
-  if (o.connect) {
+  if (o.known) {
+    hooks = o.known.hooks;
+    peaks = o.known.peaks;
+  } else if (o.connect) {
     const agent = connectAgent(o.connect, o.tls);
     try {
       const [info, snap] = await Promise.all([agent.info(), agent.snapshot()]);

@@ -638,6 +638,42 @@ export interface GetInfoResponse {
   pid: number;
 }
 
+/** Arguments of Doctor. */
+export interface DoctorRequest {
+  /** Only listeners on these ports; empty for all. */
+  ports: number[];
+  /** Only listeners of this process; 0 for all. */
+  pid: number;
+}
+
+/** One check of the capacity checklist. */
+export interface Finding {
+  /** file descriptors, accept queue, ephemeral ports, memory, liveness, wstrace. */
+  area: string;
+  /** What was checked. */
+  check: string;
+  /** ok, warn or fail. */
+  status: string;
+  /** The value now. */
+  value: string;
+  /** What it limits. */
+  limits: string;
+  /** Lines to apply (sysctl.conf or limits.conf syntax; comments start with #). */
+  fix: string[];
+  /** The kernel's numbers behind the verdict. */
+  evidence: string;
+}
+
+/** The checklist, failures first. */
+export interface DoctorResponse {
+  /** Findings. */
+  findings: Finding[];
+  /** ok, warn or fail: the worst finding. */
+  status: string;
+  /** What was checked: namespace, ports. */
+  scope: string;
+}
+
 function createBaseEvent(): Event {
   return {
     timeUnixMicros: 0,
@@ -4221,6 +4257,335 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
   },
 };
 
+function createBaseDoctorRequest(): DoctorRequest {
+  return { ports: [], pid: 0 };
+}
+
+export const DoctorRequest: MessageFns<DoctorRequest> = {
+  encode(message: DoctorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ports.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.ports) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.pid !== 0) {
+      writer.uint32(16).uint32(message.pid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DoctorRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDoctorRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.ports.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.ports.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DoctorRequest {
+    return {
+      ports: globalThis.Array.isArray(object?.ports) ? object.ports.map((e: any) => globalThis.Number(e)) : [],
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+    };
+  },
+
+  toJSON(message: DoctorRequest): unknown {
+    const obj: any = {};
+    if (message.ports?.length) {
+      obj.ports = message.ports.map((e) => Math.round(e));
+    }
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    return obj;
+  },
+};
+
+function createBaseFinding(): Finding {
+  return { area: "", check: "", status: "", value: "", limits: "", fix: [], evidence: "" };
+}
+
+export const Finding: MessageFns<Finding> = {
+  encode(message: Finding, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.area !== "") {
+      writer.uint32(10).string(message.area);
+    }
+    if (message.check !== "") {
+      writer.uint32(18).string(message.check);
+    }
+    if (message.status !== "") {
+      writer.uint32(26).string(message.status);
+    }
+    if (message.value !== "") {
+      writer.uint32(34).string(message.value);
+    }
+    if (message.limits !== "") {
+      writer.uint32(42).string(message.limits);
+    }
+    for (const v of message.fix) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.evidence !== "") {
+      writer.uint32(58).string(message.evidence);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Finding {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFinding();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.area = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.check = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.limits = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.fix.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.evidence = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Finding {
+    return {
+      area: isSet(object.area) ? globalThis.String(object.area) : "",
+      check: isSet(object.check) ? globalThis.String(object.check) : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+      limits: isSet(object.limits) ? globalThis.String(object.limits) : "",
+      fix: globalThis.Array.isArray(object?.fix) ? object.fix.map((e: any) => globalThis.String(e)) : [],
+      evidence: isSet(object.evidence) ? globalThis.String(object.evidence) : "",
+    };
+  },
+
+  toJSON(message: Finding): unknown {
+    const obj: any = {};
+    if (message.area !== "") {
+      obj.area = message.area;
+    }
+    if (message.check !== "") {
+      obj.check = message.check;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    if (message.limits !== "") {
+      obj.limits = message.limits;
+    }
+    if (message.fix?.length) {
+      obj.fix = message.fix;
+    }
+    if (message.evidence !== "") {
+      obj.evidence = message.evidence;
+    }
+    return obj;
+  },
+};
+
+function createBaseDoctorResponse(): DoctorResponse {
+  return { findings: [], status: "", scope: "" };
+}
+
+export const DoctorResponse: MessageFns<DoctorResponse> = {
+  encode(message: DoctorResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.findings) {
+      Finding.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.status !== "") {
+      writer.uint32(18).string(message.status);
+    }
+    if (message.scope !== "") {
+      writer.uint32(26).string(message.scope);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DoctorResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDoctorResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.findings.push(Finding.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.scope = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DoctorResponse {
+    return {
+      findings: globalThis.Array.isArray(object?.findings) ? object.findings.map((e: any) => Finding.fromJSON(e)) : [],
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      scope: isSet(object.scope) ? globalThis.String(object.scope) : "",
+    };
+  },
+
+  toJSON(message: DoctorResponse): unknown {
+    const obj: any = {};
+    if (message.findings?.length) {
+      obj.findings = message.findings.map((e) => Finding.toJSON(e));
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.scope !== "") {
+      obj.scope = message.scope;
+    }
+    return obj;
+  },
+};
+
 /**
  * Tracer is served by `wstrace agent`, the one process that holds the BPF
  * programs. Every other tool is a client of it.
@@ -4286,6 +4651,19 @@ export const TracerService = {
       Buffer.from(ListCapturesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListCapturesResponse => ListCapturesResponse.decode(value),
   },
+  /**
+   * The capacity checklist (`wstrace doctor`) run on the agent's host, in
+   * the namespace it traces, with the queue peaks it has seen.
+   */
+  doctor: {
+    path: "/wstrace.v1.Tracer/Doctor" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DoctorRequest): Buffer => Buffer.from(DoctorRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DoctorRequest => DoctorRequest.decode(value),
+    responseSerialize: (value: DoctorResponse): Buffer => Buffer.from(DoctorResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DoctorResponse => DoctorResponse.decode(value),
+  },
 } as const;
 
 export interface TracerServer extends UntypedServiceImplementation {
@@ -4306,6 +4684,11 @@ export interface TracerServer extends UntypedServiceImplementation {
   startCapture: handleUnaryCall<StartCaptureRequest, StartCaptureResponse>;
   /** Captures this agent has run or refused, oldest first, with their sidecars. */
   listCaptures: handleUnaryCall<ListCapturesRequest, ListCapturesResponse>;
+  /**
+   * The capacity checklist (`wstrace doctor`) run on the agent's host, in
+   * the namespace it traces, with the queue peaks it has seen.
+   */
+  doctor: handleUnaryCall<DoctorRequest, DoctorResponse>;
 }
 
 export interface TracerClient extends Client {
@@ -4386,6 +4769,25 @@ export interface TracerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListCapturesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The capacity checklist (`wstrace doctor`) run on the agent's host, in
+   * the namespace it traces, with the queue peaks it has seen.
+   */
+  doctor(
+    request: DoctorRequest,
+    callback: (error: ServiceError | null, response: DoctorResponse) => void,
+  ): ClientUnaryCall;
+  doctor(
+    request: DoctorRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DoctorResponse) => void,
+  ): ClientUnaryCall;
+  doctor(
+    request: DoctorRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DoctorResponse) => void,
   ): ClientUnaryCall;
 }
 
