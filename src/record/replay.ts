@@ -93,25 +93,24 @@ export class ReplaySource implements EventSource {
   /** Stream messages as the clock reaches them; after a jump back, from there; open until cancelled. */
   watch(_request: Partial<WatchRequest>): AsyncIterable<WatchResponse> & { cancel(): void } {
     let cancelled = false;
-    const self = this;
-    const gen = async function* (): AsyncGenerator<WatchResponse> {
+    const gen = async function* (this: ReplaySource): AsyncGenerator<WatchResponse> {
       yield { response: { $case: 'status', value: { message: 'replaying a recording', ringEvents: 0, end: false } } };
       let i = 0;
-      let last = self.clock.now();
-      while (!cancelled && !self.closed) {
-        const now = self.clock.now();
-        if (now < last) i = self.watches.findIndex((e) => ms(e) >= now); // jumped back
-        if (i < 0) i = self.watches.length;
+      let last = this.clock.now();
+      while (!cancelled && !this.closed) {
+        const now = this.clock.now();
+        if (now < last) i = this.watches.findIndex((e) => ms(e) >= now); // jumped back
+        if (i < 0) i = this.watches.length;
         last = now;
-        while (i < self.watches.length && ms(self.watches[i]!) <= now) {
-          const e = self.watches[i++]!;
+        while (i < this.watches.length && ms(this.watches[i]!) <= now) {
+          const e = this.watches[i++]!;
           if (e.entry?.$case === 'watch') yield e.entry.value;
         }
         // At the end the stream stays open: the screen keeps the last moment, and a jump back replays.
         await new Promise((r) => setTimeout(r, 50));
       }
     };
-    return Object.assign(gen(), { cancel: () => (cancelled = true) });
+    return Object.assign(gen.call(this), { cancel: () => (cancelled = true) });
   }
 
   close(): void {
