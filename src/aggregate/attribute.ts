@@ -12,6 +12,10 @@
  *
  * ListenDrops − ListenOverflows (SYN queue full, memory, bad checksums...) is
  * not about the accept queue; it is shown host-wide, not per listener.
+ *
+ * The MIB counts the whole namespace: an agent limited to some ports (--port)
+ * does not see a full listener on another port, whose drops then land on the
+ * traced listeners seen full, or unattributed. One more reason for the mark.
  */
 import type { ListenerSample, Sample } from './sample.js';
 
