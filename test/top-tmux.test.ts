@@ -98,6 +98,8 @@ describeKernel('wstrace top in a terminal', () => {
   });
 
   afterAll(async () => {
+    // kill-server leaves its socket file behind.
+    rmSync(join(process.env.TMUX_TMPDIR ?? '/tmp', `tmux-${process.getuid?.() ?? 0}`, SOCKET), { force: true });
     await ns?.destroy();
     await ns2?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
