@@ -157,10 +157,13 @@ describe('keys', () => {
     expect(press(resets, ['', { upArrow: true }]).selected.resets).toBe(1);
   });
 
-  it('c on a selection says capture is not yet available, and names it', () => {
-    expect(press(INITIAL_UI, ['c']).message?.text).toBe('capture: not yet available (listener 127.0.0.1:8080)');
-    const peer = press(INITIAL_UI, ['', { tab: true }], ['c']);
-    expect(peer.message?.text).toBe('capture: not yet available (peer 127.0.0.1)');
+  it('c on a selection asks for a capture of that listener or peer, on its agent', () => {
+    const listener = onKey(INITIAL_UI, 'c', {}, view, 0);
+    expect(listener.capture).toMatchObject({ label: 'listener 127.0.0.1:8080', port: 8080 });
+    expect(listener.ui.message?.text).toBe('capture: asking for listener 127.0.0.1:8080…');
+    const peer = onKey(press(INITIAL_UI, ['', { tab: true }]), 'c', {}, view, 0);
+    expect(peer.capture).toMatchObject({ label: 'peer 127.0.0.1', host: '127.0.0.1' });
+    expect(onKey(press(INITIAL_UI, ['', { tab: true, shift: true }]), 'c', {}, view, 0).capture).toBeUndefined();
   });
 
   it('s cycles the sort, / edits a filter (enter applies, esc cancels), p pauses, w changes the window', () => {
@@ -196,6 +199,7 @@ describe('App with a terminal', () => {
             return view;
           }}
           onQuit={onQuit}
+          onCapture={async (ask) => `capture of ${ask.label} running: /var/lib/wstrace/captures/x.pcap`}
           refreshMs={20}
           now={() => view.atMs}
           size={{ columns: 80, rows: 24 }}
@@ -212,7 +216,7 @@ describe('App with a terminal', () => {
 
     r.stdin.write('c');
     await tick();
-    expect(r.lastFrame()).toContain('capture: not yet available (listener 127.0.0.1:8080)');
+    expect(r.lastFrame()).toContain('capture of listener 127.0.0.1:8080 running: /var/lib/wstrace/cap'); // the footer truncates at 80 columns
 
     r.stdin.write('p');
     await tick();

@@ -56,6 +56,11 @@ export function byTrouble(a: ListenerRow, b: ListenerRow): number {
 
 const byRate = <T extends { perSec: number; key: string }>(a: T, b: T) => b.perSec - a.perSec || a.key.localeCompare(b.key);
 
+function lastCaptureFile(m: ReadonlyMap<string, { state: string; file: string }>): string | undefined {
+  const done = [...m.values()].filter((c) => c.state !== 'refused' && c.file);
+  return done.at(-1)?.file;
+}
+
 export class Aggregator {
   private readonly records = new Map<string, SourceRecord>();
 
@@ -153,6 +158,8 @@ export class Aggregator {
         lostKernel: rec.lostKernel,
         lostSlow: rec.lostSlow,
         lostInWindow,
+        capturesRunning: [...rec.captures.values()].filter((c) => c.state === 'running').length,
+        ...(lastCaptureFile(rec.captures) ? { lastCapture: lastCaptureFile(rec.captures)! } : {}),
         ...(ageMs !== undefined && rec.state === 'up' ? { sampleAgeMs: ageMs } : {}),
         sampleLevel: rec.state === 'up' ? worst(sampleLevel(ageMs), noticeLevel(lostInWindow)) : 'over',
         coveredSec: w?.base ? w.seconds : 0,

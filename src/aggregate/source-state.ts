@@ -58,6 +58,8 @@ export class SourceRecord {
   retryAt: number | undefined;
   lostKernel = 0;
   lostSlow = 0;
+  /** Captures this agent reported, by id. */
+  readonly captures = new Map<string, { state: string; file: string; label: string }>();
   fds: ReadonlyMap<number, ProcessFdFacts> = new Map();
   readonly samples: Sample[] = [];
   readonly buckets: Bucket[] = [];
@@ -116,6 +118,12 @@ export class SourceRecord {
       if (r.value.reason === LostReason.LOST_REASON_KERNEL_RING_FULL) this.lostKernel += r.value.count;
       else this.lostSlow += r.value.count;
       this.bucket(at).lost += r.value.count;
+      return;
+    }
+    if (r.$case === 'capture') {
+      // Captures by id, newest state wins; only running ones and the last file are shown.
+      this.captures.set(r.value.id, { state: r.value.state, file: r.value.file, label: r.value.rule || r.value.detail });
+      if (this.captures.size > 50) this.captures.delete(this.captures.keys().next().value!);
       return;
     }
     if (r.$case !== 'batch') return;

@@ -34,6 +34,9 @@ export interface SourceView {
   readonly lostKernel: number;
   readonly lostSlow: number;
   readonly lostInWindow: number;
+  /** Captures running on this agent now, and the newest capture file. */
+  readonly capturesRunning: number;
+  readonly lastCapture?: string;
   /** Age of the newest snapshot; undefined before the first. */
   readonly sampleAgeMs?: number;
   readonly sampleLevel: Level;

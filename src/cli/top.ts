@@ -13,6 +13,7 @@ import { connectAgent, type ClientTls, type EventSource } from '../client/connec
 import { readProcessFds } from '../host/fds.js';
 import { UserError, type TracerOptions } from '../kernel/index.js';
 import { openScreen } from '../ui/screen.js';
+import type { CaptureAsk } from '../ui/ui-state.js';
 import { parsePort, parseRingBytes } from './parse.js';
 import { openSource, type OpenedSource } from './source.js';
 
@@ -202,7 +203,21 @@ export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
 
   const stop = new AbortController();
   const running = feeds.map((f) => runFeed(f.id, f.open, agg, { signal: stop.signal, ...(f.local ? { readFds } : {}) }));
+  // `c`: the row's agent runs the capture (a fresh client: the feed's may be reconnecting).
+  const onCapture = async (ask: CaptureAsk): Promise<string> => {
+    const feed = feeds.find((f) => f.id === ask.source);
+    if (!feed) return `capture: no agent ${ask.source}`;
+    const source = feed.open();
+    try {
+      if (!source.startCapture) return 'capture: this source cannot capture';
+      const c = await source.startCapture({ ...(ask.port ? { port: ask.port } : {}), ...(ask.host ? { host: ask.host } : {}) });
+      return c.state === 'refused' ? `capture of ${ask.label} refused: ${c.error}` : `capture of ${ask.label} running: ${c.file}`;
+    } finally {
+      if (!feed.local) source.close();
+    }
+  };
   const screen = openScreen({
+    onCapture,
     getView: (window, now) => agg.view(now, window),
     stdin: io.stdin,
     stdout: io.stdout,

@@ -2,7 +2,7 @@
 import { useInput } from 'ink';
 import { useRef, useState } from 'react';
 import { TopScreen } from './TopScreen.js';
-import { INITIAL_UI, onKey, type KeyPress, type UiState } from './ui-state.js';
+import { INITIAL_UI, onKey, type CaptureAsk, type KeyPress, type UiState } from './ui-state.js';
 import { useTerminalSize, type TerminalSize } from './use-terminal-size.js';
 import { useView, type ViewSource } from './use-view.js';
 
@@ -10,6 +10,8 @@ type Props = {
   readonly getView: ViewSource;
   /** q, Ctrl-C: the caller unmounts and closes its sources. */
   readonly onQuit: () => void;
+  /** `c` on a row: start a capture; resolves with the line to show. */
+  readonly onCapture?: (ask: CaptureAsk) => Promise<string>;
   readonly refreshMs?: number;
   readonly now?: () => number;
   /** Fixed size (tests); else the terminal's, following resizes. */
@@ -27,7 +29,7 @@ function keyOf(ch: string): KeyPress {
   return {};
 }
 
-export function App({ getView, onQuit, refreshMs = 500, now = systemNow, size, initial }: Props) {
+export function App({ getView, onQuit, onCapture, refreshMs = 500, now = systemNow, size, initial }: Props) {
   const [ui, setUi] = useState<UiState>({ ...INITIAL_UI, ...initial });
   const view = useView(getView, ui.window, ui.paused, refreshMs, now);
   const terminal = useTerminalSize();
@@ -44,6 +46,15 @@ export function App({ getView, onQuit, refreshMs = 500, now = systemNow, size, i
       if (r.quit) {
         onQuit();
         return;
+      }
+      if (r.capture) {
+        const ask = r.capture;
+        const say = (text: string) => {
+          current.current = { ...current.current, message: { text, untilMs: now() + 6000 } };
+          setUi(current.current);
+        };
+        if (!onCapture) say('capture: not available for this source');
+        else onCapture(ask).then(say, (err: Error) => say(`capture: ${err.message}`));
       }
       next = r.ui;
     }

@@ -32,6 +32,9 @@ function SourceFigures({ s, wide }: { readonly s: SourceView; readonly wide: boo
       <Figure label="lost" value={compact(lost)} level={s.lostInWindow > 0 ? 'over' : lost > 0 ? 'warn' : 'ok'} />
       <Figure label="sample" value={age(s.sampleAgeMs)} level={s.sampleAgeMs === undefined ? 'ok' : s.sampleLevel} />
       <Figure label="Linux" value={s.kernel ?? '?'} />
+      {s.capturesRunning || s.lastCapture ? (
+        <Figure label="captures" value={`${s.capturesRunning} running${s.lastCapture ? ` ${s.lastCapture}` : ''}`} level={s.capturesRunning ? 'warn' : 'ok'} />
+      ) : null}
       {wide && s.scope ? <Figure label="tracing" value={s.scope} /> : null}
       {wide && s.blind.length ? <Figure label="blind" value={s.blind.join(', ')} /> : null}
     </Text>

@@ -8,6 +8,7 @@ import type { WindowSec } from '../aggregate/index.js';
 import { App } from './App.js';
 import { ColorContext, colorFromEnv } from './theme.js';
 import type { ViewSource } from './use-view.js';
+import type { CaptureAsk } from './ui-state.js';
 
 export interface ScreenOptions {
   readonly getView: ViewSource;
@@ -16,6 +17,8 @@ export interface ScreenOptions {
   readonly stderr?: NodeJS.WriteStream;
   readonly window?: WindowSec;
   readonly color?: boolean;
+  /** `c` on a row starts a capture through this; resolves with the line to show. */
+  readonly onCapture?: (ask: CaptureAsk) => Promise<string>;
 }
 
 export interface Screen {
@@ -46,7 +49,12 @@ export function openScreen(o: ScreenOptions): Screen {
 
   const instance = render(
     <ColorContext.Provider value={o.color ?? colorFromEnv()}>
-      <App getView={o.getView} onQuit={() => requestQuit()} initial={o.window ? { window: o.window } : {}} />
+      <App
+        getView={o.getView}
+        onQuit={() => requestQuit()}
+        {...(o.onCapture ? { onCapture: o.onCapture } : {})}
+        initial={o.window ? { window: o.window } : {}}
+      />
     </ColorContext.Provider>,
     {
       stdout: o.stdout,

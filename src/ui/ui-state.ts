@@ -110,18 +110,44 @@ export function destinationRowsOf(view: TopView, ui: UiState): TimewaitDestRow[]
   return rows;
 }
 
-/** What ↑/↓ move over in a panel, and what `c` would capture. */
-export function selectable(view: TopView, ui: UiState, panel: PanelId): Array<{ readonly key: string; readonly label: string }> {
+/** Where `c` captures: on which agent, which port and/or address. */
+export interface CaptureAsk {
+  readonly source: string;
+  readonly label: string;
+  readonly port?: number;
+  readonly host?: string;
+}
+
+export interface Selectable {
+  readonly key: string;
+  readonly label: string;
+  readonly capture?: CaptureAsk;
+}
+
+/** What ↑/↓ move over in a panel, and what `c` captures. */
+export function selectable(view: TopView, ui: UiState, panel: PanelId): Selectable[] {
   switch (panel) {
     case 'listeners':
-      return listenerRowsOf(view, ui).map((r) => ({ key: r.key, label: `listener ${r.endpoint}` }));
+      return listenerRowsOf(view, ui).map((r) => {
+        const label = `listener ${r.endpoint}`;
+        return { key: r.key, label, capture: { source: r.source, label, port: r.port } };
+      });
     case 'resets':
       return [
-        ...peerRowsOf(view, ui).map((r) => ({ key: r.key, label: `peer ${r.addr}` })),
-        ...portRowsOf(view, ui).map((r) => ({ key: r.key, label: r.port === undefined ? 'ephemeral ports' : `port ${r.port}` })),
+        ...peerRowsOf(view, ui).map((r) => {
+          const label = `peer ${r.addr}`;
+          return { key: r.key, label, capture: { source: r.source, label, host: r.addr } };
+        }),
+        ...portRowsOf(view, ui).map((r) => {
+          const label = r.port === undefined ? 'ephemeral ports' : `port ${r.port}`;
+          return { key: r.key, label, ...(r.port === undefined ? {} : { capture: { source: r.source, label, port: r.port } }) };
+        }),
       ];
     case 'timewait':
-      return destinationRowsOf(view, ui).map((r) => ({ key: r.key, label: `destination ${r.endpoint}` }));
+      return destinationRowsOf(view, ui).map((r) => {
+        const label = `destination ${r.endpoint}`;
+        return { key: r.key, label, capture: { source: r.source, label, host: r.addr, ...(r.port !== undefined ? { port: r.port } : {}) } };
+      });
     case 'capacity':
       return view.capacity.map((r) => ({ key: r.source, label: `host ${r.host}` }));
   }
@@ -130,6 +156,8 @@ export function selectable(view: TopView, ui: UiState, panel: PanelId): Array<{ 
 export interface KeyResult {
   readonly ui: UiState;
   readonly quit?: boolean;
+  /** `c` on a row: the capture to ask that row's agent for. */
+  readonly capture?: CaptureAsk;
 }
 
 const MESSAGE_MS = 3000;
@@ -179,10 +207,11 @@ export function onKey(ui: UiState, input: string, key: KeyPress, view: TopView, 
     }
     case 'c': {
       const target = ui.panel === 'capacity' ? undefined : selectable(view, ui, ui.panel)[sel];
-      const text = target
-        ? `capture: not yet available (${target.label})`
-        : 'capture: select a listener, peer or port first (not yet available)';
-      return { ui: { ...ui, message: { text, untilMs: nowMs + MESSAGE_MS } } };
+      if (!target?.capture) {
+        const text = target ? `capture: nothing to capture for ${target.label}` : 'capture: select a listener, peer or port first';
+        return { ui: { ...ui, message: { text, untilMs: nowMs + MESSAGE_MS } } };
+      }
+      return { ui: { ...ui, message: { text: `capture: asking for ${target.label}…`, untilMs: nowMs + MESSAGE_MS } }, capture: target.capture };
     }
     default:
       return { ui };
