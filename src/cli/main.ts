@@ -6,6 +6,7 @@ import { runAgent } from './agent.js';
 import { runCapture, runCaptures } from './capture.js';
 import { DOCTOR_USAGE_EXIT, runDoctor } from './doctor.js';
 import { runExport, runRecord, runReport } from './record.js';
+import { parseSpeed, runReplay } from './replay.js';
 import { runInfo } from './info.js';
 import { registerTop } from './top.js';
 import { parseCount, parseKind, parsePort, parseRingBytes, parseSeconds, parseSince } from './parse.js';
@@ -257,6 +258,17 @@ export function buildProgram(onAction: (run: () => Promise<number>) => void): Co
     .argument('<file>', 'a recording made by wstrace record')
     .option('--json', 'the same, as data')
     .action((file: string, o: { json?: boolean }) => onAction(async () => runReport(file, o.json ?? false, process.stdout)));
+
+  program
+    .command('replay')
+    .description('a recording in the top screen (space pause, ] [ step, j worst second, q quit); no root needed')
+    .argument('<file>', 'a recording made by wstrace record')
+    .option('--speed <x>', 'how fast the recording plays (2, 10x …)', '1')
+    .action((file: string, o: { speed: string }) =>
+      onAction(() =>
+        runReplay(file, { speed: parseSpeed(o.speed), window: 10 }, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }),
+      ),
+    );
 
   program
     .command('export')

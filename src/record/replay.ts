@@ -95,8 +95,9 @@ export class ReplaySource implements EventSource {
     let cancelled = false;
     const gen = async function* (this: ReplaySource): AsyncGenerator<WatchResponse> {
       yield { response: { $case: 'status', value: { message: 'replaying a recording', ringEvents: 0, end: false } } };
-      let i = 0;
+      // What is at or before the clock when the stream opens is the past: see prime().
       let last = this.clock.now();
+      let i = this.watches.findIndex((e) => ms(e) > last);
       while (!cancelled && !this.closed) {
         const now = this.clock.now();
         if (now < last) i = this.watches.findIndex((e) => ms(e) >= now); // jumped back
@@ -111,6 +112,20 @@ export class ReplaySource implements EventSource {
       }
     };
     return Object.assign(gen.call(this), { cancel: () => (cancelled = true) });
+  }
+
+  /**
+   * Feeds what a live client would have received in the `lookbackMs` before
+   * `atMs` (stream messages and snapshots, at their own times) to `sink`:
+   * after a jump, the screen is built as if it had been watching all along.
+   */
+  prime(atMs: number, lookbackMs: number, sink: { watch(msg: WatchResponse, at: number): void; snapshot(s: SnapshotResponse, at: number): void }): void {
+    const from = atMs - lookbackMs;
+    const entries = [...this.watches, ...this.snaps].filter((e) => ms(e) > from && ms(e) <= atMs).sort((a, b) => ms(a) - ms(b));
+    for (const e of entries) {
+      if (e.entry?.$case === 'watch') sink.watch(e.entry.value, ms(e));
+      else if (e.entry?.$case === 'snapshot') sink.snapshot(e.entry.value, ms(e));
+    }
   }
 
   close(): void {

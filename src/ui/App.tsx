@@ -10,6 +10,8 @@ type Props = {
   readonly getView: ViewSource;
   /** q, Ctrl-C: the caller unmounts and closes its sources. */
   readonly onQuit: () => void;
+  /** Keys a caller handles itself (replay's clock); returns the line to show, or undefined to pass the key on. */
+  readonly onExtraKey?: (input: string) => string | undefined;
   /** `c` on a row: start a capture; resolves with the line to show. */
   readonly onCapture?: (ask: CaptureAsk) => Promise<string>;
   readonly refreshMs?: number;
@@ -29,7 +31,7 @@ function keyOf(ch: string): KeyPress {
   return {};
 }
 
-export function App({ getView, onQuit, onCapture, refreshMs = 500, now = systemNow, size, initial }: Props) {
+export function App({ getView, onQuit, onCapture, onExtraKey, refreshMs = 500, now = systemNow, size, initial }: Props) {
   const [ui, setUi] = useState<UiState>({ ...INITIAL_UI, ...initial });
   const view = useView(getView, ui.window, ui.paused, refreshMs, now);
   const terminal = useTerminalSize();
@@ -42,6 +44,11 @@ export function App({ getView, onQuit, onCapture, refreshMs = 500, now = systemN
     const keys = input.length > 1 && !key.ctrl && !key.meta ? [...input] : [input];
     let next = current.current;
     for (const k of keys) {
+      const extra = next.editing === undefined && !key.ctrl ? onExtraKey?.(k) : undefined;
+      if (extra !== undefined) {
+        next = { ...next, message: { text: extra, untilMs: now() + 4000 } };
+        continue;
+      }
       const r = onKey(next, k, keys.length > 1 ? keyOf(k) : key, view, now());
       if (r.quit) {
         onQuit();

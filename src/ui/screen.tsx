@@ -17,6 +17,10 @@ export interface ScreenOptions {
   readonly stderr?: NodeJS.WriteStream;
   readonly window?: WindowSec;
   readonly color?: boolean;
+  /** Keys the caller handles itself (replay); returns the line to show, or undefined. */
+  readonly onExtraKey?: (input: string) => string | undefined;
+  /** What "now" is for the screen (replay: the recording's clock). */
+  readonly now?: () => number;
   /** `c` on a row starts a capture through this; resolves with the line to show. */
   readonly onCapture?: (ask: CaptureAsk) => Promise<string>;
 }
@@ -53,6 +57,8 @@ export function openScreen(o: ScreenOptions): Screen {
         getView={o.getView}
         onQuit={() => requestQuit()}
         {...(o.onCapture ? { onCapture: o.onCapture } : {})}
+        {...(o.onExtraKey ? { onExtraKey: o.onExtraKey } : {})}
+        {...(o.now ? { now: o.now } : {})}
         initial={o.window ? { window: o.window } : {}}
       />
     </ColorContext.Provider>,

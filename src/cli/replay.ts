@@ -1,0 +1,91 @@
+/**
+ * `wstrace replay FILE`: a recording in the `top` screen, through the same
+ * EventSource interface the gRPC client implements, on the recording's own
+ * clock: space pauses, ] and [ step a second, j jumps to the worst second.
+ */
+import { Aggregator, type WindowSec } from '../aggregate/index.js';
+import { UserError } from '../kernel/errors.js';
+import { readRecording } from '../record/format.js';
+import { ReplaySource } from '../record/replay.js';
+import { buildReport } from '../record/report.js';
+import { openScreen } from '../ui/screen.js';
+import { NO_TTY, runFeed, type TopIo } from './top.js';
+
+/** What the screen's longest window needs behind a moment. */
+const PRIME_MS = 65_000;
+
+export async function runReplay(file: string, opts: { speed: number; window: WindowSec }, io: TopIo): Promise<number> {
+  const rec = readRecording(file);
+  if (!io.stdin.isTTY || !io.stdout.isTTY) {
+    io.stderr.write(`wstrace: ${NO_TTY.replace('`wstrace watch`', '`wstrace report`').replace(' (or `wstrace watch --json`)', '')}\n`);
+    return 1;
+  }
+  const source = new ReplaySource(rec, opts.speed);
+  const clock = source.clock;
+  const worst = buildReport(rec).worst[0];
+  // A jump rebuilds the screen from the recording, as live top would have seen it up to there.
+  let agg = new Aggregator();
+  let stop = new AbortController();
+  let feed: Promise<void> = Promise.resolve();
+  const info = await source.info();
+  const restart = () => {
+    stop.abort();
+    stop = new AbortController();
+    agg = new Aggregator();
+    agg.addSource('replay');
+    agg.up('replay', info);
+    const a = agg;
+    source.prime(clock.now(), PRIME_MS, { watch: (m, t) => a.watch('replay', m, t), snapshot: (x, t) => a.snapshot('replay', x, t) });
+    feed = runFeed('replay', () => ({ info: () => source.info(), snapshot: () => source.snapshot(), watch: (r) => source.watch(r), close: () => undefined }), a, {
+      signal: stop.signal,
+      now: () => clock.now(),
+      pollMs: Math.max(50, 1000 / opts.speed),
+    });
+  };
+  restart();
+  const at = () => new Date(clock.now()).toISOString().slice(11, 19);
+  const screen = openScreen({
+    getView: (window) => agg.view(clock.now(), window),
+    now: () => clock.now(),
+    stdin: io.stdin,
+    stdout: io.stdout,
+    window: opts.window,
+    onExtraKey: (k) => {
+      switch (k) {
+        case ' ':
+        case 'p':
+          clock.togglePause();
+          return clock.paused ? `replay paused at ${at()} (] [ step, j worst second)` : `replaying from ${at()}`;
+        case ']':
+          clock.step(1000);
+          return `replay at ${at()} (paused)`;
+        case '[':
+          clock.step(-1000);
+          restart();
+          return `replay at ${at()} (paused)`;
+        case 'j':
+          if (!worst) return 'replay: no drops or resets in this recording';
+          clock.jump(worst.timeMs + 999, true); // the end of that second: its snapshot is in
+          restart();
+          return `worst second ${at()}: ${worst.drops} drops, ${worst.resetsSent + worst.resetsReceived} resets (paused)`;
+        default:
+          return undefined;
+      }
+    },
+  });
+  try {
+    await screen.quit;
+  } finally {
+    await screen.close();
+    stop.abort();
+    source.close();
+    await Promise.race([feed, new Promise((r) => setTimeout(r, 1000).unref())]);
+  }
+  return 0;
+}
+
+export function parseSpeed(v: string): number {
+  const n = Number(v.replace(/x$/, ''));
+  if (!Number.isFinite(n) || n <= 0 || n > 1000) throw new UserError('the speed is a number from 0.1 to 1000 (like 2 or 10x).');
+  return n;
+}
