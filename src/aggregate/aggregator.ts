@@ -4,7 +4,7 @@
  * facts for a local agent; asked for a TopView at any time. No I/O, no
  * clock of its own: every input carries its time, so tests replay fixtures.
  */
-import type { GetInfoResponse, SnapshotResponse, WatchResponse } from '../generated/wstrace/v1/tracer.js';
+import type { DoctorResponse, GetInfoResponse, SnapshotResponse, WatchResponse } from '../generated/wstrace/v1/tracer.js';
 import { noticeLevel, sampleLevel, worst } from './levels.js';
 import { capacityRow, listenerRows, resetRows, timewaitRows, type Who } from './rows.js';
 import { SourceRecord, type ProcessFdFacts } from './source-state.js';
@@ -88,6 +88,17 @@ export class Aggregator {
 
   watch(id: string, msg: WatchResponse, at: number): void {
     this.rec(id).watch(msg, at);
+  }
+
+  /** The agent's Doctor answer: kept as counts and the first check that is not ok. */
+  doctor(id: string, r: DoctorResponse): void {
+    const bad = r.findings.filter((f) => f.status !== 'ok');
+    const first = bad[0];
+    this.rec(id).doctor = {
+      fail: bad.filter((f) => f.status === 'fail').length,
+      warn: bad.filter((f) => f.status === 'warn').length,
+      ...(first ? { first: `${first.area}: ${first.check}` } : {}),
+    };
   }
 
   snapshot(id: string, snap: SnapshotResponse, at: number): void {
@@ -177,7 +188,7 @@ export class Aggregator {
       const tw = timewaitRows(w, who);
       twHosts.push(tw.host);
       destinations.push(...tw.destinations);
-      capacity.push(capacityRow(rec, w, who));
+      capacity.push({ ...capacityRow(rec, w, who), ...(rec.doctor ? { doctor: rec.doctor } : {}) });
     }
 
     return {

@@ -58,6 +58,8 @@ export class SourceRecord {
   retryAt: number | undefined;
   lostKernel = 0;
   lostSlow = 0;
+  /** The agent's latest capacity checklist summary. */
+  doctor: { fail: number; warn: number; first?: string } | undefined;
   /** Captures this agent reported, by id. */
   readonly captures = new Map<string, { state: string; file: string; label: string }>();
   fds: ReadonlyMap<number, ProcessFdFacts> = new Map();

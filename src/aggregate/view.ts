@@ -178,6 +178,8 @@ export interface TimewaitView {
 export interface CapacityRow {
   readonly source: string;
   readonly host: string;
+  /** The agent's capacity checklist (Doctor), when it has answered: counts and the first failing or warning check. */
+  readonly doctor?: { readonly fail: number; readonly warn: number; readonly first?: string };
   readonly socketsUsed?: number;
   /** TCP sockets, IPv4 + IPv6, not counting TIME_WAIT. */
   readonly tcpInuse?: number;

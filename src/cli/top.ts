@@ -41,6 +41,8 @@ export interface FeedOptions {
   readonly now?: () => number;
   /** Snapshot poll interval. */
   readonly pollMs?: number;
+  /** How often the agent's Doctor checklist is asked for. */
+  readonly doctorEveryMs?: number;
   /** How often the fds of listener processes are read (local agents only). */
   readonly fdsEveryMs?: number;
   readonly readFds?: (pid: number) => Promise<ProcessFdFacts | undefined>;
@@ -80,6 +82,17 @@ async function session(id: string, source: EventSource, agg: Aggregator, o: Requ
   const stream = source.watch({ follow: true });
   let ended: string | undefined;
   const stopPolls = new AbortController();
+  // The capacity checklist, from the agent, now and then (it reads a few dozen /proc files).
+  const doctorPolls = (async () => {
+    while (!stopPolls.signal.aborted && source.doctor) {
+      try {
+        agg.doctor(id, await source.doctor({}));
+      } catch {
+        // an older agent, or a busy one: the panel simply says nothing
+      }
+      await sleep(o.doctorEveryMs ?? 15_000, stopPolls.signal);
+    }
+  })();
   const polls = (async () => {
     let fdsAt = -Infinity;
     let fdsOf = '';
@@ -124,6 +137,7 @@ async function session(id: string, source: EventSource, agg: Aggregator, o: Requ
     stopPolls.abort();
     stream.cancel();
     await polls;
+    await doctorPolls;
   }
   return ended;
 }
@@ -137,6 +151,7 @@ export async function runFeed(id: string, open: () => EventSource, agg: Aggregat
     now: Date.now,
     pollMs: 1000,
     fdsEveryMs: 2000,
+    doctorEveryMs: 15_000,
     backoffMs: 1000,
     maxBackoffMs: 15_000,
     ...options,

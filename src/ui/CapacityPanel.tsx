@@ -70,10 +70,17 @@ function columns(multiHost: boolean, wide: boolean): Column<CapacityRow>[] {
 
 export function CapacityPanel({ rows, width, height, active, selected, multiHost, wide }: Props) {
   const dropping = rows.some((r) => r.dropLevel === 'over');
+  const doc = rows.find((r) => r.doctor && r.doctor.fail + r.doctor.warn > 0)?.doctor;
+  const checked = rows.some((r) => r.doctor);
+  const doctor = doc
+    ? `doctor: ${doc.fail} failing, ${doc.warn} warnings${doc.first ? ` (${doc.first})` : ''}: run wstrace doctor for the fixes`
+    : checked
+      ? 'doctor: all checks ok'
+      : '';
   return (
     <Box flexDirection="column">
       <PanelTitle name="CAPACITY" active={active}>
-        {dropping ? 'DROP/s: listen drops no listener explains (SYN queue full, other, unattributed)' : ''}
+        {dropping ? 'DROP/s: listen drops no listener explains (SYN queue full, other, unattributed)' : doctor}
       </PanelTitle>
       <Table
         columns={columns(multiHost, wide)}
