@@ -9,7 +9,7 @@ import { readRecording } from '../record/format.js';
 import { ReplaySource } from '../record/replay.js';
 import { buildReport } from '../record/report.js';
 import { openScreen } from '../ui/screen.js';
-import { NO_TTY, runFeed, type TopIo } from './top.js';
+import { runFeed, type TopIo } from './top.js';
 
 /** What the screen's longest window needs behind a moment. */
 const PRIME_MS = 65_000;
@@ -17,7 +17,7 @@ const PRIME_MS = 65_000;
 export async function runReplay(file: string, opts: { speed: number; window: WindowSec }, io: TopIo): Promise<number> {
   const rec = readRecording(file);
   if (!io.stdin.isTTY || !io.stdout.isTTY) {
-    io.stderr.write(`wstrace: ${NO_TTY.replace('`wstrace watch`', '`wstrace report`').replace(' (or `wstrace watch --json`)', '')}\n`);
+    io.stderr.write(`wstrace: replay draws the top screen and needs a terminal; for the same recording as text, use \`wstrace report ${file}\`.\n`);
     return 1;
   }
   const source = new ReplaySource(rec, opts.speed);
