@@ -1,0 +1,209 @@
+/**
+ * The wstrace arm: a real `wstrace agent --netns` process and one gRPC
+ * subscriber in this process, counting what it receives. What the kernel
+ * side emitted is read from the agent's own BPF totals map with bpftool, not
+ * through the agent, so the agent cannot grade its own delivery.
+ */
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { connectAgent, type EventSource } from '../src/client/connect.js';
+import { LostReason, type GetInfoResponse, type SnapshotResponse } from '../src/generated/wstrace/v1/tracer.js';
+import { COUNTER_INDEX } from '../src/kernel/layout.js';
+import { stopChild, type Cleanup } from './cleanup.js';
+import { BenchError } from './errors.js';
+import { cpuSeconds, peakRssBytes } from './proc.js';
+
+const run = promisify(execFile);
+
+export interface AgentOptions {
+  readonly root: string;
+  readonly netns: string;
+  readonly socket: string;
+  readonly ringBytes?: number;
+  readonly subscriberQueue?: number;
+}
+
+/** What one subscriber got: events, and losses the agent told it about. */
+export interface Received {
+  delivered: number;
+  lostKernelRing: number;
+  lostSlow: number;
+  ended: boolean;
+}
+
+/** The kernel side's own tally: records written to the ring, and reserve failures. */
+export interface Emitted {
+  readonly events: number;
+  readonly ringDrops: number;
+}
+
+export class AgentArm {
+  readonly received: Received = { delivered: 0, lostKernelRing: 0, lostSlow: 0, ended: false };
+  private source: EventSource | undefined;
+  private streamDone: Promise<void> = Promise.resolve();
+  private totalsMapId: number | undefined;
+
+  private constructor(
+    readonly process: ChildProcess,
+    private readonly opts: AgentOptions,
+  ) {}
+
+  get pid(): number {
+    return this.process.pid!;
+  }
+
+  /** Starts the agent, waits until it listens, and subscribes (follow, no filter). */
+  static async start(opts: AgentOptions, cleanup: Cleanup): Promise<AgentArm> {
+    const args = [join(opts.root, 'bin', 'wstrace.js'), 'agent', '--netns', opts.netns, '--listen', `unix:${opts.socket}`];
+    if (opts.ringBytes) args.push('--ring-bytes', String(opts.ringBytes));
+    if (opts.subscriberQueue) args.push('--subscriber-queue', String(opts.subscriberQueue));
+    // e.g. BENCH_AGENT_NODE_FLAGS="--cpu-prof --cpu-prof-dir=build/bench/prof" to profile every agent
+    const nodeFlags = (process.env.BENCH_AGENT_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+    const child = spawn(process.execPath, [...nodeFlags, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    cleanup.child(`agent ${child.pid}`, child);
+    const arm = new AgentArm(child, opts);
+    await new Promise<void>((resolve, reject) => {
+      let err = '';
+      const timer = setTimeout(() => reject(new BenchError(`wstrace agent did not start within 20 s: ${err.trim()}`)), 20_000);
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+        err += d;
+        if (err.includes('listening on')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new BenchError(`wstrace agent exited (${code}) at start: ${err.trim()}`));
+      });
+    });
+    await arm.subscribe();
+    arm.totalsMapId = arm.findTotalsMap();
+    return arm;
+  }
+
+  private async subscribe(): Promise<void> {
+    const source = connectAgent(`unix:${this.opts.socket}`);
+    this.source = source;
+    const stream = source.watch({ follow: true });
+    const r = this.received;
+    let following: () => void = () => undefined;
+    const ready = new Promise<void>((resolve) => (following = resolve));
+    this.streamDone = (async () => {
+      for await (const msg of stream) {
+        const m = msg.response;
+        if (!m) continue;
+        if (m.$case === 'batch') r.delivered += m.value.events.length;
+        else if (m.$case === 'lost') {
+          if (m.value.reason === LostReason.LOST_REASON_KERNEL_RING_FULL) r.lostKernelRing += m.value.count;
+          else r.lostSlow += m.value.count;
+        } else if (m.$case === 'status') {
+          // The first status comes once the agent has added this subscriber.
+          following();
+          if (m.value.end) r.ended = true;
+        }
+      }
+    })();
+    this.streamDone.catch(() => undefined);
+    await Promise.race([
+      ready,
+      this.streamDone.then(() => {
+        throw new BenchError('the agent ended the Watch stream before following');
+      }),
+      new Promise((_, reject) => setTimeout(() => reject(new BenchError('the agent did not answer Watch within 10 s')), 10_000)),
+    ]);
+  }
+
+  /** The agent's per-CPU `totals` map, found among its own file descriptors. */
+  private findTotalsMap(): number | undefined {
+    const dir = `/proc/${this.pid}/fdinfo`;
+    for (const fd of readdirSync(dir)) {
+      let info: string;
+      try {
+        info = readFileSync(join(dir, fd), 'utf8');
+      } catch {
+        continue;
+      }
+      const id = /^map_id:\s+(\d+)/m.exec(info)?.[1];
+      // BPF_MAP_TYPE_PERCPU_ARRAY = 6
+      if (!id || !/^map_type:\s+6$/m.test(info)) continue;
+      try {
+        const shown = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'id', id], { encoding: 'utf8' })) as {
+          name?: string;
+        };
+        if (shown.name === 'totals') return Number(id);
+      } catch {
+        // not readable: try the next one
+      }
+    }
+    return undefined;
+  }
+
+  /** events + ringDrops from the kernel map, summed over CPUs. */
+  async emitted(): Promise<Emitted> {
+    if (this.totalsMapId === undefined) throw new BenchError("cannot find the agent's BPF totals map (is bpftool installed?)");
+    const { stdout } = await run('bpftool', ['-j', 'map', 'dump', 'id', String(this.totalsMapId)]);
+    const entries = JSON.parse(stdout) as Array<{ key: string[]; values: Array<{ value: string[] }> }>;
+    const sum = (index: number): number => {
+      const e = entries.find((x) => parseInt(x.key[0]!, 16) === index);
+      if (!e) return 0;
+      let total = 0;
+      for (const v of e.values) {
+        // u64 little-endian, as hex bytes
+        let n = 0;
+        for (let i = v.value.length - 1; i >= 0; i--) n = n * 256 + parseInt(v.value[i]!, 16);
+        total += n;
+      }
+      return total;
+    };
+    return { events: sum(COUNTER_INDEX.events), ringDrops: sum(COUNTER_INDEX.ringDrops) };
+  }
+
+  snapshot(): Promise<SnapshotResponse> {
+    return this.source!.snapshot();
+  }
+
+  info(): Promise<GetInfoResponse> {
+    return this.source!.info();
+  }
+
+  cpuSeconds(): number {
+    return cpuSeconds(this.pid);
+  }
+
+  peakRssBytes(): number {
+    return peakRssBytes(this.pid);
+  }
+
+  /**
+   * Waits until the subscriber has accounted for everything emitted (delivered
+   * or reported lost) and the kernel tally has stopped moving, or `timeoutMs`.
+   */
+  async settle(timeoutMs: number): Promise<Emitted> {
+    const deadline = Date.now() + timeoutMs;
+    let prev = await this.emitted();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = await this.emitted();
+      const r = this.received;
+      const accounted = r.delivered + r.lostKernelRing + r.lostSlow;
+      const stable = now.events === prev.events && now.ringDrops === prev.ringDrops;
+      if ((stable && accounted >= now.events + now.ringDrops) || Date.now() > deadline) return now;
+      prev = now;
+    }
+  }
+
+  /** SIGTERM: the agent flushes the ring, reports losses, ends the stream with a status, exits. */
+  async stop(): Promise<void> {
+    await stopChild(this.process, 'SIGTERM', 5000);
+    await Promise.race([this.streamDone.catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
+    this.source?.close();
+  }
+
+  /** Freezes the agent (the kernel ring keeps filling) or lets it run again. */
+  pause(on: boolean): void {
+    this.process.kill(on ? 'SIGSTOP' : 'SIGCONT');
+  }
+}

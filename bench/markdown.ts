@@ -1,0 +1,160 @@
+/** The report as markdown tables: what `npm run bench` prints and BENCHMARKS.md holds. */
+import type { CeilingResult } from './pipeline.js';
+import { BPFTRACE_TOLERANCE, loadLimited, RECEIVED_REFEREE, type Goal, type StepSummary } from './summary.js';
+import type { Machine } from './machine.js';
+
+function table(head: string[], rows: Array<Array<string | number>>): string {
+  const line = (cells: Array<string | number>) => `| ${cells.map(String).join(' | ')} |`;
+  return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+function k(x: number): string {
+  if (!Number.isFinite(x)) return '—';
+  if (x >= 10_000) return `${(x / 1000).toFixed(0)}k`;
+  if (x >= 1000) return `${(x / 1000).toFixed(1)}k`;
+  return x.toFixed(0);
+}
+
+function ratio(x: number | undefined | null, digits = 3): string {
+  if (x === undefined) return '—';
+  if (x === null) return 'blind';
+  if (!Number.isFinite(x)) return '∞';
+  return x.toFixed(digits);
+}
+
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+export interface Report {
+  readonly machine: Machine;
+  readonly quick: boolean;
+  readonly reps: number;
+  readonly steps: StepSummary[];
+  readonly ceilings: CeilingResult[];
+  readonly goals: Goal[];
+  readonly hooks: string[];
+  readonly blind: string[];
+  readonly bpftrace: string;
+  readonly seconds: number;
+}
+
+export function renderMarkdown(r: Report): string {
+  const m = r.machine;
+  const out: string[] = [];
+  out.push(
+    `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB, Linux ${m.kernel}, Node ${m.node}, ${r.bpftrace}.`,
+    `Run: ${r.quick ? '--quick' : 'full'}, ${r.reps} repetitions per arm, arms alternated (rotated order each repetition), ` +
+      `${r.seconds.toFixed(0)} s. Load average ${m.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ` +
+      `${m.loadAfter.map((x) => x.toFixed(2)).join(' ')} after; CPUs ${Math.round(m.busyOutsideBench * 100)}% busy with other work just before the run.`,
+    `wstrace hooks live: ${r.hooks.join(', ') || 'none'}. Blind: ${r.blind.join('; ') || 'none'}.`,
+    '',
+    '### Goals',
+    '',
+    table(
+      ['goal', 'measured', 'status'],
+      r.goals.map((g) => [g.goal, g.measured, g.met === null ? 'not measured' : g.met ? 'met' : '**not met**']),
+    ),
+  );
+
+  const scenarios = [...new Set(r.steps.map((s) => s.scenario))];
+  for (const sc of scenarios) {
+    const steps = r.steps.filter((s) => s.scenario === sc);
+    out.push('', `### ${TITLES[sc] ?? sc}`, '');
+    out.push(
+      '**Exactness** (wstrace agent limited to the bench namespace, vs the namespace\'s own counters; the worst trial shown)',
+      '',
+      table(
+        ['step', 'events/s', 'counter', 'wstrace', 'kernel', 'referee', 'ratio', 'exact trials'],
+        steps.flatMap((s) =>
+          s.exact.map((e) => [
+            s.step,
+            k(s.eventsPerSecond),
+            e.counter,
+            e.wstrace,
+            e.kernel,
+            e.referee === RECEIVED_REFEREE ? 'derived (see notes)' : e.referee,
+            ratio(e.ratio) + (e.note && e.ratio !== null ? ` (${e.note})` : e.note ? ` — ${e.note}` : ''),
+            `${e.exactTrials}/${e.trials}`,
+          ]),
+        ),
+      ),
+      '',
+      '**Delivery and footprint** (one gRPC subscriber; all wstrace trials of the step summed; ratios of the worst trial)',
+      '',
+      table(
+        ['step', 'emitted', 'delivered', 'lost: ring', 'lost: slow', 'delivered ÷ emitted', '(delivered + lost) ÷ emitted', 'agent CPU s / 100k events', 'agent peak RSS'],
+        steps.map((s) => [
+          s.step,
+          s.delivery.emitted,
+          s.delivery.delivered,
+          s.delivery.lostKernelRing,
+          s.delivery.lostSlow,
+          ratio(s.delivery.deliveredRatio),
+          ratio(s.delivery.accountedRatio),
+          Number.isFinite(s.footprint.cpuSecondsPer100k) ? s.footprint.cpuSecondsPer100k.toFixed(2) : '—',
+          s.footprint.peakRssBytes ? mb(s.footprint.peakRssBytes) : '—',
+        ]),
+      ),
+      '',
+      '**Overhead** (work rate achieved by the same load generator; medians; generator CPU per op shows the in-kernel cost even when the rate is paced)',
+      '',
+      table(
+        ['step', 'unit', 'untraced', 'wstrace', 'bpftrace', 'wstrace ÷ untraced', 'bpftrace ÷ untraced', 'wstrace ÷ bpftrace', 'gen CPU µs/op u / w / b', 'CPUs busy u / w / b'],
+        steps.map((s) => [
+          s.step + (loadLimited(s) ? '' : ' (paced: target reached)'),
+          s.unit,
+          k(s.arms.untraced?.median ?? NaN),
+          k(s.arms.wstrace?.median ?? NaN),
+          k(s.arms.bpftrace?.median ?? NaN),
+          ratio(s.overhead.wstrace),
+          ratio(s.overhead.bpftrace),
+          ratio(s.overhead.wstraceVsBpftrace),
+          (['untraced', 'wstrace', 'bpftrace'] as const).map((a) => s.arms[a]?.cpuUsPerOp.toFixed(2) ?? '—').join(' / '),
+          (['untraced', 'wstrace', 'bpftrace'] as const)
+            .map((a) => (s.arms[a] ? `${Math.round(s.arms[a]!.hostBusy * 100)}%` : '—'))
+            .join(' / '),
+        ]),
+      ),
+    );
+  }
+
+  if (r.ceilings.length) {
+    out.push(
+      '',
+      '### Pipeline ceiling',
+      '',
+      'A closed-port storm fills the kernel ring while the consumer is held (JS thread blocked, or the agent stopped with SIGSTOP); then the consumer is released and timed until it has taken every event.',
+      '',
+      table(
+        ['path', 'events', 'seconds', 'events/s', 'ring drops', 'lost (reported)'],
+        r.ceilings.map((c) => [
+          c.path === 'addon' ? 'ring → addon → decode → JS (in-process tracer.subscribe)' : 'ring → agent → gRPC → one subscriber',
+          c.events,
+          c.seconds.toFixed(3),
+          k(c.eventsPerSecond),
+          c.ringDrops,
+          c.lost,
+        ]),
+      ),
+    );
+  }
+
+  out.push(
+    '',
+    '### Notes',
+    '',
+    `- Resets received have no MIB counter of their own. Referee: ${RECEIVED_REFEREE}. ` +
+      'TcpEstabResets alone is wrong twice over: it counts the aborting side of a linger-0 or unread-data close (which receives no reset) and misses refused connects (a reset received in SYN_SENT, counted in TcpAttemptFails); a reset to a request socket (EmbryonicRsts) fires no tcp_receive_reset.',
+    '- TIME_WAIT referee: the namespace\'s sockstat `tw` delta. Each trial has a fresh namespace with `tcp_tw_reuse=0` and `tcp_rfc1337=1`, lasts well under 60 s and stays under `tcp_max_tw_buckets`, so no timewait socket leaves early.',
+    '- Listen overflows: ListenOverflows counts both the SYN stage and the ACK stage. wstrace sees the ACK stage (kfree_skb LISTEN_OVERFLOW); the SYN stage needs tcp_conn_request, which this kernel does not let wstrace hook, so where SYN-stage drops happen the table says "blind" instead of printing a ratio. The ACK-stage step is built so every overflow happens at the ACK stage (checked: ListenOverflows equals the drops the generator built).',
+    '- Emitted = the kernel side\'s own totals (records written + ring reserve failures), read from the agent\'s BPF map with bpftool, not through the agent.',
+    `- Overhead is judged on steps whose rate the machine sets (unpaced, or a paced target not reached); paced steps that reach their target show ~1.000 by construction, and their generator CPU per op shows the in-kernel cost instead. "Not worse than bpftrace" allows ${BPFTRACE_TOLERANCE * 100}% run-to-run noise. The wstrace arm includes one gRPC subscriber in the bench process; bpftrace counts in kernel maps only and prints at exit.`,
+  );
+  return out.join('\n');
+}
+
+const TITLES: Record<string, string> = {
+  resets: 'Reset storm (closed-port connects, every 4th op a linger-0 close)',
+  churn:
+    'Connection churn (connect, accept, client closes first → TIME_WAIT; "+ resets": a linger-0 reset storm runs at the same time, in the same or in another, untraced namespace)',
+  acceptq: 'Accept-queue overflow (small backlogs, slow accept; and an ACK-stage-only load)',
+};

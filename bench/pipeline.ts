@@ -1,0 +1,127 @@
+/**
+ * Pipeline ceiling: how many events per second user space takes out of the
+ * kernel ring buffer. The producer is taken out of the measurement: the ring
+ * is filled while the consumer is held (this process's JS thread blocked, or
+ * the agent stopped with SIGSTOP), then the consumer is released and timed
+ * until it has taken every event. The load is a closed-port storm (two
+ * events per connect), so the backlog is real kernel events, not fakes.
+ */
+import { openTracer } from '../src/kernel/index.js';
+import { AgentArm } from './agent.js';
+import type { Cleanup } from './cleanup.js';
+import { runLoad, runLoadSync, type LoadSpec } from './loadgen.js';
+import { BenchNetns } from './netns.js';
+
+/** Ring big enough for the whole backlog: 80 bytes a record (72 + header). */
+export const CEILING_RING_BYTES = 128 << 20;
+
+export interface CeilingResult {
+  /** ring → addon → decode → JS subscriber, in one process. */
+  readonly path: 'addon' | 'grpc';
+  readonly events: number;
+  readonly seconds: number;
+  readonly eventsPerSecond: number;
+  readonly ringDrops: number;
+  /** Events lost on the way (gRPC: slow-subscriber drops), reported. */
+  readonly lost: number;
+  readonly delivered: number;
+}
+
+export interface CeilingContext {
+  readonly root: string;
+  readonly loadgen: string;
+  readonly cleanup: Cleanup;
+  readonly nsName: (tag: string) => string;
+  readonly tmpDir: string;
+  /** Closed-port connects to queue up (two events each). */
+  readonly connects: number;
+}
+
+function storm(connects: number): LoadSpec {
+  return { mode: 'rst', rate: 0, seconds: 60, count: connects, threads: 2, flags: { c: 9 } };
+}
+
+/** Fills the ring with the JS thread blocked, then times the addon and decoder draining it. */
+export async function addonCeiling(ctx: CeilingContext): Promise<CeilingResult> {
+  const ns = await BenchNetns.create(ctx.nsName('ceil-addon'), ctx.cleanup);
+  const tracer = openTracer({ netns: ns.path, ringBytes: CEILING_RING_BYTES });
+  ctx.cleanup.add('ceiling tracer', () => tracer.close());
+  try {
+    let delivered = 0;
+    let lastAt = 0;
+    tracer.subscribe((batch) => {
+      delivered += batch.length;
+      lastAt = performance.now();
+    });
+    runLoadSync(ctx.loadgen, ns.name, storm(ctx.connects)); // blocks: nothing is drained meanwhile
+    const { events, ringDrops } = tracer.counters().totals;
+    const start = performance.now();
+    const deadline = Date.now() + 60_000;
+    while (delivered < events && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    const seconds = (lastAt - start) / 1000;
+    return {
+      path: 'addon',
+      events,
+      seconds,
+      eventsPerSecond: delivered / seconds,
+      ringDrops,
+      lost: 0,
+      delivered,
+    };
+  } finally {
+    tracer.close();
+    ctx.cleanup.remove('ceiling tracer');
+    await ns.destroy();
+  }
+}
+
+/**
+ * The same through a `wstrace agent` process and gRPC to one subscriber here.
+ * The agent is stopped while the ring fills; its subscriber queue is made
+ * big enough to hold the backlog, so this measures throughput, not the
+ * slow-subscriber policy.
+ */
+export async function grpcCeiling(ctx: CeilingContext): Promise<CeilingResult> {
+  const ns = await BenchNetns.create(ctx.nsName('ceil-grpc'), ctx.cleanup);
+  const agent = await AgentArm.start(
+    {
+      root: ctx.root,
+      netns: ns.name,
+      socket: `${ctx.tmpDir}/ceiling.sock`,
+      ringBytes: CEILING_RING_BYTES,
+      subscriberQueue: 4 * ctx.connects + 100_000,
+    },
+    ctx.cleanup,
+  );
+  try {
+    agent.pause(true);
+    await runLoad(ctx.loadgen, ns.name, storm(ctx.connects), ctx.cleanup);
+    const emitted = await agent.emitted();
+    const r = agent.received;
+    const start = performance.now();
+    let lastAt = start;
+    let seen = 0;
+    agent.pause(false);
+    const deadline = Date.now() + 120_000;
+    while (r.delivered + r.lostSlow + r.lostKernelRing < emitted.events + emitted.ringDrops && Date.now() < deadline) {
+      await new Promise((res) => setTimeout(res, 2));
+      if (r.delivered !== seen) {
+        seen = r.delivered;
+        lastAt = performance.now();
+      }
+    }
+    const seconds = (lastAt - start) / 1000;
+    return {
+      path: 'grpc',
+      events: emitted.events,
+      seconds,
+      eventsPerSecond: r.delivered / seconds,
+      ringDrops: emitted.ringDrops,
+      lost: r.lostSlow,
+      delivered: r.delivered,
+    };
+  } finally {
+    await agent.stop();
+    await ns.destroy();
+  }
+}

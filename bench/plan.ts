@@ -1,0 +1,170 @@
+/**
+ * What runs: scenarios, their rate steps, trial lengths and repetitions, for
+ * the full run and for --quick (under two minutes on a 2-core machine).
+ */
+import type { LoadSpec } from './loadgen.js';
+
+export const SCENARIOS = ['resets', 'churn', 'acceptq', 'pipeline'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+export const ARMS = ['untraced', 'wstrace', 'bpftrace'] as const;
+export type Arm = (typeof ARMS)[number];
+
+export interface Step {
+  readonly scenario: Exclude<ScenarioName, 'pipeline'>;
+  /** "20k/s", "max", "max, 2 threads", "ACK-stage max". */
+  readonly label: string;
+  readonly load: LoadSpec;
+  /** What one op is, for the work-rate column. */
+  readonly unit: string;
+  /**
+   * The load is built so every ListenOverflows is an ACK-stage drop (the
+   * generator counts the drops it built), so wstrace's ACK-stage count can be
+   * held to the kernel's total even with the SYN-stage hook blind.
+   */
+  readonly ackOnly?: boolean;
+  /**
+   * A second load run at the same time: in the same namespace (a mixed
+   * workload) or, with `neighbourElsewhere`, in another namespace wstrace
+   * does not trace (what happens elsewhere must not change the counts).
+   */
+  readonly neighbour?: LoadSpec;
+  readonly neighbourElsewhere?: boolean;
+}
+
+export interface Plan {
+  readonly quick: boolean;
+  readonly reps: number;
+  readonly steps: Step[];
+  readonly pipeline: boolean;
+  /** Closed-port connects queued for the pipeline ceiling (two events each). */
+  readonly ceilingConnects: number;
+  /** How long to wait for the subscriber to account for every event after a trial. */
+  readonly settleMs: number;
+}
+
+const LISTEN_PORT = 5000;
+const CLOSED_PORT = 9;
+/** sockstat tw must not overflow net.ipv4.tcp_max_tw_buckets (131072 in a new namespace). */
+const MAX_TIMEWAIT_PER_TRIAL = 100_000;
+
+function label(rate: number, threads = 1): string {
+  const r = rate === 0 ? 'max' : `${rate >= 1000 ? `${rate / 1000}k` : rate}/s`;
+  return threads > 1 ? `${r}, ${threads} threads` : r;
+}
+
+function resets(rate: number, seconds: number, threads = 1): Step {
+  return {
+    scenario: 'resets',
+    label: label(rate, threads),
+    unit: 'resets sent/s',
+    load: {
+      mode: 'rst',
+      rate,
+      seconds,
+      count: rate ? Math.ceil(rate * seconds) : 5_000_000,
+      threads,
+      // every 4th op a linger-0 close of an established connection, the rest closed-port connects
+      flags: { l: 4, c: CLOSED_PORT, p: LISTEN_PORT },
+    },
+  };
+}
+
+function churn(rate: number, seconds: number): Step {
+  return {
+    scenario: 'churn',
+    label: label(rate),
+    unit: 'connections/s',
+    load: {
+      mode: 'churn',
+      rate,
+      seconds,
+      count: Math.min(rate ? Math.ceil(rate * seconds) : Infinity, MAX_TIMEWAIT_PER_TRIAL),
+      flags: { D: 4, p: LISTEN_PORT },
+    },
+  };
+}
+
+/**
+ * Churn with a linger-0 reset storm beside it: resets sent after the socket
+ * reached CLOSE (linger 0) next to sockets entering TIME_WAIT.
+ */
+function churnWithResets(rate: number, seconds: number, elsewhere: boolean): Step {
+  const base = churn(rate, seconds);
+  return {
+    ...base,
+    label: `${base.label} + resets ${elsewhere ? 'in another netns' : 'in the same netns'}`,
+    neighbourElsewhere: elsewhere,
+    neighbour: {
+      mode: 'rst',
+      rate: 20_000,
+      seconds,
+      count: Math.ceil(20_000 * seconds),
+      // every 2nd op a linger-0 close
+      flags: { l: 2, c: CLOSED_PORT, p: LISTEN_PORT + 100 },
+    },
+  };
+}
+
+function slowAccept(rate: number, seconds: number): Step {
+  return {
+    scenario: 'acceptq',
+    label: `slow accept, ${label(rate)}`,
+    unit: 'connects/s',
+    load: {
+      mode: 'slowaccept',
+      rate,
+      seconds,
+      count: rate ? Math.ceil(rate * seconds) : 5_000_000,
+      // 4 listeners, backlog 8, each accepting 200/s; clients close after 100 ms
+      flags: { L: 4, b: 8, a: 200, H: 100, p: LISTEN_PORT },
+    },
+  };
+}
+
+function ackStage(seconds: number): Step {
+  return {
+    scenario: 'acceptq',
+    label: 'ACK-stage, max',
+    unit: 'ACK-stage drops/s',
+    ackOnly: true,
+    load: { mode: 'ackstage', rate: 0, seconds, count: 5_000_000, flags: { b: 16, p: LISTEN_PORT } },
+  };
+}
+
+export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
+  const t = quick ? 1 : 4;
+  const steps: Step[] = quick
+    ? [resets(20_000, t), resets(0, t), churn(0, t), churnWithResets(10_000, t, false), slowAccept(20_000, t), ackStage(t)]
+    : [
+        resets(5_000, t),
+        resets(20_000, t),
+        resets(50_000, t),
+        resets(0, t),
+        resets(0, t, 2),
+        churn(5_000, 3),
+        churn(15_000, 3),
+        churn(0, 3),
+        churnWithResets(10_000, 3, false),
+        churnWithResets(10_000, 3, true),
+        slowAccept(5_000, t),
+        slowAccept(20_000, t),
+        slowAccept(0, t),
+        ackStage(t),
+      ];
+  const want = new Set(only.length ? only : SCENARIOS);
+  return {
+    quick,
+    reps: quick ? 2 : 3,
+    steps: steps.filter((s) => want.has(s.scenario)),
+    pipeline: want.has('pipeline'),
+    ceilingConnects: quick ? 150_000 : 400_000,
+    settleMs: quick ? 3000 : 6000,
+  };
+}
+
+/** Arm order for repetition `rep`: rotated, so no arm always runs first (A/B/C, B/C/A, ...). */
+export function armOrder(rep: number, arms: readonly Arm[]): Arm[] {
+  const k = rep % arms.length;
+  return [...arms.slice(k), ...arms.slice(0, k)];
+}

@@ -1,0 +1,243 @@
+/**
+ * `npm run bench [-- --quick] [--scenario NAME]... [--json-only]`
+ *
+ * Runs every scenario's rate steps with the arms alternated (untraced,
+ * wstrace agent + one gRPC subscriber, bpftrace), each trial in a fresh
+ * network namespace, then the pipeline ceiling; writes build/bench/results.json
+ * and results.md and prints the markdown (or, with --json-only, the JSON).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { blindNotes, openTracer } from '../src/kernel/index.js';
+import { bpftraceScript, bpftraceVersion, ensureTracefs, listenOverflowReason } from './bpftrace.js';
+import { Cleanup, Interrupted } from './cleanup.js';
+import { BenchError } from './errors.js';
+import { buildLoadgen } from './loadgen.js';
+import { describeMachine } from './machine.js';
+import { renderMarkdown, type Report } from './markdown.js';
+import { mibDelta } from './netns.js';
+import { addonCeiling, grpcCeiling, type CeilingResult } from './pipeline.js';
+import { ARMS, armOrder, makePlan, SCENARIOS, type Arm, type ScenarioName } from './plan.js';
+import { loadAverage } from './proc.js';
+import { goals, summarizeStep } from './summary.js';
+import { runTrial, type Trial } from './trial.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const OUT_DIR = join(ROOT, 'build', 'bench');
+const USAGE = `usage: npm run bench [-- --quick] [--scenario ${SCENARIOS.join('|')}]... [--json-only]`;
+
+interface Flags {
+  readonly quick: boolean;
+  readonly jsonOnly: boolean;
+  readonly scenarios: ScenarioName[];
+}
+
+function parseFlags(argv: string[]): Flags | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        quick: { type: 'boolean' },
+        scenario: { type: 'string', multiple: true },
+        'json-only': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    const arg = /'([^']+)'/.exec(e.message)?.[1] ?? '';
+    const what =
+      e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+        ? `unknown flag ${arg}`
+        : e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+          ? `unexpected argument ${arg}`
+          : /does not take an argument/.test(e.message)
+            ? `${arg} takes no value`
+            : `${arg.replace(/ <value>$/, '')} needs a value`;
+    throw new BenchError(`${what}; ${USAGE}`);
+  }
+  if (values.help) return 'help';
+  const scenarios = (values.scenario ?? []).flatMap((s) => s.split(','));
+  for (const s of scenarios) {
+    if (!(SCENARIOS as readonly string[]).includes(s)) {
+      throw new BenchError(`unknown scenario "${s}": choose from ${SCENARIOS.join(', ')}.`);
+    }
+  }
+  return { quick: values.quick ?? false, jsonOnly: values['json-only'] ?? false, scenarios: scenarios as ScenarioName[] };
+}
+
+function checkMachine(): void {
+  if (process.getuid?.() !== 0) {
+    throw new BenchError('the benchmark loads BPF and creates network namespaces, so it needs root: run `sudo npm run bench`.');
+  }
+  for (const tool of ['ip', 'bpftool']) {
+    try {
+      execFileSync(tool, ['-V'], { stdio: 'ignore' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new BenchError(`${tool} is missing: run \`sudo ./setup.sh\` first.`);
+      }
+    }
+  }
+}
+
+/** Namespaces left by a bench run that was killed (SIGKILL skips clean-up): wsb<pid>-... with that pid gone. */
+function removeStaleNamespaces(): void {
+  let list = '';
+  try {
+    list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  } catch {
+    return;
+  }
+  for (const m of list.matchAll(/^(wsb(\d+)-\S+)/gm)) {
+    const pid = Number(m[2]);
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      alive = false;
+    }
+    if (!alive || pid === process.pid) execFileSync('ip', ['netns', 'del', m[1]!], { stdio: 'ignore' });
+  }
+}
+
+/** Keeps the JSON small: nonzero MIB deltas and sockstat before/after instead of every counter twice. */
+function compactTrial(t: Trial): Record<string, unknown> {
+  const { before, after, ...rest } = t;
+  const mib: Record<string, number> = {};
+  for (const key of Object.keys(after.mib)) {
+    const v = mibDelta(before, after, key);
+    if (v !== 0) mib[key] = v;
+  }
+  return { ...rest, mibDelta: mib, sockstatBefore: before.sockstat, sockstatAfter: after.sockstat };
+}
+
+async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void): Promise<void> {
+  checkMachine();
+  removeStaleNamespaces();
+  const started = Date.now();
+  const plan = makePlan(flags.quick, flags.scenarios);
+  const machine = await describeMachine();
+  const loadgen = buildLoadgen(ROOT);
+  const tmpDir = mkdtempSync(join(tmpdir(), 'wstrace-bench-'));
+  cleanup.add('temp dir', () => rmSync(tmpDir, { recursive: true, force: true }));
+  let nsCount = 0;
+  const nsName = (tag: string) => `wsb${process.pid}-${++nsCount}-${tag}`;
+
+  const probe = openTracer({ resolveOwners: false });
+  const hooks = probe.hooks.filter((h) => h.attached).map((h) => `${h.signal} (${h.variant} ${h.hook})`);
+  const blind = [...probe.hooks.filter((h) => !h.attached).map((h) => `${h.signal} (${h.hook})`), ...blindNotes(probe.hooks)];
+  probe.close();
+
+  let bpftraceInfo = bpftraceVersion();
+  let script: string | undefined;
+  let arms: Arm[] = [...ARMS];
+  if (bpftraceInfo && plan.steps.length) {
+    await ensureTracefs(cleanup);
+    script = bpftraceScript(listenOverflowReason());
+  } else if (!bpftraceInfo) {
+    arms = arms.filter((a) => a !== 'bpftrace');
+    bpftraceInfo = 'bpftrace not installed (arm skipped: run sudo ./setup.sh)';
+    say('bench: bpftrace is not installed, so the bpftrace arm is skipped (sudo ./setup.sh installs it).');
+  }
+
+  const total = plan.steps.length * plan.reps * arms.length;
+  const trials: Trial[] = [];
+  const ctx = { root: ROOT, loadgen, cleanup, tmpDir, bpftraceScript: script, settleMs: plan.settleMs, nsName };
+  for (const step of plan.steps) {
+    for (let rep = 0; rep < plan.reps; rep++) {
+      for (const arm of armOrder(rep, arms)) {
+        if (cleanup.stopping) return;
+        const t = await runTrial(ctx, step, arm, rep);
+        trials.push(t);
+        const w = t.wstrace;
+        const events = w ? ` ${w.emitted.events + w.emitted.ringDrops} events, ${w.received.delivered} delivered` : '';
+        say(
+          `bench: [${trials.length}/${total}] ${step.scenario} ${step.label} ${arm} #${rep + 1}: ` +
+            `${Math.round(t.load.rate)} ${step.unit} (${t.load.ops} ops in ${t.load.seconds.toFixed(2)} s)${events}`,
+        );
+      }
+    }
+  }
+
+  const ceilings: CeilingResult[] = [];
+  if (plan.pipeline) {
+    const cctx = { root: ROOT, loadgen, cleanup, nsName, tmpDir, connects: plan.ceilingConnects };
+    for (let rep = 0; rep < (plan.quick ? 1 : 3); rep++) {
+      for (const fn of [addonCeiling, grpcCeiling]) {
+        const c = await fn(cctx);
+        ceilings.push(c);
+        say(`bench: pipeline ${c.path} #${rep + 1}: ${Math.round(c.eventsPerSecond)} events/s (${c.delivered} events in ${c.seconds.toFixed(3)} s)`);
+      }
+    }
+  }
+
+  machine.loadAfter = loadAverage();
+  const steps = plan.steps.map((s) => summarizeStep(s, trials));
+  const report: Report = {
+    machine,
+    quick: plan.quick,
+    reps: plan.reps,
+    steps,
+    ceilings,
+    goals: goals(steps, ceilings),
+    hooks,
+    blind,
+    bpftrace: bpftraceInfo ?? '',
+    seconds: (Date.now() - started) / 1000,
+  };
+  const markdown = renderMarkdown(report);
+  const json = {
+    generatedAt: new Date().toISOString(),
+    options: { quick: plan.quick, scenarios: flags.scenarios.length ? flags.scenarios : [...SCENARIOS], reps: plan.reps, arms },
+    ...report,
+    trials: trials.map(compactTrial),
+  };
+  mkdirSync(OUT_DIR, { recursive: true });
+  writeFileSync(join(OUT_DIR, 'results.json'), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(join(OUT_DIR, 'results.md'), `${markdown}\n`);
+  if (flags.jsonOnly) process.stdout.write(`${JSON.stringify(json)}\n`);
+  else process.stdout.write(`\n${markdown}\n\nbench: wrote build/bench/results.json and build/bench/results.md\n`);
+}
+
+async function entry(): Promise<number> {
+  const cleanup = new Cleanup();
+  let flags: Flags | 'help';
+  try {
+    flags = parseFlags(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n`);
+    return 1;
+  }
+  if (flags === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const say = flags.jsonOnly ? () => undefined : (line: string) => process.stderr.write(`${line}\n`);
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`bench: ${signal}: cleaning up namespaces, processes and mounts\n`);
+    void cleanup.run().then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    await main(flags, cleanup, say);
+    return 0;
+  } catch (err) {
+    if (err instanceof Interrupted || cleanup.stopping) return 130; // Ctrl-C: the handler says so and exits
+    const msg = err instanceof BenchError ? err.message : `the benchmark failed: ${(err as Error).message ?? String(err)}`;
+    process.stderr.write(`bench: ${msg}\n`);
+    return 1;
+  } finally {
+    await cleanup.run();
+  }
+}
+
+entry().then((code) => process.exit(code));

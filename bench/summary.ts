@@ -1,0 +1,328 @@
+/**
+ * From trials to the numbers the report prints: exactness against the
+ * kernel's own counters, delivery, overhead (medians of alternated arms) and
+ * footprint, per step; then the goals, met or not.
+ */
+import { mibDelta, type KernelCounts } from './netns.js';
+import type { CeilingResult } from './pipeline.js';
+import { ARMS, type Arm, type Step } from './plan.js';
+import type { Trial } from './trial.js';
+
+export interface ExactRow {
+  readonly counter: string;
+  /** How the referee is computed, in words. */
+  readonly referee: string;
+  /** Worst trial: furthest from 1. */
+  readonly wstrace: number;
+  readonly kernel: number;
+  /** wstrace ÷ kernel, or null when no honest ratio exists (blind hook). */
+  readonly ratio: number | null;
+  /** Trials where wstrace == kernel, of those checked. */
+  readonly exactTrials: number;
+  readonly trials: number;
+  readonly note?: string;
+}
+
+export interface ArmStats {
+  readonly rates: number[];
+  readonly median: number;
+  /** Generator CPU (user + sys) per op, microseconds, median: the kernel-side cost of each op. */
+  readonly cpuUsPerOp: number;
+  /** Every trial reached ≥ 99% of the target rate (paced steps). */
+  readonly targetReached: boolean;
+  /** Busy fraction of all CPUs during the load, median (the load, the arm, and anything else running). */
+  readonly hostBusy: number;
+}
+
+export interface StepSummary {
+  readonly scenario: Step['scenario'];
+  readonly step: string;
+  readonly unit: string;
+  readonly target: number;
+  /** Events the kernel side emitted per second of load, median over wstrace trials. */
+  readonly eventsPerSecond: number;
+  readonly exact: ExactRow[];
+  readonly delivery: {
+    readonly emitted: number;
+    readonly delivered: number;
+    readonly lostKernelRing: number;
+    readonly lostSlow: number;
+    /** Worst trial. */
+    readonly deliveredRatio: number;
+    readonly accountedRatio: number;
+  };
+  readonly arms: Partial<Record<Arm, ArmStats>>;
+  readonly overhead: { readonly wstrace?: number; readonly bpftrace?: number; readonly wstraceVsBpftrace?: number };
+  readonly footprint: { readonly cpuSecondsPer100k: number; readonly peakRssBytes: number; readonly agentCpuSeconds: number };
+}
+
+export function median(xs: readonly number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const d = (t: Trial, key: string) => mibDelta(t.before, t.after, key);
+
+/**
+ * Resets received, from the kernel's accounting of how connections ended.
+ * There is no "RSTs received" MIB: TcpEstabResets counts every
+ * ESTABLISHED/CLOSE_WAIT → CLOSE, including the aborting side of a linger-0
+ * or unread-data close (which receives nothing), and misses refused
+ * connects (SYN_SENT, counted in TcpAttemptFails). So: SYN_SENT/SYN_RECV
+ * failures, minus RSTs that hit a request socket (no full socket, no
+ * tcp_receive_reset), plus established resets, minus local aborts.
+ */
+export const RECEIVED_REFEREE =
+  'TcpAttemptFails − EmbryonicRsts + TcpEstabResets − TCPAbortOn{Data,Close,Memory,Timeout,Linger}';
+
+export function resetsReceivedReferee(t: Trial): number {
+  return (
+    d(t, 'TcpAttemptFails') -
+    d(t, 'TcpExtEmbryonicRsts') +
+    d(t, 'TcpEstabResets') -
+    d(t, 'TcpExtTCPAbortOnData') -
+    d(t, 'TcpExtTCPAbortOnClose') -
+    d(t, 'TcpExtTCPAbortOnMemory') -
+    d(t, 'TcpExtTCPAbortOnTimeout') -
+    d(t, 'TcpExtTCPAbortOnLinger')
+  );
+}
+
+function tw(c: KernelCounts): number {
+  return c.sockstat.tw ?? 0;
+}
+
+interface Check {
+  readonly counter: string;
+  readonly referee: string;
+  readonly wstrace: number;
+  readonly kernel: number;
+  /** null: no honest ratio (blind). */
+  readonly comparable: boolean;
+  readonly note?: string;
+}
+
+function checks(t: Trial, step: Step): Check[] {
+  const w = t.wstrace!;
+  const c = w.counts;
+  const out: Check[] = [
+    { counter: 'resets sent', referee: 'TcpOutRsts', wstrace: c.resetsSent, kernel: d(t, 'TcpOutRsts'), comparable: true },
+    {
+      counter: 'resets received',
+      referee: RECEIVED_REFEREE,
+      wstrace: c.resetsReceived,
+      kernel: resetsReceivedReferee(t),
+      comparable: true,
+    },
+  ];
+  const twOverflow = d(t, 'TcpExtTCPTimeWaitOverflow');
+  out.push({
+    counter: 'TIME_WAIT made',
+    referee: 'sockstat tw (delta)',
+    wstrace: c.timewait,
+    kernel: tw(t.after) - tw(t.before),
+    comparable: true,
+    ...(twOverflow ? { note: `TCPTimeWaitOverflow ${twOverflow}: the kernel made fewer timewait sockets than it closed` } : {}),
+  });
+  out.push({
+    counter: 'children queued',
+    referee: 'TcpPassiveOpens',
+    wstrace: c.acceptEnqueued,
+    kernel: d(t, 'TcpPassiveOpens'),
+    comparable: true,
+  });
+  const overflows = d(t, 'TcpExtListenOverflows');
+  if (w.synHookLive) {
+    out.push({
+      counter: 'listen overflows',
+      referee: 'TcpExtListenOverflows',
+      wstrace: c.listenOverflows + c.synDrops,
+      kernel: overflows,
+      comparable: true,
+      note: 'ACK-stage + SYN-stage hooks',
+    });
+  } else if (step.ackOnly && overflows === t.load.ops) {
+    out.push({
+      counter: 'listen overflows',
+      referee: 'TcpExtListenOverflows',
+      wstrace: c.listenOverflows,
+      kernel: overflows,
+      comparable: true,
+      note: 'all ACK-stage: ListenOverflows equals the drops the load built, so no SYN-stage drop happened',
+    });
+  } else if (overflows || c.listenOverflows) {
+    out.push({
+      counter: 'listen overflows',
+      referee: 'TcpExtListenOverflows',
+      wstrace: c.listenOverflows,
+      kernel: overflows,
+      comparable: false,
+      note: `SYN-stage blind on this kernel (no tcp_conn_request hook): wstrace sees the ${c.listenOverflows} ACK-stage drops; the other ${overflows - c.listenOverflows} are SYN-stage drops only the kernel counts`,
+    });
+  }
+  return out.filter((x) => x.kernel !== 0 || x.wstrace !== 0);
+}
+
+function distance(w: number, k: number): number {
+  return k === 0 ? (w === 0 ? 0 : Infinity) : Math.abs(w / k - 1);
+}
+
+function exactRows(trials: Trial[], step: Step): ExactRow[] {
+  const byCounter = new Map<string, Check[]>();
+  for (const t of trials) for (const c of checks(t, step)) byCounter.set(c.counter, [...(byCounter.get(c.counter) ?? []), c]);
+  return [...byCounter.values()].map((cs) => {
+    const worst = cs.reduce((a, b) => (distance(b.wstrace, b.kernel) > distance(a.wstrace, a.kernel) ? b : a));
+    const blind = cs.find((c) => !c.comparable);
+    const shown = blind ?? worst;
+    return {
+      counter: shown.counter,
+      referee: shown.referee,
+      wstrace: shown.wstrace,
+      kernel: shown.kernel,
+      ratio: blind ? null : worst.kernel === 0 ? (worst.wstrace === 0 ? 1 : Infinity) : worst.wstrace / worst.kernel,
+      exactTrials: cs.filter((c) => c.comparable && c.wstrace === c.kernel).length,
+      trials: cs.length,
+      ...(shown.note ? { note: shown.note } : {}),
+    };
+  });
+}
+
+export function summarizeStep(step: Step, trials: Trial[]): StepSummary {
+  const mine = trials.filter((t) => t.scenario === step.scenario && t.step === step.label);
+  const ws = mine.filter((t) => t.wstrace);
+  const arms: Partial<Record<Arm, ArmStats>> = {};
+  for (const arm of ARMS) {
+    const ts = mine.filter((t) => t.arm === arm);
+    if (!ts.length) continue;
+    const rates = ts.map((t) => t.load.rate);
+    arms[arm] = {
+      rates,
+      median: median(rates),
+      cpuUsPerOp: median(ts.map((t) => (t.load.cpuSeconds / Math.max(1, t.load.ops)) * 1e6)),
+      targetReached: step.load.rate > 0 && ts.every((t) => t.load.rate >= 0.99 * step.load.rate),
+      hostBusy: median(ts.map((t) => t.hostBusy)),
+    };
+  }
+  const u = arms.untraced?.median;
+  const w = arms.wstrace?.median;
+  const b = arms.bpftrace?.median;
+  let emitted = 0;
+  let delivered = 0;
+  let lostKernelRing = 0;
+  let lostSlow = 0;
+  let deliveredRatio = 1;
+  let accountedRatio = 1;
+  for (const t of ws) {
+    const e = t.wstrace!.emitted.events + t.wstrace!.emitted.ringDrops;
+    const r = t.wstrace!.received;
+    emitted += e;
+    delivered += r.delivered;
+    lostKernelRing += r.lostKernelRing;
+    lostSlow += r.lostSlow;
+    const dr = e ? r.delivered / e : 1;
+    const ar = e ? (r.delivered + r.lostKernelRing + r.lostSlow) / e : 1;
+    if (Math.abs(dr - 1) > Math.abs(deliveredRatio - 1)) deliveredRatio = dr;
+    if (Math.abs(ar - 1) > Math.abs(accountedRatio - 1)) accountedRatio = ar;
+  }
+  const cpuPer100k = ws.map((t) => {
+    const e = t.wstrace!.emitted.events + t.wstrace!.emitted.ringDrops;
+    return e ? (t.wstrace!.agentCpuSeconds / e) * 1e5 : NaN;
+  });
+  return {
+    scenario: step.scenario,
+    step: step.label,
+    unit: step.unit,
+    target: step.load.rate,
+    eventsPerSecond: median(ws.map((t) => (t.wstrace!.emitted.events + t.wstrace!.emitted.ringDrops) / t.load.seconds)),
+    exact: ws.length ? exactRows(ws, step) : [],
+    delivery: { emitted, delivered, lostKernelRing, lostSlow, deliveredRatio, accountedRatio },
+    arms,
+    overhead: {
+      ...(u && w ? { wstrace: w / u } : {}),
+      ...(u && b ? { bpftrace: b / u } : {}),
+      ...(w && b ? { wstraceVsBpftrace: w / b } : {}),
+    },
+    footprint: {
+      cpuSecondsPer100k: median(cpuPer100k.filter((x) => !Number.isNaN(x))),
+      peakRssBytes: Math.max(0, ...ws.map((t) => t.wstrace!.agentPeakRssBytes)),
+      agentCpuSeconds: median(ws.map((t) => t.wstrace!.agentCpuSeconds)),
+    },
+  };
+}
+
+export interface Goal {
+  readonly goal: string;
+  readonly measured: string;
+  readonly met: boolean | null;
+}
+
+/** "Not worse than bpftrace" allows this much run-to-run noise. */
+export const BPFTRACE_TOLERANCE = 0.02;
+export const EXACT_UP_TO_EVENTS = 100_000;
+
+/** Whether a step's rate is set by the machine (unpaced, or paced but not reached), so overhead shows there. */
+export function loadLimited(s: StepSummary): boolean {
+  return s.target === 0 || !(s.arms.untraced?.targetReached ?? true);
+}
+
+export function goals(steps: StepSummary[], ceilings: CeilingResult[]): Goal[] {
+  const out: Goal[] = [];
+  const fmt = (x: number) => x.toFixed(3);
+  const withExact = steps.filter((s) => s.exact.length);
+  const low = withExact.filter((s) => s.eventsPerSecond <= EXACT_UP_TO_EVENTS * 1.05);
+  const rows = low.flatMap((s) => s.exact.filter((r) => r.ratio !== null).map((r) => ({ s, r })));
+  const off = rows.filter(({ r }) => r.exactTrials !== r.trials);
+  const highOff = withExact
+    .filter((s) => !low.includes(s))
+    .flatMap((s) => s.exact.filter((r) => r.ratio !== null && r.exactTrials !== r.trials).map((r) => `${s.scenario} ${s.step} ${r.counter}`));
+  out.push({
+    goal: `exactness 1.000 up to ${EXACT_UP_TO_EVENTS / 1000}k events/s`,
+    measured: rows.length
+      ? off.length
+        ? `off in ${off.map(({ s, r }) => `${s.scenario} ${s.step} ${r.counter} (${r.ratio === null ? 'blind' : r.ratio.toFixed(4)})`).join('; ')}`
+        : `${rows.length} counter checks in ${low.length} steps all exactly 1.000` +
+          (highOff.length ? `; above ${EXACT_UP_TO_EVENTS / 1000}k events/s off in ${highOff.join(', ')}` : '')
+      : 'no wstrace trial ran',
+    met: rows.length ? off.length === 0 : null,
+  });
+  const del = steps.filter((s) => s.delivery.emitted > 0);
+  const worstDelivered = Math.min(...del.map((s) => s.delivery.deliveredRatio));
+  const worstAccounted = del.reduce((a, s) => (Math.abs(s.delivery.accountedRatio - 1) > Math.abs(a - 1) ? s.delivery.accountedRatio : a), 1);
+  out.push({
+    goal: 'delivery 1.000, or every loss reported',
+    measured: del.length ? `delivered ÷ emitted ≥ ${fmt(worstDelivered)}; (delivered + reported lost) ÷ emitted = ${fmt(worstAccounted)} in the worst trial` : 'no wstrace trial ran',
+    met: del.length ? worstAccounted === 1 : null,
+  });
+  const limited = steps.filter((s) => loadLimited(s) && s.overhead.wstrace !== undefined);
+  const worstW = limited.reduce<StepSummary | undefined>((a, s) => (!a || s.overhead.wstrace! < a.overhead.wstrace! ? s : a), undefined);
+  out.push({
+    goal: 'overhead: ≥ 0.97 of untraced',
+    measured: worstW ? `worst ${fmt(worstW.overhead.wstrace!)} (${worstW.scenario} ${worstW.step}); machine-limited steps only` : 'no machine-limited step ran with both arms',
+    met: worstW ? worstW.overhead.wstrace! >= 0.97 : null,
+  });
+  const vsB = limited.filter((s) => s.overhead.wstraceVsBpftrace !== undefined);
+  const worstB = vsB.reduce<StepSummary | undefined>((a, s) => (!a || s.overhead.wstraceVsBpftrace! < a.overhead.wstraceVsBpftrace! ? s : a), undefined);
+  out.push({
+    goal: `overhead: not worse than bpftrace (wstrace ÷ bpftrace ≥ ${1 - BPFTRACE_TOLERANCE}, run-to-run noise)`,
+    measured: worstB ? `worst ${fmt(worstB.overhead.wstraceVsBpftrace!)} (${worstB.scenario} ${worstB.step})` : 'no bpftrace arm ran',
+    met: worstB ? worstB.overhead.wstraceVsBpftrace! >= 1 - BPFTRACE_TOLERANCE : null,
+  });
+  for (const path of ['addon', 'grpc'] as const) {
+    const cs = ceilings.filter((c) => c.path === path);
+    const m = median(cs.map((c) => c.eventsPerSecond));
+    out.push({
+      goal: `pipeline ≥ 500k events/s (${path === 'addon' ? 'ring → addon → JS' : 'ring → agent → gRPC → one subscriber'})`,
+      measured: cs.length ? `${Math.round(m / 1000)}k events/s (median of ${cs.length})` : 'not run',
+      met: cs.length ? m >= 500_000 : null,
+    });
+  }
+  const rss = Math.max(0, ...steps.map((s) => s.footprint.peakRssBytes));
+  out.push({
+    goal: 'agent peak RSS ≤ 100 MB',
+    measured: rss ? `${(rss / 1e6).toFixed(1)} MB (largest VmHWM of any trial's agent)` : 'no wstrace trial ran',
+    met: rss ? rss <= 100e6 : null,
+  });
+  return out;
+}

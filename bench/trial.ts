@@ -1,0 +1,152 @@
+/**
+ * One trial: a fresh namespace, one arm attached (nothing, a wstrace agent
+ * with a subscriber, or bpftrace), the step's load, and every count the
+ * report needs, read once the namespace has gone quiet.
+ */
+import { AgentArm, type Emitted, type Received } from './agent.js';
+import { BpftraceArm } from './bpftrace.js';
+import type { Cleanup } from './cleanup.js';
+import { runLoad, type LoadResult } from './loadgen.js';
+import { BenchNetns, sameActivity, type KernelCounts } from './netns.js';
+import type { Arm, Step } from './plan.js';
+import { CpuBusy } from './proc.js';
+
+export interface WstraceCounts {
+  readonly resetsSent: number;
+  readonly resetsReceived: number;
+  readonly timewait: number;
+  readonly acceptEnqueued: number;
+  readonly acceptQueueFull: number;
+  readonly listenOverflows: number;
+  readonly synDrops: number;
+  readonly lostKernelRing: number;
+  readonly mapFull: number;
+}
+
+export interface WstraceTrial {
+  /** Exact counters, from the agent's Snapshot. */
+  readonly counts: WstraceCounts;
+  /** From the agent's BPF totals map (bpftool). */
+  readonly emitted: Emitted;
+  /** What the gRPC subscriber got. */
+  readonly received: Received;
+  /** Agent CPU (utime + stime) from just before the load to the end of the settle. */
+  readonly agentCpuSeconds: number;
+  readonly agentPeakRssBytes: number;
+  /** True when the SYN-stage hook (tcp_conn_request) is live. */
+  readonly synHookLive: boolean;
+}
+
+export interface Trial {
+  readonly scenario: Step['scenario'];
+  readonly step: string;
+  readonly arm: Arm;
+  readonly rep: number;
+  readonly load: LoadResult;
+  /** The second load, when the step has one. */
+  readonly neighbour?: LoadResult;
+  /** Kernel counters of the namespace, before the load and after the settle. */
+  readonly before: KernelCounts;
+  readonly after: KernelCounts;
+  /** Busy fraction of all CPUs during the load (other work on the machine shows here). */
+  readonly hostBusy: number;
+  readonly wstrace?: WstraceTrial;
+  /** Map totals bpftrace printed at exit (all namespaces: bpftrace has no namespace filter here). */
+  readonly bpftrace?: Record<string, number>;
+}
+
+export interface TrialContext {
+  readonly root: string;
+  readonly loadgen: string;
+  readonly cleanup: Cleanup;
+  readonly tmpDir: string;
+  readonly bpftraceScript: string | undefined;
+  readonly settleMs: number;
+  readonly nsName: (tag: string) => string;
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: number): Promise<Trial> {
+  const ns = await BenchNetns.create(ctx.nsName(`${arm.slice(0, 4)}${rep}`), ctx.cleanup);
+  const other = step.neighbourElsewhere ? await BenchNetns.create(ctx.nsName(`nb${rep}`), ctx.cleanup) : undefined;
+  let agent: AgentArm | undefined;
+  let bpftrace: BpftraceArm | undefined;
+  try {
+    if (arm === 'wstrace') {
+      agent = await AgentArm.start({ root: ctx.root, netns: ns.name, socket: `${ctx.tmpDir}/agent.sock` }, ctx.cleanup);
+    } else if (arm === 'bpftrace' && ctx.bpftraceScript) {
+      bpftrace = await BpftraceArm.start(ctx.bpftraceScript, ctx.cleanup);
+    }
+    await pause(300); // let start-up work (JIT, first scans) die down before timing
+    const cpuStart = agent?.cpuSeconds() ?? 0;
+    const before = await ns.counts();
+    const busy = new CpuBusy();
+    const [load, neighbour] = await Promise.all([
+      runLoad(ctx.loadgen, ns.name, step.load, ctx.cleanup),
+      step.neighbour ? runLoad(ctx.loadgen, (other ?? ns).name, step.neighbour, ctx.cleanup) : undefined,
+    ]);
+    const hostBusy = busy.sample();
+
+    // The last packets of the load may still be in flight (ksoftirqd on a busy machine).
+    let after = await ns.quiet();
+    let emitted: Emitted | undefined;
+    let wstrace: WstraceTrial | undefined;
+    if (agent) {
+      // Read wstrace between two equal kernel readings, so both sides count the same traffic.
+      let snap;
+      for (let tries = 0; ; tries++) {
+        emitted = await agent.settle(ctx.settleMs);
+        snap = await agent.snapshot();
+        const again = await ns.counts();
+        if (sameActivity(after, again) || tries >= 5) break;
+        after = await ns.quiet();
+      }
+      const t = snap.totals!;
+      emitted = await agent.emitted();
+      const agentCpuSeconds = agent.cpuSeconds() - cpuStart;
+      const agentPeakRssBytes = agent.peakRssBytes();
+      const info = await agent.info();
+      await agent.stop();
+      wstrace = {
+        counts: {
+          resetsSent: t.resetsSent,
+          resetsReceived: t.resetsReceived,
+          timewait: t.timewait,
+          acceptEnqueued: t.acceptEnqueued,
+          acceptQueueFull: t.acceptQueueFull,
+          listenOverflows: t.listenOverflows,
+          synDrops: t.synDrops,
+          lostKernelRing: t.lostKernelRing,
+          mapFull: t.mapFull,
+        },
+        emitted,
+        received: { ...agent.received },
+        agentCpuSeconds,
+        agentPeakRssBytes,
+        synHookLive: info.hooks.some((h) => h.signalName === 'syn_drop' && h.attached),
+      };
+      agent = undefined;
+    }
+    const bpftraceTotals = bpftrace ? await bpftrace.stop() : undefined;
+    bpftrace = undefined;
+    return {
+      scenario: step.scenario,
+      step: step.label,
+      arm,
+      rep,
+      load,
+      ...(neighbour ? { neighbour } : {}),
+      before,
+      after,
+      hostBusy,
+      ...(wstrace ? { wstrace } : {}),
+      ...(bpftraceTotals ? { bpftrace: bpftraceTotals } : {}),
+    };
+  } finally {
+    await agent?.stop();
+    await bpftrace?.stop();
+    await ns.destroy();
+    await other?.destroy();
+  }
+}
