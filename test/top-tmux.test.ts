@@ -25,7 +25,17 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A command in a fresh 120×40 tmux window; after it exits the pane shows TOP-EXIT=<code> and stays. */
 async function startInTmux(name: string, command: string): Promise<void> {
-  await tmux('new-session', '-d', '-s', name, '-x', '120', '-y', '40', `${command}; echo TOP-EXIT=$?; sleep 600`);
+  // The previous test's kill-server returns before that server is gone; a new
+  // session can reach the dying one ("server exited unexpectedly"): try again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await tmux('new-session', '-d', '-s', name, '-x', '120', '-y', '40', `${command}; echo TOP-EXIT=$?; sleep 600`);
+      return;
+    } catch (err) {
+      if (attempt >= 5 || !/server exited unexpectedly|no server running|lost server/.test(String(err))) throw err;
+      await sleep(300);
+    }
+  }
 }
 
 const screen = (name: string) => tmux('capture-pane', '-p', '-t', name);
