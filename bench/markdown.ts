@@ -22,6 +22,7 @@ function ratio(x: number | undefined | null, digits = 3): string {
   return x.toFixed(digits);
 }
 
+const fixed = (x: number | undefined, digits: number) => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits));
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 export interface Report {
@@ -98,7 +99,7 @@ export function renderMarkdown(r: Report): string {
       '**Overhead** (work rate achieved by the same load generator; medians; generator CPU per op shows the in-kernel cost even when the rate is paced)',
       '',
       table(
-        ['step', 'unit', 'untraced', 'wstrace', 'bpftrace', 'wstrace ÷ untraced', 'bpftrace ÷ untraced', 'wstrace ÷ bpftrace', 'gen CPU µs/op u / w / b', 'CPUs busy u / w / b'],
+        ['step', 'unit', 'untraced', 'wstrace', 'bpftrace', 'wstrace ÷ untraced', 'bpftrace ÷ untraced', 'wstrace ÷ bpftrace', 'gen CPU µs/op u / w / b', 'BPF ns/op w / b', 'BPF ns/run w / b', 'CPUs busy u / w / b'],
         steps.map((s) => [
           s.step + (loadLimited(s) ? '' : ' (paced: target reached)'),
           s.unit,
@@ -109,6 +110,8 @@ export function renderMarkdown(r: Report): string {
           ratio(s.overhead.bpftrace),
           ratio(s.overhead.wstraceVsBpftrace),
           (['untraced', 'wstrace', 'bpftrace'] as const).map((a) => s.arms[a]?.cpuUsPerOp.toFixed(2) ?? '—').join(' / '),
+          (['wstrace', 'bpftrace'] as const).map((a) => fixed(s.arms[a]?.bpfNsPerOp, 0)).join(' / '),
+          (['wstrace', 'bpftrace'] as const).map((a) => fixed(s.arms[a]?.bpfNsPerRun, 0)).join(' / '),
           (['untraced', 'wstrace', 'bpftrace'] as const)
             .map((a) => (s.arms[a] ? `${Math.round(s.arms[a]!.hostBusy * 100)}%` : '—'))
             .join(' / '),
@@ -144,8 +147,9 @@ export function renderMarkdown(r: Report): string {
     '',
     `- Resets received have no MIB counter of their own. Referee: ${RECEIVED_REFEREE}. ` +
       'TcpEstabResets alone is wrong twice over: it counts the aborting side of a linger-0 or unread-data close (which receives no reset) and misses refused connects (a reset received in SYN_SENT, counted in TcpAttemptFails); a reset to a request socket (EmbryonicRsts) fires no tcp_receive_reset.',
-    '- TIME_WAIT referee: the namespace\'s sockstat `tw` delta. Each trial has a fresh namespace with `tcp_tw_reuse=0` and `tcp_rfc1337=1`, lasts well under 60 s and stays under `tcp_max_tw_buckets`, so no timewait socket leaves early.',
+    '- TIME_WAIT referee: TcpExtTW, which this kernel counts as each timewait socket is made (checked: it equals the sockstat `tw` rise in the churn steps, where no TIME_WAIT can end early). The sockstat `tw` rise alone undercounts when the server holds the TIME_WAIT and a client reuses the port (a SYN on the same 4-tuple ends it); the table notes where the two differ. Each trial has a fresh namespace with `tcp_tw_reuse=0` and `tcp_rfc1337=1`, lasts well under 60 s and stays under `tcp_max_tw_buckets`.',
     '- Listen overflows: ListenOverflows counts both the SYN stage and the ACK stage. wstrace sees the ACK stage (kfree_skb LISTEN_OVERFLOW); the SYN stage needs tcp_conn_request, which this kernel does not let wstrace hook, so where SYN-stage drops happen the table says "blind" instead of printing a ratio. The ACK-stage step is built so every overflow happens at the ACK stage (checked: ListenOverflows equals the drops the generator built).',
+    '- BPF ns/op and ns/run: the kernel\'s own accounting of the arm\'s probe programs (kernel.bpf_stats_enabled, on for the whole run, so both traced arms pay its clock reads), over the load, divided by the generator\'s ops or by program runs. The probes fire for every namespace, so other traffic on the machine lands here too. What the wstrace arm loses beyond this is user space: the agent draining the ring, encoding and sending, and the subscriber decoding, on the same CPUs as the load.',
     '- Emitted = the kernel side\'s own totals (records written + ring reserve failures), read from the agent\'s BPF map with bpftool, not through the agent.',
     `- Overhead is judged on steps whose rate the machine sets (unpaced, or a paced target not reached); paced steps that reach their target show ~1.000 by construction, and their generator CPU per op shows the in-kernel cost instead. "Not worse than bpftrace" allows ${BPFTRACE_TOLERANCE * 100}% run-to-run noise. The wstrace arm includes one gRPC subscriber in the bench process; bpftrace counts in kernel maps only and prints at exit.`,
   );

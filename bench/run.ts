@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { blindNotes, openTracer } from '../src/kernel/index.js';
+import { enableBpfStats } from './bpfstats.js';
 import { bpftraceScript, bpftraceVersion, ensureTracefs, listenOverflowReason } from './bpftrace.js';
 import { Cleanup, Interrupted } from './cleanup.js';
 import { BenchError } from './errors.js';
@@ -148,6 +149,9 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     say('bench: bpftrace is not installed, so the bpftrace arm is skipped (sudo ./setup.sh installs it).');
   }
 
+  const bpfStats = plan.steps.length ? enableBpfStats(cleanup) : false;
+  if (plan.steps.length && !bpfStats) say('bench: cannot turn on kernel.bpf_stats_enabled, so BPF run time is not measured.');
+
   const total = plan.steps.length * plan.reps * arms.length;
   const trials: Trial[] = [];
   const ctx = { root: ROOT, loadgen, cleanup, tmpDir, bpftraceScript: script, settleMs: plan.settleMs, nsName };
@@ -155,13 +159,15 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     for (let rep = 0; rep < plan.reps; rep++) {
       for (const arm of armOrder(rep, arms)) {
         if (cleanup.stopping) return;
+        const began = Date.now();
         const t = await runTrial(ctx, step, arm, rep);
         trials.push(t);
         const w = t.wstrace;
         const events = w ? ` ${w.emitted.events + w.emitted.ringDrops} events, ${w.received.delivered} delivered` : '';
         say(
           `bench: [${trials.length}/${total}] ${step.scenario} ${step.label} ${arm} #${rep + 1}: ` +
-            `${Math.round(t.load.rate)} ${step.unit} (${t.load.ops} ops in ${t.load.seconds.toFixed(2)} s)${events}`,
+            `${Math.round(t.load.rate)} ${step.unit} (${t.load.ops} ops in ${t.load.seconds.toFixed(2)} s)${events}; ` +
+            `trial took ${((Date.now() - began) / 1000).toFixed(1)} s`,
         );
       }
     }

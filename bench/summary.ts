@@ -32,6 +32,9 @@ export interface ArmStats {
   readonly targetReached: boolean;
   /** Busy fraction of all CPUs during the load, median (the load, the arm, and anything else running). */
   readonly hostBusy: number;
+  /** In-kernel time of the arm's BPF programs per op and per program run, ns, medians (kernel.bpf_stats_enabled). */
+  readonly bpfNsPerOp?: number;
+  readonly bpfNsPerRun?: number;
 }
 
 export interface StepSummary {
@@ -118,13 +121,19 @@ function checks(t: Trial, step: Step): Check[] {
     },
   ];
   const twOverflow = d(t, 'TcpExtTCPTimeWaitOverflow');
+  const twMade = d(t, 'TcpExtTW');
+  const twNow = tw(t.after) - tw(t.before);
+  const twNotes = [
+    twOverflow ? `TCPTimeWaitOverflow ${twOverflow}: the kernel closed sockets it had no timewait bucket for` : '',
+    twNow !== twMade ? `sockstat tw rose by ${twNow}: ${twMade - twNow} left early (a new SYN on the same 4-tuple ends a TIME_WAIT)` : '',
+  ].filter(Boolean);
   out.push({
     counter: 'TIME_WAIT made',
-    referee: 'sockstat tw (delta)',
+    referee: 'TcpExtTW',
     wstrace: c.timewait,
-    kernel: tw(t.after) - tw(t.before),
+    kernel: twMade,
     comparable: true,
-    ...(twOverflow ? { note: `TCPTimeWaitOverflow ${twOverflow}: the kernel made fewer timewait sockets than it closed` } : {}),
+    ...(twNotes.length ? { note: twNotes.join('; ') } : {}),
   });
   out.push({
     counter: 'children queued',
@@ -203,6 +212,12 @@ export function summarizeStep(step: Step, trials: Trial[]): StepSummary {
       cpuUsPerOp: median(ts.map((t) => (t.load.cpuSeconds / Math.max(1, t.load.ops)) * 1e6)),
       targetReached: step.load.rate > 0 && ts.every((t) => t.load.rate >= 0.99 * step.load.rate),
       hostBusy: median(ts.map((t) => t.hostBusy)),
+      ...(ts.every((t) => t.bpf && t.bpf.runs > 0)
+        ? {
+            bpfNsPerOp: median(ts.map((t) => t.bpf!.ns / Math.max(1, t.load.ops))),
+            bpfNsPerRun: median(ts.map((t) => t.bpf!.ns / t.bpf!.runs)),
+          }
+        : {}),
     };
   }
   const u = arms.untraced?.median;

@@ -4,6 +4,7 @@
  * report needs, read once the namespace has gone quiet.
  */
 import { AgentArm, type Emitted, type Received } from './agent.js';
+import { progStats, statsDelta, type ProgStats } from './bpfstats.js';
 import { BpftraceArm } from './bpftrace.js';
 import type { Cleanup } from './cleanup.js';
 import { runLoad, type LoadResult } from './loadgen.js';
@@ -53,6 +54,8 @@ export interface Trial {
   readonly wstrace?: WstraceTrial;
   /** Map totals bpftrace printed at exit (all namespaces: bpftrace has no namespace filter here). */
   readonly bpftrace?: Record<string, number>;
+  /** Runs and run time of the arm's BPF programs over the load (all namespaces: the probes fire for all). */
+  readonly bpf?: ProgStats;
 }
 
 export interface TrialContext {
@@ -80,6 +83,8 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
     }
     await pause(300); // let start-up work (JIT, first scans) die down before timing
     const cpuStart = agent?.cpuSeconds() ?? 0;
+    const probePid = agent?.pid ?? bpftrace?.pid;
+    const bpfStart = probePid ? progStats(probePid) : undefined;
     const before = await ns.counts();
     const busy = new CpuBusy();
     const [load, neighbour] = await Promise.all([
@@ -87,6 +92,7 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
       step.neighbour ? runLoad(ctx.loadgen, (other ?? ns).name, step.neighbour, ctx.cleanup) : undefined,
     ]);
     const hostBusy = busy.sample();
+    const bpf = probePid && bpfStart ? statsDelta(bpfStart, progStats(probePid)) : undefined;
 
     // The last packets of the load may still be in flight (ksoftirqd on a busy machine).
     let after = await ns.quiet();
@@ -142,6 +148,7 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
       hostBusy,
       ...(wstrace ? { wstrace } : {}),
       ...(bpftraceTotals ? { bpftrace: bpftraceTotals } : {}),
+      ...(bpf ? { bpf } : {}),
     };
   } finally {
     await agent?.stop();
