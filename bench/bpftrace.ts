@@ -28,7 +28,11 @@ export function bpftraceVersion(): string | undefined {
   }
 }
 
-/** Mounts tracefs when absent; the undo is registered with `cleanup`. */
+/**
+ * Mounts tracefs when absent; `cleanup` unmounts it (once) at the end.
+ * Called before every bpftrace start, since something else on the machine
+ * may unmount it between trials.
+ */
 export async function ensureTracefs(cleanup: Cleanup): Promise<void> {
   if (existsSync(`${TRACEFS}/events/tcp`)) return;
   try {
@@ -78,6 +82,7 @@ export class BpftraceArm {
   private constructor(readonly process: ChildProcess) {}
 
   static async start(script: string, cleanup: Cleanup): Promise<BpftraceArm> {
+    await ensureTracefs(cleanup);
     const child = spawn('bpftrace', ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.child(`bpftrace ${child.pid}`, child);
     const arm = new BpftraceArm(child);

@@ -1,5 +1,5 @@
 /** The report as markdown tables: what `npm run bench` prints and BENCHMARKS.md holds. */
-import type { CeilingResult } from './pipeline.js';
+import type { CeilingResult, LossResult } from './pipeline.js';
 import { BPFTRACE_TOLERANCE, loadLimited, RECEIVED_REFEREE, type Goal, type StepSummary } from './summary.js';
 import type { Machine } from './machine.js';
 
@@ -31,6 +31,7 @@ export interface Report {
   readonly reps: number;
   readonly steps: StepSummary[];
   readonly ceilings: CeilingResult[];
+  readonly losses: LossResult[];
   readonly goals: Goal[];
   readonly hooks: string[];
   readonly blind: string[];
@@ -43,7 +44,7 @@ export function renderMarkdown(r: Report): string {
   const out: string[] = [];
   out.push(
     `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB, Linux ${m.kernel}, Node ${m.node}, ${r.bpftrace}.`,
-    `Run: ${r.quick ? '--quick' : 'full'}, ${r.reps} repetitions per arm, arms alternated (rotated order each repetition), ` +
+    `Run: ${r.quick ? '--quick' : 'full'}, ${r.reps} repetitions per arm${r.quick ? ' on unpaced steps, 1 on paced ones' : ''}, arms alternated (rotated order each repetition), ` +
       `${r.seconds.toFixed(0)} s. Load average ${m.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ` +
       `${m.loadAfter.map((x) => x.toFixed(2)).join(' ')} after; CPUs ${Math.round(m.busyOutsideBench * 100)}% busy with other work just before the run.`,
     `wstrace hooks live: ${r.hooks.join(', ') || 'none'}. Blind: ${r.blind.join('; ') || 'none'}.`,
@@ -137,6 +138,20 @@ export function renderMarkdown(r: Report): string {
           c.ringDrops,
           c.lost,
         ]),
+      ),
+    );
+  }
+
+  if (r.losses.length) {
+    out.push(
+      '',
+      '### Delivery when the kernel ring overflows',
+      '',
+      'A `wstrace agent` with a small ring is stopped (SIGSTOP) during a closed-port storm, so the kernel ring fills and drops; then it runs again. Every event must arrive or be reported in a lost-events notice.',
+      '',
+      table(
+        ['ring', 'emitted', 'kernel ring drops', 'delivered', 'reported lost: ring', 'reported lost: slow', '(delivered + reported) ÷ emitted'],
+        r.losses.map((l) => [`${l.ringBytes / 1024} KiB`, l.emitted, l.ringDrops, l.delivered, l.reportedRing, l.reportedSlow, ratio(l.accounted)]),
       ),
     );
   }

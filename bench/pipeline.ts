@@ -125,3 +125,53 @@ export async function grpcCeiling(ctx: CeilingContext): Promise<CeilingResult> {
     await ns.destroy();
   }
 }
+
+/** Small ring for the loss check: 4096 records, so a held agent must drop. */
+export const LOSS_RING_BYTES = 1 << 18;
+
+export interface LossResult {
+  readonly ringBytes: number;
+  /** events + ringDrops, from the kernel's totals map. */
+  readonly emitted: number;
+  readonly ringDrops: number;
+  readonly delivered: number;
+  readonly reportedRing: number;
+  readonly reportedSlow: number;
+  /** (delivered + reported) ÷ emitted: 1 when every loss was reported. */
+  readonly accounted: number;
+}
+
+/**
+ * Delivery when the kernel ring overflows: an agent with a small ring is
+ * stopped (SIGSTOP) while a storm runs, so the ring fills and the kernel
+ * drops; once it runs again, the subscriber must get every event that made
+ * it into the ring plus lost-event notices for the rest.
+ */
+export async function lossCheck(ctx: CeilingContext): Promise<LossResult> {
+  const ns = await BenchNetns.create(ctx.nsName('loss'), ctx.cleanup);
+  const agent = await AgentArm.start(
+    { root: ctx.root, netns: ns.name, socket: `${ctx.tmpDir}/loss.sock`, ringBytes: LOSS_RING_BYTES },
+    ctx.cleanup,
+  );
+  try {
+    agent.pause(true);
+    await runLoad(ctx.loadgen, ns.name, storm(Math.min(ctx.connects, 50_000)), ctx.cleanup);
+    agent.pause(false);
+    // The agent turns ring drops into notices on a 500 ms poll: settle waits for them.
+    const emitted = await agent.settle(10_000);
+    const r = agent.received;
+    const total = emitted.events + emitted.ringDrops;
+    return {
+      ringBytes: LOSS_RING_BYTES,
+      emitted: total,
+      ringDrops: emitted.ringDrops,
+      delivered: r.delivered,
+      reportedRing: r.lostKernelRing,
+      reportedSlow: r.lostSlow,
+      accounted: total ? (r.delivered + r.lostKernelRing + r.lostSlow) / total : 1,
+    };
+  } finally {
+    await agent.stop();
+    await ns.destroy();
+  }
+}

@@ -30,10 +30,13 @@ export interface Step {
    */
   readonly neighbour?: LoadSpec;
   readonly neighbourElsewhere?: boolean;
+  /** Repetitions per arm for this step. */
+  readonly reps: number;
 }
 
 export interface Plan {
   readonly quick: boolean;
+  /** Repetitions per arm of machine-limited steps. */
   readonly reps: number;
   readonly steps: Step[];
   readonly pipeline: boolean;
@@ -53,7 +56,7 @@ function label(rate: number, threads = 1): string {
   return threads > 1 ? `${r}, ${threads} threads` : r;
 }
 
-function resets(rate: number, seconds: number, threads = 1): Step {
+function resets(rate: number, seconds: number, threads = 1): Omit<Step, 'reps'> {
   return {
     scenario: 'resets',
     label: label(rate, threads),
@@ -70,7 +73,7 @@ function resets(rate: number, seconds: number, threads = 1): Step {
   };
 }
 
-function churn(rate: number, seconds: number): Step {
+function churn(rate: number, seconds: number): Omit<Step, 'reps'> {
   return {
     scenario: 'churn',
     label: label(rate),
@@ -89,7 +92,7 @@ function churn(rate: number, seconds: number): Step {
  * Churn with a linger-0 reset storm beside it: resets sent after the socket
  * reached CLOSE (linger 0) next to sockets entering TIME_WAIT.
  */
-function churnWithResets(rate: number, seconds: number, elsewhere: boolean): Step {
+function churnWithResets(rate: number, seconds: number, elsewhere: boolean): Omit<Step, 'reps'> {
   const base = churn(rate, seconds);
   return {
     ...base,
@@ -106,7 +109,7 @@ function churnWithResets(rate: number, seconds: number, elsewhere: boolean): Ste
   };
 }
 
-function slowAccept(rate: number, seconds: number): Step {
+function slowAccept(rate: number, seconds: number): Omit<Step, 'reps'> {
   return {
     scenario: 'acceptq',
     label: `slow accept, ${label(rate)}`,
@@ -122,7 +125,7 @@ function slowAccept(rate: number, seconds: number): Step {
   };
 }
 
-function ackStage(seconds: number): Step {
+function ackStage(seconds: number): Omit<Step, 'reps'> {
   return {
     scenario: 'acceptq',
     label: 'ACK-stage, max',
@@ -134,7 +137,7 @@ function ackStage(seconds: number): Step {
 
 export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
   const t = quick ? 1 : 4;
-  const steps: Step[] = quick
+  const steps: Array<Omit<Step, 'reps'>> = quick
     ? [resets(20_000, t), resets(0, t), churn(0, t), churnWithResets(10_000, t, false), slowAccept(20_000, t), ackStage(t)]
     : [
         resets(5_000, t),
@@ -153,10 +156,13 @@ export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
         ackStage(t),
       ];
   const want = new Set(only.length ? only : SCENARIOS);
+  // --quick: alternation and medians where the machine sets the rate (overhead
+  // is judged there); paced steps once per arm (exactness needs no median).
+  const reps = (s: Omit<Step, 'reps'>) => (!quick ? 3 : s.load.rate === 0 ? 2 : 1);
   return {
     quick,
     reps: quick ? 2 : 3,
-    steps: steps.filter((s) => want.has(s.scenario)),
+    steps: steps.filter((s) => want.has(s.scenario)).map((s) => ({ ...s, reps: reps(s) })),
     pipeline: want.has('pipeline'),
     ceilingConnects: quick ? 150_000 : 400_000,
     settleMs: quick ? 3000 : 6000,

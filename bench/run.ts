@@ -21,7 +21,7 @@ import { buildLoadgen } from './loadgen.js';
 import { describeMachine } from './machine.js';
 import { renderMarkdown, type Report } from './markdown.js';
 import { mibDelta } from './netns.js';
-import { addonCeiling, grpcCeiling, type CeilingResult } from './pipeline.js';
+import { addonCeiling, grpcCeiling, lossCheck, type CeilingResult, type LossResult } from './pipeline.js';
 import { ARMS, armOrder, makePlan, SCENARIOS, type Arm, type ScenarioName } from './plan.js';
 import { loadAverage } from './proc.js';
 import { goals, summarizeStep } from './summary.js';
@@ -152,11 +152,11 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
   const bpfStats = plan.steps.length ? enableBpfStats(cleanup) : false;
   if (plan.steps.length && !bpfStats) say('bench: cannot turn on kernel.bpf_stats_enabled, so BPF run time is not measured.');
 
-  const total = plan.steps.length * plan.reps * arms.length;
+  const total = plan.steps.reduce((n, s) => n + s.reps, 0) * arms.length;
   const trials: Trial[] = [];
   const ctx = { root: ROOT, loadgen, cleanup, tmpDir, bpftraceScript: script, settleMs: plan.settleMs, nsName };
   for (const step of plan.steps) {
-    for (let rep = 0; rep < plan.reps; rep++) {
+    for (let rep = 0; rep < step.reps; rep++) {
       for (const arm of armOrder(rep, arms)) {
         if (cleanup.stopping) return;
         const began = Date.now();
@@ -185,6 +185,16 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     }
   }
 
+  const losses: LossResult[] = [];
+  if (plan.pipeline) {
+    const l = await lossCheck({ root: ROOT, loadgen, cleanup, nsName, tmpDir, connects: plan.ceilingConnects });
+    losses.push(l);
+    say(
+      `bench: loss check: ${l.emitted} emitted, ${l.ringDrops} dropped by the kernel ring, ` +
+        `${l.delivered} delivered + ${l.reportedRing + l.reportedSlow} reported lost`,
+    );
+  }
+
   machine.loadAfter = loadAverage();
   const steps = plan.steps.map((s) => summarizeStep(s, trials));
   const report: Report = {
@@ -193,7 +203,8 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     reps: plan.reps,
     steps,
     ceilings,
-    goals: goals(steps, ceilings),
+    losses,
+    goals: goals(steps, ceilings, losses),
     hooks,
     blind,
     bpftrace: bpftraceInfo ?? '',
