@@ -100,7 +100,7 @@ export function renderMarkdown(r: Report): string {
       '**Overhead** (work rate achieved by the same load generator; medians; generator CPU per op shows the in-kernel cost even when the rate is paced)',
       '',
       table(
-        ['step', 'unit', 'untraced', 'wstrace', 'bpftrace', 'wstrace ÷ untraced', 'bpftrace ÷ untraced', 'wstrace ÷ bpftrace', 'gen CPU µs/op u / w / b', 'BPF ns/op w / b', 'BPF ns/run w / b', 'CPUs busy u / w / b'],
+        ['step', 'unit', 'untraced', 'wstrace', 'bpftrace', 'wstrace ÷ untraced', 'bpftrace ÷ untraced', 'wstrace ÷ bpftrace', 'gen CPU µs/op u / w / b', 'BPF ns/op w / b', 'BPF ns/run w / b'],
         steps.map((s) => [
           s.step + (loadLimited(s) ? '' : ' (paced: target reached)'),
           s.unit,
@@ -113,9 +113,6 @@ export function renderMarkdown(r: Report): string {
           (['untraced', 'wstrace', 'bpftrace'] as const).map((a) => s.arms[a]?.cpuUsPerOp.toFixed(2) ?? '—').join(' / '),
           (['wstrace', 'bpftrace'] as const).map((a) => fixed(s.arms[a]?.bpfNsPerOp, 0)).join(' / '),
           (['wstrace', 'bpftrace'] as const).map((a) => fixed(s.arms[a]?.bpfNsPerRun, 0)).join(' / '),
-          (['untraced', 'wstrace', 'bpftrace'] as const)
-            .map((a) => (s.arms[a] ? `${Math.round(s.arms[a]!.hostBusy * 100)}%` : '—'))
-            .join(' / '),
         ]),
       ),
     );

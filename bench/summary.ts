@@ -30,7 +30,11 @@ export interface ArmStats {
   readonly cpuUsPerOp: number;
   /** Every trial reached ≥ 99% of the target rate (paced steps). */
   readonly targetReached: boolean;
-  /** Busy fraction of all CPUs during the load, median (the load, the arm, and anything else running). */
+  /**
+   * Busy fraction of all CPUs during the load, median (the load, the arm, and
+   * anything else running). Tick-sampled (/proc/stat): a paced load that
+   * sleeps on 1 ms boundaries can alias with the tick, so JSON only.
+   */
   readonly hostBusy: number;
   /** In-kernel time of the arm's BPF programs per op and per program run, ns, medians (kernel.bpf_stats_enabled). */
   readonly bpfNsPerOp?: number;
