@@ -142,7 +142,7 @@ describeKernel('agent process', () => {
       ) as Any;
       expect(info.netns).toBe(ns.path);
       expect(info.pid).toBe(child.pid);
-      const w = spawn(process.execPath, [CLI, 'watch', '--json', '--connect', `unix:${sock}`, '--port', '7502', '--kind', 'reset_sent', '--duration', '3'], {
+      const w = spawn(process.execPath, [CLI, 'watch', '--json', '--connect', `unix:${sock}`, '--port', '7502', '--kind', 'reset_sent'], {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -152,6 +152,8 @@ describeKernel('agent process', () => {
       w.stderr.on('data', (d: Buffer) => (err += d.toString()));
       while (!err.includes('live:')) await once(w.stderr, 'data');
       await ns.traffic('closed-port', 3, 7502);
+      await new Promise((r) => setTimeout(r, 500));
+      w.kill('SIGINT');
       const [code] = (await once(w, 'exit')) as [number];
       expect(code).toBe(0);
       const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Any);

@@ -47,10 +47,12 @@ describeKernel('wstrace record / report / export', () => {
     const file = join(dir, 'a.wsr');
     const k0 = ns.nstat();
     const tw0 = ns.sockstatTcp().tw ?? 0;
-    const rec = await startRecorder(['-o', file, '--netns', ns.path, '--duration', '5']);
+    const rec = await startRecorder(['-o', file, '--netns', ns.path]);
     await ns.traffic('closed-port', 40, 7811);
     await ns.traffic('timewait', 6, 7812);
     await ns.traffic('full-queue', 7813, 1, 5, 0.5);
+    await new Promise((r) => setTimeout(r, 1200)); // a snapshot after the last traffic
+    rec.child.kill('SIGINT');
     const [code] = (await once(rec.child, 'exit')) as [number];
     const k1 = ns.nstat();
     expect(code).toBe(0);
