@@ -136,7 +136,7 @@ function ackStage(seconds: number): Omit<Step, 'reps'> {
 }
 
 export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
-  const t = quick ? 1 : 4;
+  const t = quick ? 0.8 : 4;
   const steps: Array<Omit<Step, 'reps'>> = quick
     ? [resets(20_000, t), resets(0, t), churn(0, t), churnWithResets(10_000, t, false), slowAccept(20_000, t), ackStage(t)]
     : [
@@ -164,7 +164,7 @@ export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
     reps: quick ? 2 : 3,
     steps: steps.filter((s) => want.has(s.scenario)).map((s) => ({ ...s, reps: reps(s) })),
     pipeline: want.has('pipeline'),
-    ceilingConnects: quick ? 150_000 : 400_000,
+    ceilingConnects: quick ? 100_000 : 400_000,
     settleMs: quick ? 3000 : 6000,
   };
 }

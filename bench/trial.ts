@@ -81,7 +81,7 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
     } else if (arm === 'bpftrace' && ctx.bpftraceScript) {
       bpftrace = await BpftraceArm.start(ctx.bpftraceScript, ctx.cleanup);
     }
-    await pause(300); // let start-up work (JIT, first scans) die down before timing
+    await pause(200); // let start-up work (JIT, first scans) die down before timing
     const cpuStart = agent?.cpuSeconds() ?? 0;
     const probePid = agent?.pid ?? bpftrace?.pid;
     const bpfStart = probePid ? progStats(probePid) : undefined;
