@@ -12,6 +12,9 @@ import type { Cleanup } from './cleanup.js';
 import { runLoad, runLoadSync, type LoadSpec } from './loadgen.js';
 import { BenchNetns } from './netns.js';
 
+/** The largest --subscriber-queue `wstrace agent` takes. */
+const MAX_SUBSCRIBER_QUEUE = 1_000_000;
+
 /** Ring big enough for the whole backlog: 80 bytes a record (72 + header). */
 export const CEILING_RING_BYTES = 128 << 20;
 
@@ -89,7 +92,8 @@ export async function grpcCeiling(ctx: CeilingContext): Promise<CeilingResult> {
       netns: ns.name,
       socket: `${ctx.tmpDir}/ceiling.sock`,
       ringBytes: CEILING_RING_BYTES,
-      subscriberQueue: 4 * ctx.connects + 100_000,
+      // two events a connect, with room; the agent accepts at most 1,000,000
+      subscriberQueue: Math.min(MAX_SUBSCRIBER_QUEUE, 2 * ctx.connects + 100_000),
     },
     ctx.cleanup,
   );

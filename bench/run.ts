@@ -173,12 +173,22 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     }
   }
 
+  const failures: string[] = [];
+  const failed = (what: string, err: unknown): undefined => {
+    if (cleanup.stopping || err instanceof Interrupted) throw err;
+    const msg = `${what} failed: ${(err as Error).message ?? String(err)}`;
+    failures.push(msg);
+    say(`bench: ${msg}`);
+    return undefined;
+  };
   const ceilings: CeilingResult[] = [];
   if (plan.pipeline) {
     const cctx = { root: ROOT, loadgen, cleanup, nsName, tmpDir, connects: plan.ceilingConnects };
     for (let rep = 0; rep < (plan.quick ? 1 : 3); rep++) {
       for (const fn of [addonCeiling, grpcCeiling]) {
-        const c = await fn(cctx);
+        // A failure here must not throw away the scenario trials already run.
+        const c = await fn(cctx).catch((err: unknown) => failed('pipeline ceiling', err));
+        if (!c) continue;
         ceilings.push(c);
         say(`bench: pipeline ${c.path} #${rep + 1}: ${Math.round(c.eventsPerSecond)} events/s (${c.delivered} events in ${c.seconds.toFixed(3)} s)`);
       }
@@ -187,12 +197,16 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
 
   const losses: LossResult[] = [];
   if (plan.pipeline) {
-    const l = await lossCheck({ root: ROOT, loadgen, cleanup, nsName, tmpDir, connects: plan.ceilingConnects });
-    losses.push(l);
-    say(
-      `bench: loss check: ${l.emitted} emitted, ${l.ringDrops} dropped by the kernel ring, ` +
-        `${l.delivered} delivered + ${l.reportedRing + l.reportedSlow} reported lost`,
+    const l = await lossCheck({ root: ROOT, loadgen, cleanup, nsName, tmpDir, connects: plan.ceilingConnects }).catch((err: unknown) =>
+      failed('loss check', err),
     );
+    if (l) {
+      losses.push(l);
+      say(
+        `bench: loss check: ${l.emitted} emitted, ${l.ringDrops} dropped by the kernel ring, ` +
+          `${l.delivered} delivered + ${l.reportedRing + l.reportedSlow} reported lost`,
+      );
+    }
   }
 
   machine.loadAfter = loadAverage();
@@ -210,10 +224,11 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     bpftrace: bpftraceInfo ?? '',
     seconds: (Date.now() - started) / 1000,
   };
-  const markdown = renderMarkdown(report);
+  const markdown = renderMarkdown(report) + (failures.length ? `\n\n**Failed in this run:** ${failures.join('; ')}` : '');
   const json = {
     generatedAt: new Date().toISOString(),
     options: { quick: plan.quick, scenarios: flags.scenarios.length ? flags.scenarios : [...SCENARIOS], reps: plan.reps, arms },
+    failures,
     ...report,
     trials: trials.map(compactTrial),
   };
@@ -222,6 +237,7 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
   writeFileSync(join(OUT_DIR, 'results.md'), `${markdown}\n`);
   if (flags.jsonOnly) process.stdout.write(`${JSON.stringify(json)}\n`);
   else process.stdout.write(`\n${markdown}\n\nbench: wrote build/bench/results.json and build/bench/results.md\n`);
+  if (failures.length) throw new BenchError(`${failures.length} part(s) of the run failed (${failures.join('; ')}); the rest is in build/bench/results.json.`);
 }
 
 async function entry(): Promise<number> {
