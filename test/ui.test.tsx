@@ -184,6 +184,19 @@ describe('keys', () => {
 describe('App with a terminal', () => {
   afterEach(() => vi.useRealTimers());
   const tick = () => new Promise((r) => setTimeout(r, 30));
+  // A loaded machine can take longer than any fixed sleep to redraw: wait for what a person would see, bounded.
+  async function until(check: () => void, ms = 3000): Promise<void> {
+    const end = Date.now() + ms;
+    for (;;) {
+      try {
+        check();
+        return;
+      } catch (err) {
+        if (Date.now() > end) throw err;
+        await tick();
+      }
+    }
+  }
 
   it('reads keys from stdin, redraws from the view source, and reports quit', async () => {
     const view = recordedView();
@@ -206,37 +219,32 @@ describe('App with a terminal', () => {
         />
       </ColorContext.Provider>,
     );
-    await tick();
-    expect(r.lastFrame()).toContain('127.0.0.1:8080');
-    expect(calls).toBeGreaterThan(1);
+    await until(() => expect(r.lastFrame()).toContain('127.0.0.1:8080'));
+    await until(() => expect(calls).toBeGreaterThan(1));
 
     r.stdin.write('/8080\r'); // typed fast: one chunk
-    await tick();
-    expect(r.lastFrame()).toMatch(/filter 8080/);
+    await until(() => expect(r.lastFrame()).toMatch(/filter 8080/));
 
     r.stdin.write('c');
-    await tick();
-    expect(r.lastFrame()).toContain('capture of listener 127.0.0.1:8080 running: /var/lib/wstrace/cap'); // the footer truncates at 80 columns
+    await until(() => expect(r.lastFrame()).toContain('capture of listener 127.0.0.1:8080 running: /var/lib/wstrace/cap')); // the footer truncates at 80 columns
 
     r.stdin.write('p');
-    await tick();
+    await until(() => expect(r.lastFrame()).toContain('PAUSED'));
     const paused = calls;
     await tick();
+    await tick();
     expect(calls).toBe(paused);
-    expect(r.lastFrame()).toContain('PAUSED');
 
     r.stdin.write('w');
     r.stdin.write('p');
-    await tick();
-    expect(windows.at(-1)).toBe(60);
+    await until(() => expect(windows.at(-1)).toBe(60));
+    await until(() => expect(r.lastFrame()).not.toContain('PAUSED'));
 
     r.stdin.write('\t');
-    await tick();
-    expect(r.lastFrame()).toMatch(/▸RESETS/);
+    await until(() => expect(r.lastFrame()).toMatch(/▸RESETS/));
 
     r.stdin.write('q');
-    await tick();
-    expect(onQuit).toHaveBeenCalledTimes(1);
+    await until(() => expect(onQuit).toHaveBeenCalledTimes(1));
     r.unmount();
   });
 });
