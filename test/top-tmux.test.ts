@@ -123,13 +123,16 @@ describeKernel('wstrace top in a terminal', () => {
     // A backlog-1 listener that never accepts, 12 connects, held 10 s; a closed port answered with resets.
     traffic.push(ns.traffic('full-queue', 8080, 1, 12, 10));
     traffic.push(ns.traffic('closed-port', 60, 9000, '127.0.0.1', 10, 0.3));
+    // And 40 connections closed client-first: 40 TIME_WAIT sockets toward 127.0.0.1:8081.
+    traffic.push(ns.traffic('timewait', 40, 8081));
     const s = await waitScreen(
       'top',
       (t) =>
         / 2\/1! /.test(row(t, '127.0.0.1:8080')) &&
         /\d~!/.test(row(t, '127.0.0.1:8080')) &&
         / \d+\/\d+k? /.test(row(t, '127.0.0.1:8080')) &&
-        /RESETS +sent [1-9]/.test(t),
+        /RESETS +sent [1-9]/.test(t) &&
+        /now (4\d|[5-9]\d|\d{3,}) /.test(row(t, 'TIME_WAIT ')),
       20_000,
     );
     const listener = row(s, '127.0.0.1:8080');
@@ -140,7 +143,9 @@ describeKernel('wstrace top in a terminal', () => {
     expect(row(s, 'RESETS'), s).toMatch(/sent [1-9][\d.]*\/s +received [1-9]/);
     expect(row(s, 'NO_SOCKET'), s).toMatch(/sent NO_SOCKET +[1-9]/);
     expect(row(s, ' 9000 '), s).not.toBe('');
-    process.stdout.write(`\n--- top, 120×40, while full-queue and closed-port ran ---\n${s}\n`);
+    expect(row(s, 'TIME_WAIT '), s).toMatch(/made [1-9][\d.]*\/s +now (4\d|[5-9]\d|\d{3,}) /); // at least the 40 made here
+    expect(row(s, '127.0.0.1:8081'), s).toMatch(/127\.0\.0\.1:8081 +(4\d|[5-9]\d|\d{3,}) +[\d.<]+% +[1-9]/); // per destination, share of the port range, made/s
+    process.stdout.write(`\n--- top, 120×40, while full-queue, closed-port and timewait ran ---\n${s}\n`);
 
     const pid = await paneChild('top');
     const programs = heldPrograms(pid);
