@@ -178,7 +178,7 @@ describe('wstrace top, when it cannot run', () => {
   });
 
   it.each([
-    [['top', '--connect', 'unix:/tmp/x.sock', '--port', '80'], /with --connect, give them to `wstrace agent` instead\./],
+    [['top', '--connect', 'unix:/tmp/x.sock', '--port', '80'], /with --connect, press \/ in the screen to filter by port or address, or give them to `wstrace agent`\./],
     [['top', '--window', '5'], /the window is 1, 10 or 60 seconds\./],
     [['top', '--connect', ','], /give one or more agent addresses/],
   ])('bad flags %j: one sentence, exit 1', (args, message) => {

@@ -189,7 +189,10 @@ async function readFds(pid: number): Promise<ProcessFdFacts | undefined> {
 
 export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
   if (opts.connect.length && (opts.ports.length || opts.netns !== undefined || opts.ringBytes !== undefined)) {
-    throw new UserError('--port, --netns and --ring-bytes shape an agent top starts itself; with --connect, give them to `wstrace agent` instead.');
+    // A remote agent's snapshots (listeners, MIB, sockstat) cover its own scope: filtering only its events here would skew the figures.
+    throw new UserError(
+      '--port, --netns and --ring-bytes shape an agent top starts itself; with --connect, press / in the screen to filter by port or address, or give them to `wstrace agent`.',
+    );
   }
   // Checked before anything is loaded: no point attaching BPF for a screen that cannot be drawn.
   if (!io.stdin.isTTY || !io.stdout.isTTY) {

@@ -14,7 +14,7 @@ const LINES: Array<[string, string]> = [
   ['/', 'filter by port or address (enter applies, esc clears)'],
   ['w', 'rates over 1 s, 10 s or 60 s'],
   ['p', 'pause the screen (counting goes on)'],
-  ['c', 'capture the selected listener, peer or port (not yet available)'],
+  ['c', 'capture the selected listener, peer or port on its agent'],
 ];
 
 const MARKS: Array<[string, string]> = [

@@ -35,7 +35,7 @@ export interface UiState {
   readonly paused: boolean;
   readonly help: boolean;
   readonly window: WindowSec;
-  /** A passing message ("capture: not yet available"), and until when. */
+  /** A passing message (where a capture goes, why it was refused), and until when. */
   readonly message?: { readonly text: string; readonly untilMs: number };
 }
 
