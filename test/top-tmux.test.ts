@@ -164,7 +164,7 @@ describeKernel('wstrace top in a terminal', () => {
     ['SIGTERM', async (name: string) => process.kill(await paneChild(name), 'SIGTERM')],
   ])('%s also exits 0, restores the terminal and detaches BPF', async (_how, stop) => {
     await startInTmux('stop', `${process.execPath} ${CLI} top --netns ${ns.name}`);
-    await waitScreen('stop', (s) => /sample \d/.test(s), 20_000);
+    expect(await waitScreen('stop', (s) => /sample \d/.test(s), 20_000)).toMatch(/sample \d/);
     const programs = heldPrograms(await paneChild('stop'));
     await stop('stop');
     const end = await exited('stop');
@@ -195,7 +195,7 @@ describeKernel('wstrace top in a terminal', () => {
     const agentB = await spawnAgent(b, ns2.path);
 
     await startInTmux('multi', `${process.execPath} ${CLI} top --connect unix:${a},unix:${b}`);
-    await waitScreen('multi', (s) => /hosts 2\/2 up/.test(s), 20_000);
+    expect(await waitScreen('multi', (s) => /hosts 2\/2 up/.test(s), 20_000)).toMatch(/hosts 2\/2 up/);
     traffic.push(ns.traffic('full-queue', 8080, 1, 12, 10));
     traffic.push(ns2.traffic('closed-port', 60, 9000, '127.0.0.1', 10, 0.3));
     const s = await waitScreen(
