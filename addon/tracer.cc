@@ -33,6 +33,8 @@ namespace {
 // JS thread; the rest stays in the ring and the next loop turn takes it.
 constexpr size_t kMaxBatchRecords = 8192;
 constexpr int kBatchFull = -E2BIG;
+// A lone event waits at most this long for the drain timer.
+constexpr uint64_t kDrainMs = 10;
 
 // Does the running kernel's BTF have a `kind` type `type` with a member named
 // `member`? (An enum's enumerator or a struct's field.)
@@ -63,6 +65,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
                            InstanceMethod<&Tracer::Counters>("counters"),
                            InstanceMethod<&Tracer::ProgramIds>("programIds"),
                            InstanceMethod<&Tracer::Flush>("flush"),
+                           InstanceMethod<&Tracer::KeepPorts>("keepPorts"),
                            InstanceMethod<&Tracer::Close>("close"),
                        });
   }
@@ -78,6 +81,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     Napi::Value interval = opts.Get("fullEventIntervalNs");
     Napi::Value onBatch = opts.Get("onBatch");
     Napi::Value variants = opts.Get("variants");
+    Napi::Value ephemeral = opts.Get("ephemeralPorts");
 
     if (!ports.IsArray()) return TypeError(env, "options.ports must be an array of port numbers");
     Napi::Array portList = ports.As<Napi::Array>();
@@ -118,6 +122,16 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     filters_.netns = netns.As<Napi::Number>().Uint32Value();
     filters_.intervalNs = static_cast<uint64_t>(interval.As<Napi::Number>().DoubleValue());
     filters_.countHits = opts.Get("countHits").ToBoolean();
+    filters_.wakeupBytes = ringBytes / 4;
+    if (!ephemeral.IsUndefined()) {
+      Napi::Array range = ephemeral.IsArray() ? ephemeral.As<Napi::Array>() : Napi::Array::New(env);
+      double lo = range.Length() == 2 && range.Get(0u).IsNumber() ? range.Get(0u).As<Napi::Number>().DoubleValue() : -1;
+      double hi = range.Length() == 2 && range.Get(1u).IsNumber() ? range.Get(1u).As<Napi::Number>().DoubleValue() : -1;
+      if (lo < 1 || hi > 65535 || lo > hi || lo != static_cast<uint16_t>(lo) || hi != static_cast<uint16_t>(hi))
+        return TypeError(env, "options.ephemeralPorts must be [low, high], ports with low <= high");
+      filters_.ephemeralLow = static_cast<uint16_t>(lo);
+      filters_.ephemeralHigh = static_cast<uint16_t>(hi);
+    }
 
     skel_ = wstrace_bpf__open();
     if (!skel_) return Fail(env, "failed to open BPF object: " + ErrnoText(errno));
@@ -126,6 +140,9 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     skel_->rodata->filter_netns = netns.As<Napi::Number>().Uint32Value();
     skel_->rodata->full_event_interval_ns = static_cast<uint64_t>(interval.As<Napi::Number>().DoubleValue());
     skel_->rodata->count_hits = filters_.countHits;
+    skel_->rodata->wakeup_bytes = filters_.wakeupBytes;
+    skel_->rodata->ephemeral_low = filters_.ephemeralLow;
+    skel_->rodata->ephemeral_high = filters_.ephemeralHigh;
     int err = bpf_map__set_max_entries(skel_->maps.events, ringBytes);
     if (err) return Fail(env, "failed to size the ring buffer: " + ErrnoText(err));
 
@@ -150,6 +167,14 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
       poll_ = nullptr;
       return Fail(env, std::string("failed to poll the ring buffer: ") + uv_strerror(err));
     }
+    // The kernel side wakes the poll only when a quarter of the ring is
+    // waiting; a trickle is taken by this timer (unref'd: the poll keeps the
+    // loop alive while the tracer is open).
+    drain_ = new uv_timer_t;
+    drain_->data = this;
+    uv_timer_init(loop, drain_);
+    uv_timer_start(drain_, OnDrainTimer, kDrainMs, kDrainMs);
+    uv_unref(reinterpret_cast<uv_handle_t*>(drain_));
     // While polling, the JS object must outlive its last JS reference.
     Ref();
     return true;
@@ -159,6 +184,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   struct wstrace_bpf* skel_ = nullptr;
   struct ring_buffer* rb_ = nullptr;
   uv_poll_t* poll_ = nullptr;
+  uv_timer_t* drain_ = nullptr;
   Napi::FunctionReference callback_;
   Napi::AsyncContext* context_ = nullptr;
   std::vector<HookState> hooks_;
@@ -276,15 +302,27 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   }
 
   static void OnReadable(uv_poll_t* handle, int status, int events) {
+    static_cast<Tracer*>(handle->data)->DeliverBatch();
+  }
+
+  // Takes everything waiting, batch by batch; stops early if the tracer closes.
+  static void OnDrainTimer(uv_timer_t* handle) {
     Tracer* self = static_cast<Tracer*>(handle->data);
-    if (!self->rb_) return;
-    self->TakeBatch();  // more than a batch waiting: uv polls again next turn
-    if (self->batch_.empty()) return;
-    Napi::Env env = self->Env();
+    while (self->rb_ && self->DeliverBatch()) {
+    }
+  }
+
+  // Takes one batch and hands it to JS. True when the ring may hold more.
+  bool DeliverBatch() {
+    if (!rb_) return false;
+    bool more = TakeBatch();  // on the poll path uv polls again next turn if more
+    if (batch_.empty()) return false;
+    Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, self->batch_.data(), self->batch_.size());
-    self->batch_.clear();
-    self->callback_.MakeCallback(self->Value(), {buf}, *self->context_);
+    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, batch_.data(), batch_.size());
+    batch_.clear();
+    callback_.MakeCallback(Value(), {buf}, *context_);
+    return more;
   }
 
   // Delivers everything in the ring now, from a JS call (before stopping).
@@ -299,6 +337,28 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
       batch_.clear();
       callback_.Call(Value(), {buf});
       if (env.IsExceptionPending()) break;
+    }
+    return env.Undefined();
+  }
+
+  // keepPorts([[netns, port], ...]): listening ports whose resets keep their own row.
+  Napi::Value KeepPorts(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!skel_) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsArray()) {
+      Napi::TypeError::New(env, "keepPorts takes an array of [netns, port] pairs").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array list = info[0].As<Napi::Array>();
+    int fd = bpf_map__fd(skel_->maps.listen_ports);
+    uint8_t one = 1;
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Value pair = list.Get(i);
+      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) continue;
+      uint64_t netns = pair.As<Napi::Array>().Get(0u).ToNumber().Uint32Value();
+      uint64_t port = pair.As<Napi::Array>().Get(1u).ToNumber().Uint32Value() & 0xffff;
+      uint64_t key = (netns << 16) | port;
+      bpf_map_update_elem(fd, &key, &one, BPF_ANY);
     }
     return env.Undefined();
   }
@@ -356,6 +416,8 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     }
     Napi::Object out = Napi::Object::New(env);
     out.Set("totals", totals);
+    // counters(true): the totals alone, without dumping the hash maps.
+    if (info.Length() > 0 && info[0].ToBoolean()) return out;
     out.Set("listeners", DumpHash(env, skel_->maps.listeners));
     out.Set("resets", DumpHash(env, skel_->maps.resets));
     out.Set("timewaits", DumpHash(env, skel_->maps.timewaits));
@@ -401,6 +463,11 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
 
   // One cleanup path for every failure and for close().
   void Release() {
+    if (drain_) {
+      uv_timer_stop(drain_);
+      uv_close(reinterpret_cast<uv_handle_t*>(drain_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+      drain_ = nullptr;
+    }
     if (poll_) {
       uv_poll_stop(poll_);
       uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });

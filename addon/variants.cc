@@ -56,6 +56,9 @@ void SetFilters(struct wstrace_ext_bpf* ext, const Filters& f) {
   ext->rodata->filter_netns = f.netns;
   ext->rodata->full_event_interval_ns = f.intervalNs;
   ext->rodata->count_hits = f.countHits;
+  ext->rodata->wakeup_bytes = f.wakeupBytes;
+  ext->rodata->ephemeral_low = f.ephemeralLow;
+  ext->rodata->ephemeral_high = f.ephemeralHigh;
 }
 
 // Every map the core object also has is the core's, so counts land in one place.

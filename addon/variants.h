@@ -14,6 +14,8 @@ struct Filters {
   uint32_t netns = 0;
   uint64_t intervalNs = 0;
   bool countHits = false;
+  uint64_t wakeupBytes = 65536;
+  uint16_t ephemeralLow = 0, ephemeralHigh = 0;  // 0, 0: no folding
 };
 
 // One signal's live hook (or why none is live).

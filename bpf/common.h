@@ -22,6 +22,22 @@ const volatile __u64 full_event_interval_ns = 100000000ULL;
 	__s && __s->name;							\
 })
 
+/*
+ * The reader is woken only once this much is waiting in the ring; below it,
+ * the addon drains on a short timer. A wake-up per record costs an irq_work
+ * (a self-IPI) in the traced task for every event; this costs one per batch.
+ * The loader sets it to a quarter of the ring.
+ */
+const volatile __u64 wakeup_bytes = 65536;
+
+/*
+ * ip_local_port_range of the traced namespace (0, 0: no folding). Client
+ * sockets take a new port from it for every connection; keyed by that port a
+ * reset storm would fill the resets map within a second.
+ */
+const volatile __u16 ephemeral_low = 0;
+const volatile __u16 ephemeral_high = 0;
+
 /* Per-program run counts cost a map update per run: only for the kernel matrix. */
 const volatile bool count_hits = false;
 
@@ -170,8 +186,14 @@ static __always_inline void emit(const struct wst_event *src)
 		return;
 	}
 	__builtin_memcpy(e, src, sizeof(*e));
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+				  BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	count(WST_CNT_EVENTS);
+}
+
+static __always_inline __u64 listen_port_key(__u32 netns, __u16 port)
+{
+	return ((__u64)netns << 16) | port;
 }
 
 static __always_inline void count_reset(const struct wst_event *e)
@@ -183,6 +205,13 @@ static __always_inline void count_reset(const struct wst_event *e)
 		.kind = e->kind,
 		.state = e->state,
 	};
+
+	if (e->lport >= ephemeral_low && e->lport <= ephemeral_high) {
+		__u64 lp = listen_port_key(e->netns, e->lport);
+
+		if (!bpf_map_lookup_elem(&listen_ports, &lp))
+			k.lport = 0;
+	}
 
 	count(e->kind == WST_RESET_SENT ? WST_CNT_RESET_SENT : WST_CNT_RESET_RECEIVED);
 	add_keyed(&resets, &k);
@@ -199,6 +228,12 @@ static __always_inline struct wst_listener_val *listener_entry(const struct wst_
 		return v;
 	zero.inode = inode;
 	bpf_map_update_elem(&listeners, &k, &zero, BPF_NOEXIST);
+	{
+		__u64 lp = listen_port_key(e->netns, e->lport);
+		__u8 one = 1;
+
+		bpf_map_update_elem(&listen_ports, &lp, &one, BPF_ANY);
+	}
 	v = bpf_map_lookup_elem(&listeners, &k);
 	if (!v)
 		count(WST_CNT_MAP_FULL);

@@ -41,6 +41,20 @@ struct {
 	__type(value, __u64);
 } resets SEC(".maps");
 
+/*
+ * Local ports that have a listener: (netns << 16) | port. A reset on such a
+ * port keeps its own row even inside ip_local_port_range (a gRPC server on
+ * 50051, say); other ports in that range fold into port 0. Filled by the
+ * kernel side as listeners queue children, and by the loader from a
+ * listener dump at start.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} listen_ports SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);

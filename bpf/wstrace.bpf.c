@@ -26,10 +26,12 @@ char LICENSE[] SEC("license") = "GPL";
  * per socket, not per CPU:
  * - a close right after a reset on the same socket is not a TIME_WAIT entry;
  * - a reset sent by a socket just moved to CLOSE reports the state it left.
- * Entries are only trusted for a moment, as the pointer may be reused later.
+ * Entries are only trusted for a moment and for the same connection: a socket
+ * freed and its memory reused by another must not inherit the memo.
  */
 struct closing {
 	__u64 ts_ns;
+	__u64 ident;		/* sk_ident(): a new socket at the same address differs */
 	__u32 close_from;	/* state left when moved to CLOSE, 0 if not yet */
 	__u32 reset_seen;
 };
@@ -43,19 +45,39 @@ struct {
 	__type(value, struct closing);
 } closing SEC(".maps");
 
+/* The connection a full socket carries: its ports (and IPv4 peer), all kept through CLOSE. */
+static __always_inline __u64 sk_ident(const struct sock *sk)
+{
+	__u64 ports = ((__u32)BPF_CORE_READ(sk, __sk_common.skc_dport) << 16) |
+		      BPF_CORE_READ((struct inet_sock *)sk, inet_sport);
+
+	return (ports << 32) | BPF_CORE_READ(sk, __sk_common.skc_daddr);
+}
+
+static __always_inline void closing_forget(const struct sock *sk)
+{
+	__u64 key = (__u64)(unsigned long)sk;
+
+	bpf_map_delete_elem(&closing, &key);
+}
+
 static __always_inline struct closing *closing_get(const struct sock *sk)
 {
 	__u64 key = (__u64)(unsigned long)sk;
 	struct closing *c = bpf_map_lookup_elem(&closing, &key);
 
-	if (c && bpf_ktime_get_ns() - c->ts_ns > CLOSING_VALID_NS) {
+	if (c && (bpf_ktime_get_ns() - c->ts_ns > CLOSING_VALID_NS || c->ident != sk_ident(sk))) {
 		bpf_map_delete_elem(&closing, &key);
 		return 0;
 	}
 	return c;
 }
 
-/* Only sockets a reset will close: not listeners, requests or timewaits. */
+/*
+ * A reset on a socket still open: the close that follows is the reset's, not
+ * a TIME_WAIT entry. Not for listeners, requests or timewaits (a reset does
+ * not close them), nor for a socket already in CLOSE (its close is past).
+ */
 static __always_inline void note_reset(const struct sock *sk, __u8 state)
 {
 	__u64 key = (__u64)(unsigned long)sk;
@@ -63,6 +85,7 @@ static __always_inline void note_reset(const struct sock *sk, __u8 state)
 
 	if (state == TCP_LISTEN || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || state == TCP_CLOSE)
 		return;
+	c.ident = sk_ident(sk);
 	bpf_map_update_elem(&closing, &key, &c, BPF_ANY);
 }
 
@@ -85,18 +108,23 @@ int wst_rst_sent(struct bpf_raw_tracepoint_args *ctx)
 
 	if (sk) {
 		sk_tuple(sk, &e);
+		if (!netns_wanted(e.netns) || !port_wanted(e.lport, e.rport))
+			return 0;
 		if (e.state == TCP_CLOSE) {
+			/* Closed just before (linger 0, unread data): say what it left; nothing follows. */
 			struct closing *c = closing_get(sk);
 
-			if (c && c->close_from)
-				e.state = c->close_from;
+			if (c) {
+				if (c->close_from)
+					e.state = c->close_from;
+				closing_forget(sk);
+			}
+		} else {
+			note_reset(sk, e.state);
 		}
-		note_reset(sk, e.state);
-	} else if (!skb || !skb_tuple(skb, &e)) {
+	} else if (!skb || !skb_tuple(skb, &e) || !netns_wanted(e.netns) || !port_wanted(e.lport, e.rport)) {
 		return 0;
 	}
-	if (!netns_wanted(e.netns) || !port_wanted(e.lport, e.rport))
-		return 0;
 	count_reset(&e);
 	e.ts_ns = bpf_ktime_get_ns();
 	emit(&e);
@@ -116,9 +144,9 @@ int wst_rst_recv(struct bpf_raw_tracepoint_args *ctx)
 	e.kind = WST_RESET_RECEIVED;
 	e.reason = WST_NO_REASON;
 	sk_tuple(sk, &e);
-	note_reset(sk, e.state);
 	if (!netns_wanted(e.netns) || !port_wanted(e.lport, e.rport))
 		return 0;
+	note_reset(sk, e.state);
 	count_reset(&e);
 	e.ts_ns = bpf_ktime_get_ns();
 	emit(&e);
@@ -141,17 +169,17 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 	bool after_reset = false;
 
 	hit(WST_P_TIMEWAIT);
-	if (newstate != TCP_CLOSE || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (newstate != TCP_CLOSE || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
+	    !netns_wanted(sk_netns(sk)))
 		return 0;
 	struct closing *c = closing_get(sk);
 	if (c) {
 		after_reset = c->reset_seen;
-		__u64 key = (__u64)(unsigned long)sk;
-		bpf_map_delete_elem(&closing, &key);
+		closing_forget(sk);
 	} else if (oldstate != TCP_FIN_WAIT2 && oldstate != TCP_CLOSING) {
 		/* A reset may follow in this call chain (abort, linger 0). */
 		__u64 key = (__u64)(unsigned long)sk;
-		struct closing n = { .ts_ns = bpf_ktime_get_ns(), .close_from = oldstate };
+		struct closing n = { .ts_ns = bpf_ktime_get_ns(), .close_from = oldstate, .ident = sk_ident(sk) };
 
 		bpf_map_update_elem(&closing, &key, &n, BPF_ANY);
 	}
@@ -162,7 +190,7 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 	e.reason = WST_NO_REASON;
 	sk_tuple(sk, &e);
 	e.state = oldstate;
-	if (!netns_wanted(e.netns) || !port_wanted(e.lport, e.rport))
+	if (!port_wanted(e.lport, e.rport))
 		return 0;
 
 	struct wst_tw_key k = { .netns = e.netns, .rport = e.rport, .family = e.family };

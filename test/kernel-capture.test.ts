@@ -98,6 +98,55 @@ describeKernel('kernel capture (real BPF, loopback, test netns)', () => {
     expect(new Set(tw.map((e) => e.lport)).size).toBe(M);
   });
 
+  it('linger-0 resets between active closes: TIME_WAIT made still equals TcpExtTW', async () => {
+    const M = 150;
+    const port = 7110;
+    reset();
+    const before = ns.nstat();
+    const totalsBefore = tracer.totals();
+    const out = await ns.traffic('mixed-close', M, port);
+    const after = ns.nstat();
+    expect(out).toEqual({ resets: M, timewaits: M });
+    expect(delta(after, before, 'TcpExtTW')).toBe(M);
+    expect(tracer.totals().timewait - totalsBefore.timewait).toBe(M);
+    expect(take('timewait').filter((e) => e.rport === port)).toHaveLength(M);
+    // The reset-closed ones were not taken for TIME_WAIT entries, and say what they left.
+    const sent = take('reset_sent').filter((e) => e.rport === port);
+    expect(sent).toHaveLength(M);
+    expect(new Set(sent.map((e) => e.state))).toEqual(new Set(['ESTABLISHED']));
+  });
+
+  it('resets on client ports fold into local port 0; a listener inside ip_local_port_range keeps its port', async () => {
+    const [low, high] = (await ns.exec('cat', ['/proc/sys/net/ipv4/ip_local_port_range']))
+      .trim()
+      .split(/\s+/)
+      .map(Number) as [number, number];
+    const listenPort = low + 7; // a server port inside the ephemeral range, like gRPC's 50051 in the default one
+    const M = 30;
+    const countsOf = (direction: string) => {
+      const rows = tracer.counters().resets.filter((r) => r.direction === direction);
+      return {
+        folded: rows.filter((r) => r.lport === 0).reduce((n, r) => n + r.count, 0),
+        listener: rows.filter((r) => r.lport === listenPort).reduce((n, r) => n + r.count, 0),
+        inRange: rows.filter((r) => r.lport >= low && r.lport <= high && r.lport !== listenPort).length,
+      };
+    };
+    const sentBefore = countsOf('sent');
+    const receivedBefore = countsOf('received');
+    await ns.traffic('mixed-close', M, listenPort);
+    const sent = countsOf('sent');
+    const received = countsOf('received');
+    // Client side: each linger-0 close sent a reset from a new ephemeral port; one row holds them all.
+    expect(sent.folded - sentBefore.folded).toBe(M);
+    expect(sent.inRange).toBe(0);
+    // Server side: the listener's port keeps its own row.
+    expect(received.listener - receivedBefore.listener).toBe(M);
+    expect(received.inRange).toBe(0);
+    expect(tracer.totals().mapFull).toBe(0);
+    // Events keep the real port.
+    expect(take('reset_sent').some((e) => e.rport === listenPort && e.lport >= low && e.lport <= high)).toBe(true);
+  });
+
   it('backlog-1 listener that never accepts: accept_queue_full, peak > limit, ListenOverflows rises', async () => {
     const port = 7105;
     reset();

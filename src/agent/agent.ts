@@ -27,7 +27,6 @@ import { SocketOwners } from '../kernel/owners.js';
 import type { GetInfoResponse, HostFacts } from '../generated/wstrace/v1/tracer.js';
 import { kindToProto } from './convert.js';
 import { AgentCaptures, captureToProto, type CaptureOptions } from './captures.js';
-import { ephemeralRange } from './ephemeral.js';
 import { exitCode, runChecks } from '../doctor/checks.js';
 import { gatherFacts } from '../doctor/gather.js';
 import { EventHub } from './hub.js';
@@ -92,7 +91,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   captures.manager.onChange((r) => hub.captureChanged(captureToProto(r)));
   let lastRingDrops = 0;
   const reportKernelLoss = () => {
-    const drops = tracer.counters().totals.ringDrops;
+    const drops = tracer.lost();
     if (drops > lastRingDrops) hub.kernelLost(drops - lastRingDrops);
     lastRingDrops = drops;
   };
@@ -138,7 +137,6 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           host,
           owner: (inode) => owners.lookup(inode),
           nowMs: Date.now(),
-          ephemeral: ephemeralRange(),
         });
       },
       startCapture: (req) => captures.request(req),

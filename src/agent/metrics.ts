@@ -6,7 +6,6 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { UserError } from '../kernel/errors.js';
-import { ephemeralRange } from './ephemeral.js';
 import type { Counters, SocketDump } from '../kernel/index.js';
 
 export interface MetricsSource {
@@ -47,16 +46,15 @@ export function buildRegistry(src: MetricsSource): Registry {
   });
   new Counter({
     name: 'wstrace_resets_total',
-    help: 'TCP resets by direction, local port (ports in ip_local_port_range as "ephemeral"), state and kernel reason.',
+    help: 'TCP resets by direction, local port ("ephemeral": ports of ip_local_port_range with no listener), state and kernel reason.',
     labelNames: ['direction', 'lport', 'state', 'reason', 'netns'],
     registers: [registry],
     collect() {
       this.reset();
-      // Client sockets have a new ephemeral port each: one series per port would grow without bound.
-      const eph = ephemeralRange();
+      // Client sockets have a new ephemeral port each; the kernel side folds them into port 0.
       const sums = new Map<string, { labels: Record<string, string | number>; n: number }>();
       for (const r of counters().resets) {
-        const lport = r.lport >= eph.low && r.lport <= eph.high ? 'ephemeral' : String(r.lport);
+        const lport = r.lport === 0 ? 'ephemeral' : String(r.lport);
         const labels = { direction: r.direction, lport, state: r.state ?? '', reason: r.reason ?? '', netns: r.netns };
         const key = JSON.stringify(labels);
         const e = sums.get(key) ?? { labels, n: 0 };

@@ -22,8 +22,6 @@ export interface SnapshotInputs {
   readonly host: HostFacts;
   readonly owner: (inode: number) => Owner | undefined;
   readonly nowMs: number;
-  /** ip_local_port_range: resets on these local ports are folded together. */
-  readonly ephemeral?: { low: number; high: number };
 }
 
 const NO_SYN_DROPS = {
@@ -46,11 +44,14 @@ function listenerKey(family: string, addr: string, port: number, netns: number):
   return `${family}|${addr}|${port}|${netns}`;
 }
 
-/** Resets by key; local ports in the ephemeral range fold into local port 0 ("ephemeral"). */
-function foldResets(counters: Counters, eph: { low: number; high: number } | undefined): ResetCount[] {
+/**
+ * Resets by key. Local port 0 is the ephemeral ports of the traced namespace
+ * without a listener, folded by the kernel side (bpf/common.h count_reset).
+ */
+function foldResets(counters: Counters): ResetCount[] {
   const rows = new Map<string, ResetCount>();
   for (const r of counters.resets) {
-    const port = eph && r.lport >= eph.low && r.lport <= eph.high ? 0 : r.lport;
+    const port = r.lport;
     const key = `${r.direction}|${r.netns}|${port}|${r.state ?? ''}|${r.reason ?? ''}`;
     const row = rows.get(key);
     if (row) row.count += r.count;
@@ -167,7 +168,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       accepted: t.accepted,
     },
     listeners: [...listeners.values()],
-    resets: foldResets(counters, inp.ephemeral),
+    resets: foldResets(counters),
     timewait: [...tw.values()],
     timewaitCurrent: sockets.timewaitTotal,
     host: inp.host,

@@ -8,7 +8,6 @@ import { UserError } from '../kernel/errors.js';
 import { readRecording } from '../record/format.js';
 import { ReplaySource } from '../record/replay.js';
 import { buildReport } from '../record/report.js';
-import { openScreen } from '../ui/screen.js';
 import { runFeed, type TopIo } from './top.js';
 
 /** What the screen's longest window needs behind a moment. */
@@ -44,6 +43,8 @@ export async function runReplay(file: string, opts: { speed: number; window: Win
   };
   restart();
   const at = () => new Date(clock.now()).toISOString().slice(11, 19);
+  // Ink and React load only for a screen: the agent and the other commands never draw.
+  const { openScreen } = await import('../ui/screen.js');
   const screen = openScreen({
     getView: (window) => agg.view(clock.now(), window),
     now: () => clock.now(),

@@ -12,7 +12,6 @@ import { Aggregator, WINDOWS, type ProcessFdFacts, type WindowSec } from '../agg
 import { connectAgent, type ClientTls, type EventSource } from '../client/connect.js';
 import { readProcessFds } from '../host/fds.js';
 import { UserError, type TracerOptions } from '../kernel/index.js';
-import { openScreen } from '../ui/screen.js';
 import type { CaptureAsk } from '../ui/ui-state.js';
 import { parsePort, parseRingBytes } from './parse.js';
 import { openSource, type OpenedSource } from './source.js';
@@ -234,6 +233,8 @@ export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
       if (!feed.local) source.close();
     }
   };
+  // Ink and React load only for a screen: the agent and the other commands never draw.
+  const { openScreen } = await import('../ui/screen.js');
   const screen = openScreen({
     onCapture,
     getView: (window, now) => agg.view(now, window),

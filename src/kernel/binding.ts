@@ -44,8 +44,10 @@ export interface DumpOptions {
 export interface NativeTracer {
   /** Per hook: attached or not, and the error when not. */
   hooks(): NativeHook[];
-  /** Exact counters from the BPF maps. */
-  counters(): NativeCounters;
+  /** Exact counters from the BPF maps; with true, only `totals` (no map dumps). */
+  counters(totalsOnly?: boolean): NativeCounters;
+  /** Listening ports, [netns inode, port]: their resets keep their own row inside the ephemeral range. */
+  keepPorts?(ports: Array<[number, number]>): void;
   /** Delivers every event already in the ring buffer, synchronously. */
   flush(): void;
   /** IDs of the loaded BPF programs (for leak checks). */
@@ -88,6 +90,8 @@ export interface NativeOpenOptions {
   readonly variants?: Readonly<Record<string, string>>;
   /** Count every run of every program (the kernel matrix's "fired"); off by default. */
   readonly countHits?: boolean;
+  /** ip_local_port_range of the traced namespace: resets on these local ports (no listener) count as port 0. */
+  readonly ephemeralPorts?: [number, number];
 }
 
 export interface Layout {

@@ -212,13 +212,15 @@ function listenerKey(k: Uint8Array): { family: Family; addr: string; port: numbe
   };
 }
 
-export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters {
-  if (raw.totals.length !== COUNTER_COUNT) {
-    throw new Error(`counter array has ${raw.totals.length} entries, expected ${COUNTER_COUNT}`);
+export function decodeTotals(raw: readonly number[]): Totals {
+  if (raw.length !== COUNTER_COUNT) {
+    throw new Error(`counter array has ${raw.length} entries, expected ${COUNTER_COUNT}`);
   }
-  const totals = Object.fromEntries(
-    Object.entries(COUNTER_INDEX).map(([name, idx]) => [name, raw.totals[idx] ?? 0]),
-  ) as unknown as Totals;
+  return Object.fromEntries(Object.entries(COUNTER_INDEX).map(([name, idx]) => [name, raw[idx] ?? 0])) as unknown as Totals;
+}
+
+export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters {
+  const totals = decodeTotals(raw.totals);
 
   const LV = LISTENER_VALUE_LAYOUT.offsets;
   const listeners = raw.listeners.map(([k, v]): ListenerCounter => {

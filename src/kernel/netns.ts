@@ -1,5 +1,6 @@
 /** `--netns NAME|PATH`: a namespace named by `ip netns`, or any nsfs file. */
-import { statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
 import { UserError } from './errors.js';
 
 export interface NetnsRef {
@@ -28,4 +29,27 @@ export function resolveNetns(spec: string): NetnsRef {
 /** Inode of this process's own network namespace. */
 export function ownNetnsInode(): number {
   return statSync('/proc/self/ns/net').ino;
+}
+
+const PORT_RANGE = '/proc/sys/net/ipv4/ip_local_port_range';
+
+function parseRange(text: string): [number, number] | undefined {
+  const [low, high] = text.trim().split(/\s+/).map(Number);
+  return low && high && low <= high ? [low, high] : undefined;
+}
+
+/**
+ * net.ipv4.ip_local_port_range as a namespace sees it (this process's own
+ * without one). Read through nsenter, as /proc/sys/net answers for the
+ * reader's namespace; undefined if it cannot be read.
+ */
+export function ephemeralPortRange(ns?: NetnsRef): [number, number] | undefined {
+  try {
+    const text = ns
+      ? execFileSync('nsenter', [`--net=${ns.path}`, 'cat', PORT_RANGE], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] })
+      : readFileSync(PORT_RANGE, 'utf8');
+    return parseRange(text);
+  } catch {
+    return undefined;
+  }
 }

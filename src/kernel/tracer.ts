@@ -5,11 +5,19 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { loadBinding, type Binding, type NativeTracer, type SocketDump } from './binding.js';
-import { decodeBatch, decodeCounters, type Counters, type DecodeContext, type TraceEvent } from './decode.js';
+import {
+  decodeBatch,
+  decodeCounters,
+  decodeTotals,
+  type Counters,
+  type DecodeContext,
+  type Totals,
+  type TraceEvent,
+} from './decode.js';
 import { canLoadBpf, NEEDS_PRIVILEGE, UserError } from './errors.js';
 import { MAX_PORTS } from './layout.js';
 import { ReasonNames, type EventKind } from './names.js';
-import { resolveNetns, type NetnsRef } from './netns.js';
+import { ephemeralPortRange, ownNetnsInode, resolveNetns, type NetnsRef } from './netns.js';
 import { SocketOwners } from './owners.js';
 
 export interface TracerOptions {
@@ -84,6 +92,8 @@ export class Tracer {
     const reasons = new ReasonNames((name) => binding.enumNames(name));
     this.decodeContext = { clockOffsetMs: Number(binding.clockOffsetNs()) / 1e6, reasons };
     this.owners = options.resolveOwners === false ? undefined : new SocketOwners();
+    // Folding needs the range the traced namespace's clients draw from (the fake binding in tests has none).
+    const ephemeral = options.binding ? undefined : ephemeralPortRange(netns);
     try {
       this.native = binding.open({
         ports: [...(options.ports ?? [])],
@@ -93,11 +103,20 @@ export class Tracer {
         onBatch: (batch) => this.onBatch(batch),
         ...(options.variants ? { variants: options.variants } : {}),
         ...(options.countHits ? { countHits: true } : {}),
+        ...(ephemeral ? { ephemeralPorts: ephemeral } : {}),
       });
     } catch (err) {
       const code = (err as { errno?: number }).errno;
       if (code === 1 || code === 13) throw new UserError(NEEDS_PRIVILEGE);
       throw err;
+    }
+    // Listening ports keep their own reset rows inside the ephemeral range: the ones
+    // open now are told here; the kernel side adds each listener that queues a child.
+    if (!options.binding && this.native.keepPorts) {
+      const inode = netns?.inode ?? ownNetnsInode();
+      this.dumpSockets()
+        .then((d) => this.native?.keepPorts?.(d.listeners.map((l): [number, number] => [inode, l.port])))
+        .catch(() => undefined);
     }
     this.hooks = this.native.hooks().map((h) => ({
       hook: h.name,
@@ -124,9 +143,14 @@ export class Tracer {
     return decodeCounters(this.open().counters(), this.decodeContext.reasons);
   }
 
+  /** The totals alone: cheap, as no keyed map is dumped. */
+  totals(): Totals {
+    return decodeTotals(this.open().counters(true).totals);
+  }
+
   /** Events the kernel ring buffer had no room for. */
   lost(): number {
-    return this.counters().totals.ringDrops;
+    return this.totals().ringDrops;
   }
 
   programIds(): number[] {

@@ -72,6 +72,32 @@ def timewait(m, port):
     return {"closed": m}
 
 
+def mixed_close(m, port):
+    """m rounds of two connections: one the client closes with SO_LINGER 0 (a
+    RST, no TIME_WAIT), then one it closes first (a TIME_WAIT), back to back so
+    the second socket often reuses the first one's memory."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((HOST, port))
+    srv.listen(128)
+    for _ in range(m):
+        for linger in (True, False):
+            cli = socket.create_connection((HOST, port), timeout=5)
+            conn, _ = srv.accept()
+            if linger:
+                cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            cli.close()
+            conn.settimeout(5)
+            try:
+                conn.recv(1)
+            except ConnectionResetError:
+                pass
+            conn.close()
+    time.sleep(0.2)
+    srv.close()
+    return {"resets": m, "timewaits": m}
+
+
 def full_queue(port, backlog, k, hold):
     """A listener that never accepts, and k connects: the accept queue fills."""
     srv = socket.socket()
@@ -138,6 +164,8 @@ def main():
         out = linger0(int(args[0]))
     elif mode == "timewait":
         out = timewait(int(args[0]), int(args[1]))
+    elif mode == "mixed-close":
+        out = mixed_close(int(args[0]), int(args[1]))
     elif mode == "full-queue":
         out = full_queue(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
     elif mode == "ack-overflow":

@@ -517,8 +517,9 @@ export interface ResetCount {
   /** Network namespace inode. */
   netns: number;
   /**
-   * Local port; 0 for all ports in ip_local_port_range (client sockets,
-   * folded together so the table does not grow with every connection).
+   * Local port; 0 for the ports of the traced namespace's
+   * ip_local_port_range that have no listener (client sockets, folded
+   * together so the table does not grow with every connection).
    */
   localPort: number;
   /** TCP state, empty when none. */
