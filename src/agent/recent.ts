@@ -1,25 +1,64 @@
-/** The agent's bounded memory of recent events, for Watch's `last` and `since`. */
-import type { Event } from '../generated/wstrace/v1/tracer.js';
+/**
+ * The agent's bounded memory of recent events, for Watch's `last` and `since`.
+ *
+ * Kept encoded: each pushed batch becomes one buffer of protobuf-encoded
+ * events and an offset table, about 50 bytes an event instead of a dozen
+ * objects and strings. Memory stays flat however long the agent runs; events
+ * are decoded only when a client asks for them.
+ */
+import { Event } from '../generated/wstrace/v1/tracer.js';
 import type { EventPredicate } from './filter.js';
 
+interface Chunk {
+  readonly bytes: Buffer;
+  /** Start of event i in bytes; ends[i] is its end. */
+  readonly starts: Uint32Array;
+  readonly ends: Uint32Array;
+  /** Event times, for `since` without decoding. */
+  readonly times: Float64Array;
+}
+
 export class RecentEvents {
-  private readonly slots: Array<Event | undefined>;
-  private next = 0;
+  private chunks: Chunk[] = [];
+  /** Events of chunks[0] that are already older than the capacity allows. */
+  private skipped = 0;
   private count = 0;
 
-  constructor(readonly capacity: number) {
-    this.slots = new Array<Event | undefined>(capacity);
-  }
+  constructor(readonly capacity: number) {}
 
   get size(): number {
     return this.count;
   }
 
   push(events: readonly Event[]): void {
-    for (const ev of events) {
-      this.slots[this.next] = ev;
-      this.next = (this.next + 1) % this.capacity;
-      if (this.count < this.capacity) this.count++;
+    if (this.capacity <= 0 || events.length === 0) return;
+    const keep = events.length > this.capacity ? events.slice(events.length - this.capacity) : events;
+    const parts = keep.map((ev) => Event.encode(ev).finish());
+    const starts = new Uint32Array(parts.length);
+    const ends = new Uint32Array(parts.length);
+    const times = new Float64Array(parts.length);
+    let at = 0;
+    for (let i = 0; i < parts.length; i++) {
+      starts[i] = at;
+      at += parts[i]!.length;
+      ends[i] = at;
+      times[i] = keep[i]!.timeUnixMicros;
+    }
+    this.chunks.push({ bytes: Buffer.concat(parts, at), starts, ends, times });
+    this.count += parts.length;
+    // Forget the oldest beyond capacity: whole chunks, then the head of the first.
+    while (this.count > this.capacity) {
+      const first = this.chunks[0]!;
+      const left = first.starts.length - this.skipped;
+      const over = this.count - this.capacity;
+      if (over >= left) {
+        this.chunks.shift();
+        this.skipped = 0;
+        this.count -= left;
+      } else {
+        this.skipped += over;
+        this.count -= over;
+      }
     }
   }
 
@@ -29,13 +68,17 @@ export class RecentEvents {
    */
   select(pred: EventPredicate, last: number, sinceMicros: number): Event[] {
     const out: Event[] = [];
-    // Walk newest to oldest so `last` can stop early, then reverse.
-    for (let i = 0; i < this.count; i++) {
-      const ev = this.slots[(this.next - 1 - i + this.capacity) % this.capacity]!;
-      if (sinceMicros && ev.timeUnixMicros < sinceMicros) break;
-      if (!pred(ev)) continue;
-      out.push(ev);
-      if (last && out.length >= last) break;
+    // Walk newest to oldest so `last` and `since` can stop early, then reverse.
+    for (let c = this.chunks.length - 1; c >= 0; c--) {
+      const chunk = this.chunks[c]!;
+      const oldest = c === 0 ? this.skipped : 0;
+      for (let i = chunk.starts.length - 1; i >= oldest; i--) {
+        if (sinceMicros && chunk.times[i]! < sinceMicros) return out.reverse();
+        const ev = Event.decode(chunk.bytes.subarray(chunk.starts[i], chunk.ends[i]));
+        if (!pred(ev)) continue;
+        out.push(ev);
+        if (last && out.length >= last) return out.reverse();
+      }
     }
     return out.reverse();
   }
