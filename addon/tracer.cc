@@ -8,6 +8,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <malloc.h>
 #include <linux/btf.h>
 #include <string.h>
 #include <time.h>
@@ -33,6 +34,7 @@ namespace {
 // JS thread; the rest stays in the ring and the next loop turn takes it.
 constexpr size_t kMaxBatchRecords = 8192;
 constexpr int kBatchFull = -E2BIG;
+constexpr size_t kBatchBytes = kMaxBatchRecords * sizeof(struct wst_event);
 // A lone event waits at most this long for the drain timer.
 constexpr uint64_t kDrainMs = 10;
 
@@ -150,11 +152,17 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     if (err) return Fail(env, "failed to load BPF programs: " + ErrnoText(err), -err);
 
     Attach();
+    // Loading parsed the kernel's BTF once per object (tens of MB, freed
+    // again); hand that memory back rather than keep it for the agent's life.
+    malloc_trim(0);
 
     rb_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), OnRecord, this, nullptr);
     if (!rb_) return Fail(env, "failed to set up the ring buffer: " + ErrnoText(errno));
 
     callback_ = Napi::Persistent(onBatch.As<Napi::Function>());
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, kBatchBytes);
+    batch_ = static_cast<uint8_t*>(ab.Data());
+    batchBuf_ = Napi::Persistent(ab);
     context_ = new Napi::AsyncContext(env, "wstrace:Events");
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
@@ -190,8 +198,14 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   std::vector<HookState> hooks_;
   std::map<std::string, std::string> force_;
   Filters filters_;
-  std::vector<uint8_t> batch_;
+  // One batch at a time, handed to JS as a view of batchBuf_: JS decodes it
+  // before the callback returns (src/kernel/tracer.ts), so the memory is
+  // reused for every batch instead of a new Buffer each time.
+  Napi::Reference<Napi::ArrayBuffer> batchBuf_;
+  uint8_t* batch_ = nullptr;
+  size_t batchLen_ = 0;
   size_t batchRecords_ = 0;
+  uint64_t oversized_ = 0;  // records larger than the batch room (none expected: records are fixed-size)
 
   bool TypeError(Napi::Env env, const std::string& msg) {
     Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
@@ -290,13 +304,24 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   static int OnRecord(void* ctx, void* data, size_t size) {
     Tracer* self = static_cast<Tracer*>(ctx);
     const uint8_t* p = static_cast<const uint8_t*>(data);
-    self->batch_.insert(self->batch_.end(), p, p + size);
-    return ++self->batchRecords_ >= kMaxBatchRecords ? kBatchFull : 0;
+    if (self->batchLen_ + size > kBatchBytes) {
+      self->oversized_++;
+      return kBatchFull;
+    }
+    memcpy(self->batch_ + self->batchLen_, p, size);
+    self->batchLen_ += size;
+    return ++self->batchRecords_ >= kMaxBatchRecords || self->batchLen_ + sizeof(struct wst_event) > kBatchBytes
+               ? kBatchFull
+               : 0;
+  }
+
+  Napi::Uint8Array BatchView(Napi::Env env) {
+    return Napi::Uint8Array::New(env, batchLen_, batchBuf_.Value(), 0);
   }
 
   // Takes up to one batch from the ring. True when the ring may hold more.
   bool TakeBatch() {
-    batch_.clear();
+    batchLen_ = 0;
     batchRecords_ = 0;
     return ring_buffer__consume(rb_) == kBatchFull;
   }
@@ -316,12 +341,10 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   bool DeliverBatch() {
     if (!rb_) return false;
     bool more = TakeBatch();  // on the poll path uv polls again next turn if more
-    if (batch_.empty()) return false;
+    if (batchLen_ == 0) return false;
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, batch_.data(), batch_.size());
-    batch_.clear();
-    callback_.MakeCallback(Value(), {buf}, *context_);
+    callback_.MakeCallback(Value(), {BatchView(env)}, *context_);
     return more;
   }
 
@@ -332,10 +355,8 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     bool more = true;
     while (more && rb_) {
       more = TakeBatch();
-      if (batch_.empty()) break;
-      Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, batch_.data(), batch_.size());
-      batch_.clear();
-      callback_.Call(Value(), {buf});
+      if (batchLen_ == 0) break;
+      callback_.Call(Value(), {BatchView(env)});
       if (env.IsExceptionPending()) break;
     }
     return env.Undefined();
@@ -485,6 +506,8 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     delete context_;
     context_ = nullptr;
     if (!callback_.IsEmpty()) callback_.Reset();
+    if (!batchBuf_.IsEmpty()) batchBuf_.Reset();
+    batch_ = nullptr;
   }
 };
 

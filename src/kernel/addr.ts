@@ -1,9 +1,20 @@
 /** Printable addresses from the 16-byte address fields of the records. */
 import { AF_INET, AF_INET6 } from './layout.js';
 
+const V4_CACHE_MAX = 4096;
+const v4Text = new Map<number, string>();
+
 export function formatAddr(buf: Uint8Array, offset: number, family: number): string {
   if (family === AF_INET) {
-    return `${buf[offset]}.${buf[offset + 1]}.${buf[offset + 2]}.${buf[offset + 3]}`;
+    // A storm repeats a handful of addresses: one string each, not one per event.
+    const key = ((buf[offset]! << 24) | (buf[offset + 1]! << 16) | (buf[offset + 2]! << 8) | buf[offset + 3]!) >>> 0;
+    let text = v4Text.get(key);
+    if (text === undefined) {
+      text = `${buf[offset]}.${buf[offset + 1]}.${buf[offset + 2]}.${buf[offset + 3]}`;
+      if (v4Text.size >= V4_CACHE_MAX) v4Text.clear();
+      v4Text.set(key, text);
+    }
+    return text;
   }
   if (family !== AF_INET6) return '';
   const groups: number[] = [];

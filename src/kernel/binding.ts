@@ -84,8 +84,11 @@ export interface NativeOpenOptions {
   readonly netns: number;
   readonly ringBytes: number;
   readonly fullEventIntervalNs: number;
-  /** Called on the JS thread with one Buffer holding many records. */
-  readonly onBatch: (batch: Buffer) => void;
+  /**
+   * Called on the JS thread with many records. The view is of memory the
+   * addon reuses for the next batch: decode it before returning.
+   */
+  readonly onBatch: (batch: Uint8Array) => void;
   /** Per signal, the one variant to try ("none": none); others pick the best. */
   readonly variants?: Readonly<Record<string, string>>;
   /** Count every run of every program (the kernel matrix's "fired"); off by default. */

@@ -179,7 +179,8 @@ export class Tracer {
     return this.native;
   }
 
-  private onBatch(batch: Buffer): void {
+  /** `batch` is only valid during this call (the addon reuses its memory). */
+  private onBatch(batch: Uint8Array): void {
     if (this.listeners.size === 0) return;
     const events = decodeBatch(batch, this.decodeContext);
     if (this.owners) {
