@@ -85,7 +85,8 @@ export function runLoad(bin: string, netns: string, spec: LoadSpec, cleanup: Cle
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     child.on('error', reject);
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': the generator's last line may still be in the pipe when it exits.
+    child.on('close', (code, signal) => {
       const line = out.trim().split('\n').pop() ?? '';
       if (code !== 0 || !line.startsWith('{')) {
         reject(new BenchError(`the load generator failed (${signal ?? `exit ${code}`}): ${err.trim() || out.trim()}`));

@@ -152,6 +152,14 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
   const bpfStats = plan.steps.length ? enableBpfStats(cleanup) : false;
   if (plan.steps.length && !bpfStats) say('bench: cannot turn on kernel.bpf_stats_enabled, so BPF run time is not measured.');
 
+  const failures: string[] = [];
+  const failed = (what: string, err: unknown): undefined => {
+    if (cleanup.stopping || err instanceof Interrupted) throw err;
+    const msg = `${what} failed: ${(err as Error).message ?? String(err)}`;
+    failures.push(msg);
+    say(`bench: ${msg}`);
+    return undefined;
+  };
   const total = plan.steps.reduce((n, s) => n + s.reps, 0) * arms.length;
   const trials: Trial[] = [];
   const ctx = { root: ROOT, loadgen, cleanup, tmpDir, bpftraceScript: script, settleMs: plan.settleMs, nsName };
@@ -160,7 +168,16 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
       for (const arm of armOrder(rep, arms)) {
         if (cleanup.stopping) return;
         const began = Date.now();
-        const t = await runTrial(ctx, step, arm, rep);
+        // One failed trial (a generator that died, say) is tried once more, then left out and reported.
+        const what = `trial ${step.scenario} ${step.label} ${arm} #${rep + 1}`;
+        const t =
+          (await runTrial(ctx, step, arm, rep).catch((err: unknown) => {
+            if (cleanup.stopping || err instanceof Interrupted) throw err;
+            say(`bench: ${what} failed, trying it once more: ${(err as Error).message ?? String(err)}`);
+            return undefined;
+          })) ??
+          (await runTrial(ctx, step, arm, rep).catch((err: unknown) => failed(what, err)));
+        if (!t) continue;
         trials.push(t);
         const w = t.wstrace;
         const events = w ? ` ${w.emitted.events + w.emitted.ringDrops} events, ${w.received.delivered} delivered` : '';
@@ -173,14 +190,6 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     }
   }
 
-  const failures: string[] = [];
-  const failed = (what: string, err: unknown): undefined => {
-    if (cleanup.stopping || err instanceof Interrupted) throw err;
-    const msg = `${what} failed: ${(err as Error).message ?? String(err)}`;
-    failures.push(msg);
-    say(`bench: ${msg}`);
-    return undefined;
-  };
   const ceilings: CeilingResult[] = [];
   if (plan.pipeline) {
     const cctx = { root: ROOT, loadgen, cleanup, nsName, tmpDir, connects: plan.ceilingConnects };

@@ -147,6 +147,25 @@ describeKernel('kernel capture (real BPF, loopback, test netns)', () => {
     expect(take('reset_sent').some((e) => e.rport === listenPort && e.lport >= low && e.lport <= high)).toBe(true);
   });
 
+  it('a listener port in the ephemeral range, with a connection older than the tracer, keeps its own reset row', async () => {
+    const [low] = (await ns.exec('cat', ['/proc/sys/net/ipv4/ip_local_port_range'])).trim().split(/\s+/).map(Number) as [number];
+    const port = low + 11;
+    // The connection is accepted before this tracer opens; the server resets it 1.5 s later.
+    const load = ns.traffic('late-reset', port, 1.5);
+    await new Promise((r) => setTimeout(r, 700));
+    const late = openTracer({ netns: ns.path });
+    try {
+      const out = await load;
+      const rows = late.counters().resets;
+      expect(rows.filter((r) => r.direction === 'sent' && r.lport === port).reduce((n, r) => n + r.count, 0)).toBe(1);
+      // The client's side of it is folded.
+      expect(rows.filter((r) => r.direction === 'received' && r.lport === 0).reduce((n, r) => n + r.count, 0)).toBe(1);
+      expect(rows.some((r) => r.lport === out.client_port)).toBe(false);
+    } finally {
+      late.close();
+    }
+  });
+
   it('backlog-1 listener that never accepts: accept_queue_full, peak > limit, ListenOverflows rises', async () => {
     const port = 7105;
     reset();

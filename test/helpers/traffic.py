@@ -98,6 +98,29 @@ def mixed_close(m, port):
     return {"resets": m, "timewaits": m}
 
 
+def late_reset(port, delay):
+    """A connection accepted now and reset by the server `delay` seconds later
+    (SO_LINGER 0 on the accepted socket): a long-lived stream that dies."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((HOST, port))
+    srv.listen(8)
+    cli = socket.create_connection((HOST, port), timeout=5)
+    client_port = cli.getsockname()[1]
+    conn, _ = srv.accept()
+    time.sleep(delay)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    cli.settimeout(5)
+    try:
+        cli.recv(1)
+    except ConnectionResetError:
+        pass
+    cli.close()
+    srv.close()
+    return {"client_port": client_port}
+
+
 def full_queue(port, backlog, k, hold):
     """A listener that never accepts, and k connects: the accept queue fills."""
     srv = socket.socket()
@@ -166,6 +189,8 @@ def main():
         out = timewait(int(args[0]), int(args[1]))
     elif mode == "mixed-close":
         out = mixed_close(int(args[0]), int(args[1]))
+    elif mode == "late-reset":
+        out = late_reset(int(args[0]), float(args[1]))
     elif mode == "full-queue":
         out = full_queue(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
     elif mode == "ack-overflow":
