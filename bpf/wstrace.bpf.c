@@ -176,8 +176,13 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 	if (c) {
 		after_reset = c->reset_seen;
 		closing_forget(sk);
-	} else if (oldstate != TCP_FIN_WAIT2 && oldstate != TCP_CLOSING) {
-		/* A reset may follow in this call chain (abort, linger 0). */
+	} else if ((1 << oldstate) & ((1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT) | (1 << TCP_FIN_WAIT1) | (1 << TCP_SYN_RECV))) {
+		/*
+		 * A reset may follow in this call chain (abort, linger 0, unread
+		 * data): the kernel's tcp_need_reset() states. Not after SYN_SENT,
+		 * LAST_ACK or the TIME_WAIT states, so a storm of refused or
+		 * passively closed connections costs no memo.
+		 */
 		__u64 key = (__u64)(unsigned long)sk;
 		struct closing n = { .ts_ns = bpf_ktime_get_ns(), .close_from = oldstate, .ident = sk_ident(sk) };
 
