@@ -75,15 +75,17 @@ static __always_inline struct closing *closing_get(const struct sock *sk)
 
 /*
  * A reset on a socket still open: the close that follows is the reset's, not
- * a TIME_WAIT entry. Not for listeners, requests or timewaits (a reset does
- * not close them), nor for a socket already in CLOSE (its close is past).
+ * a TIME_WAIT entry. Only FIN_WAIT2 and CLOSING need saying so: a close from
+ * any other state is no TIME_WAIT entry anyway (and listeners, requests and
+ * timewaits are not closed by a reset). That keeps the memo, an LRU update,
+ * off the common resets (refused connects, aborted established ones).
  */
 static __always_inline void note_reset(const struct sock *sk, __u8 state)
 {
 	__u64 key = (__u64)(unsigned long)sk;
 	struct closing c = { .ts_ns = bpf_ktime_get_ns(), .reset_seen = 1 };
 
-	if (state == TCP_LISTEN || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || state == TCP_CLOSE)
+	if (state != TCP_FIN_WAIT2 && state != TCP_CLOSING)
 		return;
 	c.ident = sk_ident(sk);
 	bpf_map_update_elem(&closing, &key, &c, BPF_ANY);

@@ -116,6 +116,20 @@ describeKernel('kernel capture (real BPF, loopback, test netns)', () => {
     expect(new Set(sent.map((e) => e.state))).toEqual(new Set(['ESTABLISHED']));
   });
 
+  it('a reset received in FIN_WAIT2 closes the socket without a TIME_WAIT, and none is counted', async () => {
+    const port = 7111;
+    reset();
+    const before = ns.nstat();
+    const twBefore = tracer.totals().timewait;
+    const out = await ns.traffic('reset-in-fin-wait2', port);
+    const after = ns.nstat();
+    expect(delta(after, before, 'TcpExtTW')).toBe(0);
+    expect(tracer.totals().timewait - twBefore).toBe(0);
+    const got = take('reset_received').filter((e) => e.lport === out.client_port && e.rport === port);
+    expect(got.map((e) => e.state)).toEqual(['FIN_WAIT2']);
+    expect(take('timewait').filter((e) => e.rport === port)).toHaveLength(0);
+  });
+
   it('resets on client ports fold into local port 0; a listener inside ip_local_port_range keeps its port', async () => {
     const [low, high] = (await ns.exec('cat', ['/proc/sys/net/ipv4/ip_local_port_range']))
       .trim()

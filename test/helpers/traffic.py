@@ -121,6 +121,33 @@ def late_reset(port, delay):
     return {"client_port": client_port}
 
 
+def reset_in_fin_wait2(port):
+    """The client half-closes (FIN_WAIT2 once acked), then the server aborts
+    with SO_LINGER 0: the client gets a RST in FIN_WAIT2 and closes without
+    a TIME_WAIT."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((HOST, port))
+    srv.listen(8)
+    cli = socket.create_connection((HOST, port), timeout=5)
+    client_port = cli.getsockname()[1]
+    conn, _ = srv.accept()
+    cli.shutdown(socket.SHUT_WR)
+    conn.settimeout(5)
+    conn.recv(1)  # the client's FIN: it is acked, the client is in FIN_WAIT2
+    time.sleep(0.05)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    cli.settimeout(5)
+    try:
+        cli.recv(1)
+    except ConnectionResetError:
+        pass
+    cli.close()
+    srv.close()
+    return {"client_port": client_port}
+
+
 def full_queue(port, backlog, k, hold):
     """A listener that never accepts, and k connects: the accept queue fills."""
     srv = socket.socket()
@@ -191,6 +218,8 @@ def main():
         out = mixed_close(int(args[0]), int(args[1]))
     elif mode == "late-reset":
         out = late_reset(int(args[0]), float(args[1]))
+    elif mode == "reset-in-fin-wait2":
+        out = reset_in_fin_wait2(int(args[0]))
     elif mode == "full-queue":
         out = full_queue(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
     elif mode == "ack-overflow":
