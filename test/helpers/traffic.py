@@ -15,6 +15,33 @@ import time
 HOST = "127.0.0.1"
 
 
+def listener(port, backlog, defer_accept=0):
+    """A listening socket on HOST:port (SO_REUSEADDR, optionally TCP_DEFER_ACCEPT)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if defer_accept:
+        srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer_accept)
+    srv.bind((HOST, port))
+    srv.listen(backlog)
+    return srv
+
+
+def abort(sock):
+    """close() with SO_LINGER 0: the kernel sends a RST instead of a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def wait_peer_close(sock):
+    """Reads until the peer's FIN or RST arrives (at most 5 s), then closes."""
+    sock.settimeout(5)
+    try:
+        sock.recv(1)
+    except ConnectionResetError:
+        pass
+    sock.close()
+
+
 def closed_port(n, port, host=HOST, batch=0, pause=0.0):
     """n connects to a port nobody listens on: each gets a RST. With batch and
     pause, sleeps `pause` seconds after every `batch` connects (a paced storm)."""
@@ -35,31 +62,19 @@ def closed_port(n, port, host=HOST, batch=0, pause=0.0):
 
 def linger0(port):
     """One established connection, then the client closes with SO_LINGER 0: a RST."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((HOST, port))
-    srv.listen(8)
+    srv = listener(port, 8)
     cli = socket.create_connection((HOST, port), timeout=5)
     conn, _ = srv.accept()
     client_port = cli.getsockname()[1]
-    cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    cli.close()
-    conn.settimeout(5)
-    try:
-        conn.recv(1)
-    except ConnectionResetError:
-        pass
-    conn.close()
+    abort(cli)
+    wait_peer_close(conn)
     srv.close()
     return {"client_port": client_port}
 
 
 def timewait(m, port):
     """m connections where the client closes first: m client sockets enter TIME_WAIT."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((HOST, port))
-    srv.listen(128)
+    srv = listener(port, 128)
     for _ in range(m):
         cli = socket.create_connection((HOST, port), timeout=5)
         conn, _ = srv.accept()
@@ -76,23 +91,16 @@ def mixed_close(m, port):
     """m rounds of two connections: one the client closes with SO_LINGER 0 (a
     RST, no TIME_WAIT), then one it closes first (a TIME_WAIT), back to back so
     the second socket often reuses the first one's memory."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((HOST, port))
-    srv.listen(128)
+    srv = listener(port, 128)
     for _ in range(m):
         for linger in (True, False):
             cli = socket.create_connection((HOST, port), timeout=5)
             conn, _ = srv.accept()
             if linger:
-                cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            cli.close()
-            conn.settimeout(5)
-            try:
-                conn.recv(1)
-            except ConnectionResetError:
-                pass
-            conn.close()
+                abort(cli)
+            else:
+                cli.close()
+            wait_peer_close(conn)
     time.sleep(0.2)
     srv.close()
     return {"resets": m, "timewaits": m}
@@ -101,22 +109,13 @@ def mixed_close(m, port):
 def late_reset(port, delay):
     """A connection accepted now and reset by the server `delay` seconds later
     (SO_LINGER 0 on the accepted socket): a long-lived stream that dies."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((HOST, port))
-    srv.listen(8)
+    srv = listener(port, 8)
     cli = socket.create_connection((HOST, port), timeout=5)
     client_port = cli.getsockname()[1]
     conn, _ = srv.accept()
     time.sleep(delay)
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    conn.close()
-    cli.settimeout(5)
-    try:
-        cli.recv(1)
-    except ConnectionResetError:
-        pass
-    cli.close()
+    abort(conn)
+    wait_peer_close(cli)
     srv.close()
     return {"client_port": client_port}
 
@@ -125,10 +124,7 @@ def reset_in_fin_wait2(port):
     """The client half-closes (FIN_WAIT2 once acked), then the server aborts
     with SO_LINGER 0: the client gets a RST in FIN_WAIT2 and closes without
     a TIME_WAIT."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((HOST, port))
-    srv.listen(8)
+    srv = listener(port, 8)
     cli = socket.create_connection((HOST, port), timeout=5)
     client_port = cli.getsockname()[1]
     conn, _ = srv.accept()
@@ -136,24 +132,15 @@ def reset_in_fin_wait2(port):
     conn.settimeout(5)
     conn.recv(1)  # the client's FIN: it is acked, the client is in FIN_WAIT2
     time.sleep(0.05)
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    conn.close()
-    cli.settimeout(5)
-    try:
-        cli.recv(1)
-    except ConnectionResetError:
-        pass
-    cli.close()
+    abort(conn)
+    wait_peer_close(cli)
     srv.close()
     return {"client_port": client_port}
 
 
 def full_queue(port, backlog, k, hold):
     """A listener that never accepts, and k connects: the accept queue fills."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((HOST, port))
-    srv.listen(backlog)
+    srv = listener(port, backlog)
     clients = []
     for _ in range(k):
         c = socket.socket()
@@ -177,11 +164,7 @@ def ack_overflow(port, backlog, extra, hold):
     limit, open `extra` more handshakes (the SYN check passes: depth == limit
     is not full), then send their data: the first child makes the queue full
     and the kernel drops the rest at the ACK stage (LISTEN_OVERFLOW)."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
-    srv.bind((HOST, port))
-    srv.listen(backlog)
+    srv = listener(port, backlog, defer_accept=5)
     clients = []
     for _ in range(backlog):
         c = socket.create_connection((HOST, port), timeout=5)
@@ -194,8 +177,7 @@ def ack_overflow(port, backlog, extra, hold):
     clients += pending
     time.sleep(hold)
     for c in clients:
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        c.close()
+        abort(c)
     srv.close()
     return {"connects": backlog + extra}
 
