@@ -52,16 +52,10 @@ export function buildRegistry(src: MetricsSource): Registry {
     collect() {
       this.reset();
       // Client sockets have a new ephemeral port each; the kernel side folds them into port 0.
-      const sums = new Map<string, { labels: Record<string, string | number>; n: number }>();
       for (const r of counters().resets) {
         const lport = r.lport === 0 ? 'ephemeral' : String(r.lport);
-        const labels = { direction: r.direction, lport, state: r.state ?? '', reason: r.reason ?? '', netns: r.netns };
-        const key = JSON.stringify(labels);
-        const e = sums.get(key) ?? { labels, n: 0 };
-        e.n += r.count;
-        sums.set(key, e);
+        setCounter(this, { direction: r.direction, lport, state: r.state ?? '', reason: r.reason ?? '', netns: r.netns }, r.count);
       }
-      for (const { labels, n } of sums.values()) setCounter(this, labels, n);
     },
   });
   new Counter({

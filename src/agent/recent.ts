@@ -11,9 +11,8 @@ import type { EventPredicate } from './filter.js';
 
 interface Chunk {
   readonly bytes: Buffer;
-  /** Start of event i in bytes; ends[i] is its end. */
-  readonly starts: Uint32Array;
-  readonly ends: Uint32Array;
+  /** Event i is bytes[offsets[i], offsets[i + 1]). */
+  readonly offsets: Uint32Array;
   /** Event times, for `since` without decoding. */
   readonly times: Float64Array;
 }
@@ -34,22 +33,18 @@ export class RecentEvents {
     if (this.capacity <= 0 || events.length === 0) return;
     const keep = events.length > this.capacity ? events.slice(events.length - this.capacity) : events;
     const parts = keep.map((ev) => Event.encode(ev).finish());
-    const starts = new Uint32Array(parts.length);
-    const ends = new Uint32Array(parts.length);
+    const offsets = new Uint32Array(parts.length + 1);
     const times = new Float64Array(parts.length);
-    let at = 0;
     for (let i = 0; i < parts.length; i++) {
-      starts[i] = at;
-      at += parts[i]!.length;
-      ends[i] = at;
+      offsets[i + 1] = offsets[i]! + parts[i]!.length;
       times[i] = keep[i]!.timeUnixMicros;
     }
-    this.chunks.push({ bytes: Buffer.concat(parts, at), starts, ends, times });
+    this.chunks.push({ bytes: Buffer.concat(parts, offsets[parts.length]), offsets, times });
     this.count += parts.length;
     // Forget the oldest beyond capacity: whole chunks, then the head of the first.
     while (this.count > this.capacity) {
       const first = this.chunks[0]!;
-      const left = first.starts.length - this.skipped;
+      const left = first.times.length - this.skipped;
       const over = this.count - this.capacity;
       if (over >= left) {
         this.chunks.shift();
@@ -72,9 +67,9 @@ export class RecentEvents {
     for (let c = this.chunks.length - 1; c >= 0; c--) {
       const chunk = this.chunks[c]!;
       const oldest = c === 0 ? this.skipped : 0;
-      for (let i = chunk.starts.length - 1; i >= oldest; i--) {
+      for (let i = chunk.times.length - 1; i >= oldest; i--) {
         if (sinceMicros && chunk.times[i]! < sinceMicros) return out.reverse();
-        const ev = Event.decode(chunk.bytes.subarray(chunk.starts[i], chunk.ends[i]));
+        const ev = Event.decode(chunk.bytes.subarray(chunk.offsets[i], chunk.offsets[i + 1]));
         if (!pred(ev)) continue;
         out.push(ev);
         if (last && out.length >= last) return out.reverse();

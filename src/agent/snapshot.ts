@@ -45,27 +45,19 @@ function listenerKey(family: string, addr: string, port: number, netns: number):
 }
 
 /**
- * Resets by key. Local port 0 is the ephemeral ports of the traced namespace
- * without a listener, folded by the kernel side (bpf/common.h count_reset).
+ * Resets by key, one row per kernel map entry. Local port 0 is the ephemeral
+ * ports of the traced namespace without a listener, folded by the kernel side
+ * (bpf/common.h count_reset).
  */
-function foldResets(counters: Counters): ResetCount[] {
-  const rows = new Map<string, ResetCount>();
-  for (const r of counters.resets) {
-    const port = r.lport;
-    const key = `${r.direction}|${r.netns}|${port}|${r.state ?? ''}|${r.reason ?? ''}`;
-    const row = rows.get(key);
-    if (row) row.count += r.count;
-    else
-      rows.set(key, {
-        direction: r.direction === 'sent' ? Direction.DIRECTION_SENT : Direction.DIRECTION_RECEIVED,
-        netns: r.netns,
-        localPort: port,
-        state: r.state ?? '',
-        reason: r.reason ?? '',
-        count: r.count,
-      });
-  }
-  return [...rows.values()];
+function resetRows(counters: Counters): ResetCount[] {
+  return counters.resets.map((r) => ({
+    direction: r.direction === 'sent' ? Direction.DIRECTION_SENT : Direction.DIRECTION_RECEIVED,
+    netns: r.netns,
+    localPort: r.lport,
+    state: r.state ?? '',
+    reason: r.reason ?? '',
+    count: r.count,
+  }));
 }
 
 export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
@@ -168,7 +160,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       accepted: t.accepted,
     },
     listeners: [...listeners.values()],
-    resets: foldResets(counters),
+    resets: resetRows(counters),
     timewait: [...tw.values()],
     timewaitCurrent: sockets.timewaitTotal,
     host: inp.host,

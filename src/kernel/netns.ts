@@ -1,6 +1,7 @@
 /** `--netns NAME|PATH`: a namespace named by `ip netns`, or any nsfs file. */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
+import { parseSysctlNumbers, SYSCTL_FILES } from '../host/sysctl.js';
 import { UserError } from './errors.js';
 
 export interface NetnsRef {
@@ -31,24 +32,20 @@ export function ownNetnsInode(): number {
   return statSync('/proc/self/ns/net').ino;
 }
 
-const PORT_RANGE = '/proc/sys/net/ipv4/ip_local_port_range';
-
-function parseRange(text: string): [number, number] | undefined {
-  const [low, high] = text.trim().split(/\s+/).map(Number);
-  return low && high && low <= high ? [low, high] : undefined;
-}
-
 /**
  * net.ipv4.ip_local_port_range as a namespace sees it (this process's own
  * without one). Read through nsenter, as /proc/sys/net answers for the
- * reader's namespace; undefined if it cannot be read.
+ * reader's namespace, and synchronously, as the range is fixed into the BPF
+ * objects before they load; undefined if it cannot be read.
  */
 export function ephemeralPortRange(ns?: NetnsRef): [number, number] | undefined {
+  const path = SYSCTL_FILES.ipLocalPortRange;
   try {
     const text = ns
-      ? execFileSync('nsenter', [`--net=${ns.path}`, 'cat', PORT_RANGE], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] })
-      : readFileSync(PORT_RANGE, 'utf8');
-    return parseRange(text);
+      ? execFileSync('nsenter', [`--net=${ns.path}`, 'cat', path], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] })
+      : readFileSync(path, 'utf8');
+    const [low = 0, high = 0] = parseSysctlNumbers(text, path, 2);
+    return low > 0 && low <= high ? [low, high] : undefined;
   } catch {
     return undefined;
   }
