@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../src/agent/agent.js';
-import { parseListen } from '../src/agent/listen.js';
+import { parseListen } from '../src/protocol/address.js';
 import { delta, describeKernel, TestNetns } from './helpers/kernel.js';
 import { collect, eventsOf, grpc, healthCheck, listServices, tracerClient, unary } from './helpers/grpc.js';
 
@@ -187,7 +187,7 @@ describe('agent listen addresses (no kernel needed)', () => {
       const stale = join(dir, 'stale.sock');
       execFileSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(stale)})`]);
       expect(statSync(stale).isSocket()).toBe(true);
-      const { prepareUnixSocket } = await import('../src/agent/listen.js');
+      const { prepareUnixSocket } = await import('../src/agent/unix-socket.js');
       await prepareUnixSocket(stale);
       expect(() => statSync(stale)).toThrow();
       const file = join(dir, 'file');

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { formatAddr } from '../src/kernel/addr.js';
 import type { Binding, NativeOpenOptions } from '../src/kernel/binding.js';
 import { decodeBatch, decodeCounters } from '../src/kernel/decode.js';
-import { canLoadBpf, NEEDS_PRIVILEGE, UserError } from '../src/kernel/errors.js';
+import { canLoadBpf, NEEDS_PRIVILEGE } from '../src/kernel/errors.js';
+import { UserError } from '../src/protocol/errors.js';
 import {
   AF_INET,
   AF_INET6,

@@ -48,7 +48,7 @@ async function closedHostPort(): Promise<number> {
 
 describe.skipIf(!isRoot)('host facts per network namespace (needs root: creates namespaces)', () => {
   let ns: TestNetns;
-  const facts = (): Promise<HostFacts> => readHostFacts({ netns: ns.path });
+  const facts = (): Promise<HostFacts> => readHostFacts({ netns: ns.path, binding: loadBinding() });
 
   beforeAll(async () => {
     ns = await TestNetns.create('wst-host');
@@ -132,7 +132,7 @@ describe.skipIf(!isRoot)('host facts per network namespace (needs root: creates 
 
   it('rejects a namespace that does not exist with one sentence', async () => {
     const missing = `/run/netns/wst-missing-${process.pid}`;
-    await expect(readHostFacts({ netns: missing })).rejects.toThrow(
+    await expect(readHostFacts({ netns: missing, binding: loadBinding() })).rejects.toThrow(
       `cannot enter network namespace ${missing}: No such file or directory`,
     );
   });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { render } from 'ink-testing-library';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Aggregator, type TopView } from '../src/aggregate/index.js';
-import { runFeed } from '../src/cli/top.js';
+import { runFeed } from '../src/client/feed.js';
 import { readRecording } from '../src/record/format.js';
 import { ReplaySource } from '../src/record/replay.js';
 import { ColorContext } from '../src/ui/theme.js';

@@ -11,26 +11,28 @@ import { unlinkSync } from 'node:fs';
 import { hostname, release } from 'node:os';
 import { join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
-import { packageRoot } from '../kernel/binding.js';
 import {
   blindNotes,
   EVENT_KINDS,
   openTracer,
-  UserError,
+  ownNetnsInode,
+  packageRoot,
+  SocketOwners,
   type EventKind,
   type SocketDump,
   type Tracer,
   type TracerOptions,
 } from '../kernel/index.js';
-import { ownNetnsInode } from '../kernel/netns.js';
-import { SocketOwners } from '../kernel/owners.js';
+import { UserError } from '../protocol/errors.js';
 import type { GetInfoResponse, HostFacts } from '../generated/wstrace/v1/tracer.js';
-import { kindToProto } from './convert.js';
+import { kindToProto } from '../protocol/convert.js';
 import { AgentCaptures, captureToProto, type CaptureOptions } from './captures.js';
 import { exitCode, runChecks } from '../doctor/checks.js';
 import { gatherFacts } from '../doctor/gather.js';
 import { EventHub } from './hub.js';
-import { formatAddress, prepareUnixSocket, serverCredentials, type ListenAddress, type TlsFiles } from './listen.js';
+import { formatAddress, type ListenAddress } from '../protocol/address.js';
+import { serverCredentials, type TlsFiles } from '../protocol/tls.js';
+import { prepareUnixSocket } from './unix-socket.js';
 import { buildRegistry, serveMetrics } from './metrics.js';
 import { TracerService } from './service.js';
 import { buildSnapshot } from './snapshot.js';
@@ -150,7 +152,6 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
             ...(tracer.netns ? { netns: tracer.netns.path } : {}),
             ports: req.ports,
             ...(req.pid ? { pid: req.pid } : {}),
-            tls: {},
             known: { hooks, peaks },
           }),
         );

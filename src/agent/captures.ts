@@ -1,7 +1,7 @@
 /** The agent's side of captures: the manager, the rules, and the API shape of a capture. */
 import { readFileSync } from 'node:fs';
 import type { Capture, StartCaptureRequest } from '../generated/wstrace/v1/tracer.js';
-import { UserError } from '../kernel/errors.js';
+import { UserError } from '../protocol/errors.js';
 import type { Tracer } from '../kernel/index.js';
 import { validateTarget } from '../capture/filter.js';
 import { CaptureManager, type CaptureRecord, type ManagerOptions } from '../capture/manager.js';

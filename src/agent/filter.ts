@@ -4,8 +4,9 @@
  * field must match; within a field, any value.
  */
 import { EventKind, type Event, type EventFilter } from '../generated/wstrace/v1/tracer.js';
-import { resolveNetns } from '../kernel/netns.js';
-import { UserError } from '../kernel/errors.js';
+import { resolveNetns } from '../kernel/index.js';
+import { isPort } from '../protocol/address.js';
+import { UserError } from '../protocol/errors.js';
 
 export type EventPredicate = (ev: Event) => boolean;
 
@@ -28,7 +29,7 @@ function compileOne(f: EventFilter): EventPredicate {
     }
   }
   for (const p of [...f.ports, ...f.localPorts, ...f.remotePorts]) {
-    if (!Number.isInteger(p) || p < 1 || p > 65535) throw new FilterError(`filter port ${p} is not a TCP port (1-65535).`);
+    if (!isPort(p)) throw new FilterError(`filter port ${p} is not a TCP port (1-65535).`);
   }
   const kinds = new Set(f.kinds);
   const ports = new Set(f.ports);

@@ -1,5 +1,6 @@
 /** Host facts (src/host) in the API's shape: flat maps a client can show without knowing every field. */
 import type { HostFacts } from '../generated/wstrace/v1/tracer.js';
+import { loadBinding } from '../kernel/index.js';
 import { readHostFacts, SYSCTL_FILES, TCP_MEM_FILE, type HostFacts as Facts, type SysctlKey } from '../host/index.js';
 
 function dotted(path: string): string {
@@ -24,5 +25,5 @@ export function hostFactsToProto(f: Facts): HostFacts {
 }
 
 export async function readHostFactsProto(netnsPath: string | undefined): Promise<HostFacts> {
-  return hostFactsToProto(await readHostFacts(netnsPath ? { netns: netnsPath } : {}));
+  return hostFactsToProto(await readHostFacts(netnsPath ? { netns: netnsPath, binding: loadBinding() } : {}));
 }

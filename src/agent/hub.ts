@@ -4,7 +4,7 @@
  */
 import type { Capture, Event } from '../generated/wstrace/v1/tracer.js';
 import type { TraceEvent } from '../kernel/index.js';
-import { eventToProto } from './convert.js';
+import { eventToProto } from '../protocol/convert.js';
 import { RecentEvents } from './recent.js';
 import type { Subscriber } from './subscriber.js';
 

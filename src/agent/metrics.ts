@@ -5,7 +5,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { UserError } from '../kernel/errors.js';
+import { clip, parseHostPort } from '../protocol/address.js';
+import { UserError } from '../protocol/errors.js';
 import type { Counters, SocketDump } from '../kernel/index.js';
 
 export interface MetricsSource {
@@ -148,9 +149,9 @@ export function buildRegistry(src: MetricsSource): Registry {
 }
 
 export function parseMetricsAddress(spec: string): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+):(\d{1,5})$/.exec(spec);
-  if (!m || Number(m[2]) > 65535) throw new UserError(`--metrics "${spec}" is not HOST:PORT (for example 127.0.0.1:9750).`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  const hp = parseHostPort(spec);
+  if (!hp) throw new UserError(`--metrics "${clip(spec)}" is not HOST:PORT (for example 127.0.0.1:9750).`);
+  return { host: hp.host.replace(/^\[|\]$/g, ''), port: hp.port };
 }
 
 export async function serveMetrics(registry: Registry, spec: string): Promise<{ server: Server; port: number }> {

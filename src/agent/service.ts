@@ -3,7 +3,7 @@
  * then follows; Snapshot and GetInfo answer from the agent's core.
  */
 import { status as Status, type Server, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
-import { UserError } from '../kernel/errors.js';
+import { UserError } from '../protocol/errors.js';
 import {
   TracerService as TracerServiceDefinition,
   type Capture,

@@ -2,8 +2,7 @@
  * Snapshot: the exact kernel counters joined with the live socket tables
  * (sock_diag) and host facts, keyed the way a person reads them.
  */
-import type { Counters, ListenerCounter, SocketDump } from '../kernel/index.js';
-import type { Owner } from '../kernel/owners.js';
+import type { Counters, ListenerCounter, Owner, SocketDump } from '../kernel/index.js';
 import {
   Direction,
   type HostFacts,
@@ -12,7 +11,8 @@ import {
   type SnapshotResponse,
   type TimewaitDestination,
 } from '../generated/wstrace/v1/tracer.js';
-import { familyToProto } from './convert.js';
+import { familyToProto } from '../protocol/convert.js';
+import { listenerKey } from '../signals/event.js';
 
 export interface SnapshotInputs {
   readonly counters: Counters;
@@ -38,10 +38,6 @@ function synDrops(c: ListenerCounter): typeof NO_SYN_DROPS {
     synDropsUnprovenPeer: c.synDrops.unprovenPeer,
     synDropsOther: c.synDrops.other,
   };
-}
-
-function listenerKey(family: string, addr: string, port: number, netns: number): string {
-  return `${family}|${addr}|${port}|${netns}`;
 }
 
 /**

@@ -2,6 +2,7 @@
  * One source's window turned into rows: differences between the newest
  * sample and the one a window before it, divided by the seconds between.
  */
+import { endpoint } from '../protocol/address.js';
 import { portKey } from './attribute.js';
 import {
   dropLevel,
@@ -34,10 +35,6 @@ export interface Who {
 function rate(cur: number | undefined, base: number | undefined, w: SourceWindow): number | undefined {
   if (!w.base || cur === undefined) return undefined;
   return Math.max(0, cur - (base ?? 0)) / w.seconds;
-}
-
-export function endpoint(addr: string, port: number): string {
-  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
 }
 
 function fdFigure(rec: SourceRecord, pid: number | undefined): FdFigure {

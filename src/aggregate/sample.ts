@@ -4,7 +4,9 @@
  * busy server keeps a few hundred keys per sample instead of one per
  * connection, and 60 s of samples stay small.
  */
-import { Direction, Family, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
+import { Direction, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
+import { familyFromProto } from '../protocol/convert.js';
+import { listenerKey } from '../signals/event.js';
 
 export interface PortRange {
   readonly low: number;
@@ -95,13 +97,6 @@ export const MAX_TIMEWAIT_KEYS = 512;
 
 const DEFAULT_PORT_RANGE: PortRange = { low: 32768, high: 60999 };
 
-export function familyName(f: Family): 'ipv4' | 'ipv6' {
-  return f === Family.FAMILY_IPV6 ? 'ipv6' : 'ipv4';
-}
-
-export function listenerKey(family: 'ipv4' | 'ipv6', addr: string, port: number, netns: number): string {
-  return `${family}|${addr}|${port}|${netns}`;
-}
 
 function numbers(text: string | undefined): number[] | undefined {
   if (text === undefined) return undefined;
@@ -150,7 +145,7 @@ export function reduceSnapshot(snap: SnapshotResponse, at: number): Sample {
   const listeners = new Map<string, ListenerSample>();
   const listenerPorts = new Set<string>();
   for (const l of snap.listeners) {
-    const family = familyName(l.family);
+    const family = familyFromProto(l.family);
     const key = listenerKey(family, l.addr, l.port, l.netns);
     listenerPorts.add(`${l.netns}|${l.port}`);
     listeners.set(key, {
@@ -193,7 +188,7 @@ export function reduceSnapshot(snap: SnapshotResponse, at: number): Sample {
 
   let tw = new Map<string, TimewaitSample>();
   for (const d of snap.timewait) {
-    const family = familyName(d.family);
+    const family = familyFromProto(d.family);
     // A peer's ephemeral port on our TIME_WAIT socket means it connected to us: fold per peer.
     const outbound = !inRange(d.remotePort, range);
     const key = outbound ? `${family}|${d.remoteAddr}|${d.remotePort}` : `${family}|${d.remoteAddr}|eph`;

@@ -4,7 +4,8 @@
  * passed to tcpdump as text it would interpret.
  */
 import { isIP } from 'node:net';
-import { UserError } from '../kernel/errors.js';
+import { checkPort } from '../protocol/address.js';
+import { UserError } from '../protocol/errors.js';
 
 export interface CaptureTarget {
   /** Local or remote port to capture. */
@@ -18,10 +19,7 @@ export interface CaptureTarget {
 export function validateTarget(t: { port?: unknown; host?: unknown; direction?: unknown }): CaptureTarget {
   const out: { port?: number; host?: string; direction?: 'src' | 'dst' } = {};
   if (t.port !== undefined) {
-    if (typeof t.port !== 'number' || !Number.isInteger(t.port) || t.port < 1 || t.port > 65535) {
-      throw new UserError(`capture port "${String(t.port)}" is not a TCP port (1-65535).`);
-    }
-    out.port = t.port;
+    out.port = checkPort(t.port, 'capture port');
   }
   if (t.host !== undefined && t.host !== '') {
     if (typeof t.host !== 'string' || isIP(t.host) === 0) {

@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, chmodSync, constants, mkdirSync, readdirSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { UserError } from '../kernel/errors.js';
+import { UserError } from '../protocol/errors.js';
 import { filterExpression, type CaptureTarget } from './filter.js';
 import { joinPcaps, readPcap } from './pcap.js';
 

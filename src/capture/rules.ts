@@ -15,7 +15,8 @@
  * (for timewait_dest: that destination's port and address).
  */
 import { readFileSync } from 'node:fs';
-import { UserError } from '../kernel/errors.js';
+import { isPort } from '../protocol/address.js';
+import { UserError } from '../protocol/errors.js';
 import type { TraceEvent } from '../kernel/index.js';
 import type { CaptureTarget } from './filter.js';
 
@@ -67,7 +68,7 @@ export function parseRules(text: string, file = 'rules'): Rule[] {
       const t = toks[k++]!;
       if (t === 'port' && !sawCapture) {
         const p = Number(toks[k++]);
-        if (!Number.isInteger(p) || p < 1 || p > 65535) fail(`"${toks[k - 1] ?? ''}" after "port" is not a port (1-65535).`);
+        if (!isPort(p)) fail(`"${toks[k - 1] ?? ''}" after "port" is not a port (1-65535).`);
         rule.port = p;
       } else if (t === 'above' && !sawCapture) {
         const v = toks[k++] ?? '';

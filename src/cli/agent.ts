@@ -1,8 +1,10 @@
 /** `wstrace agent`: serve the Tracer API until SIGINT/SIGTERM, then clean up and exit 0. */
 import type { Writable } from 'node:stream';
 import { startAgent } from '../agent/agent.js';
-import { formatAddress, parseListen, type TlsFiles } from '../agent/listen.js';
-import { describeInfo, signalStop } from './watch.js';
+import { formatAddress, parseListen } from '../protocol/address.js';
+import type { TlsFiles } from '../protocol/tls.js';
+import { describeInfo } from './format.js';
+import { signalStop } from './signals.js';
 import { DEFAULT_LIMITS } from '../agent/subscriber.js';
 import type { CaptureOptions } from '../agent/captures.js';
 

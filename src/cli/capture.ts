@@ -1,7 +1,7 @@
 /** `wstrace capture` and `wstrace captures`: ask the agent for a bounded tcpdump capture, list them. */
 import type { Writable } from 'node:stream';
 import type { Capture } from '../generated/wstrace/v1/tracer.js';
-import { UserError } from '../kernel/errors.js';
+import { UserError } from '../protocol/errors.js';
 import type { ClientTls } from '../client/connect.js';
 import { openSource } from './source.js';
 

@@ -4,8 +4,8 @@ import { hostname, release } from 'node:os';
 import type { Writable } from 'node:stream';
 import { exitCode, runChecks, type Finding } from '../doctor/checks.js';
 import { gatherFacts, type GatherOptions } from '../doctor/gather.js';
-import { UserError } from '../kernel/errors.js';
-import { connectAgent } from '../client/connect.js';
+import { UserError } from '../protocol/errors.js';
+import { connectAgent, type ClientTls } from '../client/connect.js';
 
 /** Bad usage: distinct from the check results 0 (ok), 1 (warnings), 2 (failures). */
 export const DOCTOR_USAGE_EXIT = 3;
@@ -42,7 +42,7 @@ export function dropIn(findings: readonly Finding[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function runDoctor(o: GatherOptions & { json: boolean; write?: string }, out: Writable): Promise<number> {
+export async function runDoctor(o: GatherOptions & { json: boolean; write?: string; connect?: string; tls: ClientTls }, out: Writable): Promise<number> {
   let findings: Finding[];
   let scope: string;
   if (o.connect) {

@@ -3,6 +3,9 @@
  * later commands and other teams' scripts read it, so fields are only added.
  */
 import type { TraceEvent } from '../kernel/index.js';
+import type { GetInfoResponse } from '../generated/wstrace/v1/tracer.js';
+import { endpoint } from '../protocol/address.js';
+import { kindFromProto } from '../protocol/convert.js';
 
 /** ISO 8601 in UTC with microseconds: 2026-11-28T06:50:12.123456Z. */
 export function isoMicros(timeMs: number): string {
@@ -48,10 +51,6 @@ export function toJsonEvent(ev: TraceEvent): JsonEvent {
   return out;
 }
 
-export function endpoint(addr: string, port: number): string {
-  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
-}
-
 /** One readable line, tcpdump-style: source > destination, then the details. */
 export function humanLine(ev: TraceEvent): string {
   const time = isoMicros(ev.timeMs).slice(11, 26);
@@ -77,4 +76,15 @@ export function humanLine(ev: TraceEvent): string {
   if (ev.reason) parts.push(`reason ${ev.reason}`);
   if (ev.pid !== undefined) parts.push(`pid ${ev.pid}${ev.comm ? ` (${ev.comm})` : ''}`);
   return parts.join(' ');
+}
+
+/** Hooks live and blind, as `info`, `watch` and `agent` print them at start. */
+export function describeInfo(info: GetInfoResponse): string {
+  const name = (h: GetInfoResponse['hooks'][number]) => h.signalName || kindFromProto(h.signal) || 'unknown';
+  const live = info.hooks.filter((h) => h.attached).map((h) => `${name(h)} (${h.variant} ${h.hook})`);
+  const blind = info.hooks.filter((h) => !h.attached).map((h) => `${name(h)} (${h.hook}: ${h.error})`);
+  const lines = [`live: ${live.length ? live.join(', ') : 'none'}`];
+  if (blind.length) lines.push(`blind: ${blind.join('; ')}`);
+  for (const b of info.blind) lines.push(`note: ${b}`);
+  return lines.join('\n  ');
 }

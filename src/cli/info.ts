@@ -3,7 +3,7 @@ import type { Writable } from 'node:stream';
 import { GetInfoResponse } from '../generated/wstrace/v1/tracer.js';
 import type { ClientTls } from '../client/connect.js';
 import { openSource } from './source.js';
-import { describeInfo } from './watch.js';
+import { describeInfo } from './format.js';
 
 export async function runInfo(opts: { json: boolean; connect?: string; tls: ClientTls }, out: Writable): Promise<number> {
   const opened = await openSource({ ...(opts.connect ? { connect: opts.connect } : {}), tls: opts.tls, tracer: {} });

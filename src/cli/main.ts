@@ -1,7 +1,8 @@
 /** Command-line entry: parses flags, runs one command, maps errors to one sentence and an exit code. */
 import { Command, CommanderError, Option } from 'commander';
-import { UserError, type EventKind } from '../kernel/index.js';
-import { DEFAULT_SOCKET } from '../agent/listen.js';
+import type { EventKind } from '../signals/event.js';
+import { UserError } from '../protocol/errors.js';
+import { DEFAULT_SOCKET } from '../protocol/address.js';
 import { runAgent } from './agent.js';
 import { runCapture, runCaptures } from './capture.js';
 import { DOCTOR_USAGE_EXIT, runDoctor } from './doctor.js';

@@ -1,10 +1,11 @@
 /** Flag parsers: each rejects bad input with one sentence (commander prints it). */
 import { InvalidArgumentError } from 'commander';
+import { isPort } from '../protocol/address.js';
 import { EVENT_KINDS, type EventKind } from '../kernel/index.js';
 
 export function parsePort(value: string, previous: number[] | undefined): number[] {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw new InvalidArgumentError('a port is a number from 1 to 65535.');
+  if (!/^\d+$/.test(value) || !isPort(n)) throw new InvalidArgumentError('a port is a number from 1 to 65535.');
   return [...(previous ?? []), n];
 }
 

@@ -1,6 +1,6 @@
 /** `wstrace record`, `report` and `export`: incident forensics from a recording file. */
 import type { Writable } from 'node:stream';
-import { eventFromProto, kindToProto } from '../agent/convert.js';
+import { eventFromProto, kindToProto } from '../protocol/convert.js';
 import type { RecordEntry } from '../generated/wstrace/v1/record.js';
 import type { EventFilter, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
 import type { EventKind } from '../kernel/index.js';
@@ -10,7 +10,7 @@ import { buildReport, renderReport } from '../record/report.js';
 import { VERSION } from '../agent/version.js';
 import { toJsonEvent } from './format.js';
 import { openSource } from './source.js';
-import { signalStop } from './watch.js';
+import { signalStop } from './signals.js';
 
 export interface RecordOptions {
   readonly out: string;

@@ -4,11 +4,12 @@
  * clock: space pauses, ] and [ step a second, j jumps to the worst second.
  */
 import { Aggregator, type WindowSec } from '../aggregate/index.js';
-import { UserError } from '../kernel/errors.js';
+import { UserError } from '../protocol/errors.js';
 import { readRecording } from '../record/format.js';
 import { ReplaySource } from '../record/replay.js';
 import { buildReport } from '../record/report.js';
-import { runFeed, type TopIo } from './top.js';
+import { runFeed } from '../client/feed.js';
+import type { TopIo } from './top.js';
 
 /** What the screen's longest window needs behind a moment. */
 const PRIME_MS = 65_000;

@@ -5,12 +5,13 @@
  * exact counters goes last.
  */
 import type { Writable } from 'node:stream';
-import { eventFromProto, kindFromProto, kindToProto } from '../agent/convert.js';
-import { LostReason, type EventFilter, type GetInfoResponse, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
+import { eventFromProto, kindToProto } from '../protocol/convert.js';
+import { LostReason, type EventFilter, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
 import { EVENT_KINDS, type EventKind, type TracerOptions } from '../kernel/index.js';
 import type { ClientTls } from '../client/connect.js';
-import { humanLine, toJsonEvent } from './format.js';
+import { describeInfo, humanLine, toJsonEvent } from './format.js';
 import { openSource } from './source.js';
+import { signalStop } from './signals.js';
 
 export interface WatchOptions {
   readonly json: boolean;
@@ -34,29 +35,6 @@ export interface WatchIo {
 
 /** Past this much unwritten output, events are dropped and counted: memory stays bounded. */
 const MAX_PENDING_OUTPUT = 16 << 20;
-
-/** Hooks live and blind, as `info`, `watch` and `agent` print them at start. */
-export function describeInfo(info: GetInfoResponse): string {
-  const name = (h: GetInfoResponse['hooks'][number]) => h.signalName || kindFromProto(h.signal) || 'unknown';
-  const live = info.hooks.filter((h) => h.attached).map((h) => `${name(h)} (${h.variant} ${h.hook})`);
-  const blind = info.hooks.filter((h) => !h.attached).map((h) => `${name(h)} (${h.hook}: ${h.error})`);
-  const lines = [`live: ${live.length ? live.join(', ') : 'none'}`];
-  if (blind.length) lines.push(`blind: ${blind.join('; ')}`);
-  for (const b of info.blind) lines.push(`note: ${b}`);
-  return lines.join('\n  ');
-}
-
-export function signalStop(): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      process.off('SIGINT', done);
-      process.off('SIGTERM', done);
-      resolve();
-    };
-    process.on('SIGINT', done);
-    process.on('SIGTERM', done);
-  });
-}
 
 function totalsDelta(a: SnapshotResponse | undefined, b: SnapshotResponse | undefined) {
   const z = { resetsSent: 0, resetsReceived: 0, timewait: 0, acceptQueueFull: 0, listenOverflows: 0 };

@@ -1,9 +1,9 @@
 /**
- * A client of a wstrace agent over gRPC. This is the EventSource that `watch`
- * (and later `top`) read; a recording reader will offer the same interface.
+ * A client of a wstrace agent over gRPC: the EventSource that `watch`, `top`,
+ * `info`, `capture` and `doctor --connect` read. A recording (record/replay.ts)
+ * offers the same interface.
  */
-import { credentials, Metadata, type ChannelCredentials, type ClientReadableStream } from '@grpc/grpc-js';
-import { readFileSync } from 'node:fs';
+import { Metadata, type ClientReadableStream } from '@grpc/grpc-js';
 import {
   TracerClient,
   type Capture,
@@ -17,18 +17,11 @@ import {
   type WatchRequest,
   type WatchResponse,
 } from '../generated/wstrace/v1/tracer.js';
-import { UserError } from '../kernel/errors.js';
-import { grpcTarget, parseListen, type ListenAddress } from '../agent/listen.js';
+import { UserError } from '../protocol/errors.js';
+import { grpcTarget, parseListen, type ListenAddress } from '../protocol/address.js';
+import { channelCredentials, type ClientTls } from '../protocol/tls.js';
 
-export interface ClientTls {
-  /** CA that signed the agent's certificate (else the system store). */
-  readonly ca?: string;
-  /** Client certificate and key, for an agent that requires mTLS. */
-  readonly cert?: string;
-  readonly key?: string;
-  /** Plain TCP, no TLS. */
-  readonly insecure?: boolean;
-}
+export type { ClientTls };
 
 /** A stream of events and snapshots, wherever they come from. */
 export interface EventSource {
@@ -42,23 +35,6 @@ export interface EventSource {
   /** The capacity checklist, run by the agent on its host. */
   doctor?(request: Partial<DoctorRequest>): Promise<DoctorResponse>;
   close(): void;
-}
-
-function readPem(what: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new UserError(`cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`);
-  }
-}
-
-function channelCredentials(a: ListenAddress, tls: ClientTls): ChannelCredentials {
-  if (a.kind === 'unix' || tls.insecure) return credentials.createInsecure();
-  return credentials.createSsl(
-    tls.ca ? readPem('CA certificate', tls.ca) : null,
-    tls.key ? readPem('client key', tls.key) : null,
-    tls.cert ? readPem('client certificate', tls.cert) : null,
-  );
 }
 
 /** Turns a gRPC error into one sentence about the agent. */

@@ -1,13 +1,9 @@
-/** The I/O behind `wstrace doctor`: host facts, socket tables, processes, and (when asked) an agent. */
+/** The I/O behind `wstrace doctor`: host facts, socket tables and processes, as this host sees them. */
 import { execFileSync } from 'node:child_process';
 import { readHostFacts } from '../host/index.js';
 import { readProcessFds } from '../host/fds.js';
 import { netnsReader, readCurrentNetns, readOptional } from '../host/read.js';
-import { loadBinding } from '../kernel/binding.js';
-import { openTracer } from '../kernel/index.js';
-import { resolveNetns } from '../kernel/netns.js';
-import { SocketOwners } from '../kernel/owners.js';
-import { connectAgent, type ClientTls } from '../client/connect.js';
+import { loadBinding, openTracer, resolveNetns, SocketOwners } from '../kernel/index.js';
 import type { DoctorFacts, ListenerFacts } from './checks.js';
 
 export interface GatherOptions {
@@ -16,8 +12,6 @@ export interface GatherOptions {
   readonly known?: { hooks: NonNullable<DoctorFacts['hooks']>; peaks: Map<string, { peak: number; overflows: number }> };
   readonly ports: readonly number[];
   readonly pid?: number;
-  readonly connect?: string;
-  readonly tls: ClientTls;
 }
 
 const EXTRA = [
@@ -43,7 +37,7 @@ export async function gatherFacts(o: GatherOptions): Promise<DoctorFacts> {
   const ns = o.netns !== undefined ? resolveNetns(o.netns) : undefined;
   const binding = loadBinding();
   const read = ns ? netnsReader(binding, ns.path) : readCurrentNetns;
-  const host = await readHostFacts(ns ? { netns: ns.path } : {});
+  const host = await readHostFacts(ns ? { netns: ns.path, binding } : {});
   const extra: Record<string, string | undefined> = {};
   for (const name of EXTRA) extra[name] = await readOptional(read, `/proc/sys/${name.replaceAll('.', '/')}`);
   const dump = await binding.dumpSockets(ns ? { netns: ns.path } : {});
@@ -53,15 +47,6 @@ export async function gatherFacts(o: GatherOptions): Promise<DoctorFacts> {
   if (o.known) {
     hooks = o.known.hooks;
     peaks = o.known.peaks;
-  } else if (o.connect) {
-    const agent = connectAgent(o.connect, o.tls);
-    try {
-      const [info, snap] = await Promise.all([agent.info(), agent.snapshot()]);
-      hooks = info.hooks.map((h) => ({ signal: h.signalName, attached: h.attached, variant: h.variant, error: h.error }));
-      peaks = new Map(snap.listeners.map((l) => [`${l.addr}|${l.port}`, { peak: l.peak, overflows: l.overflows + l.synDropsAcceptQueueFull }]));
-    } finally {
-      agent.close();
-    }
   } else {
     try {
       const t = openTracer({ resolveOwners: false });

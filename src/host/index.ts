@@ -3,9 +3,8 @@
  * from one network namespace. Plain facts, no judgement: what is "too close
  * to the limit" is decided in src/aggregate.
  */
-import { loadBinding, type Binding } from '../kernel/binding.js';
 import { flattenMib, parseMibFiles, MIB_PATHS, type MibFlat, type MibTables } from './mib.js';
-import { netnsReader, readCurrentNetns, readOptional, type ReadFiles } from './read.js';
+import { netnsReader, readCurrentNetns, readOptional, type NetnsFileReader, type ReadFiles } from './read.js';
 import { parseSockstat, SOCKSTAT6_PATH, SOCKSTAT_PATH, type Sockstat } from './sockstat.js';
 import { parseSysctls, SYSCTL_FILES, TCP_MEM_FILE, type SysctlKey, type Sysctls, type SysctlTexts } from './sysctl.js';
 
@@ -30,16 +29,18 @@ export interface HostFactsOptions {
   readonly read?: ReadFiles;
   /** Reader for this process's own namespace, where tcp_mem is looked up when `read` cannot see it. */
   readonly readHost?: ReadFiles;
-  /** The addon, for `netns` without `read`; default: loadBinding(). */
-  readonly binding?: Pick<Binding, 'readFilesInNetns'>;
+  /** The addon, needed for `netns` without `read`. */
+  readonly binding?: NetnsFileReader;
 }
 
 const SYSCTL_KEYS = Object.keys(SYSCTL_FILES) as SysctlKey[];
 
 export async function readHostFacts(options: HostFactsOptions = {}): Promise<HostFacts> {
-  const read =
-    options.read ??
-    (options.netns ? netnsReader(options.binding ?? loadBinding(), options.netns) : readCurrentNetns);
+  let read = options.read ?? readCurrentNetns;
+  if (!options.read && options.netns !== undefined) {
+    if (!options.binding) throw new Error('readHostFacts: reading another network namespace needs the addon (options.binding)');
+    read = netnsReader(options.binding, options.netns);
+  }
   const readHost = options.readHost ?? readCurrentNetns;
 
   // One batch for everything every kernel has: one namespace switch.

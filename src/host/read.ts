@@ -4,7 +4,6 @@
  * hand in a fake reader instead of root and a kernel.
  */
 import { readFile } from 'node:fs/promises';
-import type { Binding } from '../kernel/binding.js';
 
 /** Reads each path and resolves with their texts, in order; rejects on the first failure. */
 export type ReadFiles = (paths: string[]) => Promise<string[]>;
@@ -12,12 +11,17 @@ export type ReadFiles = (paths: string[]) => Promise<string[]>;
 /** The process's own network namespace (the one /proc/self/net shows). */
 export const readCurrentNetns: ReadFiles = (paths) => Promise.all(paths.map((path) => readFile(path, 'utf8')));
 
+/** What can read files from inside another network namespace: the addon (a thread that calls setns). */
+export interface NetnsFileReader {
+  readFilesInNetns(nsPath: string, paths: string[]): Promise<string[]>;
+}
+
 /**
  * Files as seen from inside the network namespace at nsPath (/run/netns/NAME,
- * /proc/PID/ns/net). The binding is a parameter so tests can fake it; callers
- * normally pass loadBinding().
+ * /proc/PID/ns/net): /proc/sys/net and /proc/net answer for the reader's
+ * namespace, so the read happens on a thread that entered it.
  */
-export function netnsReader(binding: Pick<Binding, 'readFilesInNetns'>, nsPath: string): ReadFiles {
+export function netnsReader(binding: NetnsFileReader, nsPath: string): ReadFiles {
   return (paths) => binding.readFilesInNetns(nsPath, paths);
 }
 

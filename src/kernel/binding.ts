@@ -1,14 +1,17 @@
 /**
- * The addon's surface, typed. Only src/kernel/ imports this file; everything
- * else goes through openTracer() and the host readers, which take a Binding
- * as a parameter so tests can hand them a fake.
+ * The addon's surface, typed. Only files of src/kernel/ import this file;
+ * other layers reach the addon through src/kernel/index.ts (openTracer, and
+ * loadBinding for socket dumps and namespace file reads, which the host
+ * readers take as a parameter).
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type Family = 'ipv4' | 'ipv6';
+import type { Family } from '../signals/event.js';
+
+export type { Family };
 
 export interface ListenerSocket {
   readonly family: Family;

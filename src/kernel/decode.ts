@@ -18,37 +18,12 @@ import {
   SYN_CAUSES,
   TIMEWAIT_KEY_LAYOUT,
 } from './layout.js';
-import { kindName, ReasonNames, tcpStateName, type EventKind } from './names.js';
+import { kindName, ReasonNames, tcpStateName } from './names.js';
+import type { Family, TraceEvent } from '../signals/event.js';
 
-export type Family = 'ipv4' | 'ipv6';
+export type { Family, TraceEvent } from '../signals/event.js';
 
 /** One kernel event, from the local host's point of view. */
-export interface TraceEvent {
-  /** Wall-clock time, milliseconds since the epoch (microsecond precision). */
-  readonly timeMs: number;
-  readonly kind: EventKind;
-  readonly family: Family;
-  readonly laddr: string;
-  readonly lport: number;
-  readonly raddr: string;
-  readonly rport: number;
-  /** Network namespace inode. */
-  readonly netns: number;
-  /** TCP state of the socket, when there was one. */
-  readonly state?: string;
-  /**
-   * Kernel reason name (sk_rst_reason / skb_drop_reason) when the kernel gave
-   * one; for syn_drop, the cause wstrace judged (ACCEPT_QUEUE_FULL, ...).
-   */
-  readonly reason?: string;
-  /** Accept-queue depth and limit, for listener events. */
-  readonly queue?: number;
-  readonly backlog?: number;
-  /** Local socket inode, when the socket had one (used to find its process). */
-  readonly inode?: number;
-  pid?: number;
-  comm?: string;
-}
 
 const O = EVENT_LAYOUT.offsets;
 
@@ -200,7 +175,7 @@ function viewOf(b: Uint8Array): DataView {
 }
 
 /** struct wst_listener_key: a listener by its bound address. */
-function listenerKey(k: Uint8Array): { family: Family; addr: string; port: number; netns: number } {
+function decodeListenerKey(k: Uint8Array): { family: Family; addr: string; port: number; netns: number } {
   const LK = LISTENER_KEY_LAYOUT.offsets;
   const kv = viewOf(k);
   const family = kv.getUint16(LK.family, true);
@@ -226,7 +201,7 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
   const listeners = raw.listeners.map(([k, v]): ListenerCounter => {
     const vv = viewOf(v);
     return {
-      ...listenerKey(k),
+      ...decodeListenerKey(k),
       enqueued: u64(vv, LV.enqueued),
       fullHits: u64(vv, LV.full_hits),
       overflows: u64(vv, LV.overflows),
@@ -276,7 +251,7 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
   const residency = (raw.residency ?? []).map(([k, v]): ResidencyCounter => {
     const vv = viewOf(v);
     return {
-      ...listenerKey(k),
+      ...decodeListenerKey(k),
       buckets: Array.from({ length: RESIDENCY_BUCKETS }, (_, i) => u64(vv, RV.buckets + i * 8)),
       count: u64(vv, RV.count),
       sumNs: u64(vv, RV.sum_ns),

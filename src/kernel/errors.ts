@@ -1,14 +1,4 @@
-/** Errors a user can hit: one plain sentence that names the fix, and an exit code. */
-export class UserError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-    this.name = 'UserError';
-  }
-}
-
+/** Why BPF may not load here: capabilities, said as the fix. */
 export const NEEDS_PRIVILEGE =
   'not permitted to load BPF programs: run wstrace with sudo (or grant it CAP_BPF and CAP_PERFMON).';
 

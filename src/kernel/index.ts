@@ -1,3 +1,4 @@
+/** The kernel layer's public face: everything above src/kernel imports from here, never from its files. */
 export { openTracer, Tracer, blindNotes, DEFAULT_RING_BYTES } from './tracer.js';
 export type { TracerOptions, HookStatus, BatchListener, Signal } from './tracer.js';
 export type {
@@ -10,8 +11,10 @@ export type {
   ResidencyCounter,
   SynDrops,
 } from './decode.js';
-export type { EventKind } from './names.js';
-export { EVENT_KINDS } from './names.js';
-export type { SocketDump, ListenerSocket, TimewaitGroup } from './binding.js';
-export { UserError, NEEDS_PRIVILEGE } from './errors.js';
-export { resolveNetns, type NetnsRef } from './netns.js';
+export type { EventKind } from '../signals/event.js';
+export { EVENT_KINDS } from '../signals/event.js';
+export type { SocketDump, ListenerSocket, TimewaitGroup, Binding } from './binding.js';
+export { loadBinding, packageRoot } from './binding.js';
+export { SocketOwners, type Owner } from './owners.js';
+export { NEEDS_PRIVILEGE } from './errors.js';
+export { resolveNetns, ownNetnsInode, type NetnsRef } from './netns.js';

@@ -1,22 +1,7 @@
 /** Names for the numbers the kernel side records. */
 import { KIND_CODE } from './layout.js';
+import type { EventKind } from '../signals/event.js';
 
-export type EventKind =
-  | 'reset_sent'
-  | 'reset_received'
-  | 'timewait'
-  | 'accept_queue_full'
-  | 'listen_overflow'
-  | 'syn_drop';
-
-export const EVENT_KINDS: readonly EventKind[] = [
-  'reset_sent',
-  'reset_received',
-  'timewait',
-  'accept_queue_full',
-  'listen_overflow',
-  'syn_drop',
-];
 
 const KIND_BY_CODE = new Map<number, EventKind>([
   [KIND_CODE.resetSent, 'reset_sent'],

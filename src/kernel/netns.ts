@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { parseSysctlNumbers, SYSCTL_FILES } from '../host/sysctl.js';
-import { UserError } from './errors.js';
+import { UserError } from '../protocol/errors.js';
 
 export interface NetnsRef {
   /** The file that names it (/run/netns/NAME, /proc/PID/ns/net, ...). */

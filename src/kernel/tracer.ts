@@ -14,9 +14,12 @@ import {
   type Totals,
   type TraceEvent,
 } from './decode.js';
-import { canLoadBpf, NEEDS_PRIVILEGE, UserError } from './errors.js';
+import { checkPort } from '../protocol/address.js';
+import { UserError } from '../protocol/errors.js';
+import { canLoadBpf, NEEDS_PRIVILEGE } from './errors.js';
 import { MAX_PORTS } from './layout.js';
-import { ReasonNames, type EventKind } from './names.js';
+import type { EventKind } from '../signals/event.js';
+import { ReasonNames } from './names.js';
 import { ephemeralPortRange, ownNetnsInode, resolveNetns, type NetnsRef } from './netns.js';
 import { SocketOwners } from './owners.js';
 
@@ -200,11 +203,7 @@ export class Tracer {
 function checkPorts(ports: readonly number[] | undefined): void {
   if (!ports) return;
   if (ports.length > MAX_PORTS) throw new UserError(`at most ${MAX_PORTS} ports can be watched at once.`);
-  for (const p of ports) {
-    if (!Number.isInteger(p) || p < 1 || p > 65535) {
-      throw new UserError(`port "${p}" is not a TCP port: give a number from 1 to 65535.`);
-    }
-  }
+  for (const p of ports) checkPort(p);
 }
 
 function checkPrivilege(): void {

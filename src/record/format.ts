@@ -8,7 +8,7 @@
 import { closeSync, fstatSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { RecordEntry } from '../generated/wstrace/v1/record.js';
-import { UserError } from '../kernel/errors.js';
+import { UserError } from '../protocol/errors.js';
 
 export const PREAMBLE = Buffer.from('WSTRACE-RECORDING 1\n');
 const MAGIC = Buffer.from('WSRC');

@@ -5,7 +5,7 @@
  */
 import type { RecordEntry } from '../generated/wstrace/v1/record.js';
 import type { GetInfoResponse, SnapshotResponse, WatchRequest, WatchResponse } from '../generated/wstrace/v1/tracer.js';
-import { UserError } from '../kernel/errors.js';
+import { UserError } from '../protocol/errors.js';
 import type { EventSource } from '../client/connect.js';
 import type { ReadResult } from './format.js';
 

@@ -4,7 +4,7 @@
  * them), peers and reasons from the events; nothing is estimated.
  */
 import type { Capture, Event, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
-import { eventFromProto } from '../agent/convert.js';
+import { eventFromProto } from '../protocol/convert.js';
 import type { ReadResult } from './format.js';
 
 export interface SecondRow {

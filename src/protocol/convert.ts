@@ -1,6 +1,5 @@
 /** Kernel-side types to API messages, and back: the one place that knows both. */
-import type { TraceEvent } from '../kernel/index.js';
-import type { EventKind as KindName } from '../kernel/names.js';
+import type { EventKind as KindName, TraceEvent } from '../signals/event.js';
 import { EventKind, Family, type Event } from '../generated/wstrace/v1/tracer.js';
 
 const KIND_TO_PROTO: Record<KindName, EventKind> = {
