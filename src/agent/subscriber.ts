@@ -26,9 +26,59 @@ export const DEFAULT_LIMITS: SubscriberLimits = { maxQueued: 20_000, maxBatch: 1
 
 type Call = ServerWritableStream<WatchRequest, WatchResponse>;
 
+/**
+ * A fixed-capacity FIFO that overwrites its oldest entry when full: memory is
+ * O(capacity) whatever the reader does, and a taken slot is cleared at once.
+ */
+export class DropOldestQueue<T> {
+  private readonly slots: Array<T | undefined>;
+  private start = 0;
+  private count = 0;
+
+  constructor(readonly capacity: number) {
+    this.slots = new Array<T | undefined>(Math.max(1, capacity));
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Appends; returns how many old entries were dropped to make room (0 or 1). */
+  push(item: T): number {
+    const cap = this.slots.length;
+    if (this.count < cap) {
+      this.slots[(this.start + this.count) % cap] = item;
+      this.count++;
+      return 0;
+    }
+    this.slots[this.start] = item;
+    this.start = (this.start + 1) % cap;
+    return 1;
+  }
+
+  /** Removes and returns up to n of the oldest entries. */
+  take(n: number): T[] {
+    const cap = this.slots.length;
+    const k = Math.min(n, this.count);
+    const out = new Array<T>(k);
+    for (let i = 0; i < k; i++) {
+      out[i] = this.slots[this.start]!;
+      this.slots[this.start] = undefined;
+      this.start = (this.start + 1) % cap;
+    }
+    this.count -= k;
+    return out;
+  }
+
+  clear(): void {
+    this.slots.fill(undefined);
+    this.start = 0;
+    this.count = 0;
+  }
+}
+
 export class Subscriber {
-  private queue: Event[] = [];
-  private head = 0;
+  private readonly queue: DropOldestQueue<Event>;
   private droppedSlow = 0;
   private kernelLost = 0;
   private waitingDrain = false;
@@ -43,38 +93,40 @@ export class Subscriber {
     private readonly predicate: EventPredicate,
     private readonly follow: boolean,
     private readonly limits: SubscriberLimits = DEFAULT_LIMITS,
-  ) {}
+  ) {
+    this.queue = new DropOldestQueue(limits.maxQueued);
+  }
 
   get following(): boolean {
     return this.follow && !this.ended;
   }
 
   get queued(): number {
-    return this.queue.length - this.head;
+    return this.queue.size;
   }
 
   /** New events from the kernel: keep the ones this stream wants. */
   offer(events: readonly Event[]): void {
     if (this.ended) return;
     let added = false;
+    let dropped = 0;
     for (const ev of events) {
       if (!this.predicate(ev)) continue;
-      this.queue.push(ev);
+      dropped += this.queue.push(ev);
       added = true;
     }
     if (!added) return;
-    const excess = this.queued - this.limits.maxQueued;
-    if (excess > 0) {
-      this.head += excess;
-      this.droppedSlow += excess;
-      this.lostSlow += excess;
-    }
+    this.droppedSlow += dropped;
+    this.lostSlow += dropped;
     this.schedule();
   }
 
   /** Replay: events sent before any new ones, not subject to the filter again. */
   preload(events: readonly Event[]): void {
-    this.queue.push(...events);
+    let dropped = 0;
+    for (const ev of events) dropped += this.queue.push(ev);
+    this.droppedSlow += dropped;
+    this.lostSlow += dropped;
     this.schedule();
   }
 
@@ -97,8 +149,7 @@ export class Subscriber {
   /** The client went away: forget everything. */
   cancel(): void {
     this.ended = true;
-    this.queue = [];
-    this.head = 0;
+    this.queue.clear();
   }
 
   /** A capture changed state: sent at once, never dropped (rare and small). */
@@ -137,15 +188,7 @@ export class Subscriber {
         });
         this.droppedSlow = 0;
       } else if (this.queued > 0) {
-        const events = this.queue.slice(this.head, this.head + this.limits.maxBatch);
-        this.head += events.length;
-        if (this.head === this.queue.length) {
-          this.queue = [];
-          this.head = 0;
-        } else if (this.head > 4096 && this.head * 2 > this.queue.length) {
-          this.queue = this.queue.slice(this.head);
-          this.head = 0;
-        }
+        const events = this.queue.take(this.limits.maxBatch);
         this.delivered += events.length;
         ok = this.write({ response: { $case: 'batch', value: { events } } });
       } else {
