@@ -47,7 +47,7 @@ function storm(connects: number): LoadSpec {
 /** Fills the ring with the JS thread blocked, then times the addon and decoder draining it. */
 export async function addonCeiling(ctx: CeilingContext): Promise<CeilingResult> {
   const ns = await BenchNetns.create(ctx.nsName('ceil-addon'), ctx.cleanup);
-  const tracer = openTracer({ netns: ns.path, ringBytes: CEILING_RING_BYTES });
+  const tracer = await openTracer({ netns: ns.path, ringBytes: CEILING_RING_BYTES });
   ctx.cleanup.add('ceiling tracer', () => tracer.close());
   try {
     let delivered = 0;

@@ -132,7 +132,7 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
   let nsCount = 0;
   const nsName = (tag: string) => `wsb${process.pid}-${++nsCount}-${tag}`;
 
-  const probe = openTracer({ resolveOwners: false });
+  const probe = await openTracer({ resolveOwners: false });
   const hooks = probe.hooks.filter((h) => h.attached).map((h) => `${h.signal} (${h.variant} ${h.hook})`);
   const blind = [...probe.hooks.filter((h) => !h.attached).map((h) => `${h.signal} (${h.hook})`), ...blindNotes(probe.hooks)];
   probe.close();

@@ -66,9 +66,9 @@ const lo6 = [...Array(15).fill(0), 1];
 describe('decodeBatch', () => {
   it('decodes a batch of records with names and wall-clock time', () => {
     const batch = Buffer.concat([
-      record({ kind: KIND_CODE.resetSent, family: AF_INET, laddr: lo4, raddr: lo4, lport: 80, rport: 40000, reason: 1 }),
+      record({ kind: KIND_CODE.reset_sent, family: AF_INET, laddr: lo4, raddr: lo4, lport: 80, rport: 40000, reason: 1 }),
       record({
-        kind: KIND_CODE.acceptQueueFull,
+        kind: KIND_CODE.accept_queue_full,
         family: AF_INET6,
         laddr: lo6,
         raddr: lo6,
@@ -79,7 +79,7 @@ describe('decodeBatch', () => {
         backlog: 1,
         inode: 12345,
       }),
-      record({ kind: KIND_CODE.listenOverflow, family: AF_INET, laddr: lo4, raddr: lo4, lport: 1, rport: 2, reason: 40 }),
+      record({ kind: KIND_CODE.listen_overflow, family: AF_INET, laddr: lo4, raddr: lo4, lport: 1, rport: 2, reason: 40 }),
       Buffer.alloc(10), // a torn tail is ignored
     ]);
     const evs = decodeBatch(batch, { clockOffsetMs: 1_000, reasons });
@@ -150,7 +150,7 @@ describe('decodeCounters', () => {
     rk.writeUInt32LE(7, RESET_KEY_LAYOUT.offsets.netns);
     rk.writeUInt32LE(1, RESET_KEY_LAYOUT.offsets.reason);
     rk.writeUInt16LE(80, RESET_KEY_LAYOUT.offsets.lport);
-    rk.writeUInt8(KIND_CODE.resetSent, RESET_KEY_LAYOUT.offsets.kind);
+    rk.writeUInt8(KIND_CODE.reset_sent, RESET_KEY_LAYOUT.offsets.kind);
     const rv = Buffer.alloc(8);
     rv.writeBigUInt64LE(2n ** 40n);
     const totals = Array.from({ length: COUNTER_COUNT }, (_, i) => i * 10);
@@ -166,9 +166,15 @@ describe('decodeCounters', () => {
 });
 
 describe('Tracer on a fake binding', () => {
-  function fake(overrides: Partial<Binding> = {}): { binding: Binding; opened: NativeOpenOptions[]; closed: number[] } {
+  function fake(overrides: Partial<Binding> = {}): {
+    binding: Binding;
+    opened: NativeOpenOptions[];
+    closed: number[];
+    kept: Array<Array<[number, number]>>;
+  } {
     const opened: NativeOpenOptions[] = [];
     const closed: number[] = [];
+    const kept: Array<Array<[number, number]>> = [];
     const binding: Binding = {
       open(o) {
         opened.push(o);
@@ -180,6 +186,7 @@ describe('Tracer on a fake binding', () => {
           counters: () => ({ totals: Array(COUNTER_COUNT).fill(0), listeners: [], resets: [], timewaits: [], residency: [], hits: [] }),
           flush: () => o.onBatch(record({ kind: 1, family: AF_INET, laddr: lo4, raddr: lo4, lport: 9, rport: 1 })),
           programIds: () => [1, 2],
+          keepPorts: (ports) => kept.push(ports),
           close: () => closed.push(1),
         };
       },
@@ -188,14 +195,15 @@ describe('Tracer on a fake binding', () => {
       clockOffsetNs: () => 0n,
       dumpSockets: async () => ({ listeners: [], timewait: [], timewaitTotal: 0 }),
       readFilesInNetns: async () => [],
+      loadBlocker: () => undefined,
       ...overrides,
     };
-    return { binding, opened, closed };
+    return { binding, opened, closed, kept };
   }
 
-  it('passes filters down, reports hooks, delivers decoded batches, closes once', () => {
+  it('passes filters down, reports hooks, delivers decoded batches, closes once', async () => {
     const { binding, opened, closed } = fake();
-    const t = openTracer({ binding, ports: [80, 443], ringBytes: 8192 });
+    const t = await openTracer({ binding, ports: [80, 443], ringBytes: 8192 });
     expect(opened[0]).toMatchObject({ ports: [80, 443], netns: 0, ringBytes: 8192, fullEventIntervalNs: 100_000_000 });
     expect(t.hooks).toEqual([
       { hook: 'tcp_send_reset', signal: 'reset_sent', variant: 'raw_tp', attached: true },
@@ -211,18 +219,44 @@ describe('Tracer on a fake binding', () => {
     expect(() => t.counters()).toThrow(/closed/);
   });
 
-  it('turns EPERM from the kernel into the one-sentence privilege error', () => {
+  it('turns EPERM from the kernel into the one-sentence privilege error', async () => {
     const { binding } = fake({
       open: () => {
         throw Object.assign(new Error('failed to load BPF programs: Operation not permitted'), { errno: 1 });
       },
     });
-    expect(() => openTracer({ binding })).toThrow(new UserError(NEEDS_PRIVILEGE));
+    await expect(openTracer({ binding })).rejects.toThrow(new UserError(NEEDS_PRIVILEGE));
   });
 
-  it.each([[[0]], [[70000]], [[1.5]], [Array.from({ length: 17 }, (_, i) => i + 1)]])('rejects ports %j', (ports) => {
+  it("refuses with the binding's own sentence before anything loads", async () => {
+    const { binding, opened } = fake({ loadBlocker: () => NEEDS_PRIVILEGE });
+    await expect(openTracer({ binding })).rejects.toThrow(new UserError(NEEDS_PRIVILEGE));
+    expect(opened).toEqual([]);
+  });
+
+  it("folds with the traced namespace's port range, read through the binding, and keeps its listeners' ports", async () => {
+    const asked: Array<[string, string[]]> = [];
+    const { binding, opened, kept } = fake({
+      readFilesInNetns: async (ns, paths) => {
+        asked.push([ns, paths]);
+        return ['20000\t29999\n'];
+      },
+      dumpSockets: async () => ({
+        listeners: [{ family: 'ipv4', addr: '127.0.0.1', port: 20007, queue: 0, backlog: 5, inode: 1, uid: 0 }],
+        timewait: [],
+        timewaitTotal: 0,
+      }),
+    });
+    const t = await openTracer({ binding, netns: '/proc/self/ns/net' });
+    expect(asked).toEqual([['/proc/self/ns/net', ['/proc/sys/net/ipv4/ip_local_port_range']]]);
+    expect(opened[0]?.ephemeralPorts).toEqual([20000, 29999]);
+    expect(kept).toEqual([[[t.netns!.inode, 20007]]]);
+    t.close();
+  });
+
+  it.each([[[0]], [[70000]], [[1.5]], [Array.from({ length: 17 }, (_, i) => i + 1)]])('rejects ports %j', async (ports) => {
     const { binding } = fake();
-    expect(() => openTracer({ binding, ports })).toThrow(UserError);
+    await expect(openTracer({ binding, ports })).rejects.toThrow(UserError);
   });
 });
 
@@ -245,7 +279,7 @@ describe('output formats', () => {
 
   it('JSON lines carry the contract fields only when known', () => {
     const ev = decodeBatch(
-      record({ kind: KIND_CODE.acceptQueueFull, family: AF_INET, laddr: lo4, raddr: lo4, lport: 8080, rport: 5, queue: 2, backlog: 1, state: 10 }),
+      record({ kind: KIND_CODE.accept_queue_full, family: AF_INET, laddr: lo4, raddr: lo4, lport: 8080, rport: 5, queue: 2, backlog: 1, state: 10 }),
       { clockOffsetMs: 0, reasons },
     )[0]!;
     ev.pid = 42;

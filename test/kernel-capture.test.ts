@@ -14,7 +14,9 @@ describeKernel('kernel capture (real BPF, loopback, test netns)', () => {
 
   beforeAll(async () => {
     ns = await TestNetns.create('wst-cap');
-    tracer = openTracer({ netns: ns.path });
+    // Unlike this host's (and a new namespace's default): folding must use the traced namespace's range.
+    await ns.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_local_port_range=20000 29999']);
+    tracer = await openTracer({ netns: ns.path });
     tracer.subscribe((batch) => events.push(...batch));
   });
 
@@ -167,7 +169,7 @@ describeKernel('kernel capture (real BPF, loopback, test netns)', () => {
     // The connection is accepted before this tracer opens; the server resets it 1.5 s later.
     const load = ns.traffic('late-reset', port, 1.5);
     await new Promise((r) => setTimeout(r, 700));
-    const late = openTracer({ netns: ns.path });
+    const late = await openTracer({ netns: ns.path });
     try {
       const out = await load;
       const rows = late.counters().resets;
@@ -216,7 +218,7 @@ describeKernel('kernel capture (real BPF, loopback, test netns)', () => {
   });
 
   it('close() detaches: none of its programs stays loaded', async () => {
-    const t = openTracer({ netns: ns.path });
+    const t = await openTracer({ netns: ns.path });
     const ids = t.programIds();
     expect(ids.length).toBe(5);
     t.close();
@@ -231,8 +233,8 @@ describeKernel('kernel capture under a storm with a tiny ring buffer', () => {
   });
   afterAll(() => ns?.destroy());
 
-  it('loses events, counts every loss, and keeps the map counters exact', () => {
-    const tracer = openTracer({ netns: ns.path, ringBytes: 4096 });
+  it('loses events, counts every loss, and keeps the map counters exact', async () => {
+    const tracer = await openTracer({ netns: ns.path, ringBytes: 4096 });
     let delivered = 0;
     tracer.subscribe((b) => (delivered += b.length));
     try {

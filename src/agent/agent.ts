@@ -1,9 +1,10 @@
 /**
  * The agent: holds the tracer, serves wstrace.v1.Tracer plus health and
- * reflection over gRPC, optionally Prometheus, and shuts all of it down in
- * one place.
+ * reflection over gRPC, optionally Prometheus. Every resource registers its
+ * closer on one Teardown as it is acquired, so a start that fails midway and
+ * close() release the same things, newest first.
  */
-import { Server } from '@grpc/grpc-js';
+import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
@@ -24,7 +25,7 @@ import {
   type TracerOptions,
 } from '../kernel/index.js';
 import { UserError } from '../protocol/errors.js';
-import type { GetInfoResponse, HostFacts } from '../generated/wstrace/v1/tracer.js';
+import type { DoctorRequest, DoctorResponse, GetInfoResponse, HostFacts } from '../generated/wstrace/v1/tracer.js';
 import { kindToProto } from '../protocol/convert.js';
 import { AgentCaptures, captureToProto, type CaptureOptions } from './captures.js';
 import { exitCode, runChecks } from '../doctor/checks.js';
@@ -34,9 +35,10 @@ import { formatAddress, type ListenAddress } from '../protocol/address.js';
 import { serverCredentials, type TlsFiles } from '../protocol/tls.js';
 import { prepareUnixSocket } from './unix-socket.js';
 import { buildRegistry, serveMetrics } from './metrics.js';
-import { TracerService } from './service.js';
+import { TracerService, type TracerCore } from './service.js';
 import { buildSnapshot } from './snapshot.js';
 import { DEFAULT_LIMITS, type SubscriberLimits } from './subscriber.js';
+import { Teardown } from './teardown.js';
 import { VERSION } from './version.js';
 
 export interface AgentOptions {
@@ -45,6 +47,7 @@ export interface AgentOptions {
   readonly insecure?: boolean;
   /** HOST:PORT for Prometheus, off when absent. */
   readonly metrics?: string;
+  /** Tracer options; `binding` runs the agent on a fake addon. */
   readonly tracer?: TracerOptions;
   /** Events kept for Watch `last`/`since`. */
   readonly recentEvents?: number;
@@ -53,8 +56,6 @@ export interface AgentOptions {
   readonly hostFacts?: (netnsPath: string | undefined) => Promise<HostFacts>;
   /** Captures: directory, bounds, rules, pre-trigger window. */
   readonly captures?: CaptureOptions;
-  /** Opens the tracer; tests may pass a fake-backed one. */
-  readonly open?: (options: TracerOptions) => Tracer;
 }
 
 export interface RunningAgent {
@@ -65,42 +66,116 @@ export interface RunningAgent {
   readonly hub: EventHub;
   readonly captures: AgentCaptures;
   info(): GetInfoResponse;
-  /** Ends streams with a status, stops serving, detaches BPF, removes the socket. */
+  /** Ends streams with a status, stops serving, detaches BPF, removes the socket. Safe to call twice. */
   close(message?: string): Promise<void>;
 }
 
 const KERNEL_LOSS_POLL_MS = 500;
+/** sock_diag dumps are shared by callers within this window (a scrape asks several times). */
+const DUMP_SHARE_MS = 250;
+/** How long open streams get to finish before the gRPC server is forced down. */
+const SHUTDOWN_GRACE_MS = 2000;
 
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
+  // Checked before anything is acquired: a bad flag leaves nothing to undo.
   const creds = serverCredentials(opts.listen, opts.tls ?? {}, opts.insecure ?? false);
-  if (opts.listen.kind === 'unix') await prepareUnixSocket(opts.listen.path);
-  const tracer = (opts.open ?? openTracer)(opts.tracer ?? {});
-  const startMicros = Date.now() * 1000;
-  const hub = new EventHub(opts.recentEvents ?? 65_536);
-  const owners = new SocketOwners();
-  const hostFacts = opts.hostFacts ?? (await import('./host-facts.js')).readHostFactsProto;
-  const dumpNetns = tracer.netns?.inode ?? ownNetnsInode();
-
-  tracer.subscribe((events) => hub.publish(events));
-  let captures: AgentCaptures;
+  const teardown = new Teardown();
   try {
-    captures = new AgentCaptures(tracer, opts.captures ?? {}, opts.tracer?.ports ?? []);
-    await captures.start();
+    return await assemble(opts, creds, teardown);
   } catch (err) {
-    tracer.close();
-    throw err;
+    throw await teardown.failed(err);
   }
-  captures.manager.onChange((r) => hub.captureChanged(captureToProto(r)));
-  let lastRingDrops = 0;
-  const reportKernelLoss = () => {
-    const drops = tracer.lost();
-    if (drops > lastRingDrops) hub.kernelLost(drops - lastRingDrops);
-    lastRingDrops = drops;
-  };
-  const lossTimer = setInterval(reportKernelLoss, KERNEL_LOSS_POLL_MS);
-  lossTimer.unref();
+}
 
-  const info = (): GetInfoResponse => ({
+/** Acquires everything in order; each closer is registered the moment its resource exists. */
+async function assemble(opts: AgentOptions, creds: ServerCredentials, teardown: Teardown): Promise<RunningAgent> {
+  if (opts.listen.kind === 'unix') await prepareUnixSocket(opts.listen.path);
+  const tracer = await openTracer(opts.tracer ?? {});
+  teardown.add('tracer', () => tracer.close());
+  const startMicros = Date.now() * 1000;
+  const ports = opts.tracer?.ports ?? [];
+
+  const hub = new EventHub(opts.recentEvents ?? 65_536);
+  teardown.add('event feed', tracer.subscribe((events) => hub.publish(events)));
+
+  const captures = new AgentCaptures(tracer, opts.captures ?? {}, ports);
+  teardown.add('captures', () => captures.close());
+  await captures.start();
+  captures.manager.onChange((r) => hub.captureChanged(captureToProto(r)));
+
+  const loss = watchKernelLoss(tracer, hub);
+  teardown.add('kernel loss poll', () => loss.stop());
+
+  const sockets = sharedSocketDump(tracer);
+  const info = agentInfo(tracer, ports, startMicros);
+  const hostFacts = opts.hostFacts ?? (await import('./host-facts.js')).readHostFactsProto;
+  const core: TracerCore = {
+    hub,
+    info,
+    snapshot: snapshotOf(tracer, sockets, hostFacts),
+    startCapture: (req) => captures.request(req),
+    doctor: (req) => doctorOf(tracer, req),
+    listCaptures: () => captures.list(),
+  };
+  const { server, health } = grpcServer(new TracerService(core, opts.limits ?? DEFAULT_LIMITS));
+  teardown.add('gRPC server', () => shutdownServer(server));
+  const address = await bindServer(server, opts.listen, creds);
+  // Released before the server stops, so no new client connects while streams drain.
+  if (address.kind === 'unix') teardown.add('socket file', () => removeSocketFile(address.path));
+
+  let endMessage = 'agent shutting down';
+  teardown.add('streams', () => {
+    health.setStatus('', 'NOT_SERVING');
+    health.setStatus('wstrace.v1.Tracer', 'NOT_SERVING');
+    // Subscribers get every event the kernel already has, and the loss count, before their end.
+    tracer.flush();
+    loss.report();
+    hub.endAll(endMessage);
+  });
+
+  let metricsPort: number | undefined;
+  if (opts.metrics) {
+    const registry = buildRegistry({
+      counters: () => tracer.counters(),
+      sockets,
+      subscribers: () => hub.subscriberCount,
+      lostSlow: () => hub.lostSlow,
+    });
+    const metrics = await serveMetrics(registry, opts.metrics);
+    teardown.add('metrics server', () => closeHttp(metrics.server));
+    metricsPort = metrics.port;
+  }
+
+  const close = (message?: string): Promise<void> => {
+    if (message !== undefined && !teardown.closed) endMessage = message;
+    return teardown.close();
+  };
+  return { address, ...(metricsPort !== undefined ? { metricsPort } : {}), tracer, hub, captures, info, close };
+}
+
+/** Turns the kernel ring's drop counter into lost notices on every stream, polled. */
+function watchKernelLoss(tracer: Tracer, hub: EventHub): { report(): void; stop(): void } {
+  let reported = 0;
+  const report = () => {
+    const drops = tracer.lost();
+    if (drops > reported) hub.kernelLost(drops - reported);
+    reported = drops;
+  };
+  const timer = setInterval(report, KERNEL_LOSS_POLL_MS);
+  timer.unref();
+  return { report, stop: () => clearInterval(timer) };
+}
+
+function sharedSocketDump(tracer: Tracer): () => Promise<SocketDump> {
+  let dump: { at: number; p: Promise<SocketDump> } | undefined;
+  return () => {
+    if (!dump || Date.now() - dump.at > DUMP_SHARE_MS) dump = { at: Date.now(), p: tracer.dumpSockets() };
+    return dump.p;
+  };
+}
+
+function agentInfo(tracer: Tracer, ports: readonly number[], startMicros: number): () => GetInfoResponse {
+  return () => ({
     version: VERSION,
     kernel: release(),
     hostname: hostname(),
@@ -115,132 +190,96 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     blind: blindNotes(tracer.hooks),
     startTimeUnixMicros: startMicros,
     netns: tracer.netns?.path ?? '',
-    ports: [...(opts.tracer?.ports ?? [])],
+    ports: [...ports],
     pid: process.pid,
   });
+}
 
-  // sock_diag dumps are shared by callers within a short window (a scrape asks several times).
-  let dump: { at: number; p: Promise<SocketDump> } | undefined;
-  const sockets = () => {
-    if (!dump || Date.now() - dump.at > 250) dump = { at: Date.now(), p: tracer.dumpSockets() };
-    return dump.p;
+function snapshotOf(
+  tracer: Tracer,
+  sockets: () => Promise<SocketDump>,
+  hostFacts: (netnsPath: string | undefined) => Promise<HostFacts>,
+): TracerCore['snapshot'] {
+  const owners = new SocketOwners();
+  const dumpNetns = tracer.netns?.inode ?? ownNetnsInode();
+  return async () => {
+    const [socks, host] = await Promise.all([sockets(), hostFacts(tracer.netns?.path)]);
+    return buildSnapshot({
+      counters: tracer.counters(),
+      sockets: socks,
+      dumpNetns,
+      host,
+      owner: (inode) => owners.lookup(inode),
+      nowMs: Date.now(),
+    });
   };
+}
 
-  const service = new TracerService(
-    {
-      hub,
-      info,
-      async snapshot() {
-        const [socks, host] = await Promise.all([sockets(), hostFacts(tracer.netns?.path)]);
-        return buildSnapshot({
-          counters: tracer.counters(),
-          sockets: socks,
-          dumpNetns,
-          host,
-          owner: (inode) => owners.lookup(inode),
-          nowMs: Date.now(),
-        });
-      },
-      startCapture: (req) => captures.request(req),
-      async doctor(req) {
-        const peaks = new Map(
-          tracer.counters().listeners.map((l) => [`${l.addr}|${l.port}`, { peak: l.peak, overflows: l.overflows + l.synDrops.acceptQueueFull }]),
-        );
-        const hooks = tracer.hooks.map((h) => ({ signal: h.signal, attached: h.attached, variant: h.variant, ...(h.error ? { error: h.error } : {}) }));
-        const findings = runChecks(
-          await gatherFacts({
-            ...(tracer.netns ? { netns: tracer.netns.path } : {}),
-            ports: req.ports,
-            ...(req.pid ? { pid: req.pid } : {}),
-            known: { hooks, peaks },
-          }),
-        );
-        return {
-          findings: findings.map((f) => ({ ...f, fix: [...f.fix] })),
-          status: ['ok', 'warn', 'fail'][exitCode(findings)]!,
-          scope: tracer.netns ? `netns ${tracer.netns.path}` : "the agent's network namespace",
-        };
-      },
-      listCaptures: () => captures.list(),
-    },
-    opts.limits ?? DEFAULT_LIMITS,
+/** The doctor's checks, with the hooks and queue peaks this agent has already seen. */
+async function doctorOf(tracer: Tracer, req: DoctorRequest): Promise<DoctorResponse> {
+  const peaks = new Map(
+    tracer.counters().listeners.map((l) => [`${l.addr}|${l.port}`, { peak: l.peak, overflows: l.overflows + l.synDrops.acceptQueueFull }]),
   );
+  const hooks = tracer.hooks.map((h) => ({ signal: h.signal, attached: h.attached, variant: h.variant, ...(h.error ? { error: h.error } : {}) }));
+  const findings = runChecks(
+    await gatherFacts({
+      ...(tracer.netns ? { netns: tracer.netns.path } : {}),
+      ports: req.ports,
+      ...(req.pid ? { pid: req.pid } : {}),
+      known: { hooks, peaks },
+    }),
+  );
+  return {
+    findings: findings.map((f) => ({ ...f, fix: [...f.fix] })),
+    status: ['ok', 'warn', 'fail'][exitCode(findings)]!,
+    scope: tracer.netns ? `netns ${tracer.netns.path}` : "the agent's network namespace",
+  };
+}
 
+function grpcServer(service: TracerService): { server: Server; health: HealthImplementation } {
   const server = new Server();
   service.addToServer(server);
   const health = new HealthImplementation({ '': 'SERVING', 'wstrace.v1.Tracer': 'SERVING' });
   health.addToServer(server);
   const protoDir = join(packageRoot(), 'proto');
-  new ReflectionService(
-    loadSync(join(protoDir, 'wstrace/v1/tracer.proto'), { includeDirs: [protoDir] }),
-  ).addToServer(server);
+  new ReflectionService(loadSync(join(protoDir, 'wstrace/v1/tracer.proto'), { includeDirs: [protoDir] })).addToServer(server);
+  return { server, health };
+}
 
-  let address = opts.listen;
-  let metricsServer: HttpServer | undefined;
-  let metricsPort: number | undefined;
-  try {
-    const port = await new Promise<number>((resolve, reject) => {
-      const oldMask = opts.listen.kind === 'unix' ? process.umask(0o177) : undefined;
-      server.bindAsync(opts.listen.kind === 'unix' ? `unix://${opts.listen.path}` : `${opts.listen.host}:${opts.listen.port}`, creds, (err, p) => {
-        if (oldMask !== undefined) process.umask(oldMask);
-        if (err) reject(new UserError(`cannot listen on ${formatAddress(opts.listen)}: ${err.message}.`));
-        else resolve(p);
-      });
+/** Binds; a unix socket is made 0600 (umask), a tcp port 0 comes back as the real one. */
+function bindServer(server: Server, listen: ListenAddress, creds: ServerCredentials): Promise<ListenAddress> {
+  return new Promise((resolve, reject) => {
+    const oldMask = listen.kind === 'unix' ? process.umask(0o177) : undefined;
+    server.bindAsync(listen.kind === 'unix' ? `unix://${listen.path}` : `${listen.host}:${listen.port}`, creds, (err, port) => {
+      if (oldMask !== undefined) process.umask(oldMask);
+      if (err) reject(new UserError(`cannot listen on ${formatAddress(listen)}: ${err.message}.`));
+      else resolve(listen.kind === 'tcp' ? { ...listen, port } : listen);
     });
-    if (address.kind === 'tcp') address = { ...address, port };
-    if (opts.metrics) {
-      const m = await serveMetrics(
-        buildRegistry({
-          counters: () => tracer.counters(),
-          sockets,
-          subscribers: () => hub.subscriberCount,
-          lostSlow: () => hub.lostSlow,
-        }),
-        opts.metrics,
-      );
-      metricsServer = m.server;
-      metricsPort = m.port;
-    }
+  });
+}
+
+/** Lets open calls finish, then forces whatever is left. */
+function shutdownServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, SHUTDOWN_GRACE_MS);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}
+
+function removeSocketFile(path: string): void {
+  try {
+    unlinkSync(path);
   } catch (err) {
-    server.forceShutdown();
-    await captures.close();
-    tracer.close();
-    clearInterval(lossTimer);
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
+}
 
-  let closing: Promise<void> | undefined;
-  const close = (message = 'agent shutting down'): Promise<void> => {
-    closing ??= (async () => {
-      clearInterval(lossTimer);
-      health.setStatus('', 'NOT_SERVING');
-      health.setStatus('wstrace.v1.Tracer', 'NOT_SERVING');
-      tracer.flush();
-      reportKernelLoss();
-      hub.endAll(message);
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 2000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
-      await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
-      await captures.close();
-      tracer.close();
-      if (opts.listen.kind === 'unix') {
-        try {
-          unlinkSync(opts.listen.path);
-        } catch {
-          // already gone
-        }
-      }
-    })();
-    return closing;
-  };
-
-  return { address, ...(metricsPort !== undefined ? { metricsPort } : {}), tracer, hub, captures, info, close };
+function closeHttp(server: HttpServer): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
 }

@@ -1,9 +1,8 @@
 /** The agent's side of captures: the manager, the rules, and the API shape of a capture. */
-import { readFileSync } from 'node:fs';
-import type { Capture, StartCaptureRequest } from '../generated/wstrace/v1/tracer.js';
-import { UserError } from '../protocol/errors.js';
+import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { StartCaptureRequest, type Capture } from '../generated/wstrace/v1/tracer.js';
 import type { Tracer } from '../kernel/index.js';
-import { validateTarget } from '../capture/filter.js';
+import { filterExpression, validateTarget } from '../capture/filter.js';
 import { CaptureManager, type CaptureRecord, type ManagerOptions } from '../capture/manager.js';
 import { loadRules, RuleEngine, type Rule } from '../capture/rules.js';
 
@@ -31,13 +30,31 @@ export function captureToProto(r: CaptureRecord): Capture {
   };
 }
 
-function portRangeSize(): number {
+/** StartCaptureRequest.bytes in proto/wstrace/v1/tracer.proto. */
+const BYTES_FIELD = 6;
+
+/**
+ * StartCaptureRequest off the wire. The generated decoder throws on a
+ * uint64 above 2^53, and grpc-js answers a throwing decoder with INTERNAL.
+ * `bytes` is the request's only uint64: such a request is read without it,
+ * as asking for more bytes than any ceiling, which the agent refuses as
+ * INVALID_ARGUMENT like any other bound too high.
+ */
+export function decodeStartCapture(buf: Buffer): StartCaptureRequest {
   try {
-    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    return lo && hi ? hi - lo + 1 : 0;
-  } catch {
-    return 0;
+    return StartCaptureRequest.decode(buf);
+  } catch (err) {
+    if (!/MAX_SAFE_INTEGER/.test((err as Error).message)) throw err;
   }
+  const reader = new BinaryReader(buf);
+  const rest: Uint8Array[] = [];
+  while (reader.pos < reader.len) {
+    const at = reader.pos;
+    const [field, wireType] = reader.tag();
+    reader.skip(wireType, field);
+    if (field !== BYTES_FIELD) rest.push(buf.subarray(at, reader.pos));
+  }
+  return { ...StartCaptureRequest.decode(Buffer.concat(rest)), bytes: Number.POSITIVE_INFINITY };
 }
 
 export class AgentCaptures {
@@ -62,33 +79,44 @@ export class AgentCaptures {
   }
 
   async start(): Promise<void> {
+    // A directory named by the operator is checked now, so a bad one stops the agent with one sentence.
+    if (this.opts.dir !== undefined) this.manager.checkDir();
     if ((this.opts.preSec ?? 0) > 0 || this.rules.length) await this.manager.start();
     if (!this.rules.length) return;
     this.engine = new RuleEngine(this.rules, (f) => {
-      void this.manager.capture(
-        f.target,
-        { kind: 'rule', rule: f.rule.name, detail: f.detail },
-        { ...(f.rule.captureSec !== undefined ? { durationSec: f.rule.captureSec } : {}), cooldownKey: `${f.rule.name}:${f.target.port}:${f.target.host ?? ''}` },
-      );
+      this.manager
+        .capture(
+          f.target,
+          { kind: 'rule', rule: f.rule.name, detail: f.detail },
+          { ...(f.rule.captureSec !== undefined ? { durationSec: f.rule.captureSec } : {}), cooldownKey: `${f.rule.name}:${f.target.port}:${f.target.host ?? ''}` },
+        )
+        .catch(() => undefined); // a rule whose bounds pass no ceiling: nothing to capture, nothing to crash
     });
     this.tracer.subscribe((events) => this.engine?.onEvents(events));
     const needsTw = this.rules.some((r) => r.signal === 'timewait_dest');
+    // The traced namespace's range, as the tracer read it (this process's own may differ).
+    const range = this.tracer.ephemeralPorts;
+    const portRange = range ? range[1] - range[0] + 1 : 0;
     this.timer = setInterval(() => {
       if (!needsTw) return this.engine?.tick(Date.now());
-      void this.tracer.dumpSockets().then((d) => this.engine?.tick(Date.now(), { groups: d.timewait, portRange: portRangeSize() }));
+      void this.tracer.dumpSockets().then((d) => this.engine?.tick(Date.now(), { groups: d.timewait, portRange }));
     }, 1000);
     this.timer.unref();
   }
 
-  /** A capture asked for over the API. Bad input throws a UserError (INVALID_ARGUMENT). */
-  async request(req: StartCaptureRequest): Promise<Capture> {
+  /**
+   * A capture asked for over the API. Bad input, and bounds above the
+   * ceilings, throw a UserError (INVALID_ARGUMENT). The cooldown is per
+   * caller and target; `caller` is empty for now: grpc-js gives a peer
+   * address whose port changes with each connection (no identity to rate)
+   * and no credentials for a unix-socket peer, so the target alone is the key.
+   */
+  async request(req: StartCaptureRequest, caller = ''): Promise<Capture> {
     const target = validateTarget({
       ...(req.port ? { port: req.port } : {}),
       ...(req.host ? { host: req.host } : {}),
       ...(req.direction ? { direction: req.direction } : {}),
     });
-    if (req.durationSec > 3600) throw new UserError('a capture lasts at most 3600 seconds.');
-    if (req.snaplen && (req.snaplen < 64 || req.snaplen > 65535)) throw new UserError('snaplen is from 64 to 65535 bytes.');
     const rec = await this.manager.capture(
       target,
       { kind: 'manual', detail: `asked for ${req.port ? `port ${req.port}` : ''}${req.host ? ` host ${req.host}` : ''}`.trim() },
@@ -98,6 +126,7 @@ export class AgentCaptures {
         ...(req.bytes ? { bytes: req.bytes } : {}),
         ...(req.snaplen ? { snaplen: req.snaplen } : {}),
         ...(req.preSec ? { preSec: req.preSec } : {}),
+        cooldownKey: `manual|${caller}|${filterExpression(target)}`,
       },
     );
     return captureToProto(rec);

@@ -49,7 +49,7 @@ export async function gatherFacts(o: GatherOptions): Promise<DoctorFacts> {
     peaks = o.known.peaks;
   } else {
     try {
-      const t = openTracer({ resolveOwners: false });
+      const t = await openTracer({ resolveOwners: false });
       hooks = t.hooks.map((h) => ({ signal: h.signal, attached: h.attached, variant: h.variant, ...(h.error ? { error: h.error } : {}) }));
       t.close();
     } catch {

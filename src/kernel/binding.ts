@@ -1,15 +1,18 @@
 /**
- * The addon's surface, typed. Only files of src/kernel/ import this file;
- * other layers reach the addon through src/kernel/index.ts (openTracer, and
- * loadBinding for socket dumps and namespace file reads, which the host
- * readers take as a parameter).
+ * The addon's surface, typed, plus the checks that go with it: everything
+ * the tracer needs from the machine comes through this one interface, so a
+ * fake that implements it runs the tracer's production code path. Only files
+ * of src/kernel/ import this file; other layers reach the addon through
+ * src/kernel/index.ts (openTracer, and loadBinding for socket dumps and
+ * namespace file reads, which the host readers take as a parameter).
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { Family } from '../signals/event.js';
+import { canLoadBpf, NEEDS_PRIVILEGE } from './errors.js';
 
 export type { Family };
 
@@ -50,7 +53,7 @@ export interface NativeTracer {
   /** Exact counters from the BPF maps; with true, only `totals` (no map dumps). */
   counters(totalsOnly?: boolean): NativeCounters;
   /** Listening ports, [netns inode, port]: their resets keep their own row inside the ephemeral range. */
-  keepPorts?(ports: Array<[number, number]>): void;
+  keepPorts(ports: Array<[number, number]>): void;
   /** Delivers every event already in the ring buffer, synchronously. */
   flush(): void;
   /** IDs of the loaded BPF programs (for leak checks). */
@@ -105,7 +108,8 @@ export interface Layout {
   readonly offsets: Readonly<Record<string, number>>;
 }
 
-export interface Binding {
+/** What build/Release/wstrace.node exports; see addon/module.cc. */
+export interface NativeBinding {
   open(options: NativeOpenOptions): NativeTracer;
   /** Sizes and offsets of the C structs, for the decoder test. */
   layout(): Readonly<Record<string, Layout>>;
@@ -116,6 +120,15 @@ export interface Binding {
   dumpSockets(options?: DumpOptions): Promise<SocketDump>;
   /** Reads files as seen from inside a network namespace. */
   readFilesInNetns(netns: string, paths: string[]): Promise<string[]>;
+}
+
+export interface Binding extends NativeBinding {
+  /**
+   * Why this process cannot load BPF programs, as one sentence naming the fix,
+   * or undefined when it can. Asked before open(), whose own errors are
+   * errno numbers.
+   */
+  loadBlocker(): string | undefined;
 }
 
 /** The package root: where binding.gyp's build/ lands. */
@@ -138,6 +151,16 @@ export function loadBinding(): Binding {
   if (!existsSync(path)) {
     throw new Error(`the native addon is not built (${path} is missing): run ./setup.sh`);
   }
-  loaded = createRequire(import.meta.url)(path) as Binding;
+  const native = createRequire(import.meta.url)(path) as NativeBinding;
+  loaded = { ...native, loadBlocker };
   return loaded;
+}
+
+function loadBlocker(): string | undefined {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  if (!canLoadBpf(/^CapEff:\s*([0-9a-f]+)/m.exec(status)?.[1] ?? '0')) return NEEDS_PRIVILEGE;
+  if (!existsSync('/sys/kernel/btf/vmlinux')) {
+    return 'this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): wstrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y.';
+  }
+  return undefined;
 }

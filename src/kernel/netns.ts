@@ -1,7 +1,6 @@
 /** `--netns NAME|PATH`: a namespace named by `ip netns`, or any nsfs file. */
-import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
-import { parseSysctlNumbers, SYSCTL_FILES } from '../host/sysctl.js';
+import { statSync } from 'node:fs';
+import { parseSysctlNumbers, SYSCTL_FILES, type ReadFiles } from '../host/index.js';
 import { UserError } from '../protocol/errors.js';
 
 export interface NetnsRef {
@@ -33,17 +32,14 @@ export function ownNetnsInode(): number {
 }
 
 /**
- * net.ipv4.ip_local_port_range as a namespace sees it (this process's own
- * without one). Read through nsenter, as /proc/sys/net answers for the
- * reader's namespace, and synchronously, as the range is fixed into the BPF
- * objects before they load; undefined if it cannot be read.
+ * net.ipv4.ip_local_port_range as `read` sees it (host's readCurrentNetns, or
+ * netnsReader for another namespace: /proc/sys/net answers for the reader's
+ * namespace); undefined if it cannot be read.
  */
-export function ephemeralPortRange(ns?: NetnsRef): [number, number] | undefined {
+export async function ephemeralPortRange(read: ReadFiles): Promise<[number, number] | undefined> {
   const path = SYSCTL_FILES.ipLocalPortRange;
   try {
-    const text = ns
-      ? execFileSync('nsenter', [`--net=${ns.path}`, 'cat', path], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] })
-      : readFileSync(path, 'utf8');
+    const [text = ''] = await read([path]);
     const [low = 0, high = 0] = parseSysctlNumbers(text, path, 2);
     return low > 0 && low <= high ? [low, high] : undefined;
   } catch {

@@ -3,7 +3,6 @@
  * programs through the addon, decodes event batches into TraceEvents, reads
  * the exact counters, dumps sockets, and detaches on close().
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { loadBinding, type Binding, type NativeTracer, type SocketDump } from './binding.js';
 import {
   decodeBatch,
@@ -16,9 +15,11 @@ import {
 } from './decode.js';
 import { checkPort } from '../protocol/address.js';
 import { UserError } from '../protocol/errors.js';
-import { canLoadBpf, NEEDS_PRIVILEGE } from './errors.js';
+import { netnsReader, readCurrentNetns } from '../host/index.js';
+import { NEEDS_PRIVILEGE } from './errors.js';
 import { MAX_PORTS } from './layout.js';
-import type { EventKind } from '../signals/event.js';
+import type { HookStatus } from '../signals/hooks.js';
+import type { Signal } from '../signals/kinds.js';
 import { ReasonNames } from './names.js';
 import { ephemeralPortRange, ownNetnsInode, resolveNetns, type NetnsRef } from './netns.js';
 import { SocketOwners } from './owners.js';
@@ -34,7 +35,7 @@ export interface TracerOptions {
   readonly fullEventIntervalMs?: number;
   /** Look up pid/comm of listener sockets (an /proc walk on a miss). */
   readonly resolveOwners?: boolean;
-  /** The addon; tests pass a fake. */
+  /** The addon and its checks; tests pass a fake that implements the same interface. */
   readonly binding?: Binding;
   /** Per signal, force one hook variant ("none" for none); for the kernel matrix. */
   readonly variants?: Readonly<Record<string, string>>;
@@ -42,38 +43,9 @@ export interface TracerOptions {
   readonly countHits?: boolean;
 }
 
-/**
- * What wstrace can see: the event kinds, plus accept_residency (time from
- * enqueue to accept()) and reset_no_socket (resets to closed ports on kernels
- * whose tracepoint misses them).
- */
-export type Signal = EventKind | 'accept_residency' | 'reset_no_socket';
-
-export interface HookStatus {
-  /** Kernel hook point(s). */
-  readonly hook: string;
-  /** What it lets wstrace see. */
-  readonly signal: Signal;
-  /** raw_tp, fentry, fexit, kprobe or kretprobe; empty when blind. */
-  readonly variant: string;
-  readonly attached: boolean;
-  /** Why not, when not attached: each variant tried and how it failed. */
-  readonly error?: string;
-}
-
-/** What to say about blind signals, so nobody reads silence as zero. */
-export function blindNotes(hooks: readonly HookStatus[]): string[] {
-  const notes: string[] = [];
-  const syn = hooks.find((h) => h.signal === 'syn_drop');
-  if (!syn?.attached) {
-    notes.push(
-      'SYN-stage listen drops: no hook on this kernel, so only the kernel counters ListenOverflows/ListenDrops count them (attributed to the listeners seen full)',
-    );
-  }
-  const res = hooks.find((h) => h.signal === 'accept_residency');
-  if (!res?.attached) notes.push('accept-queue residency (enqueue to accept) needs fexit or kretprobe on inet_csk_accept');
-  return notes;
-}
+export type { HookStatus } from '../signals/hooks.js';
+export type { Signal } from '../signals/kinds.js';
+export { blindNotes } from '../signals/hooks.js';
 
 export const DEFAULT_RING_BYTES = 4 << 20;
 
@@ -91,12 +63,12 @@ export class Tracer {
     private readonly binding: Binding,
     readonly netns: NetnsRef | undefined,
     options: TracerOptions,
+    /** The traced namespace's ip_local_port_range when opened: resets on these ports without a listener fold into port 0. */
+    readonly ephemeralPorts: [number, number] | undefined,
   ) {
     const reasons = new ReasonNames((name) => binding.enumNames(name));
     this.decodeContext = { clockOffsetMs: Number(binding.clockOffsetNs()) / 1e6, reasons };
     this.owners = options.resolveOwners === false ? undefined : new SocketOwners();
-    // Folding needs the range the traced namespace's clients draw from (the fake binding in tests has none).
-    const ephemeral = options.binding ? undefined : ephemeralPortRange(netns);
     try {
       this.native = binding.open({
         ports: [...(options.ports ?? [])],
@@ -106,20 +78,12 @@ export class Tracer {
         onBatch: (batch) => this.onBatch(batch),
         ...(options.variants ? { variants: options.variants } : {}),
         ...(options.countHits ? { countHits: true } : {}),
-        ...(ephemeral ? { ephemeralPorts: ephemeral } : {}),
+        ...(ephemeralPorts ? { ephemeralPorts } : {}),
       });
     } catch (err) {
       const code = (err as { errno?: number }).errno;
       if (code === 1 || code === 13) throw new UserError(NEEDS_PRIVILEGE);
       throw err;
-    }
-    // Listening ports keep their own reset rows inside the ephemeral range: the ones
-    // open now are told here; the kernel side adds each listener that queues a child.
-    if (!options.binding && this.native.keepPorts) {
-      const inode = netns?.inode ?? ownNetnsInode();
-      this.dumpSockets()
-        .then((d) => this.native?.keepPorts?.(d.listeners.map((l): [number, number] => [inode, l.port])))
-        .catch(() => undefined);
     }
     this.hooks = this.native.hooks().map((h) => ({
       hook: h.name,
@@ -165,6 +129,18 @@ export class Tracer {
     return this.binding.dumpSockets(this.netns ? { netns: this.netns.path } : {});
   }
 
+  /**
+   * Listening ports keep their own reset rows inside the ephemeral range: the
+   * ones open now are told here; the kernel side adds each listener that
+   * queues a child from then on.
+   */
+  async keepListeners(): Promise<void> {
+    if (!this.ephemeralPorts) return;
+    const inode = this.netns?.inode ?? ownNetnsInode();
+    const dump = await this.dumpSockets();
+    this.native?.keepPorts(dump.listeners.map((l): [number, number] => [inode, l.port]));
+  }
+
   get closed(): boolean {
     return this.native === undefined;
   }
@@ -206,23 +182,21 @@ function checkPorts(ports: readonly number[] | undefined): void {
   for (const p of ports) checkPort(p);
 }
 
-function checkPrivilege(): void {
-  const status = readFileSync('/proc/self/status', 'utf8');
-  const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(status)?.[1] ?? '0';
-  if (!canLoadBpf(capEff)) throw new UserError(NEEDS_PRIVILEGE);
-}
-
-export function openTracer(options: TracerOptions = {}): Tracer {
+/**
+ * Checks, opens and attaches. Async because the traced namespace's
+ * ip_local_port_range is read (through the addon's namespace thread) before
+ * load: folding fixes it into the BPF programs.
+ */
+export async function openTracer(options: TracerOptions = {}): Promise<Tracer> {
   checkPorts(options.ports);
   const netns = options.netns === undefined ? undefined : resolveNetns(options.netns);
   const binding = options.binding ?? loadBinding();
-  if (!options.binding) {
-    checkPrivilege();
-    if (!existsSync('/sys/kernel/btf/vmlinux')) {
-      throw new UserError(
-        'this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): wstrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y.',
-      );
-    }
-  }
-  return new Tracer(binding, netns, options);
+  const blocker = binding.loadBlocker();
+  if (blocker) throw new UserError(blocker);
+  const ephemeral = await ephemeralPortRange(netns ? netnsReader(binding, netns.path) : readCurrentNetns);
+  const tracer = new Tracer(binding, netns, options, ephemeral);
+  // Without this a listener older than the tracer has its resets folded away until it
+  // queues a child; a failed dump costs only that, so the tracer is still usable.
+  await tracer.keepListeners().catch(() => undefined);
+  return tracer;
 }

@@ -61,12 +61,12 @@ function portOf(v) {
   return v.traffic[0] === 'full-queue' || v.traffic[0] === 'ack-overflow' ? v.traffic[1] : v.traffic[2];
 }
 
-ROUNDS.forEach((force, round) => {
+for (const [round, force] of ROUNDS.entries()) {
   const mine = VARIANTS.filter((v) => (CORE.has(v.signal) ? round === 0 : force[v.signal] === v.variant));
   const rows = mine.map((v) => ({ kernel: release(), signal: v.signal, variant: v.variant, loaded: false, attached: false, fired: false }));
   let tracer;
   try {
-    tracer = openTracer({ variants: force, countHits: true, resolveOwners: false, ports: mine.map(portOf) });
+    tracer = await openTracer({ variants: force, countHits: true, resolveOwners: false, ports: mine.map(portOf) });
     mine.forEach((v, i) => {
       const row = rows[i];
       const hook = tracer.hooks.find((h) => h.signal === v.signal);
@@ -104,4 +104,4 @@ ROUNDS.forEach((force, round) => {
     tracer?.close();
   }
   for (const row of rows) process.stdout.write(`WSTRACE_PROBE ${JSON.stringify(row)}\n`);
-});
+}
