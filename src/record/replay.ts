@@ -8,6 +8,7 @@ import type { GetInfoResponse, SnapshotResponse, WatchRequest, WatchResponse } f
 import { UserError } from '../protocol/errors.js';
 import type { EventSource } from '../client/connect.js';
 import type { ReadResult } from './format.js';
+import { recordsInMemory, type ReplayRecords } from './recording-index.js';
 
 export class ReplayClock {
   private baseReal: number;
@@ -58,23 +59,34 @@ export class ReplayClock {
 
 const ms = (e: RecordEntry) => e.timeUnixMicros / 1000;
 
+/** Stands in for a header lost to damage: the screen still draws, and says why the host is unknown. */
+const UNKNOWN_INFO: GetInfoResponse = {
+  version: '',
+  kernel: '',
+  hostname: 'unknown (recording header damaged)',
+  hooks: [],
+  blind: [],
+  startTimeUnixMicros: 0,
+  netns: '',
+  ports: [],
+  pid: 0,
+};
+
 export class ReplaySource implements EventSource {
   readonly clock: ReplayClock;
   private readonly info0: GetInfoResponse;
-  private readonly snaps: RecordEntry[];
-  private readonly watches: RecordEntry[];
+  private readonly records: ReplayRecords;
   private closed = false;
 
-  constructor(rec: ReadResult, speed = 1, realNow: () => number = Date.now) {
-    const header = rec.entries.find((e) => e.entry?.$case === 'header');
-    if (!header || header.entry?.$case !== 'header' || !header.entry.value.info) {
-      throw new UserError('the recording has no header: it is empty or was cut before its first record.');
+  /** `rec`: a recording indexed on disk (indexRecording), or one already in memory. */
+  constructor(rec: ReplayRecords | ReadResult, speed = 1, realNow: () => number = Date.now) {
+    this.records = 'entries' in rec ? recordsInMemory(rec) : rec;
+    const { startMs, endMs } = this.records;
+    if (startMs === undefined || endMs === undefined) {
+      throw new UserError('the recording holds no readable record: it is empty, or damaged throughout.');
     }
-    this.info0 = header.entry.value.info;
-    this.snaps = rec.entries.filter((e) => e.entry?.$case === 'snapshot').sort((a, b) => ms(a) - ms(b));
-    this.watches = rec.entries.filter((e) => e.entry?.$case === 'watch');
-    const times = rec.entries.map(ms);
-    this.clock = new ReplayClock(Math.min(...times), Math.max(...times), speed, realNow);
+    this.info0 = this.records.info ?? UNKNOWN_INFO;
+    this.clock = new ReplayClock(startMs, endMs, speed, realNow);
   }
 
   async info(): Promise<GetInfoResponse> {
@@ -83,11 +95,9 @@ export class ReplaySource implements EventSource {
 
   /** The last snapshot taken at or before the clock. */
   async snapshot(): Promise<SnapshotResponse> {
-    const now = this.clock.now();
-    let best = this.snaps[0];
-    for (const s of this.snaps) if (ms(s) <= now) best = s;
-    if (!best || best.entry?.$case !== 'snapshot') throw new UserError('the recording has no snapshot.');
-    return best.entry.value;
+    const s = this.records.snapshotAt(this.clock.now());
+    if (!s) throw new UserError('the recording has no snapshot.');
+    return s;
   }
 
   /** Stream messages as the clock reaches them; after a jump back, from there; open until cancelled. */
@@ -97,16 +107,14 @@ export class ReplaySource implements EventSource {
       yield { response: { $case: 'status', value: { message: 'replaying a recording', ringEvents: 0, end: false } } };
       // What is at or before the clock when the stream opens is the past: see prime().
       let last = this.clock.now();
-      let i = this.watches.findIndex((e) => ms(e) > last);
       while (!cancelled && !this.closed) {
         const now = this.clock.now();
-        if (now < last) i = this.watches.findIndex((e) => ms(e) >= now); // jumped back
-        if (i < 0) i = this.watches.length;
-        last = now;
-        while (i < this.watches.length && ms(this.watches[i]!) <= now) {
-          const e = this.watches[i++]!;
+        const back = now < last; // jumped back: replay from the moment itself
+        for (const e of this.records.between(back ? now : last, now, back)) {
+          if (cancelled || this.closed) return;
           if (e.entry?.$case === 'watch') yield e.entry.value;
         }
+        last = now;
         // At the end the stream stays open: the screen keeps the last moment, and a jump back replays.
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -120,9 +128,7 @@ export class ReplaySource implements EventSource {
    * after a jump, the screen is built as if it had been watching all along.
    */
   prime(atMs: number, lookbackMs: number, sink: { watch(msg: WatchResponse, at: number): void; snapshot(s: SnapshotResponse, at: number): void }): void {
-    const from = atMs - lookbackMs;
-    const entries = [...this.watches, ...this.snaps].filter((e) => ms(e) > from && ms(e) <= atMs).sort((a, b) => ms(a) - ms(b));
-    for (const e of entries) {
+    for (const e of this.records.between(atMs - lookbackMs, atMs)) {
       if (e.entry?.$case === 'watch') sink.watch(e.entry.value, ms(e));
       else if (e.entry?.$case === 'snapshot') sink.snapshot(e.entry.value, ms(e));
     }
@@ -130,5 +136,6 @@ export class ReplaySource implements EventSource {
 
   close(): void {
     this.closed = true;
+    this.records.close?.();
   }
 }

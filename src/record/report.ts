@@ -3,9 +3,10 @@
  * from the exact counters in the per-second snapshots (differences between
  * them), peers and reasons from the events; nothing is estimated.
  */
-import type { Capture, Event, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
+import type { RecordEntry } from '../generated/wstrace/v1/record.js';
+import type { Capture, Event, GetInfoResponse, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
 import { eventFromProto } from '../protocol/convert.js';
-import type { ReadResult } from './format.js';
+import { openRecording, type Damage, type ReadResult } from './format.js';
 
 export interface SecondRow {
   /** Start of the second, ms since the epoch. */
@@ -40,12 +41,17 @@ export interface Report {
   readonly listeners: Array<{ listener: string; overflows: number; synDrops: number; fullHits: number; peak: number; backlog: number }>;
   readonly resetReasons: Array<{ reason: string; count: number }>;
   readonly resetPeers: Array<{ peer: string; count: number }>;
+  /** 0 when peer counts are exact; past REPORT_KEYS distinct peers, how far short a count may be. */
+  readonly resetPeersOffBy: number;
   readonly timewaitPeaks: Array<{ destination: string; peak: number }>;
   readonly settings: Record<string, string>;
   readonly limitsHit: string[];
   readonly captures: Capture[];
   readonly skipped: number;
+  readonly damagedBytes: number;
   readonly truncated: boolean;
+  /** No header could be read: host, kernel and the hooks' state are unknown. */
+  readonly headerLost: boolean;
   readonly blind: string[];
 }
 
@@ -62,7 +68,7 @@ const SETTINGS = [
   'fs.file-max',
 ];
 
-function top<T>(m: Map<string, number>, n: number, make: (k: string, v: number) => T): T[] {
+function top<T>(m: ReadonlyMap<string, number>, n: number, make: (k: string, v: number) => T): T[] {
   return [...m.entries()]
     .sort((a, b) => b[1] - a[1])
     .slice(0, n)
@@ -71,131 +77,200 @@ function top<T>(m: Map<string, number>, n: number, make: (k: string, v: number) 
 
 const drops = (s: SnapshotResponse) => (s.totals?.listenOverflows ?? 0) + (s.totals?.synDrops ?? 0);
 
-export function buildReport(rec: ReadResult): Report {
-  const header = rec.entries.find((e) => e.entry?.$case === 'header');
-  const info = header?.entry?.$case === 'header' ? header.entry.value.info : undefined;
-  const snaps: SnapshotResponse[] = [];
-  const events: Event[] = [];
-  const captures = new Map<string, Capture>();
-  let kernelRing = 0;
-  let tooSlow = 0;
-  for (const e of rec.entries) {
-    const x = e.entry;
-    if (x?.$case === 'snapshot') snaps.push(x.value);
-    if (x?.$case !== 'watch') continue;
-    const r = x.value.response;
-    if (r?.$case === 'batch') events.push(...r.value.events);
-    if (r?.$case === 'lost') {
-      if (r.value.reason === 1) kernelRing += r.value.count;
-      else tooSlow += r.value.count;
-    }
-    if (r?.$case === 'capture') captures.set(r.value.id, r.value);
-  }
-  snaps.sort((a, b) => a.timeUnixMicros - b.timeUnixMicros);
-  const first = snaps[0];
-  const last = snaps.at(-1);
-  const t0 = first?.totals;
-  const t1 = last?.totals;
-  const d = (k: keyof NonNullable<typeof t0>) => (t1?.[k] ?? 0) - (t0?.[k] ?? 0);
+/** Distinct keys a report counts before it starts to forget the smallest. */
+export const REPORT_KEYS = 100_000;
 
-  const timeline: SecondRow[] = [];
-  for (let i = 1; i < snaps.length; i++) {
-    const a = snaps[i - 1]!;
-    const b = snaps[i]!;
-    timeline.push({
-      timeMs: Math.floor(b.timeUnixMicros / 1000),
-      drops: drops(b) - drops(a),
-      resetsSent: (b.totals?.resetsSent ?? 0) - (a.totals?.resetsSent ?? 0),
-      resetsReceived: (b.totals?.resetsReceived ?? 0) - (a.totals?.resetsReceived ?? 0),
-      timewait: (b.totals?.timewait ?? 0) - (a.totals?.timewait ?? 0),
+/**
+ * Counts per key in bounded memory: exact up to `limit` keys. Past it the
+ * smaller half is forgotten, so a key's count may then fall short of the
+ * truth by at most `offBy` (the largest count forgotten); the top entries
+ * of a skewed distribution, the ones a report shows, are kept.
+ */
+export class BoundedCounts {
+  private readonly m = new Map<string, number>();
+  offBy = 0;
+
+  constructor(
+    private readonly limit = REPORT_KEYS,
+    private readonly merge: (a: number, b: number) => number = (a, b) => a + b,
+  ) {}
+
+  add(key: string, v: number): void {
+    const had = this.m.get(key);
+    this.m.set(key, had === undefined ? v : this.merge(had, v));
+    if (this.m.size > this.limit) this.forget();
+  }
+
+  private forget(): void {
+    const sorted = [...this.m.values()].sort((a, b) => a - b);
+    const cut = sorted[Math.floor(sorted.length / 2)]!;
+    for (const [k, v] of this.m) {
+      if (v > cut) continue;
+      this.m.delete(k);
+      this.offBy = Math.max(this.offBy, v);
+    }
+  }
+
+  top<T>(n: number, make: (k: string, v: number) => T): T[] {
+    return top(this.m, n, make);
+  }
+}
+
+/**
+ * The report, built one record at a time in the order written: memory is
+ * bounded by the number of snapshots (one timeline row each) and by
+ * REPORT_KEYS, never by the number of events.
+ */
+export class ReportBuilder {
+  private info: GetInfoResponse | undefined;
+  private first: SnapshotResponse | undefined;
+  private last: SnapshotResponse | undefined;
+  private prev: SnapshotResponse | undefined;
+  private snapshots = 0;
+  private events = 0;
+  private kernelRing = 0;
+  private tooSlow = 0;
+  private readonly captures = new Map<string, Capture>();
+  private readonly timeline: SecondRow[] = [];
+  private readonly reasons = new BoundedCounts();
+  private readonly peers = new BoundedCounts();
+  private readonly tw = new BoundedCounts(REPORT_KEYS, Math.max);
+
+  add(e: RecordEntry): void {
+    const x = e.entry;
+    if (x?.$case === 'header') this.info ??= x.value.info;
+    if (x?.$case === 'snapshot') this.snapshot(x.value);
+    if (x?.$case !== 'watch') return;
+    const r = x.value.response;
+    if (r?.$case === 'batch') {
+      this.events += r.value.events.length;
+      for (const ev of r.value.events) this.event(ev);
+    }
+    if (r?.$case === 'lost') {
+      if (r.value.reason === 1) this.kernelRing += r.value.count;
+      else this.tooSlow += r.value.count;
+    }
+    if (r?.$case === 'capture') this.captures.set(r.value.id, r.value);
+  }
+
+  private snapshot(s: SnapshotResponse): void {
+    this.snapshots++;
+    if (!this.first || s.timeUnixMicros < this.first.timeUnixMicros) this.first = s;
+    if (!this.last || s.timeUnixMicros >= this.last.timeUnixMicros) this.last = s;
+    const a = this.prev;
+    this.prev = s;
+    for (const t of s.timewait) this.tw.add(`${t.remoteAddr}:${t.remotePort}`, t.current);
+    if (!a) return;
+    this.timeline.push({
+      timeMs: Math.floor(s.timeUnixMicros / 1000),
+      drops: drops(s) - drops(a),
+      resetsSent: (s.totals?.resetsSent ?? 0) - (a.totals?.resetsSent ?? 0),
+      resetsReceived: (s.totals?.resetsReceived ?? 0) - (a.totals?.resetsReceived ?? 0),
+      timewait: (s.totals?.timewait ?? 0) - (a.totals?.timewait ?? 0),
     });
   }
-  const score = (r: SecondRow) => r.drops * 10 + r.resetsSent + r.resetsReceived;
-  const worst = [...timeline].filter((r) => score(r) > 0).sort((a, b) => score(b) - score(a)).slice(0, 5);
 
-  const before = new Map((first?.listeners ?? []).map((l) => [`${l.addr}:${l.port}`, l]));
-  const listeners = (last?.listeners ?? [])
-    .map((l) => {
-      const b = before.get(`${l.addr}:${l.port}`);
-      const syn = (x: typeof l | undefined) =>
-        (x?.synDropsAcceptQueueFull ?? 0) + (x?.synDropsSynQueueFull ?? 0) + (x?.synDropsUnprovenPeer ?? 0) + (x?.synDropsOther ?? 0);
-      return {
-        listener: `${l.addr}:${l.port}`,
-        overflows: l.overflows - (b?.overflows ?? 0),
-        synDrops: syn(l) - syn(b),
-        fullHits: l.fullHits - (b?.fullHits ?? 0),
-        peak: l.peak,
-        backlog: l.backlog,
-      };
-    })
-    .filter((l) => l.overflows + l.synDrops + l.fullHits > 0)
-    .sort((a, b) => b.overflows + b.synDrops + b.fullHits - (a.overflows + a.synDrops + a.fullHits));
-
-  const reasons = new Map<string, number>();
-  const peers = new Map<string, number>();
-  for (const p of events.map(eventFromProto)) {
-    if (p.kind !== 'reset_sent' && p.kind !== 'reset_received') continue;
-    const reason = `${p.kind === 'reset_sent' ? 'sent' : 'received'} ${p.reason ?? p.state ?? 'unknown'}`;
-    reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
-    const peer = p.raddr.includes(':') ? `[${p.raddr}]:${p.rport}` : `${p.raddr}:${p.rport}`;
-    peers.set(peer, (peers.get(peer) ?? 0) + 1);
+  private event(ev: Event): void {
+    const p = eventFromProto(ev);
+    if (!p || (p.kind !== 'reset_sent' && p.kind !== 'reset_received')) return;
+    this.reasons.add(`${p.kind === 'reset_sent' ? 'sent' : 'received'} ${p.reason ?? p.state ?? 'unknown'}`, 1);
+    this.peers.add(p.raddr.includes(':') ? `[${p.raddr}]:${p.rport}` : `${p.raddr}:${p.rport}`, 1);
   }
-  const tw = new Map<string, number>();
-  for (const s of snaps) {
-    for (const t of s.timewait) {
-      const k = `${t.remoteAddr}:${t.remotePort}`;
-      tw.set(k, Math.max(tw.get(k) ?? 0, t.current));
+
+  finish(damage: Damage): Report {
+    const { first, last, info } = this;
+    const t0 = first?.totals;
+    const t1 = last?.totals;
+    const d = (k: keyof NonNullable<typeof t0>) => (t1?.[k] ?? 0) - (t0?.[k] ?? 0);
+    const timeline = this.timeline;
+    const score = (r: SecondRow) => r.drops * 10 + r.resetsSent + r.resetsReceived;
+    const worst = [...timeline].filter((r) => score(r) > 0).sort((a, b) => score(b) - score(a)).slice(0, 5);
+
+    const before = new Map((first?.listeners ?? []).map((l) => [`${l.addr}:${l.port}`, l]));
+    const listeners = (last?.listeners ?? [])
+      .map((l) => {
+        const b = before.get(`${l.addr}:${l.port}`);
+        const syn = (x: typeof l | undefined) =>
+          (x?.synDropsAcceptQueueFull ?? 0) + (x?.synDropsSynQueueFull ?? 0) + (x?.synDropsUnprovenPeer ?? 0) + (x?.synDropsOther ?? 0);
+        return {
+          listener: `${l.addr}:${l.port}`,
+          overflows: l.overflows - (b?.overflows ?? 0),
+          synDrops: syn(l) - syn(b),
+          fullHits: l.fullHits - (b?.fullHits ?? 0),
+          peak: l.peak,
+          backlog: l.backlog,
+        };
+      })
+      .filter((l) => l.overflows + l.synDrops + l.fullHits > 0)
+      .sort((a, b) => b.overflows + b.synDrops + b.fullHits - (a.overflows + a.synDrops + a.fullHits));
+
+    const sysctls = first?.host?.sysctls ?? {};
+    const settings = Object.fromEntries(SETTINGS.filter((k) => k in sysctls).map((k) => [k, sysctls[k]!]));
+    const mib = Object.fromEntries(MIB_KEYS.map((k) => [k, (last?.host?.mib[k] ?? 0) - (first?.host?.mib[k] ?? 0)]));
+    const limitsHit: string[] = [];
+    for (const l of listeners) {
+      if (l.peak > l.backlog) limitsHit.push(`accept queue of ${l.listener} full (peak ${l.peak} > limit ${l.backlog}; somaxconn ${settings['net.core.somaxconn'] ?? '?'})`);
     }
-  }
+    if ((mib.TcpExtTCPTimeWaitOverflow ?? 0) > 0) limitsHit.push(`tcp_max_tw_buckets (${settings['net.ipv4.tcp_max_tw_buckets'] ?? '?'}) overflowed ${mib.TcpExtTCPTimeWaitOverflow} times`);
+    // SYN-stage drops no hook saw: the kernel's count, attributed to the listeners seen full.
+    const unseen = (mib.TcpExtListenOverflows ?? 0) - d('listenOverflows') - d('synDrops');
+    if (unseen > 0) {
+      const full = listeners.filter((l) => l.fullHits > 0).map((l) => l.listener);
+      limitsHit.push(
+        `${unseen} listen overflows counted only by the kernel (SYN stage)` +
+          (full.length ? `, attributed to ${full.join(', ')} (seen full)` : ''),
+      );
+    }
 
-  const sysctls = first?.host?.sysctls ?? {};
-  const settings = Object.fromEntries(SETTINGS.filter((k) => k in sysctls).map((k) => [k, sysctls[k]!]));
-  const mib = Object.fromEntries(MIB_KEYS.map((k) => [k, (last?.host?.mib[k] ?? 0) - (first?.host?.mib[k] ?? 0)]));
-  const limitsHit: string[] = [];
-  for (const l of listeners) {
-    if (l.peak > l.backlog) limitsHit.push(`accept queue of ${l.listener} full (peak ${l.peak} > limit ${l.backlog}; somaxconn ${settings['net.core.somaxconn'] ?? '?'})`);
+    return {
+      host: info?.hostname ?? '',
+      kernel: info?.kernel ?? '',
+      fromMs: (first?.timeUnixMicros ?? 0) / 1000,
+      toMs: (last?.timeUnixMicros ?? 0) / 1000,
+      snapshots: this.snapshots,
+      events: this.events,
+      totals: {
+        resetsSent: d('resetsSent'),
+        resetsReceived: d('resetsReceived'),
+        timewait: d('timewait'),
+        acceptQueueFull: d('acceptQueueFull'),
+        listenOverflows: d('listenOverflows'),
+        synDrops: d('synDrops'),
+      },
+      mib,
+      lost: { kernelRing: this.kernelRing, tooSlow: this.tooSlow },
+      timeline,
+      worst,
+      listeners: listeners.slice(0, 10),
+      resetReasons: this.reasons.top(10, (reason, count) => ({ reason, count })),
+      resetPeers: this.peers.top(10, (peer, count) => ({ peer, count })),
+      resetPeersOffBy: this.peers.offBy,
+      timewaitPeaks: this.tw.top(10, (destination, peak) => ({ destination, peak })),
+      settings,
+      limitsHit,
+      captures: [...this.captures.values()].filter((c) => c.state !== 'running'),
+      skipped: damage.skipped,
+      damagedBytes: damage.damagedBytes,
+      truncated: damage.truncated,
+      headerLost: !info,
+      blind: info?.blind ?? [],
+    };
   }
-  if ((mib.TcpExtTCPTimeWaitOverflow ?? 0) > 0) limitsHit.push(`tcp_max_tw_buckets (${settings['net.ipv4.tcp_max_tw_buckets'] ?? '?'}) overflowed ${mib.TcpExtTCPTimeWaitOverflow} times`);
-  // SYN-stage drops no hook saw: the kernel's count, attributed to the listeners seen full.
-  const unseen = (mib.TcpExtListenOverflows ?? 0) - d('listenOverflows') - d('synDrops');
-  if (unseen > 0) {
-    const full = listeners.filter((l) => l.fullHits > 0).map((l) => l.listener);
-    limitsHit.push(
-      `${unseen} listen overflows counted only by the kernel (SYN stage)` +
-        (full.length ? `, attributed to ${full.join(', ')} (seen full)` : ''),
-    );
-  }
+}
 
-  return {
-    host: info?.hostname ?? '',
-    kernel: info?.kernel ?? '',
-    fromMs: (first?.timeUnixMicros ?? 0) / 1000,
-    toMs: (last?.timeUnixMicros ?? 0) / 1000,
-    snapshots: snaps.length,
-    events: events.length,
-    totals: {
-      resetsSent: d('resetsSent'),
-      resetsReceived: d('resetsReceived'),
-      timewait: d('timewait'),
-      acceptQueueFull: d('acceptQueueFull'),
-      listenOverflows: d('listenOverflows'),
-      synDrops: d('synDrops'),
-    },
-    mib,
-    lost: { kernelRing, tooSlow },
-    timeline,
-    worst,
-    listeners: listeners.slice(0, 10),
-    resetReasons: top(reasons, 10, (reason, count) => ({ reason, count })),
-    resetPeers: top(peers, 10, (peer, count) => ({ peer, count })),
-    timewaitPeaks: top(tw, 10, (destination, peak) => ({ destination, peak })),
-    settings,
-    limitsHit,
-    captures: [...captures.values()].filter((c) => c.state !== 'running'),
-    skipped: rec.skipped,
-    truncated: rec.truncated,
-    blind: info?.blind ?? [],
-  };
+/** The report of records already in memory (a parsed buffer). */
+export function buildReport(rec: ReadResult): Report {
+  const b = new ReportBuilder();
+  for (const e of rec.entries) b.add(e);
+  return b.finish(rec);
+}
+
+/** The report of a recording file, streamed: memory does not grow with the file. */
+export async function readReport(path: string): Promise<Report> {
+  const file = await openRecording(path);
+  const b = new ReportBuilder();
+  for await (const e of file) b.add(e);
+  return b.finish(file.damage);
 }
 
 const BARS = '▁▂▃▄▅▆▇█';
@@ -211,10 +286,10 @@ const iso = (ms: number) => new Date(ms).toISOString().replace('.000', '');
 export function renderReport(r: Report): string {
   const lines: string[] = [];
   const span = ((r.toMs - r.fromMs) / 1000).toFixed(0);
-  lines.push(`wstrace report: ${r.host} (Linux ${r.kernel}), ${iso(r.fromMs)} to ${iso(r.toMs)} (${span} s)`);
+  lines.push(`wstrace report: ${r.host || 'unknown host'} (Linux ${r.kernel || '?'}), ${iso(r.fromMs)} to ${iso(r.toMs)} (${span} s)`);
   lines.push(
     `  ${r.events} events, ${r.snapshots} snapshots` +
-      (r.skipped ? `, ${r.skipped} damaged records skipped` : '') +
+      (r.skipped ? `, ${r.skipped} damaged records skipped (${r.damagedBytes} bytes)` : '') +
       (r.truncated ? ', ends mid-record (recorder stopped hard)' : '') +
       `; lost: ${r.lost.kernelRing} in the kernel ring, ${r.lost.tooSlow} by a slow recorder`,
   );
@@ -244,7 +319,11 @@ export function renderReport(r: Report): string {
   if (r.resetReasons.length) {
     lines.push('', 'Resets by reason (events)');
     for (const x of r.resetReasons) lines.push(`  ${x.reason.padEnd(36)} ${x.count}`);
-    lines.push('Resets by peer (events)');
+    lines.push(
+      r.resetPeersOffBy
+        ? `Resets by peer (events; over ${REPORT_KEYS} peers, so a count may be short by up to ${r.resetPeersOffBy})`
+        : 'Resets by peer (events)',
+    );
     for (const x of r.resetPeers) lines.push(`  ${x.peer.padEnd(36)} ${x.count}`);
   }
   if (r.timewaitPeaks.length) {
@@ -259,6 +338,7 @@ export function renderReport(r: Report): string {
     lines.push('', 'Captures');
     for (const c of r.captures) lines.push(`  ${c.state} ${c.rule || c.trigger}: ${c.state === 'refused' ? c.error : c.file}`);
   }
+  if (r.headerLost) lines.push('note: the recording header is damaged: host, kernel and the hooks that were live are unknown');
   for (const b of r.blind) lines.push(`note: ${b}`);
   return `${lines.join('\n')}\n`;
 }
