@@ -9,7 +9,8 @@ OUT := bpf/.output
 .SECONDARY:
 bpf: $(OUT)/wstrace.skel.h $(OUT)/wstrace_ext.skel.h
 
-HEADERS := bpf/wstrace.h bpf/kernel.h bpf/maps.h bpf/common.h
+# bpf/signals.gen.h is committed (written by `npm run gen` from src/signals/table.ts): no tsx at build time.
+HEADERS := bpf/wstrace.h bpf/signals.gen.h bpf/kernel.h bpf/maps.h bpf/common.h
 
 $(OUT)/%.bpf.o: bpf/%.bpf.c $(HEADERS)
 	@mkdir -p $(OUT)

@@ -18,12 +18,14 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 #include <map>
 #include <vector>
 
 #include "wstrace.h"
 #include "wstrace.skel.h"
+#include "hooks.gen.h"
 #include "variants.h"
 #include "wstrace_ext.skel.h"
 
@@ -37,24 +39,6 @@ constexpr int kBatchFull = -E2BIG;
 constexpr size_t kBatchBytes = kMaxBatchRecords * sizeof(struct wst_event);
 // A lone event waits at most this long for the drain timer.
 constexpr uint64_t kDrainMs = 10;
-
-// Does the running kernel's BTF have a `kind` type `type` with a member named
-// `member`? (An enum's enumerator or a struct's field.)
-bool KernelTypeHas(const char* type, int kind, const char* member) {
-  struct btf* btf = btf__load_vmlinux_btf();
-  if (!btf) return false;
-  bool found = false;
-  int id = btf__find_by_name_kind(btf, type, kind);
-  if (id > 0) {
-    const struct btf_type* t = btf__type_by_id(btf, id);
-    for (int i = 0; i < btf_vlen(t) && !found; i++) {
-      uint32_t name = kind == BTF_KIND_ENUM ? btf_enum(t)[i].name_off : btf_members(t)[i].name_off;
-      found = strcmp(btf__name_by_offset(btf, name), member) == 0;
-    }
-  }
-  btf__free(btf);
-  return found;
-}
 
 class Tracer : public Napi::ObjectWrap<Tracer> {
  public:
@@ -224,80 +208,27 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     return it == force_.end() ? "" : it->second;
   }
 
-  void SetSwitches(bool timeAccepts, bool resetFnHooked) {
-    struct wst_switches sw = {timeAccepts ? 1u : 0u, resetFnHooked ? 1u : 0u};
+  // Each signal separately, in the table's order: one missing hook blinds one
+  // signal only, and a richer variant that the kernel refuses falls back to
+  // the next. Live signals that other programs must know of set a switch.
+  void Attach() {
+    KernelTypes kernel;
+    struct wst_switches sw = {};
+    for (const SignalDef& s : kSignals) {
+      std::string force = Forced(s.name);
+      // Covered by a portable hook on this kernel: nothing to attach, nothing to report.
+      if (s.onlyWithout && force.empty() && kernel.Has(*s.onlyWithout)) continue;
+      HookState h = AttachSignal(s, skel_->obj, filters_, force, kernel);
+      if (!h.attached() && s.onlyWithout && !kernel.Has(*s.onlyWithout))
+        h.error = std::string(s.onlyWithout->absent) + "; " + h.error;
+      if (h.attached() && s.switchOffset >= 0) {
+        uint32_t on = 1;
+        memcpy(reinterpret_cast<char*>(&sw) + s.switchOffset, &on, sizeof on);
+      }
+      hooks_.push_back(h);
+    }
     uint32_t zero = 0;
     bpf_map_update_elem(bpf_map__fd(skel_->maps.switches), &zero, &sw, BPF_ANY);
-  }
-
-  // Each signal separately: one missing hook blinds one signal only, and a
-  // richer variant that the kernel refuses falls back to the next.
-  void Attach() {
-    struct bpf_object* core = skel_->obj;
-    hooks_.push_back(AttachCore("reset_sent", "tcp_send_reset", core, {"wst_rst_sent"}));
-    hooks_.push_back(AttachCore("reset_received", "tcp_receive_reset", core, {"wst_rst_recv"}));
-    hooks_.push_back(AttachCore("timewait", "inet_sock_set_state", core, {"wst_timewait"}));
-    // The accept queue: the sk_data_ready tracepoint (6.3+), else the function that queues children.
-    std::string aqForce = Forced("accept_queue_full");
-    HookState aq;
-    if (aqForce.empty() || aqForce == "raw_tp") aq = AttachCore("accept_queue_full", "sk_data_ready", core, {"wst_acceptq"});
-    if (!aq.attached() && aqForce != "raw_tp") {
-      std::string tpError = aq.error;
-      aq = AttachBest("accept_queue_full", "inet_csk_complete_hashdance",
-                      {{"fexit", {"wst_queue_add_fexit"}}, {"kprobe", {"wst_queue_add_kprobe"}}}, core, filters_,
-                      aqForce);
-      if (!aq.attached() && !tpError.empty()) aq.error = tpError + "; " + aq.error;
-    }
-    hooks_.push_back(aq);
-
-    // ACK stage: the drop reason where the kernel has it (exact, with the peer), else the function.
-    bool overflowReason = KernelTypeHas("skb_drop_reason", BTF_KIND_ENUM, "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW");
-    std::string ackForce = Forced("listen_overflow");
-    if (overflowReason && (ackForce.empty() || ackForce == "raw_tp")) {
-      hooks_.push_back(AttachCore("listen_overflow", "kfree_skb", core, {"wst_listen_ovf"}));
-    } else if (ackForce == "raw_tp") {
-      HookState h;
-      h.signal = "listen_overflow";
-      h.hook = "kfree_skb";
-      h.error = "raw_tp: this kernel has no SKB_DROP_REASON_TCP_LISTEN_OVERFLOW (Linux 6.15+)";
-      hooks_.push_back(h);
-    } else {
-      HookState h = AttachBest("listen_overflow", "tcp_v4/v6_syn_recv_sock",
-                               {{"fexit", {"wst_synrecv4_fexit", "wst_synrecv6_fexit"}},
-                                {"kprobe", {"wst_synrecv4_kprobe", "wst_synrecv4_kretprobe", "wst_synrecv6_kprobe",
-                                            "wst_synrecv6_kretprobe"}}},
-                               core, filters_, ackForce);
-      if (!h.attached() && !overflowReason)
-        h.error = "no SKB_DROP_REASON_TCP_LISTEN_OVERFLOW (Linux 6.15+); " + h.error;
-      hooks_.push_back(h);
-    }
-
-    hooks_.push_back(AttachBest("syn_drop", "tcp_conn_request",
-                                {{"fentry", {"wst_conn_req_fentry", "wst_conn_req_fexit"}},
-                                 {"kprobe", {"wst_conn_req_kprobe", "wst_conn_req_kretprobe"}}},
-                                core, filters_, Forced("syn_drop")));
-
-    HookState residency = AttachBest("accept_residency", "inet_csk_accept",
-                                     {{"fexit", {"wst_accept_fexit"}}, {"kretprobe", {"wst_accept_kretprobe"}}}, core,
-                                     filters_, Forced("accept_residency"));
-    bool timeAccepts = residency.attached();
-    hooks_.push_back(residency);
-
-    // Resets with no socket: the tracepoint has them from 6.10 (with the reason field).
-    bool tpHasThem = KernelTypeHas("trace_event_raw_tcp_send_reset", BTF_KIND_STRUCT, "reason");
-    std::string rstForce = Forced("reset_no_socket");
-    bool resetFnHooked = false;
-    if (!tpHasThem || !rstForce.empty()) {
-      HookState h = AttachBest("reset_no_socket", "tcp_v4/v6_send_reset",
-                               {{"fentry", {"wst_send_reset4_fentry", "wst_send_reset6_fentry"}},
-                                {"kprobe", {"wst_send_reset4_kprobe", "wst_send_reset6_kprobe"}}},
-                               core, filters_, rstForce);
-      resetFnHooked = h.attached();
-      if (!h.attached() && !tpHasThem)
-        h.error = "tcp_send_reset does not fire for them before Linux 6.10; " + h.error;
-      hooks_.push_back(h);
-    }
-    SetSwitches(timeAccepts, resetFnHooked);
   }
 
   static int OnRecord(void* ctx, void* data, size_t size) {
@@ -573,24 +504,39 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
     FIELD(wst_tw_key, raddr); FIELD(wst_tw_key, netns); FIELD(wst_tw_key, rport); FIELD(wst_tw_key, family);
     add("timewaitKey", sizeof(wst_tw_key), o);
   }
+  // The enums the signal table generated, by name, as this build compiled them.
+  auto named = [&](const char* name, size_t size, const NamedValue* values, size_t n) {
+    Napi::Object o = Napi::Object::New(env);
+    for (size_t i = 0; i < n; i++) o.Set(values[i].name, Napi::Number::New(env, values[i].value));
+    add(name, size, o);
+  };
+  named("counters", WST_CNT__MAX, kCounterIndexes, std::size(kCounterIndexes));
+  named("kinds", 0, kKindCodes, std::size(kKindCodes));
+  named("hits", WST_P__MAX, kHitIndexes, std::size(kHitIndexes));
+  named("causes", 0, kCauseIndexes, std::size(kCauseIndexes));
   {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("resetSent", static_cast<int>(WST_CNT_RESET_SENT)); o.Set("resetReceived", static_cast<int>(WST_CNT_RESET_RECEIVED));
-    o.Set("timewait", static_cast<int>(WST_CNT_TIMEWAIT)); o.Set("acceptQueueFull", static_cast<int>(WST_CNT_ACCEPT_QUEUE_FULL));
-    o.Set("listenOverflow", static_cast<int>(WST_CNT_LISTEN_OVERFLOW)); o.Set("acceptEnqueued", static_cast<int>(WST_CNT_ACCEPT_ENQUEUED));
-    o.Set("ringDrops", static_cast<int>(WST_CNT_RING_DROPS)); o.Set("mapFull", static_cast<int>(WST_CNT_MAP_FULL)); o.Set("events", static_cast<int>(WST_CNT_EVENTS));
-    o.Set("synDrop", static_cast<int>(WST_CNT_SYN_DROP)); o.Set("accepted", static_cast<int>(WST_CNT_ACCEPTED));
-    add("counters", WST_CNT__MAX, o);
-  }
-  {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("resetSent", static_cast<int>(WST_RESET_SENT)); o.Set("resetReceived", static_cast<int>(WST_RESET_RECEIVED));
-    o.Set("timewait", static_cast<int>(WST_TIMEWAIT)); o.Set("acceptQueueFull", static_cast<int>(WST_ACCEPT_QUEUE_FULL));
-    o.Set("listenOverflow", static_cast<int>(WST_LISTEN_OVERFLOW)); o.Set("synDrop", static_cast<int>(WST_SYN_DROP));
     o.Set("noReason", Napi::Number::New(env, WST_NO_REASON));
     o.Set("maxPorts", static_cast<int>(WST_MAX_PORTS));
-    o.Set("programs", static_cast<int>(WST_P__MAX));
-    add("kinds", 0, o);
+    add("constants", 0, o);
+  }
+  // Key and value sizes of each map as the BPF object declares them: which
+  // struct each map holds is checked here, not only the structs themselves.
+  {
+    Napi::Object o = Napi::Object::New(env);
+    struct wstrace_bpf* skel = wstrace_bpf__open();
+    if (skel) {
+      struct bpf_map* m;
+      bpf_object__for_each_map(m, skel->obj) {
+        std::string name = bpf_map__name(m);
+        if (name[0] == '.') continue;
+        o.Set(name + ".key", bpf_map__key_size(m));
+        o.Set(name + ".value", bpf_map__value_size(m));
+        o.Set(name + ".entries", bpf_map__max_entries(m));
+      }
+      wstrace_bpf__destroy(skel);
+    }
+    add("maps", 0, o);
   }
   return out;
 }

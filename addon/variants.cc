@@ -1,6 +1,8 @@
 #include "variants.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <linux/btf.h>
 #include <errno.h>
 #include <string.h>
 
@@ -76,7 +78,7 @@ int ShareMaps(struct bpf_object* ext, struct bpf_object* core) {
 }
 
 // One attempt: returns "" on success (h filled), else why it failed.
-std::string TryVariant(const Variant& v, struct bpf_object* core, const Filters& filters, HookState& h) {
+std::string TryExt(const VariantDef& v, struct bpf_object* core, const Filters& filters, HookState& h) {
   struct wstrace_ext_bpf* ext = wstrace_ext_bpf__open();
   if (!ext) return "cannot open the BPF object: " + ErrnoText(errno);
   SetFilters(ext, filters);
@@ -119,6 +121,23 @@ std::string TryVariant(const Variant& v, struct bpf_object* core, const Filters&
   return "";
 }
 
+// A variant of the core object: its programs are already loaded, only attached here.
+std::string TryCore(const VariantDef& v, struct bpf_object* core, HookState& h) {
+  for (const char* name : v.programs) {
+    struct bpf_program* prog = bpf_object__find_program_by_name(core, name);
+    struct bpf_link* link = prog ? bpf_program__attach(prog) : nullptr;
+    int err = prog ? static_cast<int>(libbpf_get_error(link)) : -ENOENT;
+    if (err) {
+      for (struct bpf_link* l : h.links) bpf_link__destroy(l);
+      h.links.clear();
+      return std::string("attach to ") + v.hook + " failed: " + ErrnoText(err);
+    }
+    h.links.push_back(link);
+  }
+  h.variant = v.name;
+  return "";
+}
+
 }  // namespace
 
 std::string ErrnoText(int err) {
@@ -130,40 +149,45 @@ std::string ErrnoText(int err) {
 
 void InstallLibbpfPrint() { libbpf_set_print(PrintLibbpf); }
 
-HookState AttachBest(const std::string& signal, const std::string& hook, const std::vector<Variant>& order,
-                     struct bpf_object* core, const Filters& filters, const std::string& force) {
-  HookState h;
-  h.signal = signal;
-  h.hook = hook;
-  std::string tried;
-  for (const Variant& v : order) {
-    if (!force.empty() && force != v.name) continue;
-    std::string why = TryVariant(v, core, filters, h);
-    if (why.empty()) return h;
-    tried += (tried.empty() ? "" : "; ") + std::string(v.name) + ": " + why;
+KernelTypes::KernelTypes() : btf_(btf__load_vmlinux_btf()) {}
+
+KernelTypes::~KernelTypes() { btf__free(btf_); }
+
+bool KernelTypes::Has(const KernelCheck& c) const {
+  if (!btf_) return false;
+  int kind = c.isEnum ? BTF_KIND_ENUM : BTF_KIND_STRUCT;
+  int id = btf__find_by_name_kind(btf_, c.type, kind);
+  if (id <= 0) return false;
+  const struct btf_type* t = btf__type_by_id(btf_, id);
+  for (int i = 0; i < btf_vlen(t); i++) {
+    uint32_t name = c.isEnum ? btf_enum(t)[i].name_off : btf_members(t)[i].name_off;
+    if (strcmp(btf__name_by_offset(btf_, name), c.member) == 0) return true;
   }
-  h.error = tried.empty() ? (force == "none" ? "not tried (disabled)" : "no variant named " + force) : tried;
-  return h;
+  return false;
 }
 
-HookState AttachCore(const std::string& signal, const std::string& hook, struct bpf_object* core,
-                     const std::vector<const char*>& programs) {
+HookState AttachSignal(const SignalDef& signal, struct bpf_object* core, const Filters& filters,
+                       const std::string& force, const KernelTypes& kernel) {
   HookState h;
-  h.signal = signal;
-  h.hook = hook;
-  for (const char* name : programs) {
-    struct bpf_program* prog = bpf_object__find_program_by_name(core, name);
-    struct bpf_link* link = prog ? bpf_program__attach(prog) : nullptr;
-    int err = prog ? static_cast<int>(libbpf_get_error(link)) : -ENOENT;
-    if (err) {
-      for (struct bpf_link* l : h.links) bpf_link__destroy(l);
-      h.links.clear();
-      h.error = "raw_tp: attach to " + hook + " failed: " + ErrnoText(err);
+  h.signal = signal.name;
+  std::string tried, hooks;
+  for (const VariantDef& v : signal.variants) {
+    if (!force.empty() && force != v.name) continue;
+    // A blind signal names every hook point it tried.
+    if (hooks.find(v.hook) == std::string::npos) hooks += (hooks.empty() ? "" : ", ") + std::string(v.hook);
+    std::string why;
+    if (v.needs && !kernel.Has(*v.needs))
+      why = v.needs->absent;
+    else
+      why = v.core ? TryCore(v, core, h) : TryExt(v, core, filters, h);
+    if (why.empty()) {
+      h.hook = v.hook;
       return h;
     }
-    h.links.push_back(link);
+    tried += (tried.empty() ? "" : "; ") + std::string(v.name) + ": " + why;
   }
-  h.variant = "raw_tp";
+  h.hook = hooks.empty() && !signal.variants.empty() ? signal.variants.front().hook : hooks;
+  h.error = tried.empty() ? (force == "none" ? "not tried (disabled)" : "no variant named " + force) : tried;
   return h;
 }
 

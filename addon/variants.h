@@ -3,8 +3,11 @@
 #include <bpf/libbpf.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+struct btf;
 
 namespace wstrace {
 
@@ -29,19 +32,54 @@ struct HookState {
   bool attached() const { return !links.empty(); }
 };
 
-struct Variant {
-  const char* name;                   // fentry, kprobe, ...
-  std::vector<const char*> programs;  // programs of bpf/wstrace_ext.bpf.c
+// A fact about the running kernel, read from its BTF.
+struct KernelCheck {
+  bool isEnum;         // enum `type` has enumerator `member`; else struct `type` has field `member`
+  const char* type;
+  const char* member;
+  const char* absent;  // what it means when missing: the start of an error
 };
 
-// Tries each variant in order (or only `force`, when set; "none" tries none)
-// in its own instance of the extra object, sharing the core object's maps.
-HookState AttachBest(const std::string& signal, const std::string& hook, const std::vector<Variant>& order,
-                     struct bpf_object* core, const Filters& filters, const std::string& force);
+// One way to hook a signal (src/signals/table.ts HookVariant).
+struct VariantDef {
+  const char* name;                   // raw_tp, fentry, kprobe, ...
+  bool core;                          // programs of the core object, else of bpf/wstrace_ext.bpf.c
+  const char* hook;                   // kernel hook point(s)
+  std::vector<const char*> programs;  // attached all or none
+  std::optional<KernelCheck> needs;   // tried only where the kernel has this
+};
 
-// Attaches programs of the core object as one signal's hook.
-HookState AttachCore(const std::string& signal, const std::string& hook, struct bpf_object* core,
-                     const std::vector<const char*>& programs);
+// One signal and its variants, best first (src/signals/table.ts SignalSpec).
+struct SignalDef {
+  const char* name;
+  std::vector<VariantDef> variants;
+  std::optional<KernelCheck> onlyWithout;  // attached only where the kernel lacks this, unless forced
+  int switchOffset;                        // field of struct wst_switches set when live, or -1
+};
+
+struct NamedValue {
+  const char* name;
+  long value;
+};
+
+// The kernel's BTF, loaded once for every check of one attach pass.
+class KernelTypes {
+ public:
+  KernelTypes();
+  ~KernelTypes();
+  KernelTypes(const KernelTypes&) = delete;
+  KernelTypes& operator=(const KernelTypes&) = delete;
+  bool Has(const KernelCheck& c) const;
+
+ private:
+  struct btf* btf_;
+};
+
+// Tries each variant in order (or only `force`, when set; "none" tries none).
+// Core variants attach programs of the core object; the others load their own
+// instance of the extra object, sharing the core object's maps.
+HookState AttachSignal(const SignalDef& signal, struct bpf_object* core, const Filters& filters,
+                       const std::string& force, const KernelTypes& kernel);
 
 void Detach(HookState& h);
 

@@ -60,12 +60,12 @@ static __always_inline __u32 syn_cause(const struct sock *sk)
 	__u32 max_syn = BPF_CORE_READ_BITFIELD_PROBED(v4, sysctl_max_syn_backlog);
 
 	if (depth > limit)
-		return WST_SYN_ACCEPTQ_FULL;
+		return WST_SYN_CAUSE_ACCEPT_QUEUE_FULL;
 	if (qlen >= limit && cookies == 0)
-		return WST_SYN_SYNQ_FULL;
+		return WST_SYN_CAUSE_SYN_QUEUE_FULL;
 	if (cookies == 0 && max_syn - qlen < (max_syn >> 2))
-		return WST_SYN_UNPROVEN;
-	return WST_SYN_OTHER;
+		return WST_SYN_CAUSE_UNPROVEN_PEER;
+	return WST_SYN_CAUSE_OTHER;
 }
 
 static __always_inline void syn_entry(const struct sock *sk, const struct sk_buff *skb)
@@ -96,7 +96,7 @@ static __always_inline void syn_exit(const struct sock *sk)
 	c->sk = 0;
 	if ((__u32)BPF_CORE_READ(sk, sk_drops.counter) == c->drops)
 		return;
-	cause = c->cause & (WST_SYN__MAX - 1);
+	cause = c->cause & (WST_SYN_CAUSE__MAX - 1);
 	sk_tuple(sk, &e);
 	if (!netns_wanted(e.netns) || !port_wanted(e.lport, 0))
 		return;

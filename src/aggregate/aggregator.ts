@@ -169,6 +169,7 @@ export class Aggregator {
         lostKernel: rec.lostKernel,
         lostSlow: rec.lostSlow,
         lostInWindow,
+        unknownEvents: rec.unknownKinds.count,
         capturesRunning: [...rec.captures.values()].filter((c) => c.state === 'running').length,
         ...(lastCaptureFile(rec.captures) ? { lastCapture: lastCaptureFile(rec.captures)! } : {}),
         ...(ageMs !== undefined && rec.state === 'up' ? { sampleAgeMs: ageMs } : {}),

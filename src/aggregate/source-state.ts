@@ -4,6 +4,8 @@
  * events in one-second buckets. Only what the 60 s window needs is kept.
  */
 import { EventKind, LostReason, type GetInfoResponse, type SnapshotResponse, type WatchResponse } from '../generated/wstrace/v1/tracer.js';
+import { UnknownKinds } from '../protocol/convert.js';
+import { kindOfProto } from '../signals/kinds.js';
 import { attribute, portKey } from './attribute.js';
 import { countersWentBack, reduceSnapshot, type Sample } from './sample.js';
 import type { SourceState as State } from './view.js';
@@ -58,6 +60,8 @@ export class SourceRecord {
   retryAt: number | undefined;
   lostKernel = 0;
   lostSlow = 0;
+  /** Events of kinds this build does not know (a newer agent): counted, and top says to upgrade. */
+  readonly unknownKinds = new UnknownKinds();
   /** The agent's latest capacity checklist summary. */
   doctor: { fail: number; warn: number; first?: string } | undefined;
   /** Captures this agent reported, by id. */
@@ -152,6 +156,7 @@ export class SourceRecord {
           break;
         }
         default:
+          if (!kindOfProto(ev.kind)) this.unknownKinds.note(ev.kind);
           break;
       }
     }

@@ -34,6 +34,8 @@ export interface SourceView {
   readonly lostKernel: number;
   readonly lostSlow: number;
   readonly lostInWindow: number;
+  /** Events of a kind this wstrace does not know, since top connected: an upgrade would show them. */
+  readonly unknownEvents: number;
   /** Captures running on this agent now, and the newest capture file. */
   readonly capturesRunning: number;
   readonly lastCapture?: string;

@@ -1,6 +1,6 @@
 /** `wstrace record`, `report` and `export`: incident forensics from a recording file. */
 import type { Writable } from 'node:stream';
-import { eventFromProto, kindToProto } from '../protocol/convert.js';
+import { kindToProto, UnknownKinds } from '../protocol/convert.js';
 import type { RecordEntry } from '../generated/wstrace/v1/record.js';
 import type { EventFilter, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
 import type { EventKind } from '../kernel/index.js';
@@ -143,17 +143,20 @@ export function runReport(file: string, json: boolean, out: Writable): number {
   return 0;
 }
 
-export function runExport(file: string, out: Writable): number {
+export function runExport(file: string, out: Writable, err: Writable = process.stderr): number {
   const rec = readRecording(file);
+  const unknown = new UnknownKinds();
   let chunk = '';
   for (const e of rec.entries) {
     if (e.entry?.$case !== 'watch' || e.entry.value.response?.$case !== 'batch') continue;
-    for (const ev of e.entry.value.response.value.events) chunk += `${JSON.stringify(toJsonEvent(eventFromProto(ev)))}\n`;
+    for (const ev of unknown.convert(e.entry.value.response.value.events)) chunk += `${JSON.stringify(toJsonEvent(ev))}\n`;
     if (chunk.length > 1 << 20) {
       out.write(chunk);
       chunk = '';
     }
   }
   out.write(chunk);
+  const note = unknown.message();
+  if (note) err.write(`wstrace: ${note}\n`);
   return 0;
 }

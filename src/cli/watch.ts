@@ -5,7 +5,7 @@
  * exact counters goes last.
  */
 import type { Writable } from 'node:stream';
-import { eventFromProto, kindToProto } from '../protocol/convert.js';
+import { kindToProto, UnknownKinds } from '../protocol/convert.js';
 import { LostReason, type EventFilter, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
 import { EVENT_KINDS, type EventKind, type TracerOptions } from '../kernel/index.js';
 import type { ClientTls } from '../client/connect.js';
@@ -98,6 +98,7 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
     );
 
     let printed = 0;
+    const unknown = new UnknownKinds();
     let outputDropped = 0;
     let outputClosed = false;
     const lost = { kernel: 0, slow: 0 };
@@ -134,11 +135,9 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
           continue;
         }
         let chunk = '';
-        for (const ev of r.value.events) {
-          const e = eventFromProto(ev);
-          chunk += (opts.json ? JSON.stringify(toJsonEvent(e)) : humanLine(e)) + '\n';
-        }
-        printed += r.value.events.length;
+        const known = unknown.convert(r.value.events);
+        for (const e of known) chunk += (opts.json ? JSON.stringify(toJsonEvent(e)) : humanLine(e)) + '\n';
+        printed += known.length;
         io.out.write(chunk);
       } else if (r.$case === 'lost') {
         const kernel = r.value.reason === LostReason.LOST_REASON_KERNEL_RING_FULL;
@@ -158,6 +157,8 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
     if (timer) clearTimeout(timer);
 
     const d = totalsDelta(before, after);
+    const note = unknown.message();
+    if (note) io.err.write(`wstrace: ${note}\n`);
     const lostParts = [`${lost.kernel} lost in the kernel ring`];
     if (lost.slow) lostParts.push(`${lost.slow} lost because this client was too slow`);
     if (outputDropped) lostParts.push(`${outputDropped} dropped because output was too slow`);

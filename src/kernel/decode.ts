@@ -15,20 +15,26 @@ import {
   RESET_KEY_LAYOUT,
   RESIDENCY_BUCKETS,
   RESIDENCY_LAYOUT,
-  SYN_CAUSES,
   TIMEWAIT_KEY_LAYOUT,
 } from './layout.js';
-import { kindName, ReasonNames, tcpStateName } from './names.js';
+import { ReasonNames, tcpStateName } from './names.js';
 import type { Family, TraceEvent } from '../signals/event.js';
+import { kindOfCode, type CounterName, type Kind } from '../signals/kinds.js';
 
 export type { Family, TraceEvent } from '../signals/event.js';
-
-/** One kernel event, from the local host's point of view. */
 
 const O = EVENT_LAYOUT.offsets;
 
 function u64(view: DataView, at: number): number {
   return view.getUint32(at + 4, true) * 2 ** 32 + view.getUint32(at, true);
+}
+
+/** A record's `reason` as its kind's table entry says to read it. */
+function reasonName(kind: Kind, value: number, ctx: DecodeContext): string | undefined {
+  const r = kind.reason;
+  if (!r || value === NO_REASON) return undefined;
+  if ('causes' in r) return r.causes[value] ?? `CAUSE_${value}`;
+  return ctx.reasons.name(r.kernelEnum, r.prefix, value);
 }
 
 export interface DecodeContext {
@@ -44,16 +50,15 @@ export function decodeBatch(batch: Uint8Array, ctx: DecodeContext): TraceEvent[]
   const out: TraceEvent[] = [];
   for (let i = 0; i < n; i++) {
     const at = i * EVENT_LAYOUT.size;
-    const code = view.getUint8(at + O.kind);
-    const kind = kindName(code);
+    // A kind this build does not know (a newer BPF object) cannot be named: skipped.
+    const kind = kindOfCode(view.getUint8(at + O.kind));
     if (!kind) continue;
     const family = view.getUint16(at + O.family, true);
-    const reasonValue = view.getUint32(at + O.reason, true);
     const stateValue = view.getUint8(at + O.state);
     const inode = u64(view, at + O.inode);
     const ev: TraceEvent = {
       timeMs: u64(view, at + O.ts_ns) / 1e6 + ctx.clockOffsetMs,
-      kind,
+      kind: kind.name,
       family: familyName(family),
       laddr: formatAddr(batch, at + O.laddr, family),
       lport: view.getUint16(at + O.lport, true),
@@ -64,15 +69,9 @@ export function decodeBatch(batch: Uint8Array, ctx: DecodeContext): TraceEvent[]
     const mutable = ev as { -readonly [K in keyof TraceEvent]: TraceEvent[K] };
     const state = tcpStateName(stateValue);
     if (state) mutable.state = state;
-    if (reasonValue !== NO_REASON) {
-      mutable.reason =
-        code === KIND_CODE.listenOverflow
-          ? ctx.reasons.dropReason(reasonValue)
-          : code === KIND_CODE.synDrop
-            ? (SYN_CAUSES[reasonValue] ?? 'OTHER')
-            : ctx.reasons.resetReason(reasonValue);
-    }
-    if (code === KIND_CODE.acceptQueueFull || code === KIND_CODE.listenOverflow || code === KIND_CODE.synDrop) {
+    const reason = reasonName(kind, view.getUint32(at + O.reason, true), ctx);
+    if (reason !== undefined) mutable.reason = reason;
+    if (kind.listener) {
       mutable.queue = view.getUint32(at + O.queue, true);
       mutable.backlog = view.getUint32(at + O.backlog, true);
     }
@@ -82,23 +81,12 @@ export function decodeBatch(batch: Uint8Array, ctx: DecodeContext): TraceEvent[]
   return out;
 }
 
-export interface Totals {
-  readonly resetSent: number;
-  readonly resetReceived: number;
-  readonly timewait: number;
-  readonly acceptQueueFull: number;
-  readonly listenOverflow: number;
-  readonly acceptEnqueued: number;
-  /** Events the ring buffer had no room for: counted, never silent. */
-  readonly ringDrops: number;
-  /** Keyed counts not stored because a map was full (totals stay exact). */
-  readonly mapFull: number;
-  readonly events: number;
-  /** SYN-stage listen drops (richer hook only). */
-  readonly synDrop: number;
-  /** Accepts timed for residency (richer hook only). */
-  readonly accepted: number;
-}
+/**
+ * The per-CPU totals summed, by the names the signal table gives them
+ * (src/signals/table.ts documents each). ringDrops counts events the ring
+ * had no room for: counted, never silent.
+ */
+export type Totals = { readonly [K in CounterName]: number };
 
 export interface SynDrops {
   readonly acceptQueueFull: number;
@@ -224,7 +212,7 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
     const reason = kv.getUint32(RK.reason, true);
     const state = tcpStateName(kv.getUint8(RK.state));
     const out: { -readonly [K in keyof ResetCounter]: ResetCounter[K] } = {
-      direction: kv.getUint8(RK.kind) === KIND_CODE.resetSent ? 'sent' : 'received',
+      direction: kv.getUint8(RK.kind) === KIND_CODE.reset_sent ? 'sent' : 'received',
       netns: kv.getUint32(RK.netns, true),
       lport: kv.getUint16(RK.lport, true),
       count: u64(viewOf(v), 0),

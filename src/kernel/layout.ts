@@ -1,8 +1,12 @@
 /**
- * The TypeScript mirror of bpf/wstrace.h. test/layout.test.ts pins every
- * number here to the addon's sizeof/offsetof, so a change to the C header
- * that is not made here fails the tests instead of garbling events.
+ * The TypeScript mirror of bpf/wstrace.h's structs. test/layout.test.ts pins
+ * every size and offset here to the addon's sizeof/offsetof, so a change to the
+ * C header that is not made here fails the tests instead of garbling events.
+ * The enums (kinds, counters, hit counters, SYN-drop causes) are not copied:
+ * they come from the signal table, as the C header's do.
  */
+import { COUNTER_NAMES, KINDS, PROGRAM_HITS as HITS, kind, type CounterName, type EventKind } from '../signals/kinds.js';
+
 export const EVENT_LAYOUT = {
   size: 72,
   offsets: {
@@ -44,7 +48,8 @@ export const LISTENER_VALUE_LAYOUT = {
 } as const;
 
 /** enum wst_syn_cause: index into wst_listener_val.syn_drops. */
-export const SYN_CAUSES = ['ACCEPT_QUEUE_FULL', 'SYN_QUEUE_FULL', 'UNPROVEN_PEER', 'OTHER'] as const;
+const synReason = kind('syn_drop').reason;
+export const SYN_CAUSES: readonly string[] = synReason && 'causes' in synReason ? synReason.causes : [];
 
 export const RESIDENCY_BUCKETS = 32;
 
@@ -64,53 +69,17 @@ export const TIMEWAIT_KEY_LAYOUT = {
 } as const;
 
 /** enum wst_counter: index of each total in the per-CPU array. */
-export const COUNTER_INDEX = {
-  resetSent: 0,
-  resetReceived: 1,
-  timewait: 2,
-  acceptQueueFull: 3,
-  listenOverflow: 4,
-  acceptEnqueued: 5,
-  ringDrops: 6,
-  mapFull: 7,
-  events: 8,
-  synDrop: 9,
-  accepted: 10,
-} as const;
+export const COUNTER_INDEX = Object.fromEntries(COUNTER_NAMES.map((name, i) => [name, i])) as Readonly<
+  Record<CounterName, number>
+>;
 
-export const COUNTER_COUNT = 11;
+export const COUNTER_COUNT = COUNTER_NAMES.length;
 
-/** enum wst_kind. */
-export const KIND_CODE = {
-  resetSent: 1,
-  resetReceived: 2,
-  timewait: 3,
-  acceptQueueFull: 4,
-  listenOverflow: 5,
-  synDrop: 6,
-} as const;
+/** enum wst_kind: the ring record's code of each kind. */
+export const KIND_CODE = Object.fromEntries(KINDS.map((k) => [k.name, k.code])) as Readonly<Record<EventKind, number>>;
 
-/** enum wst_prog: hit counter of each BPF program, for the kernel matrix. */
-export const PROGRAM_HITS = [
-  'wst_rst_sent',
-  'wst_rst_recv',
-  'wst_timewait',
-  'wst_acceptq',
-  'wst_listen_ovf',
-  'wst_conn_req_fentry',
-  'wst_conn_req_fexit',
-  'wst_conn_req_kprobe',
-  'wst_conn_req_kretprobe',
-  'wst_synrecv_fexit',
-  'wst_synrecv_kprobe',
-  'wst_synrecv_kretprobe',
-  'wst_accept_fexit',
-  'wst_accept_kretprobe',
-  'wst_send_reset_fentry',
-  'wst_send_reset_kprobe',
-  'wst_queue_add_fexit',
-  'wst_queue_add_kprobe',
-] as const;
+/** enum wst_prog: hit counter of each BPF program group, for the kernel matrix. */
+export const PROGRAM_HITS = HITS;
 
 export const NO_REASON = 0xffffffff;
 export const MAX_PORTS = 16;

@@ -1,19 +1,9 @@
 /** Names for the numbers the kernel side records. */
-import { KIND_CODE } from './layout.js';
-import type { EventKind } from '../signals/event.js';
+import { kindOfCode, type EventKind } from '../signals/kinds.js';
 
-
-const KIND_BY_CODE = new Map<number, EventKind>([
-  [KIND_CODE.resetSent, 'reset_sent'],
-  [KIND_CODE.resetReceived, 'reset_received'],
-  [KIND_CODE.timewait, 'timewait'],
-  [KIND_CODE.acceptQueueFull, 'accept_queue_full'],
-  [KIND_CODE.listenOverflow, 'listen_overflow'],
-  [KIND_CODE.synDrop, 'syn_drop'],
-]);
-
+/** The kind of a ring record's code; undefined for one this build does not know. */
 export function kindName(code: number): EventKind | undefined {
-  return KIND_BY_CODE.get(code);
+  return kindOfCode(code)?.name;
 }
 
 /*

@@ -1,26 +1,16 @@
 /** Kernel-side types to API messages, and back: the one place that knows both. */
 import type { EventKind as KindName, TraceEvent } from '../signals/event.js';
+import { kind, kindOfProto } from '../signals/kinds.js';
 import { EventKind, Family, type Event } from '../generated/wstrace/v1/tracer.js';
 
-const KIND_TO_PROTO: Record<KindName, EventKind> = {
-  reset_sent: EventKind.EVENT_KIND_RESET_SENT,
-  reset_received: EventKind.EVENT_KIND_RESET_RECEIVED,
-  timewait: EventKind.EVENT_KIND_TIMEWAIT,
-  accept_queue_full: EventKind.EVENT_KIND_ACCEPT_QUEUE_FULL,
-  listen_overflow: EventKind.EVENT_KIND_LISTEN_OVERFLOW,
-  syn_drop: EventKind.EVENT_KIND_SYN_DROP,
-};
-
-const PROTO_TO_KIND = new Map<EventKind, KindName>(
-  Object.entries(KIND_TO_PROTO).map(([name, code]) => [code, name as KindName]),
-);
-
-export function kindToProto(kind: KindName): EventKind {
-  return KIND_TO_PROTO[kind];
+/** The proto value the signal table gives a kind (test/signals.test.ts checks it against the generated enum). */
+export function kindToProto(name: KindName): EventKind {
+  return kind(name).proto as EventKind;
 }
 
-export function kindFromProto(kind: EventKind): KindName | undefined {
-  return PROTO_TO_KIND.get(kind);
+/** Undefined for a value this build does not know (a newer agent's kind). */
+export function kindFromProto(value: EventKind): KindName | undefined {
+  return kindOfProto(value)?.name;
 }
 
 export function familyToProto(family: 'ipv4' | 'ipv6'): Family {
@@ -34,7 +24,7 @@ export function familyFromProto(family: Family): 'ipv4' | 'ipv6' {
 export function eventToProto(ev: TraceEvent): Event {
   const out: Event = {
     timeUnixMicros: Math.round(ev.timeMs * 1000),
-    kind: KIND_TO_PROTO[ev.kind],
+    kind: kindToProto(ev.kind),
     family: familyToProto(ev.family),
     localAddr: ev.laddr,
     localPort: ev.lport,
@@ -51,11 +41,17 @@ export function eventToProto(ev: TraceEvent): Event {
   return out;
 }
 
-/** The inverse, for clients: the same TraceEvent shape the kernel layer makes. */
-export function eventFromProto(ev: Event): TraceEvent {
+/**
+ * The inverse, for clients: the same TraceEvent shape the kernel layer makes.
+ * Undefined for a kind this build does not know: callers count those
+ * (UnknownKinds) and say so, rather than show them as something else.
+ */
+export function eventFromProto(ev: Event): TraceEvent | undefined {
+  const name = kindFromProto(ev.kind);
+  if (!name) return undefined;
   const out: TraceEvent = {
     timeMs: ev.timeUnixMicros / 1000,
-    kind: kindFromProto(ev.kind) ?? 'reset_sent',
+    kind: name,
     family: familyFromProto(ev.family),
     laddr: ev.localAddr,
     lport: ev.localPort,
@@ -71,4 +67,37 @@ export function eventFromProto(ev: Event): TraceEvent {
   if (ev.pid !== undefined) m.pid = ev.pid;
   if (ev.comm) m.comm = ev.comm;
   return out;
+}
+
+/**
+ * Events of kinds this build does not know (an agent newer than this client):
+ * counted as they are skipped, so the client can say so once instead of
+ * dropping them silently or showing them as another kind.
+ */
+export class UnknownKinds {
+  count = 0;
+  private readonly codes = new Set<number>();
+
+  /** The events this build knows, as TraceEvents; the rest counted. */
+  convert(events: readonly Event[]): TraceEvent[] {
+    const out: TraceEvent[] = [];
+    for (const ev of events) {
+      const e = eventFromProto(ev);
+      if (e) out.push(e);
+      else this.note(ev.kind);
+    }
+    return out;
+  }
+
+  note(code: number): void {
+    this.count++;
+    this.codes.add(code);
+  }
+
+  /** What to tell the user (one line, no newline), or undefined when every kind was known. */
+  message(): string | undefined {
+    if (this.count === 0) return undefined;
+    const codes = [...this.codes].sort((a, b) => a - b).join(', ');
+    return `${this.count} events of a kind this wstrace does not know (code ${codes}): upgrade wstrace`;
+  }
 }

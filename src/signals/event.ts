@@ -3,24 +3,14 @@
  * buffer, the gRPC stream, a recording). The kernel layer decodes into it;
  * the protocol converts it; aggregators and consumers read it.
  */
+import { KINDS, type EventKind } from './kinds.js';
+
 export type Family = 'ipv4' | 'ipv6';
 
-export type EventKind =
-  | 'reset_sent'
-  | 'reset_received'
-  | 'timewait'
-  | 'accept_queue_full'
-  | 'listen_overflow'
-  | 'syn_drop';
+export type { EventKind } from './kinds.js';
 
-export const EVENT_KINDS: readonly EventKind[] = [
-  'reset_sent',
-  'reset_received',
-  'timewait',
-  'accept_queue_full',
-  'listen_overflow',
-  'syn_drop',
-];
+/** The event kinds, in the signal table's order. */
+export const EVENT_KINDS: readonly EventKind[] = KINDS.map((k) => k.name);
 
 export interface TraceEvent {
   /** Wall-clock time, milliseconds since the epoch (microsecond precision). */

@@ -30,6 +30,7 @@ function SourceFigures({ s, wide }: { readonly s: SourceView; readonly wide: boo
     <Text>
       <Figure label="hooks" value={`${s.hooksLive}/${s.hooksTotal} live`} level={s.hooksLive < s.hooksTotal ? 'warn' : 'ok'} />
       <Figure label="lost" value={compact(lost)} level={s.lostInWindow > 0 ? 'over' : lost > 0 ? 'warn' : 'ok'} />
+      {s.unknownEvents ? <Figure label="unknown kinds" value={`${compact(s.unknownEvents)}, upgrade wstrace`} level="warn" /> : null}
       <Figure label="sample" value={age(s.sampleAgeMs)} level={s.sampleAgeMs === undefined ? 'ok' : s.sampleLevel} />
       <Figure label="Linux" value={s.kernel ?? '?'} />
       {s.capturesRunning || s.lastCapture ? (
