@@ -20,6 +20,7 @@ import {
   type WatchRequest,
   type WatchResponse,
 } from '../generated/wstrace/v1/tracer.js';
+import { decodeStartCapture } from './captures.js';
 import { compileFilters, FilterError } from './filter.js';
 import type { EventHub } from './hub.js';
 import { DEFAULT_LIMITS, Subscriber, type SubscriberLimits } from './subscriber.js';
@@ -40,7 +41,9 @@ export class TracerService {
   ) {}
 
   addToServer(server: Server): void {
-    server.addService(TracerServiceDefinition, {
+    // StartCapture's own decoder: a uint64 the generated one cannot hold is INVALID_ARGUMENT, not INTERNAL.
+    const definition = { ...TracerServiceDefinition, startCapture: { ...TracerServiceDefinition.startCapture, requestDeserialize: decodeStartCapture } };
+    server.addService(definition, {
       watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => this.watch(call),
       snapshot: (call: ServerUnaryCall<SnapshotRequest, SnapshotResponse>, cb: sendUnaryData<SnapshotResponse>) =>
         this.snapshot(call, cb),

@@ -25,18 +25,41 @@ function describe(c: Capture): string {
   const pre = c.preSec ? `, ${c.prePackets} packets from the ${c.preSec} s before` : '';
   return c.state === 'refused'
     ? `refused: ${c.error}`
-    : `${c.file} (${c.filter}; ${c.state}${c.endedBy ? `, ended by ${c.endedBy}` : ''}, ${took}, ${c.bytes} bytes${pre})`;
+    : `${c.file} (${c.filter}; ${c.state}${c.endedBy ? `, ended by ${c.endedBy}` : ''}, ${took}, ${c.bytes} bytes${pre})${c.error ? `: ${c.error}` : ''}`;
+}
+
+/** Catches SIGINT, SIGTERM and SIGHUP while a capture is waited for: they stop it, they do not abandon it. */
+function catchStopSignals(): { readonly stopped: Promise<void>; received(): boolean; off(): void } {
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  let got = false;
+  let resolve!: () => void;
+  const stopped = new Promise<void>((r) => (resolve = r));
+  const on = () => {
+    got = true;
+    resolve();
+  };
+  for (const s of signals) process.on(s, on);
+  return { stopped, received: () => got, off: () => signals.forEach((s) => process.off(s, on)) };
 }
 
 export async function runCapture(opts: CaptureCliOptions, out: Writable, err: Writable): Promise<number> {
-  const opened = await openSource({
-    ...(opts.connect ? { connect: opts.connect } : {}),
-    tls: opts.tls,
-    tracer: { ...(opts.netns !== undefined ? { netns: opts.netns } : {}), ...(opts.port ? { ports: [opts.port] } : {}) },
-  });
+  // From the start: a signal while the agent loads must still close it and remove its private socket.
+  const signals = catchStopSignals();
+  let opened;
+  try {
+    opened = await openSource({
+      ...(opts.connect ? { connect: opts.connect } : {}),
+      tls: opts.tls,
+      tracer: { ...(opts.netns !== undefined ? { netns: opts.netns } : {}), ...(opts.port ? { ports: [opts.port] } : {}) },
+    });
+  } catch (e) {
+    signals.off();
+    throw e;
+  }
   const { startCapture, listCaptures } = opened.source;
   try {
     if (!startCapture || !listCaptures) throw new UserError('this source cannot capture: connect to a live agent.');
+    if (signals.received()) return 1;
     let c = await startCapture({
       ...(opts.port ? { port: opts.port } : {}),
       ...(opts.host ? { host: opts.host } : {}),
@@ -51,14 +74,24 @@ export async function runCapture(opts: CaptureCliOptions, out: Writable, err: Wr
     if (opts.preSec && !c.preSec) err.write('wstrace: this agent keeps no pre-trigger ring for that port (start it with --pre and --port)\n');
     err.write(`wstrace: capturing ${c.filter} into ${c.file}\n`);
     const deadline = Date.now() + ((opts.durationSec ?? 10) + 30) * 1000;
-    while (c.state === 'running' && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 300));
-      c = (await listCaptures()).find((x) => x.id === c.id) ?? c;
+    while (c.state === 'running' && Date.now() < deadline && !signals.received()) {
+      await Promise.race([new Promise((r) => setTimeout(r, 300)), signals.stopped]);
+      if (!signals.received()) c = (await listCaptures()).find((x) => x.id === c.id) ?? c;
+    }
+    if (signals.received() && c.state === 'running') {
+      if (opened.local) {
+        // Closing the in-process agent stops tcpdump: the file is flushed, closed and kept.
+        await opened.close();
+        c = opened.local.captures.list().find((x) => x.id === c.id) ?? c;
+      } else {
+        err.write(`wstrace: stopped waiting; the agent goes on capturing into ${c.file} until the capture's bounds\n`);
+      }
     }
     out.write(opts.json ? `${JSON.stringify(c)}\n` : `${describe(c)}\n`);
     return c.state === 'done' ? 0 : 1;
   } finally {
     await opened.close();
+    signals.off();
   }
 }
 
