@@ -5,7 +5,7 @@
  */
 import type { RecordEntry } from '../generated/wstrace/v1/record.js';
 import type { Capture, Event, GetInfoResponse, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
-import { eventFromProto } from '../protocol/convert.js';
+import { eventFromProto, UnknownKinds } from '../protocol/convert.js';
 import { openRecording, type Damage, type ReadResult } from './format.js';
 
 export interface SecondRow {
@@ -52,6 +52,10 @@ export interface Report {
   readonly truncated: boolean;
   /** No header could be read: host, kernel and the hooks' state are unknown. */
   readonly headerLost: boolean;
+  /** Events of kinds this build does not know (a newer recorder's), counted but not shown. */
+  readonly unknownKinds: number;
+  /** What to tell the user about them; empty when there were none. */
+  readonly unknownKindsNote: string;
   readonly blind: string[];
 }
 
@@ -135,6 +139,7 @@ export class ReportBuilder {
   private readonly reasons = new BoundedCounts();
   private readonly peers = new BoundedCounts();
   private readonly tw = new BoundedCounts(REPORT_KEYS, Math.max);
+  private readonly unknown = new UnknownKinds();
 
   add(e: RecordEntry): void {
     const x = e.entry;
@@ -172,6 +177,7 @@ export class ReportBuilder {
 
   private event(ev: Event): void {
     const p = eventFromProto(ev);
+    if (!p) this.unknown.note(ev.kind);
     if (!p || (p.kind !== 'reset_sent' && p.kind !== 'reset_received')) return;
     this.reasons.add(`${p.kind === 'reset_sent' ? 'sent' : 'received'} ${p.reason ?? p.state ?? 'unknown'}`, 1);
     this.peers.add(p.raddr.includes(':') ? `[${p.raddr}]:${p.rport}` : `${p.raddr}:${p.rport}`, 1);
@@ -253,6 +259,8 @@ export class ReportBuilder {
       damagedBytes: damage.damagedBytes,
       truncated: damage.truncated,
       headerLost: !info,
+      unknownKinds: this.unknown.count,
+      unknownKindsNote: this.unknown.message() ?? '',
       blind: info?.blind ?? [],
     };
   }
@@ -339,6 +347,7 @@ export function renderReport(r: Report): string {
     for (const c of r.captures) lines.push(`  ${c.state} ${c.rule || c.trigger}: ${c.state === 'refused' ? c.error : c.file}`);
   }
   if (r.headerLost) lines.push('note: the recording header is damaged: host, kernel and the hooks that were live are unknown');
+  if (r.unknownKindsNote) lines.push(`note: ${r.unknownKindsNote}`);
   for (const b of r.blind) lines.push(`note: ${b}`);
   return `${lines.join('\n')}\n`;
 }
