@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../src/agent/agent.js';
 import { parseListen } from '../src/protocol/address.js';
 import { delta, describeKernel, TestNetns } from './helpers/kernel.js';
-import { collect, eventsOf, grpc, healthCheck, listServices, tracerClient, unary } from './helpers/grpc.js';
+import { collect, eventsOf, following, grpc, healthCheck, listServices, tracerClient, unary } from './helpers/grpc.js';
+import { until } from './helpers/until.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
@@ -53,8 +54,8 @@ describeKernel('agent over a unix socket', () => {
       deny: [{ kinds: ['EVENT_KIND_RESET_RECEIVED'] }],
       follow: true,
     });
-    const got = collect(call, (m) => eventsOf(m).length >= 5, 8000);
-    await new Promise((r) => setTimeout(r, 200));
+    const got = collect(call, (m) => eventsOf(m).length >= 5, 20_000);
+    await following(call);
     await ns.traffic('closed-port', 5, 7401);
     await ns.traffic('closed-port', 2, 7402);
     const msgs = await got;
@@ -69,7 +70,12 @@ describeKernel('agent over a unix socket', () => {
   it('last and since replay recent events, oldest first, and end without follow', async () => {
     const t0 = Date.now() * 1000;
     await ns.traffic('closed-port', 4, 7403);
-    await new Promise((r) => setTimeout(r, 300));
+    const replayed = async (req: object) => eventsOf(await collect(client.watch({ ...req, follow: false }), () => false));
+    // Events travel kernel ring -> agent -> recent ring: wait until all four are there.
+    await until(() => replayed({ allow: [{ ports: [7403], kinds: ['EVENT_KIND_RESET_SENT'] }], sinceUnixMicros: t0 }), {
+      what: 'the 4 resets sent to port 7403 in the recent ring',
+      accept: (evs) => evs.length >= 4,
+    });
     const last = eventsOf(
       await collect(client.watch({ allow: [{ ports: [7403], kinds: ['EVENT_KIND_RESET_SENT'] }], last: 3, follow: false }), () => false),
     );

@@ -13,20 +13,11 @@ import { validateTarget, filterExpression } from '../src/capture/filter.js';
 import { parseRules } from '../src/capture/rules.js';
 import { connectAgent, type EventSource } from '../src/client/connect.js';
 import { describeKernel, TestNetns } from './helpers/kernel.js';
+import { until } from './helpers/until.js';
 
 function rstLines(file: string, port: number): string[] {
   const out = execFileSync('tcpdump', ['-nr', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   return out.split('\n').filter((l) => /Flags \[R/.test(l) && l.includes(`.${port}`));
-}
-
-async function until<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  let v = await probe();
-  while (!ok(v) && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 200));
-    v = await probe();
-  }
-  return v;
 }
 
 describeKernel('captures (real tcpdump, loopback, test netns)', () => {
@@ -58,7 +49,11 @@ describeKernel('captures (real tcpdump, loopback, test netns)', () => {
   it('a reset storm fires the rule once; the pcap has the resets and the seconds before the trigger', async () => {
     // About 100 connects/s (200 events/s) for 4 s: the rule (20/s for 1 s) fires; the cooldown keeps it to one.
     await ns.traffic('closed-port', 400, 7701, '127.0.0.1', 25, 0.25);
-    const caps = await until(() => client.listCaptures!(), (l) => l.some((c) => c.rule === 'storm' && c.state === 'done'));
+    const caps = await until(() => client.listCaptures!(), {
+      what: 'the storm rule\'s capture to be done',
+      accept: (l) => l.some((c) => c.rule === 'storm' && c.state === 'done'),
+      timeoutMs: 30_000,
+    });
     const fired = caps.filter((c) => c.rule === 'storm');
     expect(fired.filter((c) => c.state !== 'refused')).toHaveLength(1);
     const cap = fired.find((c) => c.state === 'done')!;
@@ -77,18 +72,24 @@ describeKernel('captures (real tcpdump, loopback, test netns)', () => {
   });
 
   it('bounds: duration ends a capture, a second one at once is refused (at most one running), bytes end one', async () => {
-    await until(() => client.listCaptures!(), (l) => l.every((c) => c.state !== 'running'));
+    await until(() => client.listCaptures!(), { what: 'no capture running', accept: (l) => l.every((c) => c.state !== 'running') });
     const first = await client.startCapture!({ port: 7702, durationSec: 2 });
     expect(first.state).toBe('running');
     const second = await client.startCapture!({ port: 7702, durationSec: 2 });
     expect(second.state).toBe('refused');
     expect(second.error).toMatch(/at most 1/);
-    const done = await until(() => client.listCaptures!(), (l) => l.find((c) => c.id === first.id)?.state === 'done');
+    const done = await until(() => client.listCaptures!(), {
+      what: 'the first capture to end by its duration',
+      accept: (l) => l.find((c) => c.id === first.id)?.state === 'done',
+    });
     expect(done.find((c) => c.id === first.id)!.endedBy).toBe('duration');
 
     const big = await client.startCapture!({ port: 7703, durationSec: 20, bytes: 3000 });
     await ns.traffic('closed-port', 200, 7703);
-    const after = await until(() => client.listCaptures!(), (l) => l.find((c) => c.id === big.id)?.state === 'done');
+    const after = await until(() => client.listCaptures!(), {
+      what: 'the byte-bounded capture to end',
+      accept: (l) => l.find((c) => c.id === big.id)?.state === 'done',
+    });
     const b = after.find((c) => c.id === big.id)!;
     expect(b.endedBy).toBe('bytes');
     expect(Number(b.bytes)).toBeLessThan(3000 + 64 * 1024);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBinding, type Binding, type SocketDump } from '../src/kernel/binding.js';
-import { isRoot, pollUntil, TestNetns } from './helpers/netns.js';
+import { isRoot, TestNetns } from './helpers/netns.js';
+import { until } from './helpers/until.js';
 
 // Listens with small backlogs on 127.0.0.1 and ::1, then blocks its own event
 // loop so nothing is ever accepted: connections pile up in the accept queue.
@@ -116,7 +117,7 @@ describe.skipIf(!isRoot)('dumpSockets in a network namespace (needs root: create
     await clients.waitForLine(/^connected 3$/);
 
     const find = (d: SocketDump, port: number | undefined) => d.listeners.find((l) => l.port === port);
-    const seen = await pollUntil(dump, (d) => find(d, v4)?.queue === 3);
+    const seen = await until(dump, { what: `3 connections queued on port ${v4}`, accept: (d) => find(d, v4)?.queue === 3 });
     const listener = find(seen, v4);
     expect(listener).toMatchObject({ family: 'ipv4', addr: '127.0.0.1', port: v4, queue: 3, backlog: 3, uid: 0 });
     expect(listener?.inode).toBeGreaterThan(0);
@@ -140,7 +141,7 @@ describe.skipIf(!isRoot)('dumpSockets in a network namespace (needs root: create
     const client = ns.spawnNode(ACTIVE_CLOSE, [port, m, 200]);
     await client.waitForLine(new RegExp(`^closed ${m}$`), 60_000);
 
-    const seen = await pollUntil(dump, (d) => d.timewaitTotal - before.timewaitTotal >= m, 30, 100);
+    const seen = await until(dump, { what: `${m} more TIME_WAIT sockets`, accept: (d) => d.timewaitTotal - before.timewaitTotal >= m });
     const group = seen.timewait.find((g) => g.rport === port);
     expect(group).toEqual({ family: 'ipv4', raddr: '127.0.0.1', rport: port, count: m });
     expect(seen.timewaitTotal).toBe(before.timewaitTotal + m);

@@ -5,11 +5,11 @@ import { Aggregator, type TopView } from '../src/aggregate/index.js';
 import { App } from '../src/ui/App.js';
 import { fit, fitColumns } from '../src/ui/columns.js';
 import { compact, perSec } from '../src/ui/format.js';
-import { layout } from '../src/ui/layout.js';
 import { ColorContext, colorFromEnv, levelColor } from '../src/ui/theme.js';
 import { TopScreen } from '../src/ui/TopScreen.js';
 import { INITIAL_UI, onKey, type UiState } from '../src/ui/ui-state.js';
 import { info, replay, snapshot } from './fixtures/aggregate/build.js';
+import { until } from './helpers/until.js';
 
 const T0 = 1_800_000_000_000;
 
@@ -183,20 +183,6 @@ describe('keys', () => {
 
 describe('App with a terminal', () => {
   afterEach(() => vi.useRealTimers());
-  const tick = () => new Promise((r) => setTimeout(r, 30));
-  // A loaded machine can take longer than any fixed sleep to redraw: wait for what a person would see, bounded.
-  async function until(check: () => void, ms = 3000): Promise<void> {
-    const end = Date.now() + ms;
-    for (;;) {
-      try {
-        check();
-        return;
-      } catch (err) {
-        if (Date.now() > end) throw err;
-        await tick();
-      }
-    }
-  }
 
   it('reads keys from stdin, redraws from the view source, and reports quit', async () => {
     const view = recordedView();
@@ -219,32 +205,36 @@ describe('App with a terminal', () => {
         />
       </ColorContext.Provider>,
     );
-    await until(() => expect(r.lastFrame()).toContain('127.0.0.1:8080'));
-    await until(() => expect(calls).toBeGreaterThan(1));
+    // A loaded machine can take longer than any fixed sleep to redraw: wait for what a person would see, bounded.
+    const shows = (what: string, accept: (frame: string) => boolean) => until(() => r.lastFrame() ?? '', { what, accept, everyMs: 10 });
+    await shows('the listener row', (f) => f.includes('127.0.0.1:8080'));
+    await until(() => calls, { what: 'a second call of the view source', accept: (n) => n > 1, everyMs: 10 });
 
     r.stdin.write('/8080\r'); // typed fast: one chunk
-    await until(() => expect(r.lastFrame()).toMatch(/filter 8080/));
+    await shows('the filter in the footer', (f) => /filter 8080/.test(f));
 
     r.stdin.write('c');
-    await until(() => expect(r.lastFrame()).toContain('capture of listener 127.0.0.1:8080 running: /var/lib/wstrace/cap')); // the footer truncates at 80 columns
+    // The footer truncates at 80 columns.
+    await shows('the capture message', (f) => f.includes('capture of listener 127.0.0.1:8080 running: /var/lib/wstrace/cap'));
 
     r.stdin.write('p');
-    await until(() => expect(r.lastFrame()).toContain('PAUSED'));
+    await shows('PAUSED', (f) => f.includes('PAUSED'));
     const paused = calls;
-    await tick();
-    await tick();
+    // Paused means no call for several refresh periods (20 ms each): an absence can only be checked over time.
+    await new Promise((resolve) => setTimeout(resolve, 100));
     expect(calls).toBe(paused);
 
     r.stdin.write('w');
     r.stdin.write('p');
-    await until(() => expect(windows.at(-1)).toBe(60));
-    await until(() => expect(r.lastFrame()).not.toContain('PAUSED'));
+    await until(() => windows.at(-1), { what: 'the view asked for the 60 s window', accept: (w) => w === 60, everyMs: 10 });
+    await shows('PAUSED gone', (f) => !f.includes('PAUSED'));
 
     r.stdin.write('\t');
-    await until(() => expect(r.lastFrame()).toMatch(/▸RESETS/));
+    await shows('the resets panel marked', (f) => /▸RESETS/.test(f));
 
     r.stdin.write('q');
-    await until(() => expect(onQuit).toHaveBeenCalledTimes(1));
+    await until(() => onQuit.mock.calls.length, { what: 'onQuit called', accept: (n) => n >= 1, everyMs: 10 });
+    expect(onQuit).toHaveBeenCalledTimes(1);
     r.unmount();
   });
 });
@@ -272,15 +262,47 @@ describe('pieces', () => {
     ]);
   });
 
-  it('the frame is one line shorter than any terminal from 80×24 up', () => {
-    for (const [width, height] of [
-      [80, 24],
-      [100, 30],
-      [200, 60],
+  it('the frame is one line shorter than any terminal from 80×24 up; panels share the rows by size', () => {
+    // Three hosts with 17 rows each for every panel: more than any of these terminals can show.
+    const agg = new Aggregator();
+    for (const h of ['a', 'b', 'c']) {
+      const id = `unix:/run/${h}.sock`;
+      agg.up(id, info(`web-${h}`));
+      for (const s of [0, 1]) {
+        agg.snapshot(
+          id,
+          snapshot(T0 + s * 1000, {
+            listeners: Array.from({ length: 17 }, (_, i) => ({ port: 8000 + i, queue: i, backlog: 128, pid: 7, comm: 'srv' })),
+            resets: Array.from({ length: 17 }, (_, i) => ({ direction: 'sent' as const, localPort: 9000 + i, reason: 'NO_SOCKET', count: s * (i + 1) })),
+            timewait: Array.from({ length: 17 }, (_, i) => ({ addr: `10.0.0.${i + 1}`, port: 443, created: s * (i + 1), current: s * (i + 1) })),
+          }),
+          T0 + s * 1000,
+        );
+      }
+    }
+    const view = agg.view(T0 + 1000, 10);
+    /** Rows of a panel: between its title line and the next panel's, less the title and the column titles. */
+    const rows = (lines: string[], title: RegExp, next: RegExp) => lines.findIndex((l) => next.test(l)) - lines.findIndex((l) => title.test(l)) - 2;
+    for (const [width, height, listeners, resets, timewait] of [
+      [80, 24, 3, 2, 2],
+      [100, 30, 6, 4, 3],
+      [200, 60, 23, 22, 22], // resets and TIME_WAIT side by side, same rows
     ] as const) {
-      const l = layout({ width, height, sources: 3, listeners: 50, resets: 50, timewait: 50, capacity: 3, legend: true });
-      const lines = 1 + l.hostLines + 1 + 3 + l.listenerRows + (l.sideBySide ? 2 + l.resetRows : 4 + l.resetRows + l.timewaitRows) + 2 + l.capacityRows + l.filler;
-      expect(lines).toBe(height - 1);
+      const lines = screen(view, { width, height });
+      const at = `${width}×${height}`;
+      expect(lines.length, at).toBe(height - 1);
+      expect(Math.max(...lines.map((l) => l.length)), at).toBeLessThan(width);
+      expect(lines.slice(1, 4).map((l) => l.slice(0, 21)), at).toEqual([' web-a hooks 2/3 live', ' web-b hooks 2/3 live', ' web-c hooks 2/3 live']);
+      expect(rows(lines, /^.LISTENERS/, /^ RESETS/), at).toBe(listeners);
+      if (width >= 160) {
+        expect(lines.find((l) => l.startsWith(' RESETS')), at).toMatch(/TIME_WAIT/);
+        expect(rows(lines, /^ RESETS/, /^ CAPACITY/), at).toBe(resets);
+      } else {
+        expect(rows(lines, /^ RESETS/, /^ TIME_WAIT/), at).toBe(resets);
+        expect(rows(lines, /^ TIME_WAIT/, /^ CAPACITY/), at).toBe(timewait);
+      }
+      expect(rows(lines, /^ CAPACITY/, /^q quit/), at).toBe(3);
+      expect(lines.at(-1), at).toMatch(/^q quit +tab panel/);
     }
   });
 });

@@ -102,6 +102,27 @@ export function collect(
   });
 }
 
+/**
+ * Resolves with the first message of a Watch stream. The agent answers with a
+ * status once the subscriber is registered, so traffic made after this is
+ * seen by the stream: the condition a test waits for before making traffic.
+ */
+export function following(call: Any, timeoutMs = 20_000): Promise<WireMessage> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(() => reject(new Error(`the Watch stream sent nothing within ${timeoutMs} ms`))), timeoutMs);
+    const onData = (m: WireMessage) => done(() => resolve(m));
+    const onError = (err: Error) => done(() => reject(err));
+    const done = (settle: () => void) => {
+      clearTimeout(timer);
+      call.off('data', onData);
+      call.off('error', onError);
+      settle();
+    };
+    call.on('data', onData);
+    call.on('error', onError);
+  });
+}
+
 export function eventsOf(msgs: WireMessage[]): WireEvent[] {
   return msgs.flatMap((m) => (m.response === 'batch' ? m.batch!.events : []));
 }
@@ -131,6 +152,12 @@ export async function stuckWatch(socketPath: string, requestBytes: Uint8Array) {
   });
   stream.end(frame);
   stream.pause();
+  // The agent's reply headers come with its first message, a status written
+  // once the subscriber is registered; a paused stream still gets headers.
+  const answered = new Promise<void>((resolve, reject) => {
+    stream.once('response', () => resolve());
+    stream.once('error', reject);
+  });
   const messages: Buffer[] = [];
   let pending = Buffer.alloc(0);
   stream.on('data', (d: Buffer) => {
@@ -143,6 +170,7 @@ export async function stuckWatch(socketPath: string, requestBytes: Uint8Array) {
   });
   return {
     messages,
+    answered,
     resume: () => stream.resume(),
     close: () => {
       stream.close();

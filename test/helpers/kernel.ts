@@ -4,10 +4,11 @@
  * referee), and the traffic generator run inside it.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe } from 'vitest';
+import { until } from './until.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -46,21 +47,43 @@ export function describeKernel(name: string, body: () => void): void {
 
 export { TestNetns } from './netns.js';
 
-/** IDs of every BPF program loaded on this machine. */
-export function loadedProgramIds(): Set<number> {
+/** Every BPF program loaded on this machine: id -> name. */
+export function loadedPrograms(): Map<number, string> {
   const out = execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' });
-  return new Set((JSON.parse(out) as Array<{ id: number }>).map((p) => p.id));
+  return new Map((JSON.parse(out) as Array<{ id: number; name?: string }>).map((p) => [p.id, p.name ?? '']));
 }
 
-/** Waits until none of `ids` is loaded; the kernel frees programs asynchronously. */
-export async function waitProgramsGone(ids: number[], timeoutMs = 5000): Promise<number[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const loaded = loadedProgramIds();
-    const left = ids.filter((id) => loaded.has(id));
-    if (left.length === 0 || Date.now() > deadline) return left;
-    await new Promise((r) => setTimeout(r, 100));
+/** IDs of every BPF program loaded on this machine. */
+export function loadedProgramIds(): Set<number> {
+  return new Set(loadedPrograms().keys());
+}
+
+/** BPF programs a process holds open, from its fdinfo: what bpftool would list for it. */
+export function heldProgramIds(pid: number): number[] {
+  const ids: number[] = [];
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`) !== 'anon_inode:bpf-prog') continue;
+      const m = /^prog_id:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      if (m) ids.push(Number(m[1]));
+    } catch {
+      // that fd was closed meanwhile
+    }
   }
+  return ids;
+}
+
+/**
+ * Resolves with [] once none of `ids` is loaded (the kernel frees programs
+ * asynchronously after the last fd closes); fails naming the ones left.
+ */
+export async function waitProgramsGone(ids: number[], timeoutMs = 20_000): Promise<number[]> {
+  return until(() => ids.filter((id) => loadedProgramIds().has(id)), {
+    what: `BPF programs ${ids.join(', ')} to be unloaded`,
+    accept: (left) => left.length === 0,
+    timeoutMs,
+    everyMs: 100,
+  });
 }
 
 export function delta(after: Record<string, number>, before: Record<string, number>, key: string): number {

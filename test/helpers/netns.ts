@@ -59,6 +59,12 @@ export class TestNetns {
     return out;
   }
 
+  /** The accept queue of the listener on `port` as `ss` shows it (Recv-Q now, Send-Q its limit); undefined without one. */
+  async acceptQueue(port: number): Promise<{ queue: number; limit: number } | undefined> {
+    const row = (await this.exec('ss', ['-ltnH', `sport = :${port}`])).trim().split(/\s+/);
+    return row.length >= 3 ? { queue: Number(row[1]), limit: Number(row[2]) } : undefined;
+  }
+
   /** Runs a traffic.py mode inside the namespace without blocking the event loop. */
   async traffic(mode: string, ...args: Array<string | number>): Promise<Record<string, unknown>> {
     const stdout = await this.exec('python3', [TRAFFIC, mode, ...args.map(String)], 60_000);
@@ -134,19 +140,4 @@ export class TestNetns {
     );
     await run('ip', ['netns', 'del', this.name]).catch(() => undefined);
   }
-}
-
-/** Polls `probe` until `accept` holds, at most `tries` times `everyMs` apart; returns the last value. */
-export async function pollUntil<T>(
-  probe: () => Promise<T>,
-  accept: (value: T) => boolean,
-  tries = 50,
-  everyMs = 100,
-): Promise<T> {
-  let value = await probe();
-  for (let i = 1; i < tries && !accept(value); i++) {
-    await new Promise((r) => setTimeout(r, everyMs));
-    value = await probe();
-  }
-  return value;
 }
