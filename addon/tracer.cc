@@ -529,7 +529,7 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
       struct bpf_map* m;
       bpf_object__for_each_map(m, skel->obj) {
         std::string name = bpf_map__name(m);
-        if (name[0] == '.') continue;
+        if (name.find('.') != std::string::npos) continue;  // .rodata, .bss: globals, not maps the decoder reads
         o.Set(name + ".key", bpf_map__key_size(m));
         o.Set(name + ".value", bpf_map__value_size(m));
         o.Set(name + ".entries", bpf_map__max_entries(m));

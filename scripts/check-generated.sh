@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Fails when src/generated/ is not what `npm run gen` makes from proto/ now.
+# Fails when a generated file is not what `npm run gen` makes now: the signal
+# table's copies (C enums, addon hook list, proto EventKind values, README hook
+# table), then src/generated/ from proto/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+node_modules/.bin/tsx scripts/gen-signals.ts --check
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 npx buf generate -o "$tmp"

@@ -14,6 +14,7 @@ import {
   RESET_KEY_LAYOUT,
   RESIDENCY_BUCKETS,
   RESIDENCY_LAYOUT,
+  SYN_CAUSES,
   TIMEWAIT_KEY_LAYOUT,
 } from '../src/kernel/layout.js';
 
@@ -36,14 +37,33 @@ it.each([
   expect(Object.keys(c.offsets).sort()).toEqual(Object.keys(ts.offsets).sort());
 });
 
-it('counter indexes and kind codes match the C enums', () => {
+it('the enums the addon compiled are the signal table\'s', () => {
   expect(native.counters!.size).toBe(COUNTER_COUNT);
   expect(native.counters!.offsets).toEqual(COUNTER_INDEX);
-  const { noReason, maxPorts, programs, ...kinds } = native.kinds!.offsets;
-  expect(kinds).toEqual(KIND_CODE);
-  expect(programs).toBe(PROGRAM_HITS.length);
-  expect(noReason).toBe(NO_REASON);
-  expect(maxPorts).toBe(MAX_PORTS);
+  expect(native.kinds!.offsets).toEqual(KIND_CODE);
+  expect(native.hits!.size).toBe(PROGRAM_HITS.length);
+  expect(native.hits!.offsets).toEqual(Object.fromEntries(PROGRAM_HITS.map((h, i) => [h, i])));
+  expect(native.causes!.offsets).toEqual(Object.fromEntries(SYN_CAUSES.map((c, i) => [`syn_drop.${c}`, i])));
+  expect(native.constants!.offsets).toEqual({ noReason: NO_REASON, maxPorts: MAX_PORTS });
+});
+
+it('each map the decoder reads holds the struct it decodes', () => {
+  // Keyed counts (resets, timewaits) and the per-CPU arrays hold one u64 each: decode.ts reads 8 bytes.
+  const u64 = 8;
+  const expected = {
+    listeners: [LISTENER_KEY_LAYOUT.size, LISTENER_VALUE_LAYOUT.size],
+    residency: [LISTENER_KEY_LAYOUT.size, RESIDENCY_LAYOUT.size],
+    resets: [RESET_KEY_LAYOUT.size, u64],
+    timewaits: [TIMEWAIT_KEY_LAYOUT.size, u64],
+    totals: [4, u64],
+    hits: [4, u64],
+  };
+  const m = native.maps!.offsets;
+  for (const [map, [key, value]] of Object.entries(expected)) {
+    expect({ map, key: m[`${map}.key`], value: m[`${map}.value`] }).toEqual({ map, key, value });
+  }
+  expect(m['totals.entries']).toBe(COUNTER_COUNT);
+  expect(m['hits.entries']).toBe(PROGRAM_HITS.length);
 });
 
 describe('addon argument checks', () => {
