@@ -9,6 +9,7 @@ import {
   AF_INET,
   AF_INET6,
   COUNTER_COUNT,
+  COUNTER_INDEX,
   EVENT_LAYOUT,
   KIND_CODE,
   LISTENER_KEY_LAYOUT,
@@ -153,7 +154,11 @@ describe('decodeCounters', () => {
     rk.writeUInt8(KIND_CODE.reset_sent, RESET_KEY_LAYOUT.offsets.kind);
     const rv = Buffer.alloc(8);
     rv.writeBigUInt64LE(2n ** 40n);
-    const totals = Array.from({ length: COUNTER_COUNT }, (_, i) => i * 10);
+    // Each slot of the per-CPU array reads back under its own name.
+    const totals = Array<number>(COUNTER_COUNT).fill(0);
+    totals[COUNTER_INDEX.resetReceived] = 10;
+    totals[COUNTER_INDEX.ringDrops] = 60;
+    totals[COUNTER_INDEX.events] = 80;
     const c = decodeCounters({ totals, listeners: [[lk, lv]], resets: [[rk, rv]], timewaits: [] }, reasons);
     expect(c.totals).toMatchObject({ resetSent: 0, resetReceived: 10, ringDrops: 60, events: 80 });
     expect(c.listeners[0]).toMatchObject({ addr: '127.0.0.1', port: 8080, netns: 7, enqueued: 10, fullHits: 3, overflows: 2, peak: 5, backlog: 4 });
