@@ -1,24 +1,34 @@
 /** `wstrace capture` and `wstrace captures`: ask the agent for a bounded tcpdump capture, list them. */
 import type { Writable } from 'node:stream';
+import type { Command } from 'commander';
+import { z } from 'zod';
 import type { Capture } from '../generated/wstrace/v1/tracer.js';
 import { UserError } from '../protocol/errors.js';
-import type { ClientTls } from '../client/connect.js';
 import { openSource } from './source.js';
+import { clientOptions } from './connection.js';
+import { addCommand, flag, type OnAction } from './flags.js';
+import { count, port } from './values.js';
 
-export interface CaptureCliOptions {
-  readonly port?: number;
-  readonly host?: string;
-  readonly direction?: string;
-  readonly durationSec?: number;
-  readonly packets?: number;
-  readonly bytes?: number;
-  readonly snaplen?: number;
-  readonly preSec?: number;
-  readonly connect?: string;
-  readonly netns?: string;
-  readonly tls: ClientTls;
-  readonly json: boolean;
-}
+export const captureOptions = z.object({
+  port: flag(port.optional(), { flags: '--port <n>', help: 'local or remote TCP port' }),
+  host: flag(z.string().optional(), { flags: '--host <addr>', help: 'IP address on either side' }),
+  direction: flag(z.enum(['src', 'dst']).optional(), { flags: '--direction <dir>', help: 'only packets from or to host/port' }),
+  durationSec: flag(count.optional(), { flags: '--duration <seconds>', help: 'seconds to capture (default 10)' }),
+  packets: flag(count.optional(), { flags: '--packets <n>', help: 'packets at most' }),
+  bytes: flag(count.optional(), { flags: '--bytes <n>', help: 'file size at most' }),
+  snaplen: flag(count.optional(), { flags: '--snaplen <n>', help: 'bytes kept per packet (default 128)' }),
+  preSec: flag(count.optional(), { flags: '--pre <seconds>', help: "keep the seconds before now, from the agent's pre-trigger ring" }),
+  netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'capture in this network namespace (in-process agent)' }),
+  json: flag(z.boolean().default(false), { flags: '--json', help: 'print the capture record as JSON' }),
+  ...clientOptions.shape,
+});
+
+export type CaptureCliOptions = z.infer<typeof captureOptions>;
+
+export const capturesOptions = z.object({
+  json: flag(z.boolean().default(false), { flags: '--json', help: 'as JSON' }),
+  ...clientOptions.shape,
+});
 
 function describe(c: Capture): string {
   const took = c.endedUnixMicros ? `${((c.endedUnixMicros - c.startedUnixMicros) / 1e6).toFixed(1)} s` : 'running';
@@ -95,7 +105,7 @@ export async function runCapture(opts: CaptureCliOptions, out: Writable, err: Wr
   }
 }
 
-export async function runCaptures(opts: { connect?: string; tls: ClientTls; json: boolean }, out: Writable): Promise<number> {
+export async function runCaptures(opts: z.infer<typeof capturesOptions>, out: Writable): Promise<number> {
   const opened = await openSource({ ...(opts.connect ? { connect: opts.connect } : {}), tls: opts.tls, tracer: {} });
   try {
     if (!opened.source.listCaptures) throw new UserError('this source has no captures: connect to a live agent.');
@@ -107,4 +117,19 @@ export async function runCaptures(opts: { connect?: string; tls: ClientTls; json
   } finally {
     await opened.close();
   }
+}
+
+export function registerCapture(program: Command, onAction: OnAction): void {
+  addCommand(
+    program,
+    { name: 'capture', description: 'a bounded tcpdump capture, run by the agent (root, or --connect)', options: captureOptions },
+    onAction,
+    (o) => runCapture(o, process.stdout, process.stderr),
+  );
+}
+
+export function registerCaptures(program: Command, onAction: OnAction): void {
+  addCommand(program, { name: 'captures', description: "list the agent's captures", options: capturesOptions }, onAction, (o) =>
+    runCaptures(o, process.stdout),
+  );
 }

@@ -2,13 +2,27 @@
 import { writeFileSync } from 'node:fs';
 import { hostname, release } from 'node:os';
 import type { Writable } from 'node:stream';
+import type { Command } from 'commander';
+import { z } from 'zod';
 import { exitCode, runChecks, type Finding } from '../doctor/checks.js';
-import { gatherFacts, type GatherOptions } from '../doctor/gather.js';
+import { gatherFacts } from '../doctor/gather.js';
 import { UserError } from '../protocol/errors.js';
-import { connectAgent, type ClientTls } from '../client/connect.js';
+import { connectAgent } from '../client/connect.js';
+import { clientOptions } from './connection.js';
+import { addCommand, flag, type OnAction } from './flags.js';
+import { count, port, repeated } from './values.js';
 
 /** Bad usage: distinct from the check results 0 (ok), 1 (warnings), 2 (failures). */
 export const DOCTOR_USAGE_EXIT = 3;
+
+export const doctorOptions = z.object({
+  json: flag(z.boolean().default(false), { flags: '--json', help: 'the findings as JSON' }),
+  ports: flag(repeated(port), { flags: '--port <n>', help: 'only listeners on this port (repeatable)' }),
+  pid: flag(count.optional(), { flags: '--pid <pid>', help: 'only listeners of this process' }),
+  netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'check this network namespace' }),
+  write: flag(z.string().optional(), { flags: '--write <file>', help: 'also write the sysctl fixes as a sysctl.d drop-in' }),
+  ...clientOptions.shape,
+});
 
 const MARK = { fail: 'FAIL', warn: 'WARN', ok: ' ok ' } as const;
 
@@ -42,7 +56,7 @@ export function dropIn(findings: readonly Finding[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function runDoctor(o: GatherOptions & { json: boolean; write?: string; connect?: string; tls: ClientTls }, out: Writable): Promise<number> {
+export async function runDoctor(o: z.infer<typeof doctorOptions>, out: Writable): Promise<number> {
   let findings: Finding[];
   let scope: string;
   if (o.connect) {
@@ -76,4 +90,18 @@ export async function runDoctor(o: GatherOptions & { json: boolean; write?: stri
       : renderFindings(findings, scope),
   );
   return code;
+}
+
+export function registerDoctor(program: Command, onAction: OnAction): void {
+  addCommand(
+    program,
+    {
+      name: 'doctor',
+      description: 'check the capacity settings against the live host; exit 0 ok, 1 warnings, 2 failures, 3 bad usage',
+      options: doctorOptions,
+      usageExit: DOCTOR_USAGE_EXIT,
+    },
+    onAction,
+    (o) => runDoctor(o, process.stdout),
+  );
 }

@@ -1,11 +1,19 @@
 /** `wstrace info`: what the agent is and what it sees on this kernel. */
 import type { Writable } from 'node:stream';
+import type { Command } from 'commander';
+import { z } from 'zod';
 import { GetInfoResponse } from '../generated/wstrace/v1/tracer.js';
-import type { ClientTls } from '../client/connect.js';
 import { openSource } from './source.js';
 import { describeInfo } from './format.js';
+import { clientOptions } from './connection.js';
+import { addCommand, flag, type OnAction } from './flags.js';
 
-export async function runInfo(opts: { json: boolean; connect?: string; tls: ClientTls }, out: Writable): Promise<number> {
+export const infoOptions = z.object({
+  json: flag(z.boolean().default(false), { flags: '--json', help: 'as JSON' }),
+  ...clientOptions.shape,
+});
+
+export async function runInfo(opts: z.infer<typeof infoOptions>, out: Writable): Promise<number> {
   const opened = await openSource({ ...(opts.connect ? { connect: opts.connect } : {}), tls: opts.tls, tracer: {} });
   try {
     const info = await opened.source.info();
@@ -26,4 +34,13 @@ export async function runInfo(opts: { json: boolean; connect?: string; tls: Clie
   } finally {
     await opened.close();
   }
+}
+
+export function registerInfo(program: Command, onAction: OnAction): void {
+  addCommand(
+    program,
+    { name: 'info', description: 'what the agent is, and which hooks are live on this kernel', options: infoOptions },
+    onAction,
+    (o) => runInfo(o, process.stdout),
+  );
 }

@@ -1,30 +1,35 @@
 /** `wstrace record`, `report` and `export`: incident forensics from a recording file. */
 import type { Writable } from 'node:stream';
+import type { Command } from 'commander';
+import { z } from 'zod';
 import { kindToProto, UnknownKinds } from '../protocol/convert.js';
 import type { RecordEntry } from '../generated/wstrace/v1/record.js';
 import type { EventFilter, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
-import type { EventKind } from '../kernel/index.js';
-import type { ClientTls } from '../client/connect.js';
 import { readRecording, RecordingWriter } from '../record/format.js';
 import { buildReport, renderReport } from '../record/report.js';
 import { VERSION } from '../agent/version.js';
 import { toJsonEvent } from './format.js';
 import { openSource } from './source.js';
 import { signalStop } from './signals.js';
+import { clientOptions } from './connection.js';
+import { addCommand, flag, type OnAction } from './flags.js';
+import { count, kind, port, repeated, seconds } from './values.js';
 
-export interface RecordOptions {
-  readonly out: string;
-  readonly durationSec?: number;
-  readonly maxSize?: number;
-  readonly rotate?: number;
-  readonly ports: number[];
-  readonly kinds: EventKind[];
-  readonly netns?: string;
-  readonly connect?: string;
-  readonly tls: ClientTls;
+export const recordOptions = z.object({
+  out: flag(z.string(), { flags: '-o, --out <file>', help: 'the recording file' }),
+  durationSec: flag(seconds.optional(), { flags: '--duration <seconds>', help: 'stop after this many seconds' }),
+  maxSize: flag(count.optional(), { flags: '--max-size <bytes>', help: 'cap each file at this many bytes' }),
+  rotate: flag(count.optional(), { flags: '--rotate <n>', help: 'at the cap, keep going and keep n older parts (FILE.1 …)' }),
+  ports: flag(repeated(port), { flags: '--port <n>', help: 'only events on this local or remote port (repeatable)' }),
+  kinds: flag(repeated(kind), { flags: '--kind <kind>', help: 'only this kind of event (repeatable)' }),
+  netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only this network namespace' }),
+  ...clientOptions.shape,
+});
+
+export type RecordOptions = z.infer<typeof recordOptions> & {
   /** Tests pass their own stop signal. */
   readonly stopped?: Promise<void>;
-}
+};
 
 const now = () => Date.now() * 1000;
 /** Events per batch record. */
@@ -159,4 +164,45 @@ export function runExport(file: string, out: Writable, err: Writable = process.s
   const note = unknown.message();
   if (note) err.write(`wstrace: ${note}\n`);
   return 0;
+}
+
+/** The positional argument of report, export and replay. */
+export const RECORDING = ['<file>', 'a recording made by wstrace record'] as const;
+
+export const reportOptions = z.object({ json: flag(z.boolean().default(false), { flags: '--json', help: 'the same, as data' }) });
+
+export const exportOptions = z.object({
+  ndjson: flag(z.boolean().default(false), { flags: '--ndjson', help: 'JSON lines (the only format for now)' }),
+});
+
+export function registerRecord(program: Command, onAction: OnAction): void {
+  addCommand(
+    program,
+    { name: 'record', description: 'record events and per-second snapshots to a file, for replay and report', options: recordOptions },
+    onAction,
+    (o) => runRecord(o, process.stderr),
+  );
+}
+
+export function registerReport(program: Command, onAction: OnAction): void {
+  addCommand(
+    program,
+    { name: 'report', description: 'the incident in one page, from a recording (no root needed)', options: reportOptions, args: [RECORDING] },
+    onAction,
+    (o, [file]) => runReport(file!, o.json, process.stdout),
+  );
+}
+
+export function registerExport(program: Command, onAction: OnAction): void {
+  addCommand(
+    program,
+    {
+      name: 'export',
+      description: 'the events of a recording as JSON lines, as watch --json prints them',
+      options: exportOptions,
+      args: [RECORDING],
+    },
+    onAction,
+    (_o, [file]) => runExport(file!, process.stdout),
+  );
 }

@@ -3,26 +3,34 @@
  * EventSource interface the gRPC client implements, on the recording's own
  * clock: space pauses, ] and [ step a second, j jumps to the worst second.
  */
+import type { Command } from 'commander';
+import { z } from 'zod';
 import { Aggregator, type WindowSec } from '../aggregate/index.js';
-import { UserError } from '../protocol/errors.js';
-import { readRecording } from '../record/format.js';
+import { describeDamage } from '../record/format.js';
+import { indexRecording } from '../record/recording-index.js';
 import { ReplaySource } from '../record/replay.js';
-import { buildReport } from '../record/report.js';
 import { runFeed } from '../client/feed.js';
 import type { TopIo } from './top.js';
+import { addCommand, flag, type OnAction } from './flags.js';
+import { RECORDING } from './record.js';
+import { speed } from './values.js';
+
+export const replayOptions = z.object({
+  speed: flag(speed.default(1), { flags: '--speed <x>', help: 'how fast the recording plays (2, 10x …)' }),
+});
 
 /** What the screen's longest window needs behind a moment. */
 const PRIME_MS = 65_000;
 
 export async function runReplay(file: string, opts: { speed: number; window: WindowSec }, io: TopIo): Promise<number> {
-  const rec = readRecording(file);
+  const rec = await indexRecording(file);
   if (!io.stdin.isTTY || !io.stdout.isTTY) {
     io.stderr.write(`wstrace: replay draws the top screen and needs a terminal; for the same recording as text, use \`wstrace report ${file}\`.\n`);
     return 1;
   }
   const source = new ReplaySource(rec, opts.speed);
   const clock = source.clock;
-  const worst = buildReport(rec).worst[0];
+  const worst = rec.report.worst[0];
   // A jump rebuilds the screen from the recording, as live top would have seen it up to there.
   let agg = new Aggregator();
   let stop = new AbortController();
@@ -83,11 +91,21 @@ export async function runReplay(file: string, opts: { speed: number; window: Win
     source.close();
     await Promise.race([feed, new Promise((r) => setTimeout(r, 1000).unref())]);
   }
+  const note = describeDamage(file, rec.damage, !rec.info);
+  if (note) io.stderr.write(`wstrace: ${note}\n`);
   return 0;
 }
 
-export function parseSpeed(v: string): number {
-  const n = Number(v.replace(/x$/, ''));
-  if (!Number.isFinite(n) || n <= 0 || n > 1000) throw new UserError('the speed is a number from 0.1 to 1000 (like 2 or 10x).');
-  return n;
+export function registerReplay(program: Command, onAction: OnAction): void {
+  addCommand(
+    program,
+    {
+      name: 'replay',
+      description: 'a recording in the top screen (space pause, ] [ step, j worst second, q quit); no root needed',
+      options: replayOptions,
+      args: [RECORDING],
+    },
+    onAction,
+    (o, [file]) => runReplay(file!, { speed: o.speed, window: 10 }, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }),
+  );
 }

@@ -4,26 +4,37 @@
  * this process (root), or of the agents --connect names (no root needed).
  * One feed per agent (client/feed.ts) fills the aggregator the screen reads.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { Aggregator, WINDOWS, type ProcessFdFacts, type WindowSec } from '../aggregate/index.js';
-import { connectAgent, type ClientTls, type EventSource } from '../client/connect.js';
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { Aggregator, type ProcessFdFacts } from '../aggregate/index.js';
+import { connectAgent, type EventSource } from '../client/connect.js';
 import { runFeed } from '../client/feed.js';
 import { readProcessFds } from '../host/fds.js';
 import type { TracerOptions } from '../kernel/index.js';
 import { UserError } from '../protocol/errors.js';
 import type { CaptureAsk } from '../ui/ui-state.js';
-import { parsePort, parseRingBytes } from './parse.js';
+import { clientOptions } from './connection.js';
+import { addCommand, flag, type OnAction } from './flags.js';
 import { openSource, type OpenedSource } from './source.js';
+import { agentList, port, repeated, ringBytes, window } from './values.js';
 
-export interface TopOptions {
+export const topOptions = z.object({
+  ...clientOptions.shape,
   /** Agents to read; none: start one in this process. */
-  readonly connect: readonly string[];
-  readonly tls: ClientTls;
-  readonly ports: readonly number[];
-  readonly netns?: string;
-  readonly ringBytes?: number;
-  readonly window: WindowSec;
-}
+  connect: flag(
+    z
+      .array(agentList)
+      .transform((lists) => lists.flat())
+      .default([]),
+    { flags: '--connect <addr[,addr...]>', help: 'read running agents (unix:/PATH or tcp://HOST:PORT), one host column each' },
+  ),
+  ports: flag(repeated(port), { flags: '--port <n>', help: 'only trace this local or remote port (repeatable; in-process agent)' }),
+  netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only trace this network namespace (in-process agent)' }),
+  window: flag(window.default(10), { flags: '--window <seconds>', help: 'rates over 1, 10 or 60 seconds (key w switches)' }),
+  ringBytes: flag(ringBytes.optional(), { flags: '--ring-bytes <n>', help: 'kernel ring-buffer size in bytes (in-process agent)' }),
+});
+
+export type TopOptions = z.infer<typeof topOptions>;
 
 export interface TopIo {
   readonly stdin: NodeJS.ReadStream;
@@ -117,62 +128,16 @@ export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
   return 0;
 }
 
-function parseWindow(value: string): WindowSec {
-  const n = Number(value.replace(/s$/, ''));
-  if (!(WINDOWS as readonly number[]).includes(n)) throw new InvalidArgumentError('the window is 1, 10 or 60 seconds.');
-  return n as WindowSec;
-}
-
-function parseConnect(value: string, previous: string[] | undefined): string[] {
-  const list = value.split(',').map((a) => a.trim()).filter(Boolean);
-  if (list.length === 0) throw new InvalidArgumentError('give one or more agent addresses: unix:/PATH or tcp://HOST:PORT, comma-separated.');
-  return [...(previous ?? []), ...list];
-}
-
 /** Adds `top` to the program; `onAction` receives what to run, as for the other commands. */
-export function registerTop(program: Command, onAction: (run: () => Promise<number>) => void): void {
-  program
-    .command('top')
-    .description('live screen: full accept queues, drops, resets, TIME_WAIT, capacity (root, or --connect to agents)')
-    .option('--connect <addr[,addr...]>', 'read running agents (unix:/PATH or tcp://HOST:PORT), one host column each', parseConnect)
-    .option('--tls-ca <file>', 'CA certificate that signed the agent certificates (tcp://)')
-    .option('--tls-cert <file>', 'client certificate, for agents that require mTLS')
-    .option('--tls-key <file>', 'client key, for agents that require mTLS')
-    .option('--insecure', 'plain TCP to the agents, no TLS')
-    .option('--port <n>', 'only trace this local or remote port (repeatable; in-process agent)', parsePort)
-    .option('--netns <name|path>', 'only trace this network namespace (in-process agent)')
-    .option('--window <seconds>', 'rates over 1, 10 or 60 seconds (key w switches)', parseWindow, 10 as WindowSec)
-    .addOption(new Option('--ring-bytes <n>', 'kernel ring-buffer size in bytes (in-process agent)').argParser(parseRingBytes))
-    .action(
-      (o: {
-        connect?: string[];
-        tlsCa?: string;
-        tlsCert?: string;
-        tlsKey?: string;
-        insecure?: boolean;
-        port?: number[];
-        netns?: string;
-        window: WindowSec;
-        ringBytes?: number;
-      }) => {
-        onAction(() =>
-          runTop(
-            {
-              connect: o.connect ?? [],
-              tls: {
-                ...(o.tlsCa ? { ca: o.tlsCa } : {}),
-                ...(o.tlsCert ? { cert: o.tlsCert } : {}),
-                ...(o.tlsKey ? { key: o.tlsKey } : {}),
-                ...(o.insecure ? { insecure: true } : {}),
-              },
-              ports: o.port ?? [],
-              window: o.window,
-              ...(o.netns !== undefined ? { netns: o.netns } : {}),
-              ...(o.ringBytes !== undefined ? { ringBytes: o.ringBytes } : {}),
-            },
-            { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
-          ),
-        );
-      },
-    );
+export function registerTop(program: Command, onAction: OnAction): void {
+  addCommand(
+    program,
+    {
+      name: 'top',
+      description: 'live screen: full accept queues, drops, resets, TIME_WAIT, capacity (root, or --connect to agents)',
+      options: topOptions,
+    },
+    onAction,
+    (o) => runTop(o, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }),
+  );
 }

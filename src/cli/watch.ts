@@ -5,26 +5,34 @@
  * exact counters goes last.
  */
 import type { Writable } from 'node:stream';
+import type { Command } from 'commander';
 import { kindToProto, UnknownKinds } from '../protocol/convert.js';
 import { LostReason, type EventFilter, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
-import { EVENT_KINDS, type EventKind, type TracerOptions } from '../kernel/index.js';
-import type { ClientTls } from '../client/connect.js';
+import { EVENT_KINDS, type TracerOptions } from '../kernel/index.js';
+import { z } from 'zod';
+import { clientOptions } from './connection.js';
+import { addCommand, flag, type OnAction } from './flags.js';
 import { describeInfo, humanLine, toJsonEvent } from './format.js';
 import { openSource } from './source.js';
 import { signalStop } from './signals.js';
+import { count, kind, port, repeated, ringBytes, seconds, since } from './values.js';
 
-export interface WatchOptions {
-  readonly json: boolean;
-  readonly durationSec?: number;
-  readonly ports: number[];
-  readonly kinds: EventKind[];
-  readonly netns?: string;
-  readonly ringBytes?: number;
-  readonly last?: number;
-  readonly sinceMs?: number;
-  readonly connect?: string;
-  readonly tls: ClientTls;
-}
+export const watchOptions = z.object({
+  json: flag(z.boolean().default(false), { flags: '--json', help: 'one JSON object per line' }),
+  durationSec: flag(seconds.optional(), { flags: '--duration <seconds>', help: 'stop after this many seconds' }),
+  ports: flag(repeated(port), { flags: '--port <n>', help: 'only events on this local or remote port (repeatable)' }),
+  kinds: flag(repeated(kind), { flags: '--kind <kind>', help: 'only this kind of event (repeatable)' }),
+  netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only this network namespace (ip netns name or nsfs path)' }),
+  last: flag(count.optional(), { flags: '--last <n>', help: 'first print up to n recent events the agent remembers' }),
+  sinceMs: flag(since.optional(), {
+    flags: '--since <time>',
+    help: 'first print recent events from this time (ISO 8601, or 30s, 5m, 2h ago)',
+  }),
+  ringBytes: flag(ringBytes.optional(), { flags: '--ring-bytes <n>', help: 'kernel ring-buffer size in bytes (in-process agent)' }),
+  ...clientOptions.shape,
+});
+
+export type WatchOptions = z.infer<typeof watchOptions>;
 
 export interface WatchIo {
   readonly out: Writable & { writableLength: number };
@@ -172,4 +180,13 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
   } finally {
     await close();
   }
+}
+
+export function registerWatch(program: Command, onAction: OnAction): void {
+  addCommand(
+    program,
+    { name: 'watch', description: 'print kernel events as they happen (root, or --connect to an agent)', options: watchOptions },
+    onAction,
+    (o) => runWatch(o, { out: process.stdout, err: process.stderr }),
+  );
 }

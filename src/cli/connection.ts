@@ -1,0 +1,40 @@
+/**
+ * The flags of both ends of the gRPC connection, declared once: a client's
+ * (--connect and its TLS), which every command that reads an agent extends,
+ * and the agent's (--listen and its TLS).
+ */
+import { z } from 'zod';
+import { DEFAULT_SOCKET } from '../protocol/address.js';
+import { flag } from './flags.js';
+
+const optionalString = z.string().optional();
+
+/** The client's TLS, shaped as protocol/tls.ts's ClientTls. */
+const clientTls = z.object({
+  ca: flag(optionalString, { flags: '--tls-ca <file>', help: 'CA certificate that signed the agent certificate (tcp://)' }),
+  cert: flag(optionalString, { flags: '--tls-cert <file>', help: 'client certificate, for an agent that requires mTLS' }),
+  key: flag(optionalString, { flags: '--tls-key <file>', help: 'client key, for an agent that requires mTLS' }),
+  insecure: flag(z.boolean().optional(), { flags: '--insecure', help: 'plain TCP to the agent, no TLS' }),
+});
+
+export const clientOptions = z.object({
+  connect: flag(optionalString, {
+    flags: '--connect <addr>',
+    help: 'use a running agent: unix:/PATH or tcp://HOST:PORT (default: start one in this process)',
+  }),
+  tls: clientTls,
+});
+
+/** The agent's side, shaped as protocol/tls.ts's TlsFiles plus the address and the plain-TCP opt-in. */
+export const serveOptions = z.object({
+  listen: flag(z.string().default(`unix:${DEFAULT_SOCKET}`), {
+    flags: '--listen <addr>',
+    help: 'unix:/PATH (root-only socket) or tcp://HOST:PORT',
+  }),
+  tls: z.object({
+    cert: flag(optionalString, { flags: '--tls-cert <file>', help: 'server certificate (PEM), required for tcp:// unless --insecure' }),
+    key: flag(optionalString, { flags: '--tls-key <file>', help: 'server key (PEM)' }),
+    clientCa: flag(optionalString, { flags: '--tls-client-ca <file>', help: 'require client certificates signed by this CA (mTLS)' }),
+  }),
+  insecure: flag(z.boolean().default(false), { flags: '--insecure', help: 'allow tcp:// without TLS (warned about)' }),
+});

@@ -1,0 +1,85 @@
+/**
+ * What a flag's value may be: each a zod schema from the text a user typed to
+ * the value a command runs with. Its message is the one sentence a user reads
+ * after "option '--x <v>' argument 'y' is invalid." (see flags.ts).
+ */
+import { z } from 'zod';
+import { WINDOWS, type WindowSec } from '../aggregate/index.js';
+import { isPort } from '../protocol/address.js';
+import { EVENT_KINDS, type EventKind } from '../signals/event.js';
+
+/** A value read by `read`, which returns undefined for text it does not accept. */
+function value<T>(message: string, read: (text: string) => T | undefined) {
+  return z.string().transform((text, ctx) => {
+    const v = read(text);
+    if (v !== undefined) return v;
+    ctx.addIssue({ code: 'custom', message, input: text });
+    return z.NEVER;
+  });
+}
+
+const whole = (text: string): number | undefined => (/^\d+$/.test(text) ? Number(text) : undefined);
+
+export const port = value('a port is a number from 1 to 65535.', (t) => {
+  const n = whole(t);
+  return isPort(n) ? n : undefined;
+});
+
+export const seconds = value('give a positive number of seconds.', (t) => {
+  const n = Number(t);
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+});
+
+export const count = value('give a whole number from 1 to 1000000.', (t) => {
+  const n = whole(t);
+  return n !== undefined && n >= 1 && n <= 1_000_000 ? n : undefined;
+});
+
+export const ringBytes = value('the ring size is a power of two from 4096 to 1073741824 bytes.', (t) => {
+  const n = Number(t);
+  return Number.isInteger(n) && n >= 4096 && (n & (n - 1)) === 0 && n <= 2 ** 30 ? n : undefined;
+});
+
+export const kind = value(`kinds are ${EVENT_KINDS.join(', ')}.`, (t) =>
+  (EVENT_KINDS as readonly string[]).includes(t) ? (t as EventKind) : undefined,
+);
+
+/**
+ * --since: an ISO 8601 time, or a duration back from now (90s, 5m, 2h, 1d),
+ * as journalctl and kubectl take it. Milliseconds since the epoch.
+ */
+export function sinceTime(text: string, now = Date.now()): number | undefined {
+  const rel = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text);
+  if (rel) {
+    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+    return now - Number(rel[1]) * unit;
+  }
+  const t = Date.parse(text);
+  return /^\d{4}-\d\d-\d\d/.test(text) && Number.isFinite(t) ? t : undefined;
+}
+
+export const since = value('give a time like 2026-11-28T06:50:00Z or a duration back from now like 30s, 5m, 2h.', (t) => sinceTime(t));
+
+export const window = value('the window is 1, 10 or 60 seconds.', (t) => {
+  const n = Number(t.replace(/s$/, ''));
+  return (WINDOWS as readonly number[]).includes(n) ? (n as WindowSec) : undefined;
+});
+
+export const speed = value('the speed is a number from 0.1 to 1000 (like 2 or 10x).', (t) => {
+  const n = Number(t.replace(/x$/, ''));
+  return Number.isFinite(n) && n > 0 && n <= 1000 ? n : undefined;
+});
+
+/** One --connect of top: agent addresses, comma-separated. */
+export const agentList = value('give one or more agent addresses: unix:/PATH or tcp://HOST:PORT, comma-separated.', (t) => {
+  const list = t
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
+  return list.length ? list : undefined;
+});
+
+/** A flag given any number of times; none gives an empty list. */
+export function repeated<T extends z.ZodType>(one: T) {
+  return z.array(one).default([]);
+}
