@@ -1,10 +1,4 @@
-/** Names for the numbers the kernel side records. */
-import { kindOfCode, type EventKind } from '../signals/kinds.js';
-
-/** The kind of a ring record's code; undefined for one this build does not know. */
-export function kindName(code: number): EventKind | undefined {
-  return kindOfCode(code)?.name;
-}
+/** Names for the numbers the kernel side records (kind codes are named by the signal table, src/signals/kinds.ts). */
 
 /*
  * include/net/tcp_states.h. These numbers are user-visible (ss, inet_diag)
