@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# Boots one cached Debian kernel under qemu with the host root shared
-# read-only and the project read-write, runs COMMAND there, streams its
-# output, and exits with its exit code (125 when the guest died or timed out).
-# Usage: vm/run.sh [--timeout SECONDS] ID -- COMMAND...
+# Boots the cached Debian kernel of one series (vm/fetch.sh) under qemu with
+# the host root shared read-only and the project read-write, runs COMMAND
+# there, streams its output, and exits with its exit code (125 when the guest
+# died or timed out). First prints, on stderr, a WSTRACE_VM_KERNEL line naming
+# the exact packages and release booted.
+# Usage: vm/run.sh [--timeout SECONDS] SERIES -- COMMAND...
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 project="$(cd "$here/.." && pwd)"
 cache="${WSTRACE_VM_CACHE:-$project/.cache/vm}"
 timeout=300
 if [ "${1:-}" = "--timeout" ]; then timeout=$2; shift 2; fi
-id=${1:?usage: vm/run.sh [--timeout SECONDS] ID -- COMMAND...}
+id=${1:?usage: vm/run.sh [--timeout SECONDS] SERIES -- COMMAND...}
 shift
 [ "${1:-}" = "--" ] && shift
 [ $# -gt 0 ] || { echo "vm/run: no command given" >&2; exit 2; }
-[ -f "$cache/$id/ready" ] || "$here/fetch.sh" "$id"
-dir="$cache/$id"
+# Only a series never fetched is fetched here: checking for a newer kernel is
+# vm/fetch.sh's job, so that a run works offline with what is cached.
+[ -f "$cache/$id/current/ready" ] || "$here/fetch.sh" "$id"
+# Resolved once: a vm/fetch.sh moving "current" meanwhile cannot mix two kernels.
+dir="$cache/$id/$(readlink "$cache/$id/current")"
+printf 'WSTRACE_VM_KERNEL %s\n' "$(cat "$dir/kernel.json")" >&2
 
 # Software emulation unless KVM is really usable (CPU flags and /dev/kvm).
 accel=(-accel tcg,thread=multi -cpu max)

@@ -6,9 +6,18 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
-/** Kernel ids from vm/kernels.json, oldest first. */
+/** Kernel series from vm/kernels.json ("5.10", "7.x", ...), oldest first. */
 export function kernelIds(): string[] {
   return Object.keys(JSON.parse(readFileSync(join(HERE, 'kernels.json'), 'utf8')) as Record<string, unknown>);
+}
+
+/** The exact kernel a series resolved to when vm/fetch.sh last fetched it. */
+export interface VmKernel {
+  readonly series: string;
+  /** What `uname -r` should say in the guest. */
+  readonly release: string;
+  /** The Debian packages it came from, the image first. */
+  readonly packages: readonly { readonly name: string; readonly version: string }[];
 }
 
 export interface VmResult {
@@ -16,7 +25,11 @@ export interface VmResult {
   readonly exitCode: number;
   /** Everything the guest printed, line-buffered. */
   readonly output: string;
+  /** The kernel booted; undefined when vm/run.sh stopped before booting one. */
+  readonly kernel?: VmKernel;
 }
+
+const KERNEL_LINE = /^WSTRACE_VM_KERNEL (.*)$/m;
 
 export function runInVm(id: string, command: string[], opts: { timeoutSec?: number } = {}): Promise<VmResult> {
   return new Promise((resolve, reject) => {
@@ -27,6 +40,9 @@ export function runInVm(id: string, command: string[], opts: { timeoutSec?: numb
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ exitCode: code ?? 125, output }));
+    child.on('close', (code) => {
+      const line = KERNEL_LINE.exec(output)?.[1];
+      resolve({ exitCode: code ?? 125, output, ...(line ? { kernel: JSON.parse(line) as VmKernel } : {}) });
+    });
   });
 }
