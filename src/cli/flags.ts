@@ -34,26 +34,26 @@ export interface Flag {
   /** Where the value goes in the options object. */
   readonly path: readonly string[];
   readonly meta: FlagMeta;
-  readonly schema: z.ZodType;
   readonly switch: boolean;
   readonly repeatable: boolean;
   readonly required: boolean;
+  /** The schema's default, for help to show. */
   readonly fallback?: unknown;
   readonly choices?: readonly string[];
 }
 
+/** The parts of zod's schema definition (its documented `_zod.def`) that say what a flag takes. */
 type Def = {
   type: string;
   innerType?: z.ZodType;
   in?: z.ZodType;
   defaultValue?: unknown;
   entries?: Record<string, string>;
-  shape?: Record<string, z.ZodType>;
 };
 const defOf = (s: z.ZodType) => s._zod.def as unknown as Def;
 
 /** The type a user's text meets first, under optional/default wrappers and transforms. */
-function describe(schema: z.ZodType): Pick<Flag, 'switch' | 'repeatable' | 'required' | 'fallback' | 'choices'> {
+function kindOf(schema: z.ZodType): Pick<Flag, 'switch' | 'repeatable' | 'required' | 'fallback' | 'choices'> {
   let s = schema;
   let optional = false;
   let fallback: unknown;
@@ -82,7 +82,7 @@ export function flagsOf(schema: z.ZodObject, path: readonly string[] = []): Flag
   const out: Flag[] = [];
   for (const [key, field] of Object.entries(schema.shape as Record<string, z.ZodType>)) {
     const meta = registry.get(field);
-    if (meta) out.push({ path: [...path, key], meta, schema: field, ...describe(field) });
+    if (meta) out.push({ path: [...path, key], meta, ...kindOf(field) });
     else if (defOf(field).type === 'object') out.push(...flagsOf(field as z.ZodObject, [...path, key]));
     else throw new Error(`option ${[...path, key].join('.')} has no flag: declare it with flag()`);
   }
@@ -110,7 +110,7 @@ interface Registered {
 }
 const registered = new WeakMap<Command, Registered>();
 
-export function addFlags(cmd: Command, schema: z.ZodObject): void {
+function addFlags(cmd: Command, schema: z.ZodObject): void {
   const flags = flagsOf(schema).map((flag) => ({ flag, option: commanderOption(flag) }));
   for (const { option } of flags) cmd.addOption(option);
   registered.set(cmd, { schema, flags });
@@ -134,7 +134,7 @@ function at(root: Record<string, unknown>, path: readonly PropertyKey[]): unknow
  */
 export function optionsOf<S extends z.ZodObject>(cmd: Command, schema: S): z.infer<S> {
   const reg = registered.get(cmd);
-  if (reg?.schema !== schema) throw new Error(`${cmd.name()}: these options were not added with addFlags`);
+  if (reg?.schema !== schema) throw new Error(`${cmd.name()}: these options were not added with addCommand`);
   const raw: Record<string, unknown> = {};
   for (const { flag, option } of reg.flags) {
     let group = raw;
