@@ -1,11 +1,22 @@
 /** `wstrace watch` as a user runs it: the built command, real traffic, its stdout and stderr. */
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeKernel, ROOT, TestNetns } from './helpers/kernel.js';
+import { CLI, spawnCli, type CliProcess } from './helpers/cli.js';
+import { describeKernel, heldProgramIds, loadedPrograms, ROOT, TestNetns, waitProgramsGone } from './helpers/kernel.js';
+import { until } from './helpers/until.js';
 
-const CLI = join(ROOT, 'bin/wstrace.js');
+/**
+ * The BPF programs a running watch holds, once it says it is live; checked to
+ * be wstrace's own (names start with wst_), so "gone" later means something.
+ */
+async function liveWatchPrograms(w: CliProcess): Promise<number[]> {
+  await w.waitStderr('live:');
+  const ids = heldProgramIds(w.pid);
+  expect(ids.length).toBeGreaterThan(0);
+  const loaded = loadedPrograms();
+  expect(ids.map((id) => loaded.get(id)).filter((name) => !name?.startsWith('wst_'))).toEqual([]);
+  return ids;
+}
 
 describeKernel('wstrace watch --json', () => {
   let ns: TestNetns;
@@ -15,26 +26,17 @@ describeKernel('wstrace watch --json', () => {
   afterAll(() => ns?.destroy());
 
   it('prints one JSON object per event with the contract fields, and hooks on stderr', async () => {
-    const child = spawn(
-      process.execPath,
-      [CLI, 'watch', '--json', '--duration', '60', '--netns', ns.name, '--port', '7301', '--port', '7302'],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const w = spawnCli(['watch', '--json', '--duration', '60', '--netns', ns.name, '--port', '7301', '--port', '7302']);
     // Wait for the start line: the hooks are attached by then.
-    while (!stderr.includes('live:')) await once(child.stderr, 'data');
+    await w.waitStderr('live:');
     await ns.traffic('closed-port', 3, 7301);
     await ns.traffic('timewait', 2, 7302);
     await ns.traffic('closed-port', 2, 7399); // filtered out by --port
     // Stopped by the user once the traffic is done (a busy machine can be slow: no fixed duration).
-    child.kill('SIGINT');
-    const [code] = (await once(child, 'exit')) as [number];
-    expect(code).toBe(0);
+    w.child.kill('SIGINT');
+    expect(await w.closed).toBe(0);
 
-    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = w.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const sent = lines.filter((l) => l.kind === 'reset_sent');
     expect(sent).toHaveLength(3);
     expect(sent[0]).toMatchObject({
@@ -50,28 +52,39 @@ describeKernel('wstrace watch --json', () => {
     expect(Math.abs(Date.parse(String(sent[0]!.time)) - Date.now())).toBeLessThan(60_000);
     expect(lines.filter((l) => l.kind === 'timewait' && l.rport === 7302)).toHaveLength(2);
     expect(lines.some((l) => l.lport === 7399 || l.rport === 7399)).toBe(false);
-    expect(stderr).toMatch(/live: .*reset_sent \(raw_tp tcp_send_reset\)/);
-    expect(stderr).toMatch(/3 resets sent/);
-    expect(stderr).toMatch(/0 lost in the kernel ring/);
+    const err = w.stderr();
+    expect(err).toMatch(/live: .*reset_sent \(raw_tp tcp_send_reset\)/);
+    expect(err).toMatch(/3 resets sent/);
+    expect(err).toMatch(/0 lost in the kernel ring/);
   });
 
-  it('--duration stops it by itself, exit 0', async () => {
-    const r = spawnSync(process.execPath, [CLI, 'watch', '--json', '--duration', '1', '--netns', ns.name], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
-    expect(r.status).toBe(0);
-    expect(r.stderr).toMatch(/0 events printed/);
+  it('--duration stops it by itself, exit 0, and detaches', async () => {
+    const w = spawnCli(['watch', '--json', '--duration', '1', '--netns', ns.name]);
+    const ids = await liveWatchPrograms(w);
+    expect(await w.closed).toBe(0);
+    expect(w.stderr()).toMatch(/0 events printed/);
+    expect(await waitProgramsGone(ids)).toEqual([]);
   });
 
   it('stops on SIGINT with exit 0 and detaches', async () => {
-    const child = spawn(process.execPath, [CLI, 'watch', '--netns', ns.name], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    while (!stderr.includes('live:')) await once(child.stderr, 'data');
+    const w = spawnCli(['watch', '--netns', ns.name]);
+    const ids = await liveWatchPrograms(w);
     await ns.traffic('closed-port', 1, 7303);
-    await new Promise((r) => setTimeout(r, 300));
-    child.kill('SIGINT');
-    const [code] = (await once(child, 'exit')) as [number];
-    expect(code).toBe(0);
-    expect(stderr).toMatch(/1 resets sent/);
+    await until(() => w.stdout(), { what: 'the reset printed', accept: (out) => out.includes(':7303') });
+    w.child.kill('SIGINT');
+    expect(await w.closed).toBe(0);
+    expect(w.stderr()).toMatch(/1 resets sent/);
+    expect(await waitProgramsGone(ids)).toEqual([]);
+  });
+
+  it('stops when its reader goes away (| head) and detaches', async () => {
+    const w = spawnCli(['watch', '--json', '--netns', ns.name]);
+    const ids = await liveWatchPrograms(w);
+    w.child.stdout!.destroy(); // the reader is gone: the next write fails with EPIPE
+    await ns.traffic('closed-port', 3, 7304);
+    expect(await w.closed).toBe(0);
+    expect(w.stderr()).toMatch(/3 resets sent/);
+    expect(await waitProgramsGone(ids)).toEqual([]);
   });
 });
 

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { onTestFinished } from 'vitest';
 import { ROOT } from './kernel.js';
 import { until } from './until.js';
 
@@ -23,6 +24,7 @@ export interface CliProcess {
   exitStatus(): number | NodeJS.Signals | undefined;
 }
 
+/** Starts the command; called inside a test, which kills it at its end if it still runs. */
 export function spawnCli(args: string[], opts: { stdout?: 'pipe' | 'ignore' } = {}): CliProcess {
   const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', opts.stdout ?? 'pipe', 'pipe'] });
   let out = '';
@@ -33,6 +35,12 @@ export function spawnCli(args: string[], opts: { stdout?: 'pipe' | 'ignore' } = 
   const closed = new Promise<number | NodeJS.Signals>((resolve) =>
     child.once('close', (code, signal) => resolve((status = code ?? signal ?? -1))),
   );
+  // A test that fails half-way must not leave a tracer running: killed when the test ends, unless gone already.
+  onTestFinished(async () => {
+    if (status !== undefined) return;
+    child.kill('SIGKILL');
+    await closed;
+  });
   const seen = (text: string | RegExp) => (typeof text === 'string' ? err.includes(text) : text.test(err));
   return {
     child,
