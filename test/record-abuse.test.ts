@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { RecordEntry } from '../src/generated/wstrace/v1/record.js';
 import { EventKind, GetInfoResponse, SnapshotResponse, Totals, type Event } from '../src/generated/wstrace/v1/tracer.js';
 import { frame, parseRecording, PREAMBLE } from '../src/record/format.js';
@@ -140,7 +140,7 @@ describe('reading recordings larger than memory', () => {
     const file = join(dir, 'sparse.wsr');
     const start = Buffer.concat([PREAMBLE, frame(header()), frame(snapshot(0, 0)), frame(batch(1)), frame(batch(1)), frame(snapshot(1, 128))]);
     writeFileSync(file, start);
-    const holeEnd = 2.1 * 2 ** 30;
+    const holeEnd = Math.floor(2.1 * 2 ** 30);
     truncateSync(file, holeEnd); // sparse: no disk used for the zeros
     const end = Buffer.concat([frame(batch(2)), frame(batch(2)), frame(snapshot(2, 256))]);
     const fd = openSync(file, 'r+');
@@ -171,6 +171,40 @@ describe('reading recordings larger than memory', () => {
     }
     rmSync(file);
   }, 120_000);
+});
+
+describe('replay reads back only what its clock reaches', () => {
+  it('the stream gives each second its batches as the clock passes it, and again after a jump back', async () => {
+    const file = join(dir, 'play.wsr');
+    writeSynthetic(file, 3, 4);
+    let realNow = 0;
+    const source = new ReplaySource(await indexRecording(file), 1, () => realNow);
+    const stream = source.watch({});
+    const messages = stream[Symbol.asyncIterator]();
+    const next = async () => {
+      const m = (await messages.next()).value as Any;
+      return m.response.$case === 'batch' ? `batch of ${m.response.value.events.length} from second ${(m.response.value.events[0].timeUnixMicros - T0) / 1e6}` : m.response.$case;
+    };
+    try {
+      expect(await next()).toBe('status');
+      const pending = next(); // the stream takes the clock as it opens: what is before is the past
+      realNow += 1500; // into second 1
+      const first = [await pending, await next(), await next(), await next()];
+      expect(first).toEqual(Array(4).fill('batch of 64 from second 1'));
+      realNow += 1000; // into second 2
+      expect(await next()).toBe('batch of 64 from second 2');
+      for (let i = 0; i < 3; i++) await next();
+      source.clock.jump(at(1) / 1000, true); // back to the start of second 1, paused
+      source.clock.togglePause();
+      realNow += 500;
+      expect(await next()).toBe('batch of 64 from second 1');
+      source.clock.jump(at(2) / 1000 + 1, true);
+      expect((await source.snapshot()).totals?.resetsSent).toBe(2 * 4 * PER_BATCH);
+    } finally {
+      stream.cancel();
+      source.close();
+    }
+  });
 });
 
 describe('damaged records and headers: report, export and replay read what can be read and say what could not', () => {
@@ -300,6 +334,7 @@ describeKernel('a disk that fills while recording', () => {
 
   it('the writer stops on ENOSPC, keeps whole records, and says what it kept', async () => {
     const file = join(mnt, 'w.wsr');
+    onTestFinished(() => rmSync(file, { force: true })); // the next test needs the space
     const w = new RecordingWriter(file, { startOfPart: () => [header(), snapshot(0, 0)] });
     let n = 0;
     while (w.write(batch(1))) expect(++n).toBeLessThan(1000);
@@ -313,7 +348,6 @@ describeKernel('a disk that fills while recording', () => {
     expect(r).toMatchObject({ skipped: 0, truncated: false });
     expect(r.entries).toHaveLength(Number(m![4]));
     expect(r.entries).toHaveLength(2 + n);
-    rmSync(file);
   });
 
   it('`wstrace record` on a disk that fills exits 1 with one sentence saying what it kept, instead of hanging', async () => {

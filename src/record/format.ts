@@ -201,8 +201,8 @@ function cannotRead(path: string, err: unknown): UserError {
 /** Reads every whole, intact record of a recording held in memory. Throws one sentence for one that is not a recording. */
 export function parseRecording(buf: Buffer, name = 'the file'): ReadResult {
   if (buf.length < PREAMBLE.length || !buf.subarray(0, PREAMBLE.length).equals(PREAMBLE)) throw notRecording(name);
-  const s = new Scanner(0);
-  s.push(buf);
+  const s = new Scanner(PREAMBLE.length);
+  s.push(buf.subarray(PREAMBLE.length));
   s.end();
   const entries: RecordEntry[] = [];
   for (let r = s.next(); r !== END; r = s.next()) if (r !== MORE) entries.push(r.entry);

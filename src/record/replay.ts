@@ -14,6 +14,8 @@ export class ReplayClock {
   private baseReal: number;
   private baseVirtual: number;
   private pausedAt: number | undefined;
+  /** Where the latest jump landed: a stream that had gone past it replays from there. */
+  landedAt: number;
 
   constructor(
     readonly startMs: number,
@@ -23,6 +25,7 @@ export class ReplayClock {
   ) {
     this.baseReal = realNow();
     this.baseVirtual = startMs;
+    this.landedAt = startMs;
   }
 
   /** Virtual now, in ms since the epoch, within the recording. */
@@ -45,6 +48,7 @@ export class ReplayClock {
     const t = Math.max(this.startMs, Math.min(this.endMs, toMs));
     this.baseReal = this.realNow();
     this.baseVirtual = t;
+    this.landedAt = t;
     this.pausedAt = keepPaused ? t : undefined;
   }
 
@@ -107,10 +111,13 @@ export class ReplaySource implements EventSource {
       yield { response: { $case: 'status', value: { message: 'replaying a recording', ringEvents: 0, end: false } } };
       // What is at or before the clock when the stream opens is the past: see prime().
       let last = this.clock.now();
+      let landed = this.clock.landedAt;
       while (!cancelled && !this.closed) {
         const now = this.clock.now();
-        const back = now < last; // jumped back: replay from the moment itself
-        for (const e of this.records.between(back ? now : last, now, back)) {
+        // Jumped back: replay from where the jump landed, that moment included.
+        const back = this.clock.landedAt !== landed && this.clock.landedAt < last;
+        landed = this.clock.landedAt;
+        for (const e of this.records.between(back ? landed : last, now, back)) {
           if (cancelled || this.closed) return;
           if (e.entry?.$case === 'watch') yield e.entry.value;
         }
