@@ -138,8 +138,7 @@ export class CaptureManager {
   private ring: ChildProcess | undefined;
   private ringPrune: NodeJS.Timeout | undefined;
   private seq = 0;
-  /** Refusals not kept as records (older than the last REFUSED_KEPT, or a rule repeating itself). */
-  refusedUnkept = 0;
+  private refusedUnkept = 0;
 
   constructor(private readonly opts: ManagerOptions = {}) {
     this.dir = opts.dir ?? DEFAULT_CAPTURE_DIR;
@@ -165,6 +164,11 @@ export class CaptureManager {
   onChange(fn: (r: CaptureRecord) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
+  }
+
+  /** Refusals not kept as records: older than the last REFUSED_KEPT, or a rule repeating itself in its cooldown. */
+  get refusalsNotKept(): number {
+    return this.refusedUnkept;
   }
 
   list(): CaptureRecord[] {
