@@ -5,8 +5,9 @@ import { z } from 'zod';
 import { kindToProto, UnknownKinds } from '../protocol/convert.js';
 import type { RecordEntry } from '../generated/wstrace/v1/record.js';
 import type { EventFilter, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
-import { readRecording, RecordingWriter } from '../record/format.js';
-import { buildReport, renderReport } from '../record/report.js';
+import { describeDamage, openRecording } from '../record/format.js';
+import { readReport, renderReport } from '../record/report.js';
+import { RecordingWriter } from '../record/writer.js';
 import { VERSION } from '../agent/version.js';
 import { toJsonEvent } from './format.js';
 import { openSource } from './source.js';
@@ -56,7 +57,7 @@ export async function runRecord(opts: RecordOptions, err: Writable): Promise<num
     const snapEntry = (s: SnapshotResponse): RecordEntry => ({ timeUnixMicros: now(), entry: { $case: 'snapshot', value: s } });
     writer = new RecordingWriter(opts.out, {
       ...(opts.maxSize ? { maxSize: opts.maxSize } : {}),
-      ...(opts.rotate ? { rotate: opts.rotate } : {}),
+      ...(opts.rotate !== undefined ? { rotate: opts.rotate } : {}),
       startOfPart: (part) => [header(part), snapEntry(latest)],
     });
     const w = writer;
@@ -104,11 +105,13 @@ export async function runRecord(opts: RecordOptions, err: Writable): Promise<num
     let timer: NodeJS.Timeout | undefined;
     if (opts.durationSec !== undefined) timer = setTimeout(() => void stop(), opts.durationSec * 1000);
     void (opts.stopped ?? signalStop()).then(stop);
+    // A full disk stops the writer: stop the stream and the snapshot timer too, or nothing ends.
+    void w.failed.then(stop);
 
     const handle = (msg: import('../generated/wstrace/v1/tracer.js').WatchResponse): boolean => {
       if (stopping && msg.response?.$case !== 'batch') return true;
       if (!w.write({ timeUnixMicros: now(), entry: { $case: 'watch', value: msg } })) {
-        err.write(`wstrace: ${opts.out} reached --max-size; recording stopped (use --rotate N to keep going)\n`);
+        if (!w.failure) err.write(`wstrace: ${opts.out} reached --max-size; recording stopped (use --rotate N to keep going)\n`);
         void stop();
         return false;
       }
@@ -134,6 +137,10 @@ export async function runRecord(opts: RecordOptions, err: Writable): Promise<num
     }
     if (timer) clearTimeout(timer);
     await stop();
+    if (w.failure) {
+      err.write(`wstrace: ${w.failure.message}\n`);
+      return 1;
+    }
     err.write(`wstrace: recorded ${events} events and ${snapshots} snapshots into ${opts.out} (${w.bytes} bytes, part ${w.partNumber})\n`);
     return 0;
   } finally {
@@ -142,27 +149,30 @@ export async function runRecord(opts: RecordOptions, err: Writable): Promise<num
   }
 }
 
-export function runReport(file: string, json: boolean, out: Writable): number {
-  const report = buildReport(readRecording(file));
+export async function runReport(file: string, json: boolean, out: Writable): Promise<number> {
+  const report = await readReport(file);
   out.write(json ? `${JSON.stringify(report)}\n` : renderReport(report));
   return 0;
 }
 
-export function runExport(file: string, out: Writable, err: Writable = process.stderr): number {
-  const rec = readRecording(file);
+/** Streams: a recording larger than memory exports with memory to spare, at the pace the reader of stdout takes. */
+export async function runExport(file: string, out: Writable, err: Writable = process.stderr): Promise<number> {
+  const rec = await openRecording(file);
   const unknown = new UnknownKinds();
   let chunk = '';
-  for (const e of rec.entries) {
+  let header = false;
+  const flush = async () => {
+    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+    chunk = '';
+  };
+  for await (const e of rec) {
+    if (e.entry?.$case === 'header') header = true;
     if (e.entry?.$case !== 'watch' || e.entry.value.response?.$case !== 'batch') continue;
     for (const ev of unknown.convert(e.entry.value.response.value.events)) chunk += `${JSON.stringify(toJsonEvent(ev))}\n`;
-    if (chunk.length > 1 << 20) {
-      out.write(chunk);
-      chunk = '';
-    }
+    if (chunk.length > 1 << 20) await flush();
   }
-  out.write(chunk);
-  const note = unknown.message();
-  if (note) err.write(`wstrace: ${note}\n`);
+  await flush();
+  for (const note of [unknown.message(), describeDamage(file, rec.damage, !header)]) if (note) err.write(`wstrace: ${note}\n`);
   return 0;
 }
 
