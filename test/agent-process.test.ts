@@ -2,49 +2,26 @@
  * `wstrace agent` as its own process, as a service runs it: clients that read
  * slowly, SIGTERM, TLS, and the CLI clients `watch --connect` and `info`.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgent } from '../src/agent/agent.js';
-import { collect, eventsOf, grpc, stuckWatch, tracerClient, unary, type WireMessage } from './helpers/grpc.js';
+import { CLI, spawnCli, type CliProcess } from './helpers/cli.js';
+import { collect, eventsOf, following, grpc, stuckWatch, tracerClient, unary, type WireMessage } from './helpers/grpc.js';
 import { LostReason, WatchRequest, WatchResponse } from '../src/generated/wstrace/v1/tracer.js';
-import { delta, describeKernel, ROOT, TestNetns, waitProgramsGone } from './helpers/kernel.js';
+import { delta, describeKernel, heldProgramIds, ROOT, TestNetns, waitProgramsGone } from './helpers/kernel.js';
+import { until } from './helpers/until.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
-const CLI = join(ROOT, 'bin/wstrace.js');
 
 /** Starts `wstrace agent` and resolves once it says it is listening. */
-async function spawnAgent(args: string[]): Promise<{ child: ChildProcess; stderr: () => string }> {
-  const child = spawn(process.execPath, [CLI, 'agent', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const deadline = Date.now() + 15_000;
-  while (!err.includes('listening on')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`agent did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { child, stderr: () => err };
-}
-
-/** Program IDs a process holds, from its fdinfo: what bpftool would list for it. */
-function heldProgramIds(pid: number): number[] {
-  const ids: number[] = [];
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    let link = '';
-    try {
-      link = readlinkSync(`/proc/${pid}/fd/${fd}`);
-    } catch {
-      continue;
-    }
-    if (link !== 'anon_inode:bpf-prog') continue;
-    const m = /^prog_id:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-    if (m) ids.push(Number(m[1]));
-  }
-  return ids;
+async function spawnAgent(args: string[]): Promise<CliProcess> {
+  const agent = spawnCli(['agent', ...args], { stdout: 'ignore' });
+  await agent.waitStderr('listening on');
+  return agent;
 }
 
 function peakRssMb(pid: number): number {
@@ -66,7 +43,7 @@ describeKernel('agent process', () => {
 
   it('a client that never reads is cut down to lost notices; the other gets every event; RSS stays bounded', async () => {
     const sock = join(dir, 'slow.sock');
-    const { child } = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path, '--subscriber-queue', '5000']);
+    const agent = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path, '--subscriber-queue', '5000']);
     const fast = tracerClient(`unix://${sock}`);
     const stuck = await stuckWatch(sock, WatchRequest.encode({ allow: [], deny: [], last: 0, sinceUnixMicros: 0, follow: true }).finish());
     try {
@@ -79,7 +56,9 @@ describeKernel('agent process', () => {
         if (m.response === 'lost') fastLost.push(m);
       });
       fastCall.on('error', () => {});
-      await new Promise((r) => setTimeout(r, 300));
+      // Both subscribers registered before any traffic: the agent has answered each.
+      await following(fastCall);
+      await stuck.answered;
 
       // Paced so a reading client keeps up (about 20k events/s); the one that
       // reads nothing falls behind by far more than its queue.
@@ -89,19 +68,17 @@ describeKernel('agent process', () => {
       const made = s1.totals.resetsSent - s0.totals.resetsSent + (s1.totals.resetsReceived - s0.totals.resetsReceived);
       expect(made).toBe(2 * N);
       expect(s1.totals.lostKernelRing).toBe(0);
-      const deadline = Date.now() + 15_000;
-      while (fastEvents < made && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await until(() => fastEvents, { what: `the reading client to get all ${made} events`, accept: (n) => n >= made });
       expect(fastEvents).toBe(made);
       expect(fastLost).toEqual([]);
-      expect(peakRssMb(child.pid!)).toBeLessThan(200);
+      expect(peakRssMb(agent.pid)).toBeLessThan(200);
 
       // Now read the stuck stream: what it missed arrives as counted notices.
       stuck.resume();
       const decoded = () => stuck.messages.map((m) => WatchResponse.decode(m).response);
       const count = () =>
         decoded().reduce((a, r) => a + (r?.$case === 'batch' ? r.value.events.length : r?.$case === 'lost' ? r.value.count : 0), 0);
-      const d2 = Date.now() + 15_000;
-      while (count() < made && Date.now() < d2) await new Promise((r) => setTimeout(r, 50));
+      await until(count, { what: `events plus lost counts on the stuck stream to reach ${made}`, accept: (n) => n >= made });
       const lost = decoded().filter((r) => r?.$case === 'lost');
       expect(lost.length).toBeGreaterThan(0);
       expect(lost.every((r) => r?.$case === 'lost' && r.value.reason === LostReason.LOST_REASON_SUBSCRIBER_TOO_SLOW)).toBe(true);
@@ -110,59 +87,52 @@ describeKernel('agent process', () => {
     } finally {
       fast.close();
       stuck.close();
-      child.kill('SIGKILL');
+      agent.child.kill('SIGKILL');
     }
   });
 
   it('SIGTERM ends streams with a status, detaches BPF, removes the socket, exits 0', async () => {
     const sock = join(dir, 'term.sock');
-    const { child, stderr } = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path]);
-    const ids = heldProgramIds(child.pid!);
+    const agent = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path]);
+    const ids = heldProgramIds(agent.pid);
     expect(ids.length).toBe(5);
     const client = tracerClient(`unix://${sock}`);
-    const msgs = collect(client.watch({ follow: true }), (m) => m.some((x) => x.status?.end), 10_000);
-    await new Promise((r) => setTimeout(r, 200));
-    child.kill('SIGTERM');
-    const [code] = (await once(child, 'exit')) as [number];
+    const call = client.watch({ follow: true });
+    const msgs = collect(call, (m) => m.some((x) => x.status?.end), 20_000);
+    await following(call);
+    agent.child.kill('SIGTERM');
+    const code = await agent.closed;
     const got = await msgs;
     client.close();
     expect(code).toBe(0);
     expect(got.at(-1)).toMatchObject({ response: 'status', status: { message: 'agent shutting down', end: true } });
     expect(existsSync(sock)).toBe(false);
     expect(await waitProgramsGone(ids)).toEqual([]);
-    expect(stderr()).toMatch(/stopping/);
+    expect(agent.stderr()).toMatch(/stopping/);
   });
 
   it('watch --connect and info --json are clients of a running agent', async () => {
     const sock = join(dir, 'cli.sock');
-    const { child } = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path]);
+    const agent = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path]);
     try {
       const info = JSON.parse(
         execFileSync(process.execPath, [CLI, 'info', '--json', '--connect', `unix:${sock}`], { encoding: 'utf8' }),
       ) as Any;
       expect(info.netns).toBe(ns.path);
-      expect(info.pid).toBe(child.pid);
-      const w = spawn(process.execPath, [CLI, 'watch', '--json', '--connect', `unix:${sock}`, '--port', '7502', '--kind', 'reset_sent'], {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      let err = '';
-      w.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      w.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      while (!err.includes('live:')) await once(w.stderr, 'data');
+      expect(info.pid).toBe(agent.pid);
+      const w = spawnCli(['watch', '--json', '--connect', `unix:${sock}`, '--port', '7502', '--kind', 'reset_sent']);
+      await w.waitStderr('live:');
       await ns.traffic('closed-port', 3, 7502);
-      await new Promise((r) => setTimeout(r, 500));
-      w.kill('SIGINT');
-      const [code] = (await once(w, 'exit')) as [number];
-      expect(code).toBe(0);
-      const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Any);
+      await until(() => w.stdout(), { what: 'three JSON lines from watch', accept: (out) => out.split('\n').length > 3 });
+      w.child.kill('SIGINT');
+      expect(await w.closed).toBe(0);
+      const lines = w.stdout().trim().split('\n').map((l) => JSON.parse(l) as Any);
       expect(lines).toHaveLength(3);
       expect(lines.every((l) => l.kind === 'reset_sent' && l.lport === 7502)).toBe(true);
-      expect(err).toMatch(/via unix:/);
+      expect(w.stderr()).toMatch(/via unix:/);
     } finally {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
+      agent.child.kill('SIGTERM');
+      await agent.closed;
     }
   });
 
@@ -182,8 +152,9 @@ describeKernel('agent process', () => {
         grpc.credentials.createSsl(ca, readFileSync(join(pki, 'client.key')), readFileSync(join(pki, 'client.crt'))),
       );
       const k0 = ns.nstat();
-      const got = collect(good.watch({ follow: true, allow: [{ ports: [7503], kinds: ['EVENT_KIND_RESET_SENT'] }] }), (m) => eventsOf(m).length >= 2);
-      await new Promise((r) => setTimeout(r, 200));
+      const call = good.watch({ follow: true, allow: [{ ports: [7503], kinds: ['EVENT_KIND_RESET_SENT'] }] });
+      const got = collect(call, (m) => eventsOf(m).length >= 2, 20_000);
+      await following(call);
       await ns.traffic('closed-port', 2, 7503);
       expect(eventsOf(await got)).toHaveLength(2);
       expect(delta(ns.nstat(), k0, 'TcpOutRsts')).toBe(2);

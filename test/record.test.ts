@@ -3,16 +3,17 @@
  * kernel's counters; a recorder killed mid-stream leaves a readable file;
  * the reader survives damage; rotation keeps disk bounded.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { promisify } from 'node:util';
 import { frame, parseRecording, PREAMBLE } from '../src/record/format.js';
+import { CLI, spawnCli } from './helpers/cli.js';
 import { delta, describeKernel, ROOT, TestNetns } from './helpers/kernel.js';
+import { until } from './helpers/until.js';
 
-const CLI = join(ROOT, 'bin/wstrace.js');
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
 
@@ -21,14 +22,15 @@ function cli(args: string[]): string {
 }
 
 async function startRecorder(args: string[]) {
-  const child = spawn(process.execPath, [CLI, 'record', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  while (!err.includes('recording into')) {
-    if (child.exitCode !== null) throw new Error(`recorder failed: ${err}`);
-    await once(child.stderr, 'data');
-  }
-  return { child, err: () => err };
+  const rec = spawnCli(['record', ...args], { stdout: 'ignore' });
+  await rec.waitStderr('recording into');
+  return rec;
+}
+
+/** `wstrace report --json` of what the recorder has written so far (it writes whole records, so a live file reads). */
+async function reportSoFar(file: string): Promise<Any> {
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'report', file, '--json'], { cwd: ROOT, encoding: 'utf8' });
+  return JSON.parse(stdout) as Any;
 }
 
 describeKernel('wstrace record / report / export', () => {
@@ -51,10 +53,14 @@ describeKernel('wstrace record / report / export', () => {
     await ns.traffic('closed-port', 40, 7811);
     await ns.traffic('timewait', 6, 7812);
     await ns.traffic('full-queue', 7813, 1, 5, 0.5);
-    await new Promise((r) => setTimeout(r, 1200)); // a snapshot after the last traffic
-    rec.child.kill('SIGINT');
-    const [code] = (await once(rec.child, 'exit')) as [number];
     const k1 = ns.nstat();
+    // Stop once the file holds a snapshot taken after the last traffic (the recorder takes one a second).
+    await until(() => reportSoFar(file), {
+      what: `a snapshot in ${file} with the ${delta(k1, k0, 'TcpOutRsts')} resets the kernel counted`,
+      accept: (r) => r.totals.resetsSent === delta(k1, k0, 'TcpOutRsts') && r.listeners.some((l: Any) => l.listener === '127.0.0.1:7813'),
+    });
+    rec.child.kill('SIGINT');
+    const code = await rec.closed;
     expect(code).toBe(0);
     const report = JSON.parse(cli(['report', file, '--json'])) as Any;
     expect(report.totals.resetsSent).toBe(delta(k1, k0, 'TcpOutRsts'));
@@ -76,9 +82,9 @@ describeKernel('wstrace record / report / export', () => {
     const file = join(dir, 'killed.wsr');
     const rec = await startRecorder(['-o', file, '--netns', ns.path]);
     await ns.traffic('closed-port', 25, 7814);
-    await new Promise((r) => setTimeout(r, 1500));
+    await until(() => reportSoFar(file), { what: `the 50 events in ${file}`, accept: (r) => r.events === 50 });
     rec.child.kill('SIGKILL');
-    await once(rec.child, 'exit');
+    expect(await rec.closed).toBe('SIGKILL');
     const report = JSON.parse(cli(['report', file, '--json'])) as Any;
     expect(report.events).toBe(50); // 25 sent + 25 received
     expect(report.snapshots).toBeGreaterThan(0);
@@ -88,7 +94,7 @@ describeKernel('wstrace record / report / export', () => {
     const file = join(dir, 'rot.wsr');
     const rec = await startRecorder(['-o', file, '--netns', ns.path, '--max-size', '100000', '--rotate', '2', '--duration', '5']);
     await ns.traffic('closed-port', 3000, 7815);
-    await once(rec.child, 'exit');
+    expect(await rec.closed).toBe(0); // --duration ended it
     expect(existsSync(`${file}.1`)).toBe(true);
     expect(existsSync(`${file}.2`)).toBe(true);
     expect(existsSync(`${file}.3`)).toBe(false);

@@ -3,21 +3,23 @@
  * agent's client also is) renders the same top screen, for the same moment,
  * as an aggregator that received the same stream live.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { render } from 'ink-testing-library';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Aggregator, type TopView } from '../src/aggregate/index.js';
+import type { EventSource } from '../src/client/connect.js';
 import { runFeed } from '../src/client/feed.js';
 import { readRecording } from '../src/record/format.js';
 import { ReplaySource } from '../src/record/replay.js';
 import { ColorContext } from '../src/ui/theme.js';
 import { TopScreen } from '../src/ui/TopScreen.js';
 import { INITIAL_UI } from '../src/ui/ui-state.js';
+import { spawnCli } from './helpers/cli.js';
 import { describeKernel, ROOT, TestNetns } from './helpers/kernel.js';
+import { until } from './helpers/until.js';
 
 function frame(view: TopView): string {
   const r = render(
@@ -45,17 +47,12 @@ describeKernel('wstrace replay', () => {
 
   it('renders the same screen for the same moment as the live stream did', async () => {
     const file = join(dir, 'r.wsr');
-    const rec = spawn(process.execPath, [join(ROOT, 'bin/wstrace.js'), 'record', '-o', file, '--netns', ns.path, '--duration', '5'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let err = '';
-    rec.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    while (!err.includes('recording into')) await once(rec.stderr, 'data');
+    const rec = spawnCli(['record', '-o', file, '--netns', ns.path, '--duration', '5'], { stdout: 'ignore' });
+    await rec.waitStderr('recording into');
     await ns.traffic('closed-port', 30, 7961);
     await ns.traffic('full-queue', 7962, 1, 5, 0.5);
     await ns.traffic('timewait', 4, 7963);
-    await once(rec, 'exit');
+    expect(await rec.closed, rec.stderr()).toBe(0); // --duration ended it
 
     const recording = readRecording(file);
     const entries = recording.entries;
@@ -82,9 +79,18 @@ describeKernel('wstrace replay', () => {
     replayed.addSource('replay');
     replayed.up('replay', await source.info());
     source.prime(T, 65_000, { watch: (m, t) => replayed.watch('replay', m, t), snapshot: (s, t) => replayed.snapshot('replay', s, t) });
+    // The same source, counting the feed's snapshot polls.
+    let polls = 0;
+    const counted: EventSource = {
+      info: () => source.info(),
+      snapshot: () => source.snapshot().finally(() => polls++),
+      watch: (req) => source.watch(req),
+      close: () => source.close(),
+    };
     const stop = new AbortController();
-    const feed = runFeed('replay', () => source, replayed, { signal: stop.signal, now: () => source.clock.now(), pollMs: 20 });
-    await new Promise((r) => setTimeout(r, 300));
+    const feed = runFeed('replay', () => counted, replayed, { signal: stop.signal, now: () => source.clock.now(), pollMs: 20 });
+    // Stop once the feed has delivered a snapshot poll and taken the next: the view at T is then what replay shows.
+    await until(() => polls, { what: 'two snapshot polls by the replay feed', accept: (n) => n >= 2 });
     stop.abort();
     source.close();
     await feed;
