@@ -18,6 +18,7 @@ import { exportOptions, recordOptions, reportOptions } from '../src/cli/record.j
 import { replayOptions } from '../src/cli/replay.js';
 import { topOptions } from '../src/cli/top.js';
 import { watchOptions } from '../src/cli/watch.js';
+import { DEFAULT_OLDER_PARTS, DEFAULT_PART_BYTES } from '../src/record/writer.js';
 import { CLI } from './helpers/cli.js';
 import { ROOT } from './helpers/kernel.js';
 
@@ -162,7 +163,9 @@ describe('a bad value is one sentence and a usage exit, before the command runs'
     const reason = (args: string[]) => parse(args).stderr.split('\n')[0];
     expect(reason(['watch', '--port', 'http'])).toBe("error: option '--port <n>' argument 'http' is invalid. a port is a number from 1 to 65535.");
     expect(reason(['watch', '--duration', '-3'])).toMatch(/give a positive number of seconds\.$/);
-    expect(reason(['record', '-o', 'f', '--max-size', '0'])).toMatch(/give a whole number from 1 to 1000000\.$/);
+    expect(reason(['agent', '--subscriber-queue', '0'])).toMatch(/give a whole number from 1 to 1000000\.$/);
+    expect(reason(['record', '-o', 'f', '--max-size', '0'])).toMatch(/give a whole number of bytes from 1 to 1099511627776\.$/);
+    expect(reason(['record', '-o', 'f', '--rotate', '1001'])).toMatch(/give a whole number of older parts from 0 to 1000\.$/);
     expect(reason(['agent', '--ring-bytes', '5000'])).toMatch(/the ring size is a power of two from 4096 to 1073741824 bytes\.$/);
     expect(reason(['watch', '--kind', 'syn'])).toMatch(/kinds are reset_sent, .*\.$/);
     expect(reason(['watch', '--since', 'yesterday'])).toMatch(/give a time like 2026-11-28T06:50:00Z or a duration back from now like 30s, 5m, 2h\.$/);
@@ -188,6 +191,7 @@ describe('the options a command runs with', () => {
     expect(options(['top'])).toEqual({ connect: [], tls: {}, ports: [], window: 10 });
     expect(options(['replay', 'f.wsr'])).toEqual({ speed: 1 });
     expect(options(['doctor'])).toEqual({ json: false, ports: [], tls: {} });
+    expect(options(['record', '-o', 'f.wsr'])).toMatchObject({ out: 'f.wsr', maxSize: DEFAULT_PART_BYTES, rotate: DEFAULT_OLDER_PARTS });
   });
 
   it('values: repeatable flags collect, typed flags parse, shared client flags land in tls', () => {
@@ -223,6 +227,7 @@ describe('the options a command runs with', () => {
     });
     expect(options(['capture', '--port', '443', '--direction', 'dst'])).toMatchObject({ port: 443, direction: 'dst' });
     expect(options(['replay', 'f.wsr', '--speed', '10x'])).toEqual({ speed: 10 });
+    expect(options(['record', '-o', 'f.wsr', '--max-size', '5000000000', '--rotate', '0'])).toMatchObject({ maxSize: 5e9, rotate: 0 });
   });
 });
 

@@ -7,20 +7,23 @@ import type { RecordEntry } from '../generated/wstrace/v1/record.js';
 import type { EventFilter, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
 import { describeDamage, openRecording } from '../record/format.js';
 import { readReport, renderReport } from '../record/report.js';
-import { RecordingWriter } from '../record/writer.js';
+import { DEFAULT_OLDER_PARTS, DEFAULT_PART_BYTES, RecordingWriter } from '../record/writer.js';
 import { VERSION } from '../agent/version.js';
 import { toJsonEvent } from './format.js';
 import { openSource } from './source.js';
 import { signalStop } from './signals.js';
 import { clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
-import { count, kind, port, repeated, seconds } from './values.js';
+import { kind, olderParts, partBytes, port, repeated, seconds } from './values.js';
 
 export const recordOptions = z.object({
   out: flag(z.string(), { flags: '-o, --out <file>', help: 'the recording file' }),
   durationSec: flag(seconds.optional(), { flags: '--duration <seconds>', help: 'stop after this many seconds' }),
-  maxSize: flag(count.optional(), { flags: '--max-size <bytes>', help: 'cap each file at this many bytes' }),
-  rotate: flag(count.optional(), { flags: '--rotate <n>', help: 'at the cap, keep going and keep n older parts (FILE.1 …)' }),
+  maxSize: flag(partBytes.default(DEFAULT_PART_BYTES), { flags: '--max-size <bytes>', help: 'cap each file at this many bytes' }),
+  rotate: flag(olderParts.default(DEFAULT_OLDER_PARTS), {
+    flags: '--rotate <n>',
+    help: 'at the cap, keep going and keep n older parts (FILE.1 …); 0 stops at the cap',
+  }),
   ports: flag(repeated(port), { flags: '--port <n>', help: 'only events on this local or remote port (repeatable)' }),
   kinds: flag(repeated(kind), { flags: '--kind <kind>', help: 'only this kind of event (repeatable)' }),
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only this network namespace' }),

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { WINDOWS, type WindowSec } from '../aggregate/index.js';
 import { isPort } from '../protocol/address.js';
+import { MAX_OLDER_PARTS, MAX_PART_BYTES } from '../record/writer.js';
 import { EVENT_KINDS, type EventKind } from '../signals/event.js';
 
 /** A value read by `read`, which returns undefined for text it does not accept. */
@@ -30,10 +31,20 @@ export const seconds = value('give a positive number of seconds.', (t) => {
   return Number.isFinite(n) && n > 0 ? n : undefined;
 });
 
-export const count = value('give a whole number from 1 to 1000000.', (t) => {
-  const n = whole(t);
-  return n !== undefined && n >= 1 && n <= 1_000_000 ? n : undefined;
-});
+function wholeIn(min: number, max: number, message: string) {
+  return value(message, (t) => {
+    const n = whole(t);
+    return n !== undefined && n >= min && n <= max ? n : undefined;
+  });
+}
+
+export const count = wholeIn(1, 1_000_000, 'give a whole number from 1 to 1000000.');
+
+/** record --max-size: the writer itself says when a part is too small for the header and first snapshot. */
+export const partBytes = wholeIn(1, MAX_PART_BYTES, `give a whole number of bytes from 1 to ${MAX_PART_BYTES}.`);
+
+/** record --rotate: 0 stops at the cap instead of rotating. */
+export const olderParts = wholeIn(0, MAX_OLDER_PARTS, `give a whole number of older parts from 0 to ${MAX_OLDER_PARTS}.`);
 
 export const ringBytes = value('the ring size is a power of two from 4096 to 1073741824 bytes.', (t) => {
   const n = Number(t);
