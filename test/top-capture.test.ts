@@ -1,25 +1,14 @@
 /** `c` in a real `top`: the selected listener's port is captured by the agent, and the screen says where. */
 import { execFile } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CLI } from './helpers/cli.js';
 import { describeKernel, ROOT, TestNetns } from './helpers/kernel.js';
+import { Tmux } from './helpers/tmux.js';
 
 const run = promisify(execFile);
-const SOCKET = `wst-topc-test-${process.pid}`;
-const tmux = async (...args: string[]) => (await run('tmux', ['-L', SOCKET, ...args], { timeout: 10_000 })).stdout;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitScreen(accept: (s: string) => boolean, ms: number): Promise<string> {
-  const end = Date.now() + ms;
-  let s = await tmux('capture-pane', '-p', '-t', 'topc');
-  while (!accept(s) && Date.now() < end) {
-    await sleep(200);
-    s = await tmux('capture-pane', '-p', '-t', 'topc');
-  }
-  return s;
-}
+const tmux = new Tmux(`wst-topc-test-${process.pid}`);
 
 describeKernel('top: c starts a capture', () => {
   let ns: TestNetns;
@@ -28,24 +17,28 @@ describeKernel('top: c starts a capture', () => {
     await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT });
   });
   afterAll(async () => {
-    await run('tmux', ['-L', SOCKET, 'kill-server']).catch(() => undefined);
+    await tmux.destroy();
     await ns?.destroy();
   });
 
   it('on the full listener, the agent captures its port and top shows the file', async () => {
     const load = ns.traffic('full-queue', 7951, 1, 5, 12);
-    await tmux('new-session', '-d', '-s', 'topc', '-x', '160', '-y', '40', `node ${join(ROOT, 'bin/wstrace.js')} top --netns ${ns.path}; sleep 600`);
-    let s = await waitScreen((x) => x.includes('127.0.0.1:7951'), 15_000);
-    expect(s).toContain('127.0.0.1:7951');
-    await tmux('send-keys', '-t', 'topc', 'c');
-    s = await waitScreen((x) => /capture of listener 127\.0\.0\.1:7951 running: \S+\.pcap/.test(x), 10_000);
-    const file = /running: (\S+\.pcap)/.exec(s)?.[1];
-    expect(file).toMatch(/^\/var\/lib\/wstrace\/captures\/.*7951.*\.pcap$/);
-    s = await waitScreen((x) => /captures +1 running/.test(x), 5000);
-    expect(s).toMatch(/captures +1 running/);
-    await tmux('send-keys', '-t', 'topc', 'q');
-    await load;
-    expect(existsSync(file!)).toBe(true);
-    for (const f of [file!, `${file}.json`]) rmSync(f, { force: true });
+    let file: string | undefined;
+    try {
+      await tmux.start('topc', `node ${CLI} top --netns ${ns.path}; sleep 600`, { x: 160, y: 40 });
+      await tmux.waitScreen('topc', 'the listener 127.0.0.1:7951', (x) => x.includes('127.0.0.1:7951'));
+      await tmux.cmd('send-keys', '-t', 'topc', 'c');
+      let s = await tmux.waitScreen('topc', 'the capture message', (x) => /capture of listener 127\.0\.0\.1:7951 running: \S+\.pcap/.test(x));
+      file = /running: (\S+\.pcap)/.exec(s)?.[1];
+      expect(file).toMatch(/^\/var\/lib\/wstrace\/captures\/.*7951.*\.pcap$/);
+      s = await tmux.waitScreen('topc', 'one capture running', (x) => /captures +1 running/.test(x));
+      expect(s).toMatch(/captures +1 running/);
+      await tmux.cmd('send-keys', '-t', 'topc', 'q');
+      await load;
+      expect(existsSync(file!)).toBe(true);
+    } finally {
+      // The capture lands in the real capture directory: never leave one behind, even on failure.
+      if (file) for (const f of [file, `${file}.json`]) rmSync(f, { force: true });
+    }
   });
 });
