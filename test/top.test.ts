@@ -13,6 +13,7 @@ import { UserError } from '../src/protocol/errors.js';
 import { WatchResponse, type SnapshotResponse } from '../src/generated/wstrace/v1/tracer.js';
 import { info, snapshot } from './fixtures/aggregate/build.js';
 import { ROOT } from './helpers/kernel.js';
+import { until } from './helpers/until.js';
 
 const CLI = join(ROOT, 'bin/wstrace.js');
 
@@ -78,13 +79,8 @@ function fakeAgent(script: (n: number) => 'up' | 'unreachable' | 'bad-snapshot',
   return { open, agent };
 }
 
-async function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+/** Looks often: the feed here runs on 10 ms polls and 40 ms backoffs. */
+const soon = (check: () => boolean, what: string) => until(check, { what, everyMs: 5 });
 
 describe('the feed of one agent', () => {
   it('an agent that goes away shows as down with why and when; it is retried with growing backoff, then up again', async () => {
@@ -104,19 +100,19 @@ describe('the feed of one agent', () => {
       { signal: stop.signal, pollMs: 10, backoffMs: 40, maxBackoffMs: 100, now: () => (t = Date.now()) },
     );
     const state = () => agg.view(Date.now(), 10).sources[0]!;
-    await until(() => state().state === 'up' && state().sampleAgeMs !== undefined, 'first up');
+    await soon(() => state().state === 'up' && state().sampleAgeMs !== undefined, 'first up');
     expect(state()).toMatchObject({ hostname: 'fake', hooksTotal: 3 });
 
     agent.endStream('agent shutting down');
-    await until(() => state().state === 'down', 'down');
+    await soon(() => state().state === 'down', 'down');
     expect(state().error).toBe('the agent ended the stream (agent shutting down)');
     expect(state().retryInMs).toBeGreaterThan(0);
     expect(state().retryInMs).toBeLessThanOrEqual(40);
 
-    await until(() => agent.opened === 2, 'second attempt');
-    await until(() => state().error === 'unreachable (agent running? socket permissions?)', 'unreachable');
+    await soon(() => agent.opened === 2, 'second attempt');
+    await soon(() => state().error === 'unreachable (agent running? socket permissions?)', 'unreachable');
     expect(state().state).toBe('down');
-    await until(() => state().state === 'up', 'back up', 5000);
+    await soon(() => state().state === 'up', 'back up');
     expect(agent.opened).toBe(4);
     // 40 ms, then 80, then 100 (the cap): each wait at least what was announced.
     const gaps = opens.slice(1).map((at, i) => at - opens[i]!);
@@ -133,7 +129,7 @@ describe('the feed of one agent', () => {
     const agg = new Aggregator();
     const stop = new AbortController();
     const feed = runFeed('fake', open, agg, { signal: stop.signal, pollMs: 10, backoffMs: 1000 });
-    await until(() => agg.view(Date.now(), 10).sources[0]?.state === 'down', 'down');
+    await soon(() => agg.view(Date.now(), 10).sources[0]?.state === 'down', 'down');
     expect(agg.view(Date.now(), 10).sources[0]!.error).toBe('agent fake: deadline exceeded');
     stop.abort();
     await feed;
@@ -155,7 +151,7 @@ describe('the feed of one agent', () => {
         return { open: 110, limit: 128 };
       },
     });
-    await until(() => agg.view(Date.now(), 10).listeners[0]?.fds.kind === 'known', 'fds');
+    await soon(() => agg.view(Date.now(), 10).listeners[0]?.fds.kind === 'known', 'fds');
     expect(asked).toContain(4242);
     expect(agg.view(Date.now(), 10).listeners[0]!.fds).toEqual({ kind: 'known', open: 110, limit: 128, level: 'warn' });
     const t0 = Date.now();
