@@ -80,26 +80,22 @@ describeKernel('wstrace top in a terminal', () => {
     traffic.push(ns.traffic('closed-port', 60, 9000, '127.0.0.1', 10, 0.3));
     // And 40 connections closed client-first: 40 TIME_WAIT sockets toward 127.0.0.1:8081.
     traffic.push(ns.traffic('timewait', 40, 8081));
-    const s = await tmux.waitScreen(
-      'top',
-      'the full listener, resets and 40 TIME_WAIT',
-      (t) =>
-        / 2\/1! /.test(row(t, '127.0.0.1:8080')) &&
-        /\d~!/.test(row(t, '127.0.0.1:8080')) &&
-        / \d+\/\d+k? /.test(row(t, '127.0.0.1:8080')) &&
-        /RESETS +sent [1-9]/.test(t) &&
-        /now (4\d|[5-9]\d|\d{3,}) /.test(row(t, 'TIME_WAIT ')),
+    // Each line a person would check, by the row it is on; waited for together, since rows fill in at their own pace.
+    const wanted: Array<[what: string, rowWith: string, shows: RegExp]> = [
+      ['the owning process', '127.0.0.1:8080', /python3\[\d+\]/],
+      ['queue over its limit of 1, marked', '127.0.0.1:8080', / 2\/1! /],
+      ['SYN-stage drops/s: non-zero, attributed', '127.0.0.1:8080', / \d+(\.\d)?~! /],
+      ['fds of python3 against its limit', '127.0.0.1:8080', / \d+\/\d+k? /],
+      ['resets sent and received', 'RESETS', /sent [1-9][\d.]*\/s +received [1-9]/],
+      ['the reason of the resets sent', 'NO_SOCKET', /sent NO_SOCKET +[1-9]/],
+      ['the closed port', ' 9000 ', /9000/],
+      ['at least the 40 TIME_WAIT made here', 'TIME_WAIT ', /made [1-9][\d.]*\/s +now (4\d|[5-9]\d|\d{3,}) /],
+      ['TIME_WAIT per destination, share of the port range, made/s', '127.0.0.1:8081', /127\.0\.0\.1:8081 +(4\d|[5-9]\d|\d{3,}) +[\d.<]+% +[1-9]/],
+    ];
+    const s = await tmux.waitScreen('top', wanted.map(([what]) => what).join('; '), (t) =>
+      wanted.every(([, rowWith, shows]) => shows.test(row(t, rowWith))),
     );
-    const listener = row(s, '127.0.0.1:8080');
-    expect(listener, s).toMatch(/python3\[\d+\]/); // the owning process
-    expect(listener, s).toMatch(/ 2\/1! /); // queue over its limit of 1, marked
-    expect(listener, s).toMatch(/ \d+(\.\d)?~! /); // SYN-stage drops/s: non-zero, attributed
-    expect(listener, s).toMatch(/ \d+\/\d+k? /); // fds of python3 against its limit
-    expect(row(s, 'RESETS'), s).toMatch(/sent [1-9][\d.]*\/s +received [1-9]/);
-    expect(row(s, 'NO_SOCKET'), s).toMatch(/sent NO_SOCKET +[1-9]/);
-    expect(row(s, ' 9000 '), s).not.toBe('');
-    expect(row(s, 'TIME_WAIT '), s).toMatch(/made [1-9][\d.]*\/s +now (4\d|[5-9]\d|\d{3,}) /); // at least the 40 made here
-    expect(row(s, '127.0.0.1:8081'), s).toMatch(/127\.0\.0\.1:8081 +(4\d|[5-9]\d|\d{3,}) +[\d.<]+% +[1-9]/); // per destination, share of the port range, made/s
+    for (const [what, rowWith, shows] of wanted) expect(row(s, rowWith), `${what}:\n${s}`).toMatch(shows);
     process.stdout.write(`\n--- top, 120×40, while full-queue, closed-port and timewait ran ---\n${s}\n`);
 
     const pid = await paneChild('top');
@@ -145,15 +141,17 @@ describeKernel('wstrace top in a terminal', () => {
     await tmux.waitScreen('multi', 'both hosts up', (s) => /hosts 2\/2 up/.test(s));
     traffic.push(ns.traffic('full-queue', 8080, 1, 12, 10));
     traffic.push(ns2.traffic('closed-port', 60, 9000, '127.0.0.1', 10, 0.3));
-    const s = await tmux.waitScreen(
-      'multi',
-      "a's full listener and b's resets",
-      (t) => / 2\/1! /.test(row(t, '127.0.0.1:8080')) && /b\.sock +\d/.test(row(t, ' 9000 ')),
+    const wanted: Array<[what: string, rowWith: string, shows: RegExp]> = [
+      // Both hosts are "vm" here, so the host column tells them apart by socket.
+      ["a's full listener", '127.0.0.1:8080', /^.a\.sock +127\.0\.0\.1:8080 .* 2\/1! /],
+      ["b's resets", ' 9000 ', /b\.sock +9000 +[1-9]/],
+      ['the hooks of each host', ' a.sock ', /hooks \d+\/\d+ live/],
+      ['the hooks of each host', ' b.sock ', /hooks \d+\/\d+ live/],
+    ];
+    const s = await tmux.waitScreen('multi', wanted.map(([what]) => what).join('; '), (t) =>
+      wanted.every(([, rowWith, shows]) => shows.test(row(t, rowWith))),
     );
-    // Both hosts are "vm" here, so the host column tells them apart by socket.
-    expect(row(s, '127.0.0.1:8080'), s).toMatch(/^.a\.sock +127\.0\.0\.1:8080 .* 2\/1! /);
-    expect(row(s, ' 9000 '), s).toMatch(/b\.sock +9000 +[1-9]/);
-    expect(row(s, ' a.sock ') + row(s, ' b.sock '), s).toMatch(/hooks \d+\/\d+ live/);
+    for (const [what, rowWith, shows] of wanted) expect(row(s, rowWith), `${what}:\n${s}`).toMatch(shows);
     process.stdout.write(`\n--- top --connect, two agents ---\n${s}\n`);
 
     agentB.kill('SIGTERM');
