@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openTracer, type TraceEvent, type Tracer } from '../src/kernel/index.js';
 import { delta, describeKernel, TestNetns, waitProgramsGone } from './helpers/kernel.js';
+import { until } from './helpers/until.js';
 
 describeKernel('kernel capture (real BPF, loopback, test netns)', () => {
   let ns: TestNetns;
@@ -168,7 +169,10 @@ describeKernel('kernel capture (real BPF, loopback, test netns)', () => {
     const port = low + 11;
     // The connection is accepted before this tracer opens; the server resets it 1.5 s later.
     const load = ns.traffic('late-reset', port, 1.5);
-    await new Promise((r) => setTimeout(r, 700));
+    // The tracer must open after the connection is established (and before the server's reset).
+    await until(async () => (await ns.exec('ss', ['-tnH', 'state', 'established', `sport = :${port}`])).trim() !== '', {
+      what: `an established connection on port ${port} before the tracer opens`,
+    });
     const late = await openTracer({ netns: ns.path });
     try {
       const out = await load;
