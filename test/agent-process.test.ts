@@ -3,7 +3,7 @@
  * slowly, SIGTERM, TLS, and the CLI clients `watch --connect` and `info`.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { CLI, spawnCli, type CliProcess } from './helpers/cli.js';
 import { collect, eventsOf, following, grpc, stuckWatch, tracerClient, unary, type WireMessage } from './helpers/grpc.js';
 import { LostReason, WatchRequest, WatchResponse } from '../src/generated/wstrace/v1/tracer.js';
 import { delta, describeKernel, heldProgramIds, ROOT, TestNetns, waitProgramsGone } from './helpers/kernel.js';
+import { makePki } from './helpers/pki.js';
 import { until } from './helpers/until.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -171,20 +172,6 @@ describeKernel('agent process', () => {
     }
   });
 });
-
-/** A throw-away CA, a server certificate for 127.0.0.1 and a client certificate. */
-function makePki(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  const sh = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  sh(['req', '-x509', ...key, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=wstrace test CA']);
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const name of ['server', 'client']) {
-    sh(['req', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=wstrace test ${name}`]);
-    sh(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`]);
-  }
-}
 
 it('CLI: tcp without TLS, an unreachable agent and a live socket each get one sentence and exit 1', () => {
   const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: ROOT, timeout: 20_000 });

@@ -35,7 +35,7 @@ import { formatAddress, type ListenAddress } from '../protocol/address.js';
 import { serverCredentials, type TlsFiles } from '../protocol/tls.js';
 import { prepareUnixSocket } from './unix-socket.js';
 import { buildRegistry, serveMetrics } from './metrics.js';
-import { TracerService, type TracerCore } from './service.js';
+import { controlGrant, controlRefusal, TracerService, type ControlGrant, type TracerCore } from './service.js';
 import { buildSnapshot } from './snapshot.js';
 import { DEFAULT_LIMITS, type SubscriberLimits } from './subscriber.js';
 import { Teardown } from './teardown.js';
@@ -45,6 +45,8 @@ export interface AgentOptions {
   readonly listen: ListenAddress;
   readonly tls?: TlsFiles;
   readonly insecure?: boolean;
+  /** Lets callers control the host (StartCapture) where the listener alone would not: see controlGrant. */
+  readonly allowCaptures?: boolean;
   /** HOST:PORT for Prometheus, off when absent. */
   readonly metrics?: string;
   /** Tracer options; `binding` runs the agent on a fake addon. */
@@ -65,6 +67,8 @@ export interface RunningAgent {
   readonly tracer: Tracer;
   readonly hub: EventHub;
   readonly captures: AgentCaptures;
+  /** Who may control the host through the listener. */
+  readonly grant: ControlGrant;
   info(): GetInfoResponse;
   /** Ends streams with a status, stops serving, detaches BPF, removes the socket. Safe to call twice. */
   close(message?: string): Promise<void>;
@@ -78,17 +82,18 @@ const SHUTDOWN_GRACE_MS = 2000;
 
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   // Checked before anything is acquired: a bad flag leaves nothing to undo.
+  const grant = controlGrant(opts.listen, opts.tls ?? {}, opts.insecure ?? false, opts.allowCaptures ?? false);
   const creds = serverCredentials(opts.listen, opts.tls ?? {}, opts.insecure ?? false);
   const teardown = new Teardown();
   try {
-    return await assemble(opts, creds, teardown);
+    return await assemble(opts, creds, grant, teardown);
   } catch (err) {
     throw await teardown.failed(err);
   }
 }
 
 /** Acquires everything in order; each closer is registered the moment its resource exists. */
-async function assemble(opts: AgentOptions, creds: ServerCredentials, teardown: Teardown): Promise<RunningAgent> {
+async function assemble(opts: AgentOptions, creds: ServerCredentials, grant: ControlGrant, teardown: Teardown): Promise<RunningAgent> {
   if (opts.listen.kind === 'unix') await prepareUnixSocket(opts.listen.path);
   const tracer = await openTracer(opts.tracer ?? {});
   teardown.add('tracer', () => tracer.close());
@@ -107,7 +112,7 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, teardown: 
   teardown.add('kernel loss poll', () => loss.stop());
 
   const sockets = sharedSocketDump(tracer);
-  const info = agentInfo(tracer, ports, startMicros);
+  const info = agentInfo(tracer, ports, startMicros, grant);
   const hostFacts = opts.hostFacts ?? (await import('./host-facts.js')).readHostFactsProto;
   const core: TracerCore = {
     hub,
@@ -117,7 +122,7 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, teardown: 
     doctor: (req) => doctorOf(tracer, req),
     listCaptures: () => captures.list(),
   };
-  const { server, health } = grpcServer(new TracerService(core, opts.limits ?? DEFAULT_LIMITS));
+  const { server, health } = grpcServer(new TracerService(core, grant, opts.limits ?? DEFAULT_LIMITS));
   teardown.add('gRPC server', () => shutdownServer(server));
   const address = await bindServer(server, opts.listen, creds);
   // Released before the server stops, so no new client connects while streams drain.
@@ -150,7 +155,7 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, teardown: 
     if (message !== undefined && !teardown.closed) endMessage = message;
     return teardown.close();
   };
-  return { address, ...(metricsPort !== undefined ? { metricsPort } : {}), tracer, hub, captures, info, close };
+  return { address, ...(metricsPort !== undefined ? { metricsPort } : {}), tracer, hub, captures, grant, info, close };
 }
 
 /** Turns the kernel ring's drop counter into lost notices on every stream, polled. */
@@ -174,7 +179,9 @@ function sharedSocketDump(tracer: Tracer): () => Promise<SocketDump> {
   };
 }
 
-function agentInfo(tracer: Tracer, ports: readonly number[], startMicros: number): () => GetInfoResponse {
+/** The agent's info; `controlAllowed` as a caller with a verified certificate would get it (the service answers each caller). */
+function agentInfo(tracer: Tracer, ports: readonly number[], startMicros: number, grant: ControlGrant): () => GetInfoResponse {
+  const verified = { getAuthContext: () => ({ sslPeerCertificate: {} }) };
   return () => ({
     version: VERSION,
     kernel: release(),
@@ -192,6 +199,7 @@ function agentInfo(tracer: Tracer, ports: readonly number[], startMicros: number
     netns: tracer.netns?.path ?? '',
     ports: [...ports],
     pid: process.pid,
+    controlAllowed: controlRefusal(grant, verified) === undefined,
   });
 }
 

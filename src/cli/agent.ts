@@ -3,9 +3,13 @@ import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { startAgent } from '../agent/agent.js';
+import { describeControl } from '../agent/service.js';
 import { formatAddress, parseListen } from '../protocol/address.js';
+import { exposureWarning } from '../protocol/tls.js';
 import { describeInfo } from './format.js';
-import { signalStop } from './signals.js';
+import { catchStopSignals } from './signals.js';
+import { resolveNetns } from '../kernel/index.js';
+import { UserError } from '../protocol/errors.js';
 import { DEFAULT_LIMITS } from '../agent/subscriber.js';
 import { serveOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
@@ -13,6 +17,10 @@ import { count, port, repeated, ringBytes } from './values.js';
 
 export const agentOptions = z.object({
   ...serveOptions.shape,
+  allowCaptures: flag(z.boolean().default(false), {
+    flags: '--allow-captures',
+    help: 'let clients start captures over tcp:// (needs --tls-client-ca; only clients with its certificates), or on a unix socket opened to others',
+  }),
   metrics: flag(z.string().optional(), { flags: '--metrics <host:port>', help: 'serve Prometheus metrics on http://HOST:PORT/metrics' }),
   ports: flag(repeated(port), { flags: '--port <n>', help: 'only trace this local or remote port (repeatable)' }),
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only trace this network namespace' }),
@@ -43,10 +51,19 @@ export type AgentCliOptions = z.infer<typeof agentOptions>;
 
 export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: Promise<void>): Promise<number> {
   const listen = parseListen(opts.listen);
+  // Refused before anything is acquired: on a unix socket these would be ignored, and whoever gave them expects TLS.
+  if (listen.kind === 'unix' && (opts.tls.cert || opts.tls.key || opts.tls.clientCa)) {
+    throw new UserError(
+      '--tls-cert, --tls-key and --tls-client-ca are for a tcp:// listener (a unix socket is guarded by its file mode): drop them, or listen on tcp://HOST:PORT.',
+    );
+  }
+  if (opts.netns !== undefined) resolveNetns(opts.netns);
+  const signals = stopped ? undefined : catchStopSignals();
   const agent = await startAgent({
     listen,
     tls: opts.tls,
     insecure: opts.insecure,
+    allowCaptures: opts.allowCaptures,
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
     captures: opts.captures,
     ...(opts.subscriberQueue ? { limits: { ...DEFAULT_LIMITS, maxQueued: opts.subscriberQueue } } : {}),
@@ -56,17 +73,17 @@ export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: P
       ...(opts.ringBytes !== undefined ? { ringBytes: opts.ringBytes } : {}),
     },
   });
-  if (listen.kind === 'tcp' && opts.insecure && !opts.tls.cert) {
-    err.write(
-      `wstrace agent: WARNING: ${formatAddress(agent.address)} is plain TCP without TLS: anyone who can reach it can read kernel events.\n`,
-    );
-  }
+  const warning = exposureWarning(agent.address, opts.tls, opts.insecure);
+  if (warning) err.write(`wstrace agent: WARNING: ${warning}\n`);
   const metrics =
     agent.metricsPort !== undefined ? `, metrics on http://${opts.metrics!.replace(/:\d+$/, '')}:${agent.metricsPort}/metrics` : '';
-  err.write(`wstrace agent: listening on ${formatAddress(agent.address)}${metrics}\n  ${describeInfo(agent.info())}\n`);
-  await (stopped ?? signalStop());
+  err.write(
+    `wstrace agent: listening on ${formatAddress(agent.address)}${metrics}\n  ${describeControl(agent.grant)}\n  ${describeInfo(agent.info())}\n`,
+  );
+  await (stopped ?? signals!.stopped);
   err.write('wstrace agent: stopping\n');
   await agent.close('agent shutting down');
+  signals?.off();
   return 0;
 }
 

@@ -44,6 +44,8 @@ export function agentError(err: unknown, where: string): Error {
     return new UserError(`cannot reach the wstrace agent at ${where}: is \`sudo wstrace agent\` running, and may this user open its socket?`);
   }
   if (e.code === 3) return new UserError(`the agent refused the request: ${e.details ?? e.message}`);
+  // PERMISSION_DENIED: the agent's sentence already says which of its flags grants the call.
+  if (e.code === 7) return new UserError(e.details ?? e.message ?? 'the agent refused the request.');
   return new Error(`agent ${where}: ${e.details ?? e.message ?? String(err)}`);
 }
 

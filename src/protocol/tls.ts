@@ -1,7 +1,8 @@
 /**
  * Credentials on both ends of the gRPC connection. A unix socket needs none
  * (its file mode is the access control); TCP gets TLS, or plain text only
- * when the user said --insecure.
+ * when the user said --insecure. Who may control the host, beyond reading,
+ * is the agent's grant (src/agent/service.ts).
  */
 import { credentials, ServerCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
@@ -52,6 +53,21 @@ export function serverCredentials(a: ListenAddress, tls: TlsFiles, insecure: boo
     );
   }
   return ServerCredentials.createInsecure();
+}
+
+/**
+ * The start-up warning for a TCP listener that lets in clients nobody vetted
+ * (plain TCP, or TLS without --tls-client-ca): what any of them can read.
+ * Undefined for a unix socket or mTLS, where every caller was let in on purpose.
+ */
+export function exposureWarning(a: ListenAddress, tls: TlsFiles, insecure: boolean): string | undefined {
+  if (a.kind === 'unix' || tls.clientCa) return undefined;
+  const how = insecure && !tls.cert ? 'is plain TCP without TLS' : 'takes clients without a certificate (no --tls-client-ca)';
+  return (
+    `${formatAddress(a)} ${how}: anyone who can reach it can read kernel events with peer addresses and ports, ` +
+    'host facts (sysctls, kernel counters, socket and memory use, file-descriptor limits) and the names and ids of processes holding listeners; ' +
+    'control is off: no client can start a capture (that needs --tls-client-ca and --allow-captures).'
+  );
 }
 
 export function channelCredentials(a: ListenAddress, tls: ClientTls): ChannelCredentials {

@@ -74,6 +74,7 @@ const UNKNOWN_INFO: GetInfoResponse = {
   netns: '',
   ports: [],
   pid: 0,
+  controlAllowed: false,
 };
 
 export class ReplaySource implements EventSource {

@@ -637,6 +637,14 @@ export interface GetInfoResponse {
   ports: number[];
   /** Agent process id. */
   pid: number;
+  /**
+   * Whether this caller may control the host (StartCapture). Reading (Watch,
+   * Snapshot, GetInfo, ListCaptures, Doctor) is open to every caller that can
+   * connect; control is granted on the agent's own unix socket, and over TCP
+   * only to a client with a verified certificate when the agent runs with
+   * --allow-captures and --tls-client-ca.
+   */
+  controlAllowed: boolean;
 }
 
 /** Arguments of Doctor. */
@@ -4061,6 +4069,7 @@ function createBaseGetInfoResponse(): GetInfoResponse {
     netns: "",
     ports: [],
     pid: 0,
+    controlAllowed: false,
   };
 }
 
@@ -4096,6 +4105,9 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     }
     if (message.pid !== 0) {
       writer.uint32(72).uint32(message.pid);
+    }
+    if (message.controlAllowed !== false) {
+      writer.uint32(80).bool(message.controlAllowed);
     }
     return writer;
   },
@@ -4195,6 +4207,14 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
             message.pid = reader.uint32();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.controlAllowed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4222,6 +4242,11 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
       netns: isSet(object.netns) ? globalThis.String(object.netns) : "",
       ports: globalThis.Array.isArray(object?.ports) ? object.ports.map((e: any) => globalThis.Number(e)) : [],
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      controlAllowed: isSet(object.controlAllowed)
+        ? globalThis.Boolean(object.controlAllowed)
+        : isSet(object.control_allowed)
+        ? globalThis.Boolean(object.control_allowed)
+        : false,
     };
   },
 
@@ -4253,6 +4278,9 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     }
     if (message.pid !== 0) {
       obj.pid = Math.round(message.pid);
+    }
+    if (message.controlAllowed !== false) {
+      obj.controlAllowed = message.controlAllowed;
     }
     return obj;
   },
