@@ -99,6 +99,8 @@ describeKernel('control needs a grant: TCP reads by default, the unix socket con
 
       expect(await refusal(client, 'startCapture', { port: 7961 })).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: OFF_WITHOUT_CA });
       expect(await unary<Any>(client, 'getInfo')).toMatchObject({ controlAllowed: false });
+      const info = await cli(['info', '--connect', `tcp://127.0.0.1:${port}`, '--tls-ca', join(pki, 'ca.crt')]);
+      expect(info.stdout).toContain('control: off for this client: it may read events, not start captures');
 
       const run = await cli(['capture', '--connect', `tcp://127.0.0.1:${port}`, '--tls-ca', join(pki, 'ca.crt'), '--port', '7961']);
       expect(run.status).toBe(1);

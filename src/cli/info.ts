@@ -27,6 +27,8 @@ export async function runInfo(opts: z.infer<typeof infoOptions>, out: Writable):
         `wstrace ${info.version} on ${info.hostname}, Linux ${info.kernel}`,
         `agent pid ${info.pid}, started ${started}${opened.local ? ' (in-process)' : ''}`,
         `tracing ${info.netns ? `netns ${info.netns}` : 'all network namespaces'}, ${info.ports.length ? `ports ${info.ports.join(',')}` : 'all ports'}`,
+        // Per caller: the same agent may let its unix socket start captures and a TCP client only read.
+        `control: ${info.controlAllowed ? 'this client may start captures' : 'off for this client: it may read events, not start captures'}`,
         describeInfo(info),
       ].join('\n  ') + '\n',
     );
