@@ -184,6 +184,7 @@ describe('the options a command runs with', () => {
       listen: 'unix:/run/wstrace/agent.sock',
       tls: {},
       insecure: false,
+      allowCaptures: false,
       ports: [],
       captures: { dir: '/var/lib/wstrace/captures', limits: {} },
     });
@@ -218,9 +219,11 @@ describe('the options a command runs with', () => {
     const agent = options([
       ...['agent', '--listen', 'tcp://0.0.0.0:7000', '--tls-cert', 's.pem', '--tls-key', 's.key', '--tls-client-ca', 'ca.pem'],
       ...['--pre', '5', '--rules', 'r.conf', '--max-captures', '3', '--capture-cooldown', '60', '--subscriber-queue', '100'],
+      '--allow-captures',
     ]);
     expect(agent).toMatchObject({
       listen: 'tcp://0.0.0.0:7000',
+      allowCaptures: true,
       tls: { cert: 's.pem', key: 's.key', clientCa: 'ca.pem' },
       subscriberQueue: 100,
       captures: { dir: '/var/lib/wstrace/captures', rulesFile: 'r.conf', preSec: 5, limits: { maxRunning: 3, cooldownSec: 60 } },
