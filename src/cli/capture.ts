@@ -4,6 +4,8 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import type { Capture } from '../generated/wstrace/v1/tracer.js';
 import { UserError } from '../protocol/errors.js';
+import { resolveNetns } from '../kernel/index.js';
+import { catchStopSignals } from './signals.js';
 import { openSource } from './source.js';
 import { clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
@@ -38,22 +40,10 @@ function describe(c: Capture): string {
     : `${c.file} (${c.filter}; ${c.state}${c.endedBy ? `, ended by ${c.endedBy}` : ''}, ${took}, ${c.bytes} bytes${pre})${c.error ? `: ${c.error}` : ''}`;
 }
 
-/** Catches SIGINT, SIGTERM and SIGHUP while a capture is waited for: they stop it, they do not abandon it. */
-function catchStopSignals(): { readonly stopped: Promise<void>; received(): boolean; off(): void } {
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  let got = false;
-  let resolve!: () => void;
-  const stopped = new Promise<void>((r) => (resolve = r));
-  const on = () => {
-    got = true;
-    resolve();
-  };
-  for (const s of signals) process.on(s, on);
-  return { stopped, received: () => got, off: () => signals.forEach((s) => process.off(s, on)) };
-}
-
 export async function runCapture(opts: CaptureCliOptions, out: Writable, err: Writable): Promise<number> {
-  // From the start: a signal while the agent loads must still close it and remove its private socket.
+  // Before anything loads: tcpdump would otherwise fail in nsenter, after the agent attached its BPF.
+  if (opts.netns !== undefined && !opts.connect) resolveNetns(opts.netns);
+  // Stop signals stop the capture, they do not abandon it. From the start: a signal while the agent loads must still close it and remove its private socket.
   const signals = catchStopSignals();
   let opened;
   try {

@@ -5,12 +5,13 @@ import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { exitCode, runChecks, type Finding } from '../doctor/checks.js';
-import { gatherFacts } from '../doctor/gather.js';
+import { checkDoctorScope, gatherFacts } from '../doctor/gather.js';
+import { resolveNetns } from '../kernel/index.js';
 import { UserError } from '../protocol/errors.js';
 import { connectAgent } from '../client/connect.js';
 import { clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
-import { count, port, repeated } from './values.js';
+import { pid, port, repeated } from './values.js';
 
 /** Bad usage: distinct from the check results 0 (ok), 1 (warnings), 2 (failures). */
 export const DOCTOR_USAGE_EXIT = 3;
@@ -18,7 +19,7 @@ export const DOCTOR_USAGE_EXIT = 3;
 export const doctorOptions = z.object({
   json: flag(z.boolean().default(false), { flags: '--json', help: 'the findings as JSON' }),
   ports: flag(repeated(port), { flags: '--port <n>', help: 'only listeners on this port (repeatable)' }),
-  pid: flag(count.optional(), { flags: '--pid <pid>', help: 'only listeners of this process' }),
+  pid: flag(pid.optional(), { flags: '--pid <pid>', help: 'only listeners of this process' }),
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'check this network namespace' }),
   write: flag(z.string().optional(), { flags: '--write <file>', help: 'also write the sysctl fixes as a sysctl.d drop-in' }),
   ...clientOptions.shape,
@@ -56,7 +57,22 @@ export function dropIn(findings: readonly Finding[]): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * Any error ends doctor with 3: 1 and 2 are what it found, so an error
+ * reported as 1 would read as "warnings" to a script checking the exit code.
+ */
 export async function runDoctor(o: z.infer<typeof doctorOptions>, out: Writable): Promise<number> {
+  try {
+    return await doctor(o, out);
+  } catch (err) {
+    if (err instanceof UserError && err.exitCode === DOCTOR_USAGE_EXIT) throw err;
+    const usage = new UserError((err as Error).message, DOCTOR_USAGE_EXIT);
+    if (err instanceof Error && !(err instanceof UserError)) usage.stack = err.stack;
+    throw usage;
+  }
+}
+
+async function doctor(o: z.infer<typeof doctorOptions>, out: Writable): Promise<number> {
   let findings: Finding[];
   let scope: string;
   if (o.connect) {
@@ -71,6 +87,12 @@ export async function runDoctor(o: z.infer<typeof doctorOptions>, out: Writable)
       agent.close();
     }
   } else {
+    // Said before anything is read: a namespace that is not one, or a pid that runs nothing, would check nothing.
+    if (o.netns !== undefined) {
+      resolveNetns(o.netns);
+      if (process.geteuid?.() !== 0) throw new UserError(`checking network namespace ${o.netns} means entering it, which needs root: run doctor with sudo.`);
+    }
+    checkDoctorScope(o);
     findings = runChecks(await gatherFacts(o));
     scope = [o.netns ? `netns ${o.netns}` : 'this network namespace', o.ports.length ? `ports ${o.ports.join(',')}` : '', o.pid ? `pid ${o.pid}` : '']
       .filter(Boolean)

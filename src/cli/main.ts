@@ -41,6 +41,9 @@ export function buildProgram(onAction: OnAction, output?: OutputConfiguration): 
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // A closed stderr (`2>&1 | head`) would end any command with an uncaught EPIPE, its private agent's
+  // socket and directory left behind: what can no longer be said is dropped, and the command ends as it would.
+  process.stderr.on('error', () => undefined);
   let run: (() => Promise<number>) | undefined;
   const program = buildProgram((r) => (run = r));
   const debug = argv.includes('--debug');

@@ -9,9 +9,10 @@ import { describeDamage, openRecording } from '../record/format.js';
 import { readReport, renderReport } from '../record/report.js';
 import { DEFAULT_OLDER_PARTS, DEFAULT_PART_BYTES, RecordingWriter } from '../record/writer.js';
 import { VERSION } from '../agent/version.js';
+import { resolveNetns } from '../kernel/index.js';
 import { toJsonEvent } from './format.js';
 import { openSource } from './source.js';
-import { signalStop } from './signals.js';
+import { afterSeconds, catchStopSignals } from './signals.js';
 import { clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { kind, olderParts, partBytes, port, repeated, seconds } from './values.js';
@@ -19,10 +20,13 @@ import { kind, olderParts, partBytes, port, repeated, seconds } from './values.j
 export const recordOptions = z.object({
   out: flag(z.string(), { flags: '-o, --out <file>', help: 'the recording file' }),
   durationSec: flag(seconds.optional(), { flags: '--duration <seconds>', help: 'stop after this many seconds' }),
-  maxSize: flag(partBytes.default(DEFAULT_PART_BYTES), { flags: '--max-size <bytes>', help: 'cap each file at this many bytes' }),
+  maxSize: flag(partBytes.default(DEFAULT_PART_BYTES), {
+    flags: '--max-size <size>',
+    help: 'cap each file at this size: bytes, or a number with K, M, G or T (powers of 1024), from 1M to 1T',
+  }),
   rotate: flag(olderParts.default(DEFAULT_OLDER_PARTS), {
     flags: '--rotate <n>',
-    help: 'at the cap, keep going and keep n older parts (FILE.1 …); 0 stops at the cap',
+    help: `at the cap (--max-size, ${DEFAULT_PART_BYTES / 2 ** 20}M unless given), keep going and keep n older parts (FILE.1 …); 0 stops at the cap`,
   }),
   ports: flag(repeated(port), { flags: '--port <n>', help: 'only events on this local or remote port (repeatable)' }),
   kinds: flag(repeated(kind), { flags: '--kind <kind>', help: 'only this kind of event (repeatable)' }),
@@ -40,6 +44,17 @@ const now = () => Date.now() * 1000;
 const RECORD_EVENTS = 64;
 
 export async function runRecord(opts: RecordOptions, err: Writable): Promise<number> {
+  // Before anything loads: a namespace that is not one is one sentence here, not a failure deep in the agent.
+  if (opts.netns !== undefined && !opts.connect) resolveNetns(opts.netns);
+  const signals = opts.stopped ? undefined : catchStopSignals();
+  try {
+    return await recordUntilStopped(opts, err, opts.stopped ?? signals!.stopped);
+  } finally {
+    signals?.off();
+  }
+}
+
+async function recordUntilStopped(opts: RecordOptions, err: Writable, stopped: Promise<void>): Promise<number> {
   const opened = await openSource({
     ...(opts.connect ? { connect: opts.connect } : {}),
     tls: opts.tls,
@@ -105,9 +120,8 @@ export async function runRecord(opts: RecordOptions, err: Writable): Promise<num
       if (opened.local) await opened.close('recording stopped');
       else stream.cancel();
     };
-    let timer: NodeJS.Timeout | undefined;
-    if (opts.durationSec !== undefined) timer = setTimeout(() => void stop(), opts.durationSec * 1000);
-    void (opts.stopped ?? signalStop()).then(stop);
+    const cancelTimer = opts.durationSec !== undefined ? afterSeconds(opts.durationSec, () => void stop()) : undefined;
+    void stopped.then(stop);
     // A full disk stops the writer: stop the stream and the snapshot timer too, or nothing ends.
     void w.failed.then(stop);
 
@@ -138,7 +152,7 @@ export async function runRecord(opts: RecordOptions, err: Writable): Promise<num
         if (!going) break;
       }
     }
-    if (timer) clearTimeout(timer);
+    cancelTimer?.();
     await stop();
     if (w.failure) {
       err.write(`wstrace: ${w.failure.message}\n`);

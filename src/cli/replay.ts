@@ -13,6 +13,7 @@ import { runFeed } from '../client/feed.js';
 import type { TopIo } from './top.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { RECORDING } from './record.js';
+import { catchStopSignals } from './signals.js';
 import { speed } from './values.js';
 
 export const replayOptions = z.object({
@@ -83,9 +84,12 @@ export async function runReplay(file: string, opts: { speed: number; window: Win
       }
     },
   });
+  // A person quitting a replay by signal (Ctrl-C outside raw mode, kill, a closed terminal) is done with it: exit 0 as for q.
+  const signals = catchStopSignals();
   try {
-    await screen.quit;
+    await Promise.race([screen.quit, signals.stopped]);
   } finally {
+    signals.off();
     await screen.close();
     stop.abort();
     source.close();

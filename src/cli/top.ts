@@ -10,11 +10,12 @@ import { Aggregator, type ProcessFdFacts } from '../aggregate/index.js';
 import { connectAgent, type EventSource } from '../client/connect.js';
 import { runFeed } from '../client/feed.js';
 import { readProcessFds } from '../host/fds.js';
-import type { TracerOptions } from '../kernel/index.js';
+import { resolveNetns, type TracerOptions } from '../kernel/index.js';
 import { UserError } from '../protocol/errors.js';
 import type { CaptureAsk } from '../ui/ui-state.js';
 import { clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
+import { catchStopSignals } from './signals.js';
 import { openSource, type OpenedSource } from './source.js';
 import { agentList, port, repeated, ringBytes, window } from './values.js';
 
@@ -62,7 +63,8 @@ export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
       '--port, --netns and --ring-bytes shape an agent top starts itself; with --connect, press / in the screen to filter by port or address, or give them to `wstrace agent`.',
     );
   }
-  // Checked before anything is loaded: no point attaching BPF for a screen that cannot be drawn.
+  // Checked before anything is loaded: a namespace that is not one, or no screen to draw on, is said before BPF is attached.
+  if (opts.netns !== undefined) resolveNetns(opts.netns);
   if (!io.stdin.isTTY || !io.stdout.isTTY) {
     io.stderr.write(`wstrace: ${NO_TTY}\n`);
     return 1;
@@ -111,14 +113,11 @@ export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
     stdout: io.stdout,
     window: opts.window,
   });
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  let onSignal!: () => void;
-  const signalled = new Promise<void>((resolve) => (onSignal = resolve));
-  for (const s of signals) process.on(s, onSignal);
+  const signals = catchStopSignals();
   try {
-    await Promise.race([screen.quit, signalled]);
+    await Promise.race([screen.quit, signals.stopped]);
   } finally {
-    for (const s of signals) process.off(s, onSignal);
+    signals.off();
     await screen.close();
     stop.abort();
     // A poll in flight to a remote agent may wait out its deadline: do not wait for it.

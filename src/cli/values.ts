@@ -5,8 +5,10 @@
  */
 import { z } from 'zod';
 import { WINDOWS, type WindowSec } from '../aggregate/index.js';
-import { isPort } from '../protocol/address.js';
-import { MAX_OLDER_PARTS, MAX_PART_BYTES } from '../record/writer.js';
+import { isPort, parseListen } from '../protocol/address.js';
+import { MAX_OLDER_PARTS, MAX_PART_BYTES, MIN_PART_BYTES } from '../record/writer.js';
+import { MAX_PID } from '../doctor/gather.js';
+import { MAX_DURATION_SEC } from './signals.js';
 import { EVENT_KINDS, type EventKind } from '../signals/event.js';
 
 /** A value read by `read`, which returns undefined for text it does not accept. */
@@ -26,9 +28,10 @@ export const port = value('a port is a number from 1 to 65535.', (t) => {
   return isPort(n) ? n : undefined;
 });
 
-export const seconds = value('give a positive number of seconds.', (t) => {
+/** A --duration: past MAX_DURATION_SEC (or 1e308) it would be no bound, and timers misread it as none at all. */
+export const seconds = value(`give a positive number of seconds, at most ${MAX_DURATION_SEC} (30 days).`, (t) => {
   const n = Number(t);
-  return Number.isFinite(n) && n > 0 ? n : undefined;
+  return n > 0 && n <= MAX_DURATION_SEC ? n : undefined;
 });
 
 function wholeIn(min: number, max: number, message: string) {
@@ -40,8 +43,20 @@ function wholeIn(min: number, max: number, message: string) {
 
 export const count = wholeIn(1, 1_000_000, 'give a whole number from 1 to 1000000.');
 
-/** record --max-size: the writer itself says when a part is too small for the header and first snapshot. */
-export const partBytes = wholeIn(1, MAX_PART_BYTES, `give a whole number of bytes from 1 to ${MAX_PART_BYTES}.`);
+const SIZE_UNITS = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 } as const;
+
+/** A size as `head -c` and `truncate` write it: bytes, or a whole number with K, M, G or T (powers of 1024). */
+export function sizeBytes(text: string): number | undefined {
+  const m = /^(\d{1,16})(?:([KMGT])(?:i?B)?|B)?$/i.exec(text);
+  if (!m) return undefined;
+  return Number(m[1]) * SIZE_UNITS[(m[2] ?? '').toUpperCase() as keyof typeof SIZE_UNITS];
+}
+
+/** record --max-size: from the writer's smallest useful part (1 MiB) to 1 TiB. */
+export const partBytes = value('give a size from 1M to 1T: a number of bytes, or one with K, M, G or T (powers of 1024).', (t) => {
+  const n = sizeBytes(t);
+  return n !== undefined && n >= MIN_PART_BYTES && n <= MAX_PART_BYTES ? n : undefined;
+});
 
 /** record --rotate: 0 stops at the cap instead of rotating. */
 export const olderParts = wholeIn(0, MAX_OLDER_PARTS, `give a whole number of older parts from 0 to ${MAX_OLDER_PARTS}.`);
@@ -69,7 +84,14 @@ export function sinceTime(text: string, now = Date.now()): number | undefined {
   return /^\d{4}-\d\d-\d\d/.test(text) && Number.isFinite(t) ? t : undefined;
 }
 
-export const since = value('give a time like 2026-11-28T06:50:00Z or a duration back from now like 30s, 5m, 2h.', (t) => sinceTime(t));
+/** Between 1970 and now: earlier cannot be sent as microseconds, later holds nothing to replay yet. */
+export const since = value('give a time like 2026-11-28T06:50:00Z or a duration back from now like 30s, 5m, 2h.', (t) => {
+  const ms = sinceTime(t);
+  return ms !== undefined && ms >= 0 && ms <= Date.now() ? ms : undefined;
+});
+
+/** doctor --pid: what the kernel could hand out (pid_max at most 2^22). */
+export const pid = wholeIn(1, MAX_PID, `a pid is a whole number from 1 to ${MAX_PID}.`);
 
 export const window = value('the window is 1, 10 or 60 seconds.', (t) => {
   const n = Number(t.replace(/s$/, ''));
@@ -81,13 +103,21 @@ export const speed = value('the speed is a number from 0.1 to 1000 (like 2 or 10
   return Number.isFinite(n) && n > 0 && n <= 1000 ? n : undefined;
 });
 
-/** One --connect of top: agent addresses, comma-separated. */
+/** One --connect of top: agent addresses, comma-separated, each parsed now (a feed would retry a typo forever). */
 export const agentList = value('give one or more agent addresses: unix:/PATH or tcp://HOST:PORT, comma-separated.', (t) => {
   const list = t
     .split(',')
     .map((a) => a.trim())
     .filter(Boolean);
-  return list.length ? list : undefined;
+  const parses = (a: string) => {
+    try {
+      parseListen(a);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  return list.length && list.every(parses) ? list : undefined;
 });
 
 /** A flag given any number of times; none gives an empty list. */

@@ -8,13 +8,13 @@ import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { kindToProto, UnknownKinds } from '../protocol/convert.js';
 import { LostReason, type EventFilter, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
-import { EVENT_KINDS, type TracerOptions } from '../kernel/index.js';
+import { EVENT_KINDS, resolveNetns, type TracerOptions } from '../kernel/index.js';
 import { z } from 'zod';
 import { clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { describeInfo, humanLine, toJsonEvent } from './format.js';
 import { openSource } from './source.js';
-import { signalStop } from './signals.js';
+import { afterSeconds, catchStopSignals } from './signals.js';
 import { count, kind, port, repeated, ringBytes, seconds, since } from './values.js';
 
 export const watchOptions = z.object({
@@ -64,6 +64,22 @@ async function* prepend<T>(first: IteratorResult<T>, rest: AsyncIterable<T>): As
 }
 
 export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number> {
+  // Before anything loads: a namespace that is not one is one sentence here, not a failure deep in the agent.
+  if (opts.netns !== undefined && !opts.connect) resolveNetns(opts.netns);
+  const signals = io.stopped ? undefined : catchStopSignals();
+  // A reader that went away (`| head`, on stdout or on stderr with 2>&1) is a stop, as for other Unix tools: exit 0, nothing left behind.
+  const readerGone = new Promise<void>((resolve) => {
+    io.out.on('error', () => resolve());
+    io.err.on('error', () => resolve());
+  });
+  try {
+    return await watchUntilStopped(opts, io, Promise.race([io.stopped ?? signals!.stopped, readerGone.then(() => 'gone' as const)]));
+  } finally {
+    signals?.off();
+  }
+}
+
+async function watchUntilStopped(opts: WatchOptions, io: WatchIo, stopped: Promise<void | 'gone'>): Promise<number> {
   const tracer: TracerOptions = {
     ports: opts.ports,
     ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
@@ -123,14 +139,11 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
         stream.cancel();
       }
     };
-    io.out.on('error', () => {
-      // The reader went away (| head): stop quietly, as other Unix tools do.
-      outputClosed = true;
-      void stop();
+    const cancelTimer = opts.durationSec !== undefined ? afterSeconds(opts.durationSec, () => void stop()) : undefined;
+    void stopped.then((why) => {
+      if (why === 'gone') outputClosed = true;
+      return stop();
     });
-    let timer: NodeJS.Timeout | undefined;
-    if (opts.durationSec !== undefined) timer = setTimeout(() => void stop(), opts.durationSec * 1000);
-    void (io.stopped ?? signalStop()).then(stop);
 
     const rest = { [Symbol.asyncIterator]: () => messages };
     for await (const msg of prepend(first, rest)) {
@@ -162,7 +175,7 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
         break;
       }
     }
-    if (timer) clearTimeout(timer);
+    cancelTimer?.();
 
     const d = totalsDelta(before, after);
     const note = unknown.message();

@@ -4,6 +4,8 @@ import { readHostFacts } from '../host/index.js';
 import { readProcessFds } from '../host/fds.js';
 import { netnsReader, readCurrentNetns, readOptional } from '../host/read.js';
 import { loadBinding, openTracer, resolveNetns, SocketOwners } from '../kernel/index.js';
+import { checkPort } from '../protocol/address.js';
+import { UserError } from '../protocol/errors.js';
 import type { DoctorFacts, ListenerFacts } from './checks.js';
 
 export interface GatherOptions {
@@ -24,6 +26,30 @@ const EXTRA = [
   'net.netfilter.nf_conntrack_max',
   'net.netfilter.nf_conntrack_count',
 ];
+
+/** The kernel's ceiling for pid_max (PID_MAX_LIMIT on 64-bit). */
+export const MAX_PID = 4_194_304;
+
+/**
+ * The scope a doctor run is asked for, checked before anything is read, for
+ * the CLI and the Doctor RPC alike: ports are TCP ports, a pid (0 or absent:
+ * all) is one the kernel could hand out and that runs now, so a typo is said
+ * instead of checking nothing.
+ */
+export function checkDoctorScope(scope: { readonly ports: readonly number[]; readonly pid?: number | undefined }): void {
+  for (const p of scope.ports) checkPort(p);
+  const pid = scope.pid;
+  if (pid === undefined || pid === 0) return;
+  if (!Number.isInteger(pid) || pid < 1 || pid > MAX_PID) {
+    throw new UserError(`pid ${pid} is not a process id: give a number from 1 to ${MAX_PID}.`);
+  }
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    // EPERM: it runs, as another user's process.
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') throw new UserError(`no process ${pid}: give the pid of a running process.`);
+  }
+}
 
 function pageSize(): number {
   try {

@@ -17,4 +17,4 @@ export type { SocketDump, ListenerSocket, TimewaitGroup, Binding } from './bindi
 export { loadBinding, packageRoot } from './binding.js';
 export { SocketOwners, type Owner } from './owners.js';
 export { NEEDS_PRIVILEGE } from './errors.js';
-export { resolveNetns, ownNetnsInode, type NetnsRef } from './netns.js';
+export { netnsPath, NetnsError, resolveNetns, ownNetnsInode, type NetnsProblem, type NetnsRef } from './netns.js';

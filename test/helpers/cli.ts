@@ -25,8 +25,8 @@ export interface CliProcess {
 }
 
 /** Starts the command; called inside a test, which kills it at its end if it still runs. */
-export function spawnCli(args: string[], opts: { stdout?: 'pipe' | 'ignore' } = {}): CliProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', opts.stdout ?? 'pipe', 'pipe'] });
+export function spawnCli(args: string[], opts: { stdout?: 'pipe' | 'ignore'; env?: NodeJS.ProcessEnv } = {}): CliProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', opts.stdout ?? 'pipe', 'pipe'], env: opts.env ?? process.env });
   let out = '';
   let err = '';
   let status: number | NodeJS.Signals | undefined;
