@@ -23,6 +23,8 @@ export interface AgentOptions {
   readonly socket: string;
   readonly ringBytes?: number;
   readonly subscriberQueue?: number;
+  /** Serve Prometheus metrics on a free loopback port (`metricsUrl` names it). */
+  readonly metrics?: boolean;
 }
 
 /** What one subscriber got: events, and losses the agent told it about. */
@@ -44,6 +46,8 @@ export class AgentArm {
   private source: EventSource | undefined;
   private streamDone: Promise<void> = Promise.resolve();
   private totalsMapId: number | undefined;
+  /** http://127.0.0.1:PORT/metrics, when started with `metrics`. */
+  metricsUrl: string | undefined;
 
   private constructor(
     readonly process: ChildProcess,
@@ -59,6 +63,7 @@ export class AgentArm {
     const args = [join(opts.root, 'bin', 'wstrace.js'), 'agent', '--netns', opts.netns, '--listen', `unix:${opts.socket}`];
     if (opts.ringBytes) args.push('--ring-bytes', String(opts.ringBytes));
     if (opts.subscriberQueue) args.push('--subscriber-queue', String(opts.subscriberQueue));
+    if (opts.metrics) args.push('--metrics', '127.0.0.1:0');
     // e.g. BENCH_AGENT_NODE_FLAGS="--cpu-prof --cpu-prof-dir=build/bench/prof" to profile every agent
     const nodeFlags = (process.env.BENCH_AGENT_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
     const child = spawn(process.execPath, [...nodeFlags, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -69,7 +74,9 @@ export class AgentArm {
       const timer = setTimeout(() => reject(new BenchError(`wstrace agent did not start within 20 s: ${err.trim()}`)), 20_000);
       child.stderr!.setEncoding('utf8').on('data', (d: string) => {
         err += d;
-        if (err.includes('listening on')) {
+        // The whole line: it also names the metrics port (port 0 was asked for).
+        if (/listening on [^\n]*\n/.test(err)) {
+          arm.metricsUrl = /metrics on (http:\/\/\S+\/metrics)/.exec(err)?.[1];
           clearTimeout(timer);
           resolve();
         }
@@ -80,7 +87,7 @@ export class AgentArm {
       });
     });
     await arm.subscribe();
-    arm.totalsMapId = arm.findTotalsMap();
+    arm.totalsMapId = findTotalsMap(arm.pid);
     return arm;
   }
 
@@ -116,49 +123,10 @@ export class AgentArm {
     ]);
   }
 
-  /** The agent's per-CPU `totals` map, found among its own file descriptors. */
-  private findTotalsMap(): number | undefined {
-    const dir = `/proc/${this.pid}/fdinfo`;
-    for (const fd of readdirSync(dir)) {
-      let info: string;
-      try {
-        info = readFileSync(join(dir, fd), 'utf8');
-      } catch {
-        continue;
-      }
-      const id = /^map_id:\s+(\d+)/m.exec(info)?.[1];
-      // BPF_MAP_TYPE_PERCPU_ARRAY = 6
-      if (!id || !/^map_type:\s+6$/m.test(info)) continue;
-      try {
-        const shown = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'id', id], { encoding: 'utf8' })) as {
-          name?: string;
-        };
-        if (shown.name === 'totals') return Number(id);
-      } catch {
-        // not readable: try the next one
-      }
-    }
-    return undefined;
-  }
-
   /** events + ringDrops from the kernel map, summed over CPUs. */
   async emitted(): Promise<Emitted> {
     if (this.totalsMapId === undefined) throw new BenchError("cannot find the agent's BPF totals map (is bpftool installed?)");
-    const { stdout } = await run('bpftool', ['-j', 'map', 'dump', 'id', String(this.totalsMapId)]);
-    const entries = JSON.parse(stdout) as Array<{ key: string[]; values: Array<{ value: string[] }> }>;
-    const sum = (index: number): number => {
-      const e = entries.find((x) => parseInt(x.key[0]!, 16) === index);
-      if (!e) return 0;
-      let total = 0;
-      for (const v of e.values) {
-        // u64 little-endian, as hex bytes
-        let n = 0;
-        for (let i = v.value.length - 1; i >= 0; i--) n = n * 256 + parseInt(v.value[i]!, 16);
-        total += n;
-      }
-      return total;
-    };
-    return { events: sum(COUNTER_INDEX.events), ringDrops: sum(COUNTER_INDEX.ringDrops) };
+    return readEmitted(this.totalsMapId);
   }
 
   snapshot(): Promise<SnapshotResponse> {
@@ -206,4 +174,48 @@ export class AgentArm {
   pause(on: boolean): void {
     this.process.kill(on ? 'SIGSTOP' : 'SIGCONT');
   }
+}
+
+/** A process's per-CPU `totals` map (the BPF side's own tally), found among its file descriptors. */
+export function findTotalsMap(pid: number): number | undefined {
+  const dir = `/proc/${pid}/fdinfo`;
+  for (const fd of readdirSync(dir)) {
+    let info: string;
+    try {
+      info = readFileSync(join(dir, fd), 'utf8');
+    } catch {
+      continue;
+    }
+    const id = /^map_id:\s+(\d+)/m.exec(info)?.[1];
+    // BPF_MAP_TYPE_PERCPU_ARRAY = 6
+    if (!id || !/^map_type:\s+6$/m.test(info)) continue;
+    try {
+      const shown = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'id', id], { encoding: 'utf8' })) as {
+        name?: string;
+      };
+      if (shown.name === 'totals') return Number(id);
+    } catch {
+      // not readable: try the next one
+    }
+  }
+  return undefined;
+}
+
+/** Records written to the ring and reserve failures, from a `totals` map, summed over CPUs. */
+export async function readEmitted(totalsMapId: number): Promise<Emitted> {
+  const { stdout } = await run('bpftool', ['-j', 'map', 'dump', 'id', String(totalsMapId)]);
+  const entries = JSON.parse(stdout) as Array<{ key: string[]; values: Array<{ value: string[] }> }>;
+  const sum = (index: number): number => {
+    const e = entries.find((x) => parseInt(x.key[0]!, 16) === index);
+    if (!e) return 0;
+    let total = 0;
+    for (const v of e.values) {
+      // u64 little-endian, as hex bytes
+      let n = 0;
+      for (let i = v.value.length - 1; i >= 0; i--) n = n * 256 + parseInt(v.value[i]!, 16);
+      total += n;
+    }
+    return total;
+  };
+  return { events: sum(COUNTER_INDEX.events), ringDrops: sum(COUNTER_INDEX.ringDrops) };
 }

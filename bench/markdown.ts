@@ -1,5 +1,6 @@
 /** The report as markdown tables: what `npm run bench` prints and BENCHMARKS.md holds. */
 import type { CeilingResult, LossResult } from './pipeline.js';
+import { accounted, type StalledResult } from './stalled.js';
 import { BPFTRACE_TOLERANCE, loadLimited, RECEIVED_REFEREE, type Goal, type StepSummary } from './summary.js';
 import type { Machine } from './machine.js';
 
@@ -32,6 +33,7 @@ export interface Report {
   readonly steps: StepSummary[];
   readonly ceilings: CeilingResult[];
   readonly losses: LossResult[];
+  readonly stalled: StalledResult[];
   readonly goals: Goal[];
   readonly hooks: string[];
   readonly blind: string[];
@@ -149,6 +151,35 @@ export function renderMarkdown(r: Report): string {
       table(
         ['ring', 'emitted', 'kernel ring drops', 'delivered', 'reported lost: ring', 'reported lost: slow', '(delivered + reported) ÷ emitted'],
         r.losses.map((l) => [`${l.ringBytes / 1024} KiB`, l.emitted, l.ringDrops, l.delivered, l.reportedRing, l.reportedSlow, ratio(l.accounted)]),
+      ),
+    );
+  }
+
+  if (r.stalled.length) {
+    out.push(
+      '',
+      '### A Watch client that never reads',
+      '',
+      `A \`wstrace agent\` with the bench's reading subscriber and a second client that takes the first message and then reads nothing (its HTTP/2 window stays shut), through an unpaced closed-port storm on two threads. Agent VmRSS sampled every 100 ms from just before the storm until every event was handled; "control" is the same storm without the stalled client. Afterwards the stalled client reads again: what it never read must come back as lost-event notices.`,
+      '',
+      table(
+        ['storm', 'stalled client', '--subscriber-queue', 'emitted', 'events/s', 'agent RSS start', 'peak', 'end', 'peak − start', 'peak ÷ start', 'reader (delivered + lost) ÷ emitted', 'stalled client: delivered / reported lost', 'stalled (delivered + lost) ÷ emitted', "agent's slow-loss metric = what the clients were told"],
+        r.stalled.map((s) => [
+          `${s.stormEvents / 1e6}M events`,
+          s.stalledClient ? 'yes' : 'no (control)',
+          s.subscriberQueue,
+          s.emitted,
+          k(s.emitted / s.stormSeconds),
+          mb(s.rss.start),
+          mb(s.rss.peak),
+          mb(s.rss.end),
+          mb(s.rss.peak - s.rss.start),
+          ratio(s.rss.peak / s.rss.start, 2),
+          ratio(accounted(s.reader, s.emitted)),
+          s.stalled ? `${s.stalled.delivered} / ${s.stalled.lostSlow + s.stalled.lostRing}` : '—',
+          s.stalled ? ratio(accounted(s.stalled, s.emitted)) : '—',
+          s.stalled ? (s.stalled.lostSlow + s.reader.lostSlow === s.metricLostSlow ? `yes (${s.metricLostSlow})` : `**no** (${s.metricLostSlow})`) : '—',
+        ]),
       ),
     );
   }

@@ -4,14 +4,14 @@
  */
 import type { LoadSpec } from './loadgen.js';
 
-export const SCENARIOS = ['resets', 'churn', 'acceptq', 'pipeline'] as const;
+export const SCENARIOS = ['resets', 'churn', 'acceptq', 'pipeline', 'stalled'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export const ARMS = ['untraced', 'wstrace', 'bpftrace'] as const;
 export type Arm = (typeof ARMS)[number];
 
 export interface Step {
-  readonly scenario: Exclude<ScenarioName, 'pipeline'>;
+  readonly scenario: Exclude<ScenarioName, 'pipeline' | 'stalled'>;
   /** "20k/s", "max", "max, 2 threads", "ACK-stage max". */
   readonly label: string;
   readonly load: LoadSpec;
@@ -44,6 +44,17 @@ export interface Plan {
   readonly ceilingConnects: number;
   /** How long to wait for the subscriber to account for every event after a trial. */
   readonly settleMs: number;
+  /** Runs with a Watch client that never reads (and their controls, without it); empty: not run. */
+  readonly stalled: StalledStep[];
+}
+
+export interface StalledStep {
+  /** Storm size: the agent's RSS must not grow with it. */
+  readonly stormEvents: number;
+  /** False: the control, the same storm with the reading subscriber only (what the storm alone costs). */
+  readonly stalledClient: boolean;
+  /** --subscriber-queue; the agent's default when absent. */
+  readonly subscriberQueue?: number;
 }
 
 const LISTEN_PORT = 5000;
@@ -166,7 +177,25 @@ export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
     pipeline: want.has('pipeline'),
     ceilingConnects: quick ? 100_000 : 400_000,
     settleMs: quick ? 3000 : 6000,
+    stalled: want.has('stalled') ? stalledSteps(quick) : [],
   };
+}
+
+/**
+ * --quick: the stalled client at two storm sizes (about 35 s). Full: 1M and
+ * 3M events, each with its control, then 3M with a small and a large queue
+ * (the client's cost follows the queue limit, not the storm; about 3 min).
+ */
+function stalledSteps(quick: boolean): StalledStep[] {
+  if (quick) return [1_000_000, 2_000_000].map((stormEvents) => ({ stormEvents, stalledClient: true }));
+  return [
+    ...[1_000_000, 3_000_000].flatMap((stormEvents) => [
+      { stormEvents, stalledClient: false },
+      { stormEvents, stalledClient: true },
+    ]),
+    { stormEvents: 3_000_000, stalledClient: true, subscriberQueue: 1000 },
+    { stormEvents: 3_000_000, stalledClient: true, subscriberQueue: 100_000 },
+  ];
 }
 
 /** Arm order for repetition `rep`: rotated, so no arm always runs first (A/B/C, B/C/A, ...). */

@@ -14,9 +14,18 @@ export function cpuSeconds(pid: number): number {
 
 /** Peak resident set size (VmHWM), bytes. */
 export function peakRssBytes(pid: number): number {
+  return statusKb(pid, 'VmHWM') * 1024;
+}
+
+/** Resident set size now (VmRSS), bytes. */
+export function rssBytes(pid: number): number {
+  return statusKb(pid, 'VmRSS') * 1024;
+}
+
+function statusKb(pid: number, field: string): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = /^VmHWM:\s+(\d+) kB/m.exec(status)?.[1];
-  return kb ? Number(kb) * 1024 : 0;
+  const kb = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1];
+  return kb ? Number(kb) : 0;
 }
 
 /** Busy fraction of all CPUs between two readings of /proc/stat. */

@@ -3,7 +3,8 @@
  *
  * Runs every scenario's rate steps with the arms alternated (untraced,
  * wstrace agent + one gRPC subscriber, bpftrace), each trial in a fresh
- * network namespace, then the pipeline ceiling; writes build/bench/results.json
+ * network namespace, then the pipeline ceiling and a Watch client that never
+ * reads through reset storms of millions of events; writes build/bench/results.json
  * and results.md and prints the markdown (or, with --json-only, the JSON).
  */
 import { execFileSync } from 'node:child_process';
@@ -24,6 +25,7 @@ import { mibDelta } from './netns.js';
 import { addonCeiling, grpcCeiling, lossCheck, type CeilingResult, type LossResult } from './pipeline.js';
 import { ARMS, armOrder, makePlan, SCENARIOS, type Arm, type ScenarioName } from './plan.js';
 import { loadAverage } from './proc.js';
+import { stalledRun, type StalledResult } from './stalled.js';
 import { goals, summarizeStep } from './summary.js';
 import { runTrial, type Trial } from './trial.js';
 
@@ -218,6 +220,22 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     }
   }
 
+  const stalled: StalledResult[] = [];
+  const sctx = { root: ROOT, loadgen, cleanup, nsName, tmpDir };
+  for (const step of plan.stalled) {
+    const what =
+      `stalled-client run (${step.stormEvents} events` +
+      `${step.subscriberQueue ? `, --subscriber-queue ${step.subscriberQueue}` : ''}${step.stalledClient ? '' : ', control: no stalled client'})`;
+    const s = await stalledRun(sctx, step.stormEvents, step.stalledClient, step.subscriberQueue).catch((err: unknown) => failed(what, err));
+    if (!s) continue;
+    stalled.push(s);
+    const mb = (b: number) => (b / 1e6).toFixed(0);
+    say(
+      `bench: ${what}: ${s.emitted} events in ${s.stormSeconds.toFixed(1)} s; agent RSS ${mb(s.rss.start)} → peak ${mb(s.rss.peak)} → ${mb(s.rss.end)} MB` +
+        (s.stalled ? `; stalled client: ${s.stalled.delivered} delivered + ${s.stalled.lostSlow + s.stalled.lostRing} reported lost` : ''),
+    );
+  }
+
   machine.loadAfter = loadAverage();
   const steps = plan.steps.map((s) => summarizeStep(s, trials));
   const report: Report = {
@@ -227,7 +245,8 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     steps,
     ceilings,
     losses,
-    goals: goals(steps, ceilings, losses),
+    stalled,
+    goals: goals(steps, ceilings, losses, stalled),
     hooks,
     blind,
     bpftrace: bpftraceInfo ?? '',

@@ -6,6 +6,7 @@
 import { mibDelta, type KernelCounts } from './netns.js';
 import type { CeilingResult, LossResult } from './pipeline.js';
 import { ARMS, type Arm, type Step } from './plan.js';
+import { accounted, DEFAULT_SUBSCRIBER_QUEUE, FLAT_BYTES, STALLED_RSS_BUDGET_BYTES, type StalledResult } from './stalled.js';
 import type { Trial } from './trial.js';
 
 export interface ExactRow {
@@ -286,7 +287,7 @@ export function loadLimited(s: StepSummary): boolean {
   return s.target === 0 || !(s.arms.untraced?.targetReached ?? true);
 }
 
-export function goals(steps: StepSummary[], ceilings: CeilingResult[], losses: LossResult[] = []): Goal[] {
+export function goals(steps: StepSummary[], ceilings: CeilingResult[], losses: LossResult[] = [], stalled: StalledResult[] = []): Goal[] {
   const out: Goal[] = [];
   const fmt = (x: number) => x.toFixed(3);
   const withExact = steps.filter((s) => s.exact.length);
@@ -349,5 +350,52 @@ export function goals(steps: StepSummary[], ceilings: CeilingResult[], losses: L
     measured: rss ? `${(rss / 1e6).toFixed(1)} MB (largest VmHWM of any trial's agent)` : 'no wstrace trial ran',
     met: rss ? rss <= 100e6 : null,
   });
+  out.push(...stalledGoals(stalled));
   return out;
+}
+
+const mbText = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
+const grew = (s: StalledResult) => s.rss.peak - s.rss.start;
+
+/** Issue 13, item 1: a client that never reads must not make the agent grow with the storm. */
+function stalledGoals(runs: StalledResult[]): Goal[] {
+  // Judged at the agent's default queue; other queue sizes show what the limit buys.
+  const withClient = runs.filter((s) => s.stalledClient && s.subscriberQueue === DEFAULT_SUBSCRIBER_QUEUE).sort((a, b) => a.stormEvents - b.stormEvents);
+  const controls = runs.filter((s) => !s.stalledClient);
+  const all = runs.filter((s) => s.stalledClient);
+  const small = withClient[0];
+  const large = withClient.at(-1);
+  const sizes = (s: StalledResult) => `${(s.emitted / 1e6).toFixed(1)}M events`;
+  const flat = small && large && large !== small ? grew(large) - grew(small) : undefined;
+  const worst = withClient.reduce<StalledResult | undefined>((a, s) => (!a || grew(s) > grew(a) ? s : a), undefined);
+  const control = worst && controls.find((c) => c.stormEvents === worst.stormEvents);
+  const exact = all.every(
+    (s) => s.stalled && accounted(s.stalled, s.emitted) === 1 && accounted(s.reader, s.emitted) === 1 && s.stalled.lostSlow + s.reader.lostSlow === s.metricLostSlow,
+  );
+  return [
+    {
+      goal: `stalled Watch client: agent RSS flat as the storm grows (peak − start of the largest storm within ${mbText(FLAT_BYTES)} of the smallest's)`,
+      measured:
+        flat !== undefined
+          ? `peak − start ${mbText(grew(small!))} at ${sizes(small!)}, ${mbText(grew(large!))} at ${sizes(large!)}`
+          : 'needs two storm sizes',
+      met: flat !== undefined ? flat <= FLAT_BYTES : null,
+    },
+    {
+      goal: `stalled Watch client: agent peak RSS ≤ start + ${mbText(STALLED_RSS_BUDGET_BYTES)}`,
+      measured: worst
+        ? `${mbText(worst.rss.start)} → ${mbText(worst.rss.peak)} at ${sizes(worst)}` +
+          (control ? `; the same storm with no stalled client: ${mbText(control.rss.start)} → ${mbText(control.rss.peak)}` : '')
+        : 'not run',
+      met: worst ? grew(worst) <= STALLED_RSS_BUDGET_BYTES : null,
+    },
+    {
+      goal: 'stalled Watch client: every event it missed reported, and the reader still gets or is told of every event',
+      measured: all.length
+        ? `(delivered + reported lost) ÷ emitted in ${all.length} runs: stalled client ${[...new Set(all.map((s) => accounted(s.stalled ?? { delivered: 0, lostRing: 0, lostSlow: 0 }, s.emitted).toFixed(3)))].join(', ')}, ` +
+          `reader ${[...new Set(all.map((s) => accounted(s.reader, s.emitted).toFixed(3)))].join(', ')}; the agent's slow-loss metric ${all.every((s) => s.stalled && s.stalled.lostSlow + s.reader.lostSlow === s.metricLostSlow) ? 'equals' : '**differs from**'} what the clients were told`
+        : 'not run',
+      met: all.length ? exact : null,
+    },
+  ];
 }
