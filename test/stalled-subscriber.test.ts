@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { findTotalsMap, readEmitted } from '../bench/agent.js';
 import { buildLoadgen } from '../bench/loadgen.js';
+import { DEFAULT_LIMITS } from '../src/agent/subscriber.js';
 import { LostReason, WatchRequest, WatchResponse } from '../src/generated/wstrace/v1/tracer.js';
 import { spawnCli } from './helpers/cli.js';
 import { following, stuckWatch, tracerClient, type WireMessage } from './helpers/grpc.js';
@@ -23,8 +24,8 @@ const CONNECTS = 500_000;
 /** The closed port of the storm; after phase i, one reset to SENTINEL_PORT + i. */
 const STORM_PORT = 9;
 const SENTINEL_PORT = 7770;
-/** The agent's default --subscriber-queue: what the stalled client may cost, about 20000 events. */
-const QUEUE = 20_000;
+/** The agent's default --subscriber-queue, in events: all the stalled client may hold. */
+const QUEUE = DEFAULT_LIMITS.maxQueued;
 /**
  * Limits on the agent's peak VmRSS (MB). A storm grows the agent whoever is
  * subscribed: V8's young generation and old space grow to their working size
@@ -32,7 +33,7 @@ const QUEUE = 20_000;
  * its queue, whose events live long enough to be promoted and then die, so
  * old space runs up to its next full collection: some tens of MB more, once.
  * Keeping the events the client missed, as the agent did before its
- * drop-oldest queue, costs about 130 MB more per million events, every million.
+ * drop-oldest queue, costs about 180 MB more per million events, every million.
  */
 const LIMIT_MB = {
   /** The stalled client's first million, over the same million with no client. */
