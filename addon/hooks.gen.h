@@ -11,24 +11,28 @@ namespace wstrace {
 static const std::vector<SignalDef> kSignals = {
     {"reset_sent",
      {
+         {"tp_btf", true, "tcp_send_reset", {"wst_rst_sent_btf"}, std::nullopt},
          {"raw_tp", true, "tcp_send_reset", {"wst_rst_sent"}, std::nullopt},
      },
      std::nullopt,
      -1},
     {"reset_received",
      {
+         {"tp_btf", true, "tcp_receive_reset", {"wst_rst_recv_btf"}, std::nullopt},
          {"raw_tp", true, "tcp_receive_reset", {"wst_rst_recv"}, std::nullopt},
      },
      std::nullopt,
      -1},
     {"timewait",
      {
+         {"tp_btf", true, "inet_sock_set_state", {"wst_timewait_btf"}, std::nullopt},
          {"raw_tp", true, "inet_sock_set_state", {"wst_timewait"}, std::nullopt},
      },
      std::nullopt,
      -1},
     {"accept_queue_full",
      {
+         {"tp_btf", true, "sk_data_ready", {"wst_acceptq_btf"}, std::nullopt},
          {"raw_tp", true, "sk_data_ready", {"wst_acceptq"}, std::nullopt},
          {"fexit", false, "inet_csk_complete_hashdance", {"wst_queue_add_fexit"}, std::nullopt},
          {"kprobe", false, "inet_csk_complete_hashdance", {"wst_queue_add_kprobe"}, std::nullopt},
@@ -87,12 +91,18 @@ static const NamedValue kCounterIndexes[] = {
     {"ringDrops", WST_CNT_RING_DROPS},
     {"mapFull", WST_CNT_MAP_FULL},
     {"events", WST_CNT_EVENTS},
+    {"summarised", WST_CNT_SUMMARISED},
+    {"summaryLost", WST_CNT_SUMMARY_LOST},
 };
 
 static const NamedValue kHitIndexes[] = {
+    {"wst_rst_sent_btf", WST_P_RST_SENT_BTF},
     {"wst_rst_sent", WST_P_RST_SENT},
+    {"wst_rst_recv_btf", WST_P_RST_RECV_BTF},
     {"wst_rst_recv", WST_P_RST_RECV},
+    {"wst_timewait_btf", WST_P_TIMEWAIT_BTF},
     {"wst_timewait", WST_P_TIMEWAIT},
+    {"wst_acceptq_btf", WST_P_ACCEPTQ_BTF},
     {"wst_acceptq", WST_P_ACCEPTQ},
     {"wst_queue_add_fexit", WST_P_QUEUE_ADD_FEXIT},
     {"wst_queue_add_kprobe", WST_P_QUEUE_ADD_KPROBE},

@@ -11,16 +11,19 @@
 #include <malloc.h>
 #include <linux/btf.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <iterator>
-#include <string>
 #include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "wstrace.h"
@@ -39,6 +42,90 @@ constexpr int kBatchFull = -E2BIG;
 constexpr size_t kBatchBytes = kMaxBatchRecords * sizeof(struct wst_event);
 // A lone event waits at most this long for the drain timer.
 constexpr uint64_t kDrainMs = 10;
+constexpr double kMaxBudget = 1e9;  // events per second: one per nanosecond of budget
+
+// The two summary maps and the slot the programs find the current one in.
+// Shared with a drain running on the thread pool, so close() can release the
+// tracer while a drain finishes with its own descriptors.
+struct SummaryMaps {
+  int slot = -1;
+  int rows[2] = {-1, -1};
+  int current = 0;  // which of rows[] is in the slot
+  bool draining = false;
+  SummaryMaps(int s, int a, int b) : slot(dup(s)), rows{dup(a), dup(b)} {}
+  ~SummaryMaps() {
+    for (int fd : {slot, rows[0], rows[1]})
+      if (fd >= 0) close(fd);
+  }
+  SummaryMaps(const SummaryMaps&) = delete;
+  SummaryMaps& operator=(const SummaryMaps&) = delete;
+};
+
+// Swaps the empty summary map into the slot and takes every row of the one
+// it replaces. The slot update returns only once no program run that could
+// still add to the old map is running (the kernel waits an RCU grace period
+// for map-in-map updates), so each count is read once: none is lost or
+// counted twice. Off the JS thread: that wait takes milliseconds.
+class DrainWorker : public Napi::AsyncWorker {
+ public:
+  DrainWorker(Napi::Env env, std::shared_ptr<SummaryMaps> maps)
+      : Napi::AsyncWorker(env, "wstrace:DrainSummaries"), maps_(std::move(maps)), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    uint32_t zero = 0;
+    int next = 1 - maps_->current;
+    if (bpf_map_update_elem(maps_->slot, &zero, &maps_->rows[next], BPF_ANY)) {
+      SetError("failed to swap the summary maps: " + ErrnoText(errno));
+      return;
+    }
+    int old = maps_->rows[maps_->current];
+    maps_->current = next;
+    keys_.resize(WST_SUMMARY_ROWS * sizeof(struct wst_summary_key));
+    values_.resize(WST_SUMMARY_ROWS * sizeof(struct wst_summary_val));
+    // The batch position: a bucket index for hash maps, sized for any map.
+    uint64_t in = 0, out = 0;
+    bool first = true;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    while (rows_ < WST_SUMMARY_ROWS) {
+      uint32_t n = WST_SUMMARY_ROWS - rows_;
+      int err = bpf_map_lookup_and_delete_batch(old, first ? nullptr : &in, &out,
+                                                keys_.data() + rows_ * sizeof(struct wst_summary_key),
+                                                values_.data() + rows_ * sizeof(struct wst_summary_val), &n, &opts);
+      rows_ += n;
+      if (err == -ENOENT) break;  // the last batch
+      if (err) {
+        SetError("failed to read the summary map: " + ErrnoText(err));
+        return;
+      }
+      in = out;
+      first = false;
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    maps_->draining = false;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("rows", Napi::Number::New(env, rows_));
+    o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys_.data(), rows_ * sizeof(struct wst_summary_key)));
+    o.Set("values", Napi::Buffer<uint8_t>::Copy(env, values_.data(), rows_ * sizeof(struct wst_summary_val)));
+    deferred_.Resolve(o);
+  }
+
+  void OnError(const Napi::Error& e) override {
+    maps_->draining = false;
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  std::shared_ptr<SummaryMaps> maps_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<uint8_t> keys_, values_;
+  size_t rows_ = 0;
+};
 
 class Tracer : public Napi::ObjectWrap<Tracer> {
  public:
@@ -52,6 +139,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
                            InstanceMethod<&Tracer::ProgramIds>("programIds"),
                            InstanceMethod<&Tracer::Flush>("flush"),
                            InstanceMethod<&Tracer::KeepPorts>("keepPorts"),
+                           InstanceMethod<&Tracer::DrainSummaries>("drainSummaries"),
                            InstanceMethod<&Tracer::Close>("close"),
                        });
   }
@@ -68,6 +156,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     Napi::Value onBatch = opts.Get("onBatch");
     Napi::Value variants = opts.Get("variants");
     Napi::Value ephemeral = opts.Get("ephemeralPorts");
+    Napi::Value budget = opts.Get("eventBudget");
 
     if (!ports.IsArray()) return TypeError(env, "options.ports must be an array of port numbers");
     Napi::Array portList = ports.As<Napi::Array>();
@@ -92,6 +181,9 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     if (!interval.IsNumber() || interval.As<Napi::Number>().DoubleValue() < 0)
       return TypeError(env, "options.fullEventIntervalNs must be a non-negative number");
     if (!onBatch.IsFunction()) return TypeError(env, "options.onBatch must be a function");
+    double perSecond = budget.IsUndefined() ? 0 : budget.IsNumber() ? budget.As<Napi::Number>().DoubleValue() : -1;
+    if (!(perSecond >= 0 && perSecond <= kMaxBudget) || perSecond != std::floor(perSecond))
+      return TypeError(env, "options.eventBudget must be a whole number of events per second from 0 (no budget) to 1e9");
     if (!variants.IsUndefined() && !variants.IsObject())
       return TypeError(env, "options.variants must be an object of signal: variant names");
     if (variants.IsObject()) {
@@ -109,6 +201,8 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     filters_.intervalNs = static_cast<uint64_t>(interval.As<Napi::Number>().DoubleValue());
     filters_.countHits = opts.Get("countHits").ToBoolean();
     filters_.wakeupBytes = ringBytes / 4;
+    // Each event uses up 1e9 / budget ns of a one-second bucket.
+    filters_.budgetCostNs = perSecond > 0 ? static_cast<uint64_t>(std::ceil(1e9 / perSecond)) : 0;
     if (!ephemeral.IsUndefined()) {
       Napi::Array range = ephemeral.IsArray() ? ephemeral.As<Napi::Array>() : Napi::Array::New(env);
       double lo = range.Length() == 2 && range.Get(0u).IsNumber() ? range.Get(0u).As<Napi::Number>().DoubleValue() : -1;
@@ -119,23 +213,22 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
       filters_.ephemeralHigh = static_cast<uint16_t>(hi);
     }
 
-    skel_ = wstrace_bpf__open();
-    if (!skel_) return Fail(env, "failed to open BPF object: " + ErrnoText(errno));
-    for (size_t i = 0; i < portValues.size(); i++) skel_->rodata->filter_ports[i] = portValues[i];
-    skel_->rodata->filter_nports = portValues.size();
-    skel_->rodata->filter_netns = netns.As<Napi::Number>().Uint32Value();
-    skel_->rodata->full_event_interval_ns = static_cast<uint64_t>(interval.As<Napi::Number>().DoubleValue());
-    skel_->rodata->count_hits = filters_.countHits;
-    skel_->rodata->wakeup_bytes = filters_.wakeupBytes;
-    skel_->rodata->ephemeral_low = filters_.ephemeralLow;
-    skel_->rodata->ephemeral_high = filters_.ephemeralHigh;
-    int err = bpf_map__set_max_entries(skel_->maps.events, ringBytes);
-    if (err) return Fail(env, "failed to size the ring buffer: " + ErrnoText(err));
-
-    err = wstrace_bpf__load(skel_);
-    if (err) return Fail(env, "failed to load BPF programs: " + ErrnoText(err), -err);
+    kernel_ = std::make_unique<KernelTypes>();
+    if (!Load(env, ringBytes)) return false;
+    // The programs add summary rows to whichever map is in the slot: one must be before they run.
+    uint32_t zero = 0;
+    int first = bpf_map__fd(skel_->maps.summary_a);
+    int err = bpf_map_update_elem(bpf_map__fd(skel_->maps.summary_slot), &zero, &first, BPF_ANY);
+    if (err) return Fail(env, "failed to set up the summary maps: " + ErrnoText(errno));
+    summaries_ = std::make_shared<SummaryMaps>(bpf_map__fd(skel_->maps.summary_slot), first,
+                                               bpf_map__fd(skel_->maps.summary_b));
+    void* mapped = mmap(nullptr, sizeof(struct wst_listening), PROT_READ | PROT_WRITE, MAP_SHARED,
+                        bpf_map__fd(skel_->maps.listen_ports), 0);
+    if (mapped == MAP_FAILED) return Fail(env, "failed to map the listening ports: " + ErrnoText(errno));
+    listening_ = static_cast<volatile uint8_t*>(mapped);
 
     Attach();
+    kernel_.reset();
     // Loading parsed the kernel's BTF once per object (tens of MB, freed
     // again); hand that memory back rather than keep it for the agent's life.
     malloc_trim(0);
@@ -182,6 +275,10 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   std::vector<HookState> hooks_;
   std::map<std::string, std::string> force_;
   Filters filters_;
+  std::unique_ptr<KernelTypes> kernel_;  // the kernel's BTF, while loading and attaching
+  Unloaded unloaded_;
+  std::shared_ptr<SummaryMaps> summaries_;
+  volatile uint8_t* listening_ = nullptr;  // struct wst_listening, mapped
   // One batch at a time, handed to JS as a view of batchBuf_: JS decodes it
   // before the callback returns (src/kernel/tracer.ts), so the memory is
   // reused for every batch instead of a new Buffer each time.
@@ -208,17 +305,50 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     return it == force_.end() ? "" : it->second;
   }
 
+  // Opens, configures and loads the core object. A tp_btf program the
+  // kernel refuses fails the whole object, so then it loads again with raw
+  // tracepoints in their place, and the hooks say why.
+  bool Load(Napi::Env env, uint32_t ringBytes) {
+    std::string btfRefused;
+    for (;;) {
+      skel_ = wstrace_bpf__open();
+      if (!skel_) return Fail(env, "failed to open BPF object: " + ErrnoText(errno));
+      for (size_t i = 0; i < filters_.ports.size(); i++) skel_->rodata->filter_ports[i] = filters_.ports[i];
+      skel_->rodata->filter_nports = filters_.ports.size();
+      skel_->rodata->filter_netns = filters_.netns;
+      skel_->rodata->full_event_interval_ns = filters_.intervalNs;
+      skel_->rodata->count_hits = filters_.countHits;
+      skel_->rodata->wakeup_bytes = filters_.wakeupBytes;
+      skel_->rodata->ephemeral_low = filters_.ephemeralLow;
+      skel_->rodata->ephemeral_high = filters_.ephemeralHigh;
+      skel_->rodata->budget_cost_ns = filters_.budgetCostNs;
+      skel_->rodata->budget_burst_ns = filters_.budgetBurstNs;
+      int err = bpf_map__set_max_entries(skel_->maps.events, ringBytes);
+      if (err) return Fail(env, "failed to size the ring buffer: " + ErrnoText(err));
+      unloaded_ = PlanCore(kSignals, skel_->obj, force_, *kernel_, btfRefused);
+      bool btf = LoadsBtfTracepoints(skel_->obj);
+      std::string verdict;
+      err = LoadCapturing([this] { return wstrace_bpf__load(skel_); }, &verdict);
+      if (!err) return true;
+      if (!btf || err == -EPERM || err == -EACCES)
+        return Fail(env, "failed to load BPF programs: " + ErrnoText(err), -err);
+      btfRefused = "load failed: " + ErrnoText(err) + (verdict.empty() ? "" : "; verifier: " + verdict);
+      wstrace_bpf__destroy(skel_);
+      skel_ = nullptr;
+    }
+  }
+
   // Each signal separately, in the table's order: one missing hook blinds one
   // signal only, and a richer variant that the kernel refuses falls back to
   // the next. Live signals that other programs must know of set a switch.
   void Attach() {
-    KernelTypes kernel;
+    const KernelTypes& kernel = *kernel_;
     struct wst_switches sw = {};
     for (const SignalDef& s : kSignals) {
       std::string force = Forced(s.name);
       // Covered by a portable hook on this kernel: nothing to attach, nothing to report.
       if (s.onlyWithout && force.empty() && kernel.Has(*s.onlyWithout)) continue;
-      HookState h = AttachSignal(s, skel_->obj, filters_, force, kernel);
+      HookState h = AttachSignal(s, skel_->obj, filters_, force, kernel, unloaded_);
       if (!h.attached() && s.onlyWithout && !kernel.Has(*s.onlyWithout))
         h.error = std::string(s.onlyWithout->absent) + "; " + h.error;
       if (h.attached() && s.switchOffset >= 0) {
@@ -291,24 +421,38 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     return env.Undefined();
   }
 
-  // keepPorts([[netns, port], ...]): listening ports whose resets keep their own row.
+  // drainSummaries(): a Promise of {rows, keys, values}, every summary row
+  // since the last drain, as the raw struct wst_summary_key/val arrays.
+  Napi::Value DrainSummaries(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!skel_ || !summaries_) {
+      Napi::Error::New(env, "the tracer is closed").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (summaries_->draining) {
+      Napi::Error::New(env, "a summary drain is already running").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    summaries_->draining = true;
+    DrainWorker* w = new DrainWorker(env, summaries_);
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  // keepPorts([port, ...]): listening ports whose resets keep their own row.
   Napi::Value KeepPorts(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!skel_) return env.Undefined();
     if (info.Length() < 1 || !info[0].IsArray()) {
-      Napi::TypeError::New(env, "keepPorts takes an array of [netns, port] pairs").ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "keepPorts takes an array of port numbers").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     Napi::Array list = info[0].As<Napi::Array>();
-    int fd = bpf_map__fd(skel_->maps.listen_ports);
-    uint8_t one = 1;
     for (uint32_t i = 0; i < list.Length(); i++) {
-      Napi::Value pair = list.Get(i);
-      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) continue;
-      uint64_t netns = pair.As<Napi::Array>().Get(0u).ToNumber().Uint32Value();
-      uint64_t port = pair.As<Napi::Array>().Get(1u).ToNumber().Uint32Value() & 0xffff;
-      uint64_t key = (netns << 16) | port;
-      bpf_map_update_elem(fd, &key, &one, BPF_ANY);
+      Napi::Value port = list.Get(i);
+      // One byte store per port: the kernel side sets others at the same time.
+      if (port.IsNumber()) listening_[port.As<Napi::Number>().Uint32Value() & 0xffff] = 1;
     }
     return env.Undefined();
   }
@@ -428,6 +572,12 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
       rb_ = nullptr;
     }
     for (HookState& h : hooks_) Detach(h);
+    summaries_.reset();
+    kernel_.reset();
+    if (listening_) {
+      munmap(const_cast<uint8_t*>(listening_), sizeof(struct wst_listening));
+      listening_ = nullptr;
+    }
     if (skel_) {
       wstrace_bpf__destroy(skel_);
       skel_ = nullptr;
@@ -504,6 +654,18 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
     FIELD(wst_tw_key, raddr); FIELD(wst_tw_key, netns); FIELD(wst_tw_key, rport); FIELD(wst_tw_key, family);
     add("timewaitKey", sizeof(wst_tw_key), o);
   }
+  {
+    Napi::Object o = Napi::Object::New(env);
+    FIELD(wst_summary_key, laddr); FIELD(wst_summary_key, raddr); FIELD(wst_summary_key, netns);
+    FIELD(wst_summary_key, reason); FIELD(wst_summary_key, lport); FIELD(wst_summary_key, rport);
+    FIELD(wst_summary_key, family); FIELD(wst_summary_key, kind); FIELD(wst_summary_key, state);
+    add("summaryKey", sizeof(wst_summary_key), o);
+  }
+  {
+    Napi::Object o = Napi::Object::New(env);
+    FIELD(wst_summary_val, count); FIELD(wst_summary_val, first_ns); FIELD(wst_summary_val, last_ns);
+    add("summaryValue", sizeof(wst_summary_val), o);
+  }
   // The enums the signal table generated, by name, as this build compiled them.
   auto named = [&](const char* name, size_t size, const NamedValue* values, size_t n) {
     Napi::Object o = Napi::Object::New(env);
@@ -518,6 +680,7 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("noReason", Napi::Number::New(env, WST_NO_REASON));
     o.Set("maxPorts", static_cast<int>(WST_MAX_PORTS));
+    o.Set("summaryRows", static_cast<int>(WST_SUMMARY_ROWS));
     add("constants", 0, o);
   }
   // Key and value sizes of each map as the BPF object declares them: which

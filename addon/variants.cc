@@ -61,6 +61,8 @@ void SetFilters(struct wstrace_ext_bpf* ext, const Filters& f) {
   ext->rodata->wakeup_bytes = f.wakeupBytes;
   ext->rodata->ephemeral_low = f.ephemeralLow;
   ext->rodata->ephemeral_high = f.ephemeralHigh;
+  ext->rodata->budget_cost_ns = f.budgetCostNs;
+  ext->rodata->budget_burst_ns = f.budgetBurstNs;
 }
 
 // Every map the core object also has is the core's, so counts land in one place.
@@ -93,13 +95,10 @@ std::string TryExt(const VariantDef& v, struct bpf_object* core, const Filters& 
     wstrace_ext_bpf__destroy(ext);
     return "cannot share maps: " + ErrnoText(err);
   }
-  captured.clear();
-  capturing = true;
-  err = wstrace_ext_bpf__load(ext);
-  capturing = false;
+  std::string verdict;
+  err = LoadCapturing([ext] { return wstrace_ext_bpf__load(ext); }, &verdict);
   if (err) {
     std::string why = "load failed: " + ErrnoText(err);
-    std::string verdict = VerifierVerdict();
     if (!verdict.empty()) why += "; verifier: " + verdict;
     wstrace_ext_bpf__destroy(ext);
     return why;
@@ -121,8 +120,17 @@ std::string TryExt(const VariantDef& v, struct bpf_object* core, const Filters& 
   return "";
 }
 
-// A variant of the core object: its programs are already loaded, only attached here.
-std::string TryCore(const VariantDef& v, struct bpf_object* core, HookState& h) {
+// A variant of the core object: its programs are already loaded (or PlanCore
+// said why not), only attached here.
+std::string TryCore(const SignalDef& s, const VariantDef& v, struct bpf_object* core, const Unloaded& unloaded,
+                    HookState& h) {
+  for (const char* name : v.programs) {
+    struct bpf_program* prog = bpf_object__find_program_by_name(core, name);
+    if (prog && bpf_program__fd(prog) < 0) {
+      auto it = unloaded.find(std::string(s.name) + "/" + v.name);
+      return it == unloaded.end() ? "not loaded" : it->second;
+    }
+  }
   for (const char* name : v.programs) {
     struct bpf_program* prog = bpf_object__find_program_by_name(core, name);
     struct bpf_link* link = prog ? bpf_program__attach(prog) : nullptr;
@@ -149,6 +157,65 @@ std::string ErrnoText(int err) {
 
 void InstallLibbpfPrint() { libbpf_set_print(PrintLibbpf); }
 
+int LoadCapturing(const std::function<int()>& load, std::string* verdict) {
+  captured.clear();
+  capturing = true;
+  int err = load();
+  capturing = false;
+  *verdict = err ? VerifierVerdict() : "";
+  captured.clear();
+  return err;
+}
+
+bool KernelTypes::HasTracepoint(const std::string& name) const {
+  return btf_ && btf__find_by_name_kind(btf_, ("btf_trace_" + name).c_str(), BTF_KIND_TYPEDEF) > 0;
+}
+
+Unloaded PlanCore(const std::vector<SignalDef>& signals, struct bpf_object* core,
+                  const std::map<std::string, std::string>& force, const KernelTypes& kernel,
+                  const std::string& btfRefused) {
+  Unloaded unloaded;
+  struct bpf_program* p;
+  bpf_object__for_each_program(p, core) bpf_program__set_autoload(p, false);
+  for (const SignalDef& s : signals) {
+    auto forced = force.find(s.name);
+    bool chosen = false;
+    for (const VariantDef& v : s.variants) {
+      if (!v.core) continue;
+      std::string key = std::string(s.name) + "/" + v.name, why;
+      bool btf = strcmp(v.name, "tp_btf") == 0;
+      if (forced != force.end() && forced->second != v.name)
+        why = "not tried (" + forced->second + " forced)";
+      else if (chosen)
+        why = "not loaded (an earlier variant was)";
+      else if (v.needs && !kernel.Has(*v.needs))
+        why = v.needs->absent;
+      else if (btf && !kernel.HasTracepoint(v.hook))
+        why = "this kernel has no BTF for tracepoint " + std::string(v.hook) + " (btf_trace_" + v.hook + ")";
+      else if (btf && !btfRefused.empty())
+        why = btfRefused;
+      if (!why.empty()) {
+        unloaded[key] = why;
+        continue;
+      }
+      chosen = true;
+      for (const char* name : v.programs) {
+        struct bpf_program* prog = bpf_object__find_program_by_name(core, name);
+        if (prog) bpf_program__set_autoload(prog, true);
+      }
+    }
+  }
+  return unloaded;
+}
+
+bool LoadsBtfTracepoints(struct bpf_object* core) {
+  struct bpf_program* p;
+  bpf_object__for_each_program(p, core) {
+    if (bpf_program__autoload(p) && bpf_program__type(p) == BPF_PROG_TYPE_TRACING) return true;
+  }
+  return false;
+}
+
 KernelTypes::KernelTypes() : btf_(btf__load_vmlinux_btf()) {}
 
 KernelTypes::~KernelTypes() { btf__free(btf_); }
@@ -167,7 +234,7 @@ bool KernelTypes::Has(const KernelCheck& c) const {
 }
 
 HookState AttachSignal(const SignalDef& signal, struct bpf_object* core, const Filters& filters,
-                       const std::string& force, const KernelTypes& kernel) {
+                       const std::string& force, const KernelTypes& kernel, const Unloaded& unloaded) {
   HookState h;
   h.signal = signal.name;
   std::string tried, hooks;
@@ -179,7 +246,7 @@ HookState AttachSignal(const SignalDef& signal, struct bpf_object* core, const F
     if (v.needs && !kernel.Has(*v.needs))
       why = v.needs->absent;
     else
-      why = v.core ? TryCore(v, core, h) : TryExt(v, core, filters, h);
+      why = v.core ? TryCore(signal, v, core, unloaded, h) : TryExt(v, core, filters, h);
     if (why.empty()) {
       h.hook = v.hook;
       return h;

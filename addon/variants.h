@@ -3,6 +3,8 @@
 #include <bpf/libbpf.h>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +21,8 @@ struct Filters {
   bool countHits = false;
   uint64_t wakeupBytes = 65536;
   uint16_t ephemeralLow = 0, ephemeralHigh = 0;  // 0, 0: no folding
+  uint64_t budgetCostNs = 0;                      // 1e9 / events per second; 0: no budget
+  uint64_t budgetBurstNs = 1000000000ULL;
 };
 
 // One signal's live hook (or why none is live).
@@ -70,22 +74,43 @@ class KernelTypes {
   KernelTypes(const KernelTypes&) = delete;
   KernelTypes& operator=(const KernelTypes&) = delete;
   bool Has(const KernelCheck& c) const;
+  // The BTF type libbpf attaches a tp_btf program by: typedef btf_trace_<tracepoint>.
+  bool HasTracepoint(const std::string& name) const;
 
  private:
   struct btf* btf_;
 };
 
+// Why a core variant's programs were not loaded, by "signal/variant".
+using Unloaded = std::map<std::string, std::string>;
+
+// Before the core object loads: of each signal's core variants only the
+// first the kernel can take (or the forced one) is loaded, so a tracepoint
+// this kernel lacks or a variant not used costs no verification. With
+// `btfRefused` set, tp_btf variants are not loaded, for that reason.
+Unloaded PlanCore(const std::vector<SignalDef>& signals, struct bpf_object* core,
+                  const std::map<std::string, std::string>& force, const KernelTypes& kernel,
+                  const std::string& btfRefused);
+
+// True when PlanCore chose a tp_btf program of the core object.
+bool LoadsBtfTracepoints(struct bpf_object* core);
+
 // Tries each variant in order (or only `force`, when set; "none" tries none).
-// Core variants attach programs of the core object; the others load their own
-// instance of the extra object, sharing the core object's maps.
+// Core variants attach programs of the core object (those PlanCore did not
+// load say why); the others load their own instance of the extra object,
+// sharing the core object's maps.
 HookState AttachSignal(const SignalDef& signal, struct bpf_object* core, const Filters& filters,
-                       const std::string& force, const KernelTypes& kernel);
+                       const std::string& force, const KernelTypes& kernel, const Unloaded& unloaded);
 
 void Detach(HookState& h);
 
 // libbpf's messages: silent unless WSTRACE_DEBUG is set; the verifier's last
 // words are kept while a variant loads so its failure can say why.
 void InstallLibbpfPrint();
+
+// Runs a load with libbpf's messages kept: on failure, the verifier's last
+// words ("" if it wrote none).
+int LoadCapturing(const std::function<int()>& load, std::string* verdict);
 
 std::string ErrnoText(int err);
 

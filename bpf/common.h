@@ -38,6 +38,15 @@ const volatile __u64 wakeup_bytes = 65536;
 const volatile __u16 ephemeral_low = 0;
 const volatile __u16 ephemeral_high = 0;
 
+/*
+ * The rate budget: full detail for at most this many events per second on the
+ * host (budget_cost_ns = 1e9 / events per second; 0: unlimited), with up to a
+ * second's worth at once (budget_burst_ns). Events beyond it go to a summary
+ * row instead of the ring.
+ */
+const volatile __u64 budget_cost_ns = 0;
+const volatile __u64 budget_burst_ns = 1000000000ULL;
+
 /* Per-program run counts cost a map update per run: only for the kernel matrix. */
 const volatile bool count_hits = false;
 
@@ -79,6 +88,15 @@ static __always_inline void add_keyed(void *map, const void *key)
 		count(WST_CNT_MAP_FULL);
 }
 
+/*
+ * Field reads. tp_btf programs are handed pointers the verifier knows the BTF
+ * type of: a field is one load (the JIT guards it against faults), where
+ * raw_tp and kprobe programs pay a bpf_probe_read_kernel() call per field,
+ * most of what they cost. Every program passes `direct` as a constant, so
+ * only one arm is compiled into it.
+ */
+#define RD(direct, p, field) ((direct) ? __builtin_preserve_access_index((p)->field) : BPF_CORE_READ(p, field))
+
 static __always_inline bool port_wanted(__u16 a, __u16 b)
 {
 	if (filter_nports == 0)
@@ -98,89 +116,236 @@ static __always_inline bool netns_wanted(__u32 netns)
 	return filter_netns == 0 || filter_netns == netns;
 }
 
-static __always_inline __u32 sk_netns(const struct sock *sk)
+static __always_inline __u32 sk_netns(const struct sock *sk, bool direct)
 {
+	if (direct)
+		return __builtin_preserve_access_index(sk->__sk_common.skc_net.net->ns.inum);
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
-/* Tuple of a socket (full, request or timewait: all start with sock_common). */
-static __always_inline void sk_tuple(const struct sock *sk, struct wst_event *e)
+/* 16 address bytes through a BTF pointer: two loads. */
+static __always_inline void copy_addr(__u8 *dst, const void *src)
 {
-	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	const __u64 *s = src;
+	__u64 *d = (__u64 *)dst;
+
+	d[0] = s[0];
+	d[1] = s[1];
+}
+
+/*
+ * Tuple of a socket (full, request or timewait: all start with sock_common),
+ * read only as far as the filters need: false as soon as the namespace or
+ * the ports are not wanted. For a listener only its own port is matched.
+ */
+static __always_inline bool sk_tuple(const struct sock *sk, struct wst_event *e, bool listener, bool direct)
+{
+	e->netns = sk_netns(sk, direct);
+	if (!netns_wanted(e->netns))
+		return false;
+	e->state = RD(direct, sk, __sk_common.skc_state);
+	e->lport = RD(direct, sk, __sk_common.skc_num);
 	/*
 	 * Moving to CLOSE unhashes the port before the tracepoints run; a full
 	 * socket still has it in inet_sport (request and timewait sockets keep
-	 * skc_num, and have no inet_sock to read).
+	 * skc_num, and have no inet_sock to read). inet_sock lies beyond struct
+	 * sock, where a BTF pointer to a sock may not reach: a probe read.
 	 */
 	if (!e->lport && e->state != TCP_TIME_WAIT && e->state != TCP_NEW_SYN_RECV)
 		e->lport = __builtin_bswap16(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	e->netns = sk_netns(sk);
+	e->rport = __builtin_bswap16(RD(direct, sk, __sk_common.skc_dport));
+	if (!port_wanted(e->lport, listener ? 0 : e->rport))
+		return false;
+	e->family = RD(direct, sk, __sk_common.skc_family);
 	if (e->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr);
+		if (direct) {
+			copy_addr(e->laddr, __builtin_preserve_access_index(&sk->__sk_common.skc_v6_rcv_saddr));
+			copy_addr(e->raddr, __builtin_preserve_access_index(&sk->__sk_common.skc_v6_daddr));
+		} else {
+			BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+			BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr);
+		}
 	} else {
-		BPF_CORE_READ_INTO((__u32 *)e->laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e->raddr, sk, __sk_common.skc_daddr);
+		*(__u32 *)e->laddr = RD(direct, sk, __sk_common.skc_rcv_saddr);
+		*(__u32 *)e->raddr = RD(direct, sk, __sk_common.skc_daddr);
 	}
+	return true;
 }
 
 /*
  * Tuple of a received packet, seen from this host: its destination is local.
- * Returns false when the headers cannot be read.
+ * False when the headers cannot be read, or the filters do not want it (the
+ * netns is checked before the headers are read).
  */
-static __always_inline bool skb_tuple(const struct sk_buff *skb, struct wst_event *e)
+static __always_inline bool skb_tuple(const struct sk_buff *skb, struct wst_event *e, bool direct)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 th = BPF_CORE_READ(skb, transport_header);
+	unsigned char *head = RD(direct, skb, head);
+	__u16 nh = RD(direct, skb, network_header);
+	__u16 th = RD(direct, skb, transport_header);
+	/*
+	 * The IP header and the TCP ports in one read, for the usual header
+	 * lengths (th - nh): IPv4 without options, IPv6 without extensions.
+	 * Constant offsets only: older verifiers refuse variable stack reads.
+	 */
+	__u8 hdr[sizeof(struct wst_ipv6hdr) + sizeof(struct wst_ports)];
 	struct wst_ports ports;
-	__u8 ver;
+	__u16 iplen = th - nh;
 
-	if (bpf_probe_read_kernel(&ver, 1, head + nh))
+	if (direct)
+		e->netns = __builtin_preserve_access_index(skb->dev->nd_net.net->ns.inum);
+	else
+		e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if (!netns_wanted(e->netns))
 		return false;
-	if ((ver >> 4) == 4) {
-		struct wst_iphdr ip;
-
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
-			return false;
-		e->family = AF_INET;
-		__builtin_memcpy(e->laddr, &ip.daddr, 4);
-		__builtin_memcpy(e->raddr, &ip.saddr, 4);
-	} else if ((ver >> 4) == 6) {
-		struct wst_ipv6hdr ip6;
-
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
-			return false;
-		e->family = AF_INET6;
-		__builtin_memcpy(e->laddr, ip6.daddr, 16);
-		__builtin_memcpy(e->raddr, ip6.saddr, 16);
-	} else {
+	if (bpf_probe_read_kernel(hdr, sizeof(hdr), head + nh))
 		return false;
-	}
-	if (bpf_probe_read_kernel(&ports, sizeof(ports), head + th))
+	if (iplen == sizeof(struct wst_iphdr))
+		__builtin_memcpy(&ports, hdr + sizeof(struct wst_iphdr), sizeof(ports));
+	else if (iplen == sizeof(struct wst_ipv6hdr))
+		__builtin_memcpy(&ports, hdr + sizeof(struct wst_ipv6hdr), sizeof(ports));
+	else if (bpf_probe_read_kernel(&ports, sizeof(ports), head + th))
 		return false;
 	e->lport = __builtin_bswap16(ports.dest);
 	e->rport = __builtin_bswap16(ports.source);
-	e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if ((hdr[0] >> 4) == 4) {
+		struct wst_iphdr *ip = (struct wst_iphdr *)hdr;
+
+		e->family = AF_INET;
+		__builtin_memcpy(e->laddr, &ip->daddr, 4);
+		__builtin_memcpy(e->raddr, &ip->saddr, 4);
+	} else if ((hdr[0] >> 4) == 6) {
+		struct wst_ipv6hdr *ip6 = (struct wst_ipv6hdr *)hdr;
+
+		e->family = AF_INET6;
+		__builtin_memcpy(e->laddr, ip6->daddr, 16);
+		__builtin_memcpy(e->raddr, ip6->saddr, 16);
+	} else {
+		return false;
+	}
 	return true;
 }
 
-static __always_inline __u64 sk_inode(const struct sock *sk)
+static __always_inline __u64 sk_inode(const struct sock *sk, bool direct)
 {
-	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+	struct socket *so;
 
+	if (direct)
+		return __builtin_preserve_access_index(sk->sk_socket->file->f_inode->i_ino);
+	so = BPF_CORE_READ(sk, sk_socket);
 	if (!so)
 		return 0;
 	return BPF_CORE_READ(so, file, f_inode, i_ino);
 }
 
-static __always_inline void emit(const struct wst_event *src)
+static __always_inline struct wst_listening *listening(void)
 {
-	struct wst_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u32 zero = 0;
 
+	return bpf_map_lookup_elem(&listen_ports, &zero);
+}
+
+static __always_inline bool is_listen_port(__u16 port)
+{
+	struct wst_listening *l = listening();
+
+	return l && l->port[port];
+}
+
+/* How an event's summary row keys its ports (see struct wst_summary_key). */
+enum wst_fold {
+	WST_KEEP_LPORT,			/* a listener or a server port: keep it, fold the peer's */
+	WST_FOLD_LPORT,			/* a client's ephemeral port: fold it, keep the peer's */
+	WST_FOLD_UNLESS_LISTENER,	/* decided from listen_ports, when summarising */
+};
+
+/*
+ * Whether one more event may go to the ring: a token bucket (GCRA) for the
+ * whole host in one shared u64, the time by which the events let through
+ * so far have used up the budget. Past the budget the check is a plain load
+ * of a line that is written at most budget times a second, so a storm on
+ * many CPUs does not bounce it; two CPUs passing the check at once can let
+ * one event each past the budget, which later ones pay back.
+ */
+static __always_inline bool within_budget(__u64 now)
+{
+	__u32 zero = 0;
+	__u64 *tat, t;
+
+	if (!budget_cost_ns)
+		return true;
+	tat = bpf_map_lookup_elem(&budget, &zero);
+	if (!tat)
+		return true;
+	t = *(volatile __u64 *)tat;
+	if (t < now) {
+		/* Idle since: the bucket is full again. */
+		*tat = now + budget_cost_ns;
+		return true;
+	}
+	if (t - now >= budget_burst_ns)
+		return false;
+	__sync_fetch_and_add(tat, budget_cost_ns);
+	return true;
+}
+
+/* One more event in its summary row, in whichever map is in the slot now. */
+static __always_inline void summarise(const struct wst_event *e, int fold)
+{
+	struct wst_summary_key k = {
+		.netns = e->netns,
+		.reason = e->reason,
+		.family = e->family,
+		.kind = e->kind,
+		.state = e->state,
+	};
+	struct wst_summary_val first = { .count = 1, .first_ns = e->ts_ns, .last_ns = e->ts_ns }, *v;
+	__u32 zero = 0;
+	bool folded = fold == WST_FOLD_LPORT ||
+		      (fold == WST_FOLD_UNLESS_LISTENER && !is_listen_port(e->lport));
+	void *rows;
+
+	__builtin_memcpy(k.laddr, e->laddr, 16);
+	__builtin_memcpy(k.raddr, e->raddr, 16);
+	k.lport = folded ? 0 : e->lport;
+	k.rport = folded ? e->rport : 0;
+	rows = bpf_map_lookup_elem(&summary_slot, &zero);
+	if (!rows) {
+		count(WST_CNT_SUMMARY_LOST);
+		return;
+	}
+	v = bpf_map_lookup_elem(rows, &k);
+	if (!v) {
+		if (bpf_map_update_elem(rows, &k, &first, BPF_NOEXIST) == 0) {
+			count(WST_CNT_SUMMARISED);
+			return;
+		}
+		/* Lost the race to create the row, or the map is full. */
+		v = bpf_map_lookup_elem(rows, &k);
+		if (!v) {
+			count(WST_CNT_SUMMARY_LOST);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&v->count, 1);
+	/* Racy between CPUs, and only ever off by the events of one moment. */
+	if (e->ts_ns > v->last_ns)
+		v->last_ns = e->ts_ns;
+	count(WST_CNT_SUMMARISED);
+}
+
+/*
+ * The event goes to the ring while the budget allows, else to its summary
+ * row: decided before a ring slot is reserved. e->ts_ns must be set.
+ */
+static __always_inline void emit(const struct wst_event *src, int fold)
+{
+	struct wst_event *e;
+
+	if (!within_budget(src->ts_ns)) {
+		summarise(src, fold);
+		return;
+	}
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(WST_CNT_RING_DROPS);
 		return;
@@ -191,12 +356,12 @@ static __always_inline void emit(const struct wst_event *src)
 	count(WST_CNT_EVENTS);
 }
 
-static __always_inline __u64 listen_port_key(__u32 netns, __u16 port)
-{
-	return ((__u64)netns << 16) | port;
-}
-
-static __always_inline void count_reset(const struct wst_event *e)
+/*
+ * Counts a reset per local port, direction, state and reason. Returns how
+ * its summary row folds ports: the resets map's rule, a port in
+ * ip_local_port_range without a listener is a client's and folds into 0.
+ */
+static __always_inline int count_reset(const struct wst_event *e)
 {
 	struct wst_reset_key k = {
 		.netns = e->netns,
@@ -205,19 +370,19 @@ static __always_inline void count_reset(const struct wst_event *e)
 		.kind = e->kind,
 		.state = e->state,
 	};
+	int fold = WST_KEEP_LPORT;
 
-	if (e->lport >= ephemeral_low && e->lport <= ephemeral_high) {
-		__u64 lp = listen_port_key(e->netns, e->lport);
-
-		if (!bpf_map_lookup_elem(&listen_ports, &lp))
-			k.lport = 0;
+	if (e->lport >= ephemeral_low && e->lport <= ephemeral_high && !is_listen_port(e->lport)) {
+		k.lport = 0;
+		fold = WST_FOLD_LPORT;
 	}
-
 	count(e->kind == WST_RESET_SENT ? WST_CNT_RESET_SENT : WST_CNT_RESET_RECEIVED);
 	add_keyed(&resets, &k);
+	return fold;
 }
 
-static __always_inline struct wst_listener_val *listener_entry(const struct wst_event *e, __u64 inode)
+/* The listener's row, made on first sight (sk, when known, gives the inode then). */
+static __always_inline struct wst_listener_val *listener_entry(const struct wst_event *e, const struct sock *sk, bool direct)
 {
 	struct wst_listener_key k = { .netns = e->netns, .port = e->lport, .family = e->family };
 	struct wst_listener_val zero = {}, *v;
@@ -226,13 +391,13 @@ static __always_inline struct wst_listener_val *listener_entry(const struct wst_
 	v = bpf_map_lookup_elem(&listeners, &k);
 	if (v)
 		return v;
-	zero.inode = inode;
+	zero.inode = sk ? sk_inode(sk, direct) : 0;
 	bpf_map_update_elem(&listeners, &k, &zero, BPF_NOEXIST);
 	{
-		__u64 lp = listen_port_key(e->netns, e->lport);
-		__u8 one = 1;
+		struct wst_listening *l = listening();
 
-		bpf_map_update_elem(&listen_ports, &lp, &one, BPF_ANY);
+		if (l)
+			l->port[e->lport] = 1;
 	}
 	v = bpf_map_lookup_elem(&listeners, &k);
 	if (!v)
@@ -240,39 +405,52 @@ static __always_inline struct wst_listener_val *listener_entry(const struct wst_
 	return v;
 }
 
+/* The child last queued on a listener: the tail of its accept queue (probe reads: beyond struct sock). */
+static __always_inline const struct sock *queue_tail_child(const struct sock *sk)
+{
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
+	struct request_sock *req = BPF_CORE_READ(icsk, icsk_accept_queue.rskq_accept_tail);
+
+	return req ? BPF_CORE_READ(req, sk) : 0;
+}
 
 /*
  * A child was queued on listener sk, leaving `depth` in its accept queue:
  * count it, note the peak, time it for residency, and report the queue full
  * (rate-limited) when depth > limit, the kernel's own test for refusing more.
+ * `child` 0 with from_queue: the child is the queue's tail, read only when
+ * needed.
  */
-static __always_inline void on_enqueue(const struct sock *sk, const struct sock *child, __u32 depth)
+static __always_inline void on_enqueue(const struct sock *sk, const struct sock *child, bool from_queue, __u32 depth,
+				       bool direct)
 {
 	struct wst_listener_val *v;
 	struct wst_event e = {};
 	__u64 now;
 
-	sk_tuple(sk, &e);
-	if (!netns_wanted(e.netns) || !port_wanted(e.lport, 0))
+	if (!sk_tuple(sk, &e, true, direct))
 		return;
 	e.queue = depth;
-	e.backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
-	e.inode = sk_inode(sk);
+	e.backlog = RD(direct, sk, sk_max_ack_backlog);
 	count(WST_CNT_ACCEPT_ENQUEUED);
 
-	v = listener_entry(&e, e.inode);
+	v = listener_entry(&e, sk, direct);
 	if (!v)
 		return;
 	__sync_fetch_and_add(&v->enqueued, 1);
-	if (child && switch_on(time_accepts)) {
-		__u64 key = (__u64)(unsigned long)child;
-		struct wst_enqueued q = { .ts_ns = bpf_ktime_get_ns() };
+	if (switch_on(time_accepts)) {
+		if (from_queue)
+			child = queue_tail_child(sk);
+		if (child) {
+			__u64 key = (__u64)(unsigned long)child;
+			struct wst_enqueued q = { .ts_ns = bpf_ktime_get_ns() };
 
-		__builtin_memcpy(q.listener.addr, e.laddr, 16);
-		q.listener.netns = e.netns;
-		q.listener.port = e.lport;
-		q.listener.family = e.family;
-		bpf_map_update_elem(&enqueued, &key, &q, BPF_ANY);
+			__builtin_memcpy(q.listener.addr, e.laddr, 16);
+			q.listener.netns = e.netns;
+			q.listener.port = e.lport;
+			q.listener.family = e.family;
+			bpf_map_update_elem(&enqueued, &key, &q, BPF_ANY);
+		}
 	}
 	v->depth = e.queue;
 	v->backlog = e.backlog;
@@ -289,6 +467,8 @@ static __always_inline void on_enqueue(const struct sock *sk, const struct sock 
 	v->last_event_ns = now;
 
 	/* The peer: the child's remote end. */
+	if (from_queue && !child)
+		child = queue_tail_child(sk);
 	if (child) {
 		e.rport = __builtin_bswap16(BPF_CORE_READ(child, __sk_common.skc_dport));
 		if (e.family == AF_INET6)
@@ -296,10 +476,11 @@ static __always_inline void on_enqueue(const struct sock *sk, const struct sock 
 		else
 			BPF_CORE_READ_INTO((__u32 *)e.raddr, child, __sk_common.skc_daddr);
 	}
+	e.inode = sk_inode(sk, direct);
 	e.kind = WST_ACCEPT_QUEUE_FULL;
 	e.reason = WST_NO_REASON;
 	e.ts_ns = now;
-	emit(&e);
+	emit(&e, WST_KEEP_LPORT);
 }
 
 #endif /* WSTRACE_COMMON_H */

@@ -80,6 +80,7 @@ struct socket {
 
 struct sock {
 	struct sock_common __sk_common;
+	int sk_err;
 	atomic_t sk_drops;
 	__u16 sk_protocol;
 	__u32 sk_ack_backlog;

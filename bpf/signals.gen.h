@@ -35,7 +35,9 @@ enum wst_counter {
 	WST_CNT_RING_DROPS = 8,	/* ring-buffer reserve failures */
 	WST_CNT_MAP_FULL = 9,	/* keyed counter not stored: map full */
 	WST_CNT_EVENTS = 10,	/* records written to the ring */
-	WST_CNT__MAX = 11,
+	WST_CNT_SUMMARISED = 11,	/* events beyond the rate budget, added to a summary row instead of the ring */
+	WST_CNT_SUMMARY_LOST = 12,	/* events beyond the rate budget that found no summary row: the summary map was full */
+	WST_CNT__MAX = 13,
 };
 
 /*
@@ -43,25 +45,29 @@ enum wst_counter {
  * each hook variant without needing its traffic to pass the filters.
  */
 enum wst_prog {
-	WST_P_RST_SENT = 0,	/* reset_sent raw_tp */
-	WST_P_RST_RECV = 1,	/* reset_received raw_tp */
-	WST_P_TIMEWAIT = 2,	/* timewait raw_tp */
-	WST_P_ACCEPTQ = 3,	/* accept_queue_full raw_tp */
-	WST_P_QUEUE_ADD_FEXIT = 4,	/* accept_queue_full fexit */
-	WST_P_QUEUE_ADD_KPROBE = 5,	/* accept_queue_full kprobe */
-	WST_P_LISTEN_OVF = 6,	/* listen_overflow raw_tp */
-	WST_P_SYNRECV_FEXIT = 7,	/* listen_overflow fexit */
-	WST_P_SYNRECV_KPROBE = 8,	/* listen_overflow kprobe */
-	WST_P_SYNRECV_KRETPROBE = 9,	/* listen_overflow kprobe */
-	WST_P_CONN_REQ_FENTRY = 10,	/* syn_drop fentry */
-	WST_P_CONN_REQ_FEXIT = 11,	/* syn_drop fentry */
-	WST_P_CONN_REQ_KPROBE = 12,	/* syn_drop kprobe */
-	WST_P_CONN_REQ_KRETPROBE = 13,	/* syn_drop kprobe */
-	WST_P_ACCEPT_FEXIT = 14,	/* accept_residency fexit */
-	WST_P_ACCEPT_KRETPROBE = 15,	/* accept_residency kretprobe */
-	WST_P_SEND_RESET_FENTRY = 16,	/* reset_no_socket fentry */
-	WST_P_SEND_RESET_KPROBE = 17,	/* reset_no_socket kprobe */
-	WST_P__MAX = 18,
+	WST_P_RST_SENT_BTF = 0,	/* reset_sent tp_btf */
+	WST_P_RST_SENT = 1,	/* reset_sent raw_tp */
+	WST_P_RST_RECV_BTF = 2,	/* reset_received tp_btf */
+	WST_P_RST_RECV = 3,	/* reset_received raw_tp */
+	WST_P_TIMEWAIT_BTF = 4,	/* timewait tp_btf */
+	WST_P_TIMEWAIT = 5,	/* timewait raw_tp */
+	WST_P_ACCEPTQ_BTF = 6,	/* accept_queue_full tp_btf */
+	WST_P_ACCEPTQ = 7,	/* accept_queue_full raw_tp */
+	WST_P_QUEUE_ADD_FEXIT = 8,	/* accept_queue_full fexit */
+	WST_P_QUEUE_ADD_KPROBE = 9,	/* accept_queue_full kprobe */
+	WST_P_LISTEN_OVF = 10,	/* listen_overflow raw_tp */
+	WST_P_SYNRECV_FEXIT = 11,	/* listen_overflow fexit */
+	WST_P_SYNRECV_KPROBE = 12,	/* listen_overflow kprobe */
+	WST_P_SYNRECV_KRETPROBE = 13,	/* listen_overflow kprobe */
+	WST_P_CONN_REQ_FENTRY = 14,	/* syn_drop fentry */
+	WST_P_CONN_REQ_FEXIT = 15,	/* syn_drop fentry */
+	WST_P_CONN_REQ_KPROBE = 16,	/* syn_drop kprobe */
+	WST_P_CONN_REQ_KRETPROBE = 17,	/* syn_drop kprobe */
+	WST_P_ACCEPT_FEXIT = 18,	/* accept_residency fexit */
+	WST_P_ACCEPT_KRETPROBE = 19,	/* accept_residency kretprobe */
+	WST_P_SEND_RESET_FENTRY = 20,	/* reset_no_socket fentry */
+	WST_P_SEND_RESET_KPROBE = 21,	/* reset_no_socket kprobe */
+	WST_P__MAX = 22,
 };
 
 #endif /* WSTRACE_SIGNALS_GEN_H */

@@ -87,12 +87,44 @@ struct wst_reset_key {
 	__u8 state;
 };
 
+/* Local ports with a listener, one byte each (the listen_ports map's one value). */
+struct wst_listening {
+	__u8 port[65536];
+};
+
 /* Per destination (remote address and port). */
 struct wst_tw_key {
 	__u8 raddr[16];
 	__u32 netns;
 	__u16 rport;
 	__u16 family;
+};
+
+/*
+ * Events beyond the rate budget are not put in the ring: each adds one to
+ * the summary row of its key instead. Ports are folded so a storm makes few
+ * rows: a row keeps the local port, or (when the local port is a client's
+ * ephemeral one, folded to 0) the remote port instead; listener events keep
+ * the listener and the peer's address. Rows per summary map:
+ */
+#define WST_SUMMARY_ROWS 16384
+
+struct wst_summary_key {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u32 netns;
+	__u32 reason;		/* as in the event, or WST_NO_REASON */
+	__u16 lport;		/* 0: folded */
+	__u16 rport;		/* 0: folded */
+	__u16 family;
+	__u8 kind;
+	__u8 state;
+};
+
+struct wst_summary_val {
+	__u64 count;		/* events this row stands for */
+	__u64 first_ns;		/* bpf_ktime_get_ns() of the first and last of them */
+	__u64 last_ns;
 };
 
 #endif /* WSTRACE_H */

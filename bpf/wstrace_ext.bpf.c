@@ -97,14 +97,12 @@ static __always_inline void syn_exit(const struct sock *sk)
 	if ((__u32)BPF_CORE_READ(sk, sk_drops.counter) == c->drops)
 		return;
 	cause = c->cause & (WST_SYN_CAUSE__MAX - 1);
-	sk_tuple(sk, &e);
-	if (!netns_wanted(e.netns) || !port_wanted(e.lport, 0))
+	if (!sk_tuple(sk, &e, true, false))
 		return;
 	e.queue = BPF_CORE_READ(sk, sk_ack_backlog);
 	e.backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
-	e.inode = sk_inode(sk);
 	count(WST_CNT_SYN_DROP);
-	v = listener_entry(&e, e.inode);
+	v = listener_entry(&e, sk, false);
 	if (!v)
 		return;
 	__sync_fetch_and_add(&v->syn_drops[cause], 1);
@@ -115,14 +113,15 @@ static __always_inline void syn_exit(const struct sock *sk)
 
 	/* The peer, from the SYN itself. */
 	struct wst_event peer = {};
-	if (c->skb && skb_tuple((const struct sk_buff *)c->skb, &peer)) {
+	if (c->skb && skb_tuple((const struct sk_buff *)c->skb, &peer, false)) {
 		__builtin_memcpy(e.raddr, peer.raddr, 16);
 		e.rport = peer.rport;
 	}
+	e.inode = sk_inode(sk, false);
 	e.kind = WST_SYN_DROP;
 	e.reason = cause;
 	e.ts_ns = now;
-	emit(&e);
+	emit(&e, WST_KEEP_LPORT);
 }
 
 SEC("fentry/tcp_conn_request")
@@ -200,22 +199,21 @@ static __always_inline void synrecv_exit(const struct sock *sk, const struct sk_
 	e.backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
 	if (e.queue <= e.backlog)
 		return;
-	sk_tuple(sk, &e);
-	if (!netns_wanted(e.netns) || !port_wanted(e.lport, 0))
+	if (!sk_tuple(sk, &e, true, false))
 		return;
-	if (skb_tuple(skb, &peer)) {
+	if (skb_tuple(skb, &peer, false)) {
 		__builtin_memcpy(e.raddr, peer.raddr, 16);
 		e.rport = peer.rport;
 	}
-	e.inode = sk_inode(sk);
+	e.inode = sk_inode(sk, false);
 	e.kind = WST_LISTEN_OVERFLOW;
 	e.reason = WST_NO_REASON;
 	count(WST_CNT_LISTEN_OVERFLOW);
-	v = listener_entry(&e, e.inode);
+	v = listener_entry(&e, sk, false);
 	if (v)
 		__sync_fetch_and_add(&v->overflows, 1);
 	e.ts_ns = bpf_ktime_get_ns();
-	emit(&e);
+	emit(&e, WST_KEEP_LPORT);
 }
 
 /* The return value via bpf_get_func_ret: the argument count differs between kernels. */
@@ -365,7 +363,7 @@ int BPF_PROG(wst_queue_add_fexit, struct sock *sk, struct sock *child)
 	hit(WST_P_QUEUE_ADD_FEXIT);
 	bpf_get_func_ret(ctx, &ret);
 	if (ret && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN)
-		on_enqueue(sk, child, BPF_CORE_READ(sk, sk_ack_backlog));
+		on_enqueue(sk, child, false, BPF_CORE_READ(sk, sk_ack_backlog), false);
 	return 0;
 }
 
@@ -375,7 +373,7 @@ int BPF_KPROBE(wst_queue_add_kprobe, struct sock *sk, struct sock *child, void *
 {
 	hit(WST_P_QUEUE_ADD_KPROBE);
 	if (own_req && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN)
-		on_enqueue(sk, child, BPF_CORE_READ(sk, sk_ack_backlog) + 1);
+		on_enqueue(sk, child, false, BPF_CORE_READ(sk, sk_ack_backlog) + 1, false);
 	return 0;
 }
 
@@ -392,17 +390,13 @@ static __always_inline void send_reset(const struct sock *sk, const struct sk_bu
 	bpf_probe_read_kernel(&flags, 1, head + th + 13);
 	if (flags & 0x04)
 		return;
-	if (sk)
-		sk_tuple(sk, &e);
-	else if (!skb_tuple(skb, &e))
-		return;
-	if (!netns_wanted(e.netns) || !port_wanted(e.lport, e.rport))
+	if (sk ? !sk_tuple(sk, &e, false, false) : (!skb_tuple(skb, &e, false) || !port_wanted(e.lport, e.rport)))
 		return;
 	e.kind = WST_RESET_SENT;
 	e.reason = WST_NO_REASON;
-	count_reset(&e);
+	int fold = count_reset(&e);
 	e.ts_ns = bpf_ktime_get_ns();
-	emit(&e);
+	emit(&e, fold);
 }
 
 SEC("fentry/tcp_v4_send_reset")

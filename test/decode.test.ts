@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatAddr } from '../src/kernel/addr.js';
 import type { Binding, NativeOpenOptions } from '../src/kernel/binding.js';
-import { decodeBatch, decodeCounters } from '../src/kernel/decode.js';
+import { decodeBatch, decodeCounters, decodeSummaries } from '../src/kernel/decode.js';
 import { canLoadBpf, NEEDS_PRIVILEGE } from '../src/kernel/errors.js';
 import { UserError } from '../src/protocol/errors.js';
 import {
@@ -16,6 +16,8 @@ import {
   LISTENER_VALUE_LAYOUT,
   NO_REASON,
   RESET_KEY_LAYOUT,
+  SUMMARY_KEY_LAYOUT,
+  SUMMARY_VALUE_LAYOUT,
 } from '../src/kernel/layout.js';
 import { ReasonNames } from '../src/kernel/names.js';
 import { openTracer } from '../src/kernel/tracer.js';
@@ -63,6 +65,46 @@ function record(r: Rec): Buffer {
 
 const lo4 = [127, 0, 0, 1];
 const lo6 = [...Array(15).fill(0), 1];
+
+interface Row {
+  kind: number;
+  family: number;
+  laddr: number[];
+  raddr: number[];
+  lport: number;
+  rport: number;
+  netns?: number;
+  reason?: number;
+  state?: number;
+  count: bigint;
+  firstNs: bigint;
+  lastNs: bigint;
+}
+
+/** Summary rows as the addon's drainSummaries() hands them over: keys and values back to back. */
+function summaries(rows: Row[]): { rows: number; keys: Buffer; values: Buffer } {
+  const K = SUMMARY_KEY_LAYOUT.offsets;
+  const V = SUMMARY_VALUE_LAYOUT.offsets;
+  const keys = Buffer.alloc(rows.length * SUMMARY_KEY_LAYOUT.size);
+  const values = Buffer.alloc(rows.length * SUMMARY_VALUE_LAYOUT.size);
+  rows.forEach((r, i) => {
+    const k = i * SUMMARY_KEY_LAYOUT.size;
+    const v = i * SUMMARY_VALUE_LAYOUT.size;
+    Buffer.from(r.laddr).copy(keys, k + K.laddr);
+    Buffer.from(r.raddr).copy(keys, k + K.raddr);
+    keys.writeUInt32LE(r.netns ?? 4026531840, k + K.netns);
+    keys.writeUInt32LE(r.reason ?? NO_REASON, k + K.reason);
+    keys.writeUInt16LE(r.lport, k + K.lport);
+    keys.writeUInt16LE(r.rport, k + K.rport);
+    keys.writeUInt16LE(r.family, k + K.family);
+    keys.writeUInt8(r.kind, k + K.kind);
+    keys.writeUInt8(r.state ?? 0, k + K.state);
+    values.writeBigUInt64LE(r.count, v + V.count);
+    values.writeBigUInt64LE(r.firstNs, v + V.first_ns);
+    values.writeBigUInt64LE(r.lastNs, v + V.last_ns);
+  });
+  return { rows: rows.length, keys, values };
+}
 
 describe('decodeBatch', () => {
   it('decodes a batch of records with names and wall-clock time', () => {
@@ -116,6 +158,26 @@ describe('decodeBatch', () => {
       reasons,
     });
     expect(ev!.reason).toBe('SK_RST_REASON_99');
+  });
+});
+
+describe('decodeSummaries', () => {
+  it('decodes summary rows as events are decoded: names, folded ports, wall-clock first and last', () => {
+    const raw = summaries([
+      { kind: KIND_CODE.reset_sent, family: AF_INET, laddr: lo4, raddr: [10, 0, 0, 9], lport: 9, rport: 0, reason: 1, count: 2n ** 40n, firstNs: 5_000_000_000n, lastNs: 7_500_000_000n },
+      { kind: KIND_CODE.timewait, family: AF_INET6, laddr: lo6, raddr: lo6, lport: 0, rport: 8081, state: 5, count: 3n, firstNs: 1_000_000n, lastNs: 2_000_000n, netns: 7 },
+      { kind: 200, family: AF_INET, laddr: lo4, raddr: lo4, lport: 1, rport: 0, count: 1n, firstNs: 0n, lastNs: 0n },
+    ]);
+    const rows = decodeSummaries(raw, { clockOffsetMs: 1_000, reasons });
+    // A kind this build does not know (a newer BPF object) is skipped, not misnamed.
+    expect(rows).toEqual([
+      { kind: 'reset_sent', family: 'ipv4', laddr: '127.0.0.1', lport: 9, raddr: '10.0.0.9', rport: 0, netns: 4026531840, reason: 'NO_SOCKET', count: 2 ** 40, firstMs: 6_000, lastMs: 8_500 },
+      { kind: 'timewait', family: 'ipv6', laddr: '::1', lport: 0, raddr: '::1', rport: 8081, netns: 7, state: 'FIN_WAIT2', count: 3, firstMs: 1_001, lastMs: 1_002 },
+    ]);
+  });
+
+  it('decodes an empty drain', () => {
+    expect(decodeSummaries({ rows: 0, keys: Buffer.alloc(0), values: Buffer.alloc(0) }, { clockOffsetMs: 0, reasons })).toEqual([]);
   });
 });
 
@@ -175,11 +237,13 @@ describe('Tracer on a fake binding', () => {
     binding: Binding;
     opened: NativeOpenOptions[];
     closed: number[];
-    kept: Array<Array<[number, number]>>;
+    kept: number[][];
+    drains: string[];
   } {
     const opened: NativeOpenOptions[] = [];
     const closed: number[] = [];
-    const kept: Array<Array<[number, number]>> = [];
+    const kept: number[][] = [];
+    const drains: string[] = [];
     const binding: Binding = {
       open(o) {
         opened.push(o);
@@ -192,6 +256,14 @@ describe('Tracer on a fake binding', () => {
           flush: () => o.onBatch(record({ kind: 1, family: AF_INET, laddr: lo4, raddr: lo4, lport: 9, rport: 1 })),
           programIds: () => [1, 2],
           keepPorts: (ports) => kept.push(ports),
+          drainSummaries: async () => {
+            // A second drain must not start before the first has ended.
+            drains.push('start');
+            await new Promise((resolve) => setImmediate(resolve));
+            drains.push('end');
+            const row = { kind: KIND_CODE.reset_received, family: AF_INET, laddr: lo4, raddr: lo4, lport: 0, rport: 80, state: 2 };
+            return summaries([{ ...row, count: 5n, firstNs: 1_000_000_000n, lastNs: 2_000_000_000n }]);
+          },
           close: () => closed.push(1),
         };
       },
@@ -203,7 +275,7 @@ describe('Tracer on a fake binding', () => {
       loadBlocker: () => undefined,
       ...overrides,
     };
-    return { binding, opened, closed, kept };
+    return { binding, opened, closed, kept, drains };
   }
 
   it('passes filters down, reports hooks, delivers decoded batches, closes once', async () => {
@@ -255,8 +327,39 @@ describe('Tracer on a fake binding', () => {
     const t = await openTracer({ binding, netns: '/proc/self/ns/net' });
     expect(asked).toEqual([['/proc/self/ns/net', ['/proc/sys/net/ipv4/ip_local_port_range']]]);
     expect(opened[0]?.ephemeralPorts).toEqual([20000, 29999]);
-    expect(kept).toEqual([[[t.netns!.inode, 20007]]]);
+    expect(kept).toEqual([[20007]]);
     t.close();
+  });
+
+  it('sends the event budget down: 10,000/s unless told, 0 for every event', async () => {
+    const { binding, opened } = fake();
+    const a = await openTracer({ binding });
+    const b = await openTracer({ binding, eventBudget: 0 });
+    expect(opened.map((o) => o.eventBudget)).toEqual([10_000, 0]);
+    expect([a.eventBudget, b.eventBudget]).toEqual([10_000, 0]);
+    a.close();
+    b.close();
+  });
+
+  it.each([-1, 1.5, 2e9, Number.NaN])('refuses the event budget %d with a plain sentence', async (eventBudget) => {
+    const { binding, opened } = fake();
+    await expect(openTracer({ binding, eventBudget })).rejects.toThrow(
+      new UserError('the event budget must be a whole number of events per second from 0 (no budget) to 1000000000.'),
+    );
+    expect(opened).toEqual([]);
+  });
+
+  it('drains summaries decoded, one drain at a time, and not once closed', async () => {
+    const { binding, drains } = fake();
+    const t = await openTracer({ binding });
+    const [a, b] = await Promise.all([t.drainSummaries(), t.drainSummaries()]);
+    expect(drains).toEqual(['start', 'end', 'start', 'end']);
+    expect(a).toEqual([
+      { kind: 'reset_received', family: 'ipv4', laddr: '127.0.0.1', lport: 0, raddr: '127.0.0.1', rport: 80, netns: 4026531840, state: 'SYN_SENT', count: 5, firstMs: 1_000, lastMs: 2_000 },
+    ]);
+    expect(b).toEqual(a);
+    t.close();
+    expect(() => t.drainSummaries()).toThrow(/closed/);
   });
 
   it.each([[[0]], [[70000]], [[1.5]], [Array.from({ length: 17 }, (_, i) => i + 1)]])('rejects ports %j', async (ports) => {

@@ -14,6 +14,9 @@ import {
   RESET_KEY_LAYOUT,
   RESIDENCY_BUCKETS,
   RESIDENCY_LAYOUT,
+  SUMMARY_KEY_LAYOUT,
+  SUMMARY_ROWS,
+  SUMMARY_VALUE_LAYOUT,
   SYN_CAUSES,
   TIMEWAIT_KEY_LAYOUT,
 } from '../src/kernel/layout.js';
@@ -27,6 +30,8 @@ it.each([
   ['resetKey', RESET_KEY_LAYOUT],
   ['timewaitKey', TIMEWAIT_KEY_LAYOUT],
   ['residency', RESIDENCY_LAYOUT],
+  ['summaryKey', SUMMARY_KEY_LAYOUT],
+  ['summaryValue', SUMMARY_VALUE_LAYOUT],
 ] as const)('%s layout matches the C header', (name, ts) => {
   const { bucketCount, ...offsets } = native[name]!.offsets;
   const c = { size: native[name]!.size, offsets };
@@ -44,7 +49,7 @@ it('the enums the addon compiled are the signal table\'s', () => {
   expect(native.hits!.size).toBe(PROGRAM_HITS.length);
   expect(native.hits!.offsets).toEqual(Object.fromEntries(PROGRAM_HITS.map((h, i) => [h, i])));
   expect(native.causes!.offsets).toEqual(Object.fromEntries(SYN_CAUSES.map((c, i) => [`syn_drop.${c}`, i])));
-  expect(native.constants!.offsets).toEqual({ noReason: NO_REASON, maxPorts: MAX_PORTS });
+  expect(native.constants!.offsets).toEqual({ noReason: NO_REASON, maxPorts: MAX_PORTS, summaryRows: SUMMARY_ROWS });
 });
 
 it('each map the decoder reads holds the struct it decodes', () => {
@@ -57,6 +62,9 @@ it('each map the decoder reads holds the struct it decodes', () => {
     timewaits: [TIMEWAIT_KEY_LAYOUT.size, u64],
     totals: [4, u64],
     hits: [4, u64],
+    // The two maps a drain takes turns with hold the rows decodeSummaries() reads.
+    summary_a: [SUMMARY_KEY_LAYOUT.size, SUMMARY_VALUE_LAYOUT.size],
+    summary_b: [SUMMARY_KEY_LAYOUT.size, SUMMARY_VALUE_LAYOUT.size],
   };
   const m = native.maps!.offsets;
   for (const [map, [key, value]] of Object.entries(expected)) {
@@ -64,6 +72,7 @@ it('each map the decoder reads holds the struct it decodes', () => {
   }
   expect(m['totals.entries']).toBe(COUNTER_COUNT);
   expect(m['hits.entries']).toBe(PROGRAM_HITS.length);
+  expect([m['summary_a.entries'], m['summary_b.entries']]).toEqual([SUMMARY_ROWS, SUMMARY_ROWS]);
 });
 
 describe('addon argument checks', () => {
@@ -78,6 +87,9 @@ describe('addon argument checks', () => {
     [{ ...good, ringBytes: 5000 }, /options\.ringBytes must be a power of two/],
     [{ ...good, fullEventIntervalNs: -1 }, /options\.fullEventIntervalNs/],
     [{ ...good, onBatch: 1 }, /options\.onBatch must be a function/],
+    [{ ...good, eventBudget: -1 }, /options\.eventBudget must be a whole number/],
+    [{ ...good, eventBudget: 2.5 }, /options\.eventBudget must be a whole number/],
+    [{ ...good, eventBudget: 2e9 }, /options\.eventBudget must be a whole number/],
   ])('open(%j) throws a TypeError naming the argument', (opts, message) => {
     expect(() => (binding.open as (o: unknown) => unknown)(opts)).toThrow(TypeError);
     expect(() => (binding.open as (o: unknown) => unknown)(opts)).toThrow(message);

@@ -87,7 +87,7 @@ describe('the BPF programs (bpf/*.bpf.c)', () => {
   const all = `${sources.core}\n${sources.ext}\n${read('bpf/common.h')}`;
   /** Program names: the function after each SEC("kind/...") line. */
   const programs = (src: string) =>
-    [...src.matchAll(/SEC\("(?:raw_tp|fentry|fexit|kprobe|kretprobe)\/[^"]+"\)\s*\nint\s+(?:BPF_\w+\()?\s*(\w+)/g)].map((m) => m[1]!);
+    [...src.matchAll(/SEC\("(?:tp_btf|raw_tp|fentry|fexit|kprobe|kretprobe)\/[^"]+"\)\s*\nint\s+(?:BPF_\w+\()?\s*(\w+)/g)].map((m) => m[1]!);
   const used = (prefix: string) => new Set([...all.matchAll(new RegExp(`\\b(${prefix}\\w+)`, 'g'))].map((m) => m[1]!).filter((n) => !n.endsWith('__MAX')));
 
   it('each program is in exactly one hook variant of the table, in the object that holds it', () => {

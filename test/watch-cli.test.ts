@@ -53,7 +53,7 @@ describeKernel('wstrace watch --json', () => {
     expect(lines.filter((l) => l.kind === 'timewait' && l.rport === 7302)).toHaveLength(2);
     expect(lines.some((l) => l.lport === 7399 || l.rport === 7399)).toBe(false);
     const err = w.stderr();
-    expect(err).toMatch(/live: .*reset_sent \(raw_tp tcp_send_reset\)/);
+    expect(err).toMatch(/live: .*reset_sent \((?:tp_btf|raw_tp) tcp_send_reset\)/);
     expect(err).toMatch(/3 resets sent/);
     expect(err).toMatch(/0 lost in the kernel ring/);
   });

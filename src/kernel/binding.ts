@@ -52,10 +52,15 @@ export interface NativeTracer {
   hooks(): NativeHook[];
   /** Exact counters from the BPF maps; with true, only `totals` (no map dumps). */
   counters(totalsOnly?: boolean): NativeCounters;
-  /** Listening ports, [netns inode, port]: their resets keep their own row inside the ephemeral range. */
-  keepPorts(ports: Array<[number, number]>): void;
+  /** Listening ports: their resets keep their own row inside the ephemeral range. */
+  keepPorts(ports: number[]): void;
   /** Delivers every event already in the ring buffer, synchronously. */
   flush(): void;
+  /**
+   * Takes every summary row since the last call (struct wst_summary_key and
+   * wst_summary_val arrays); rejects while another drain runs.
+   */
+  drainSummaries(): Promise<NativeSummaries>;
   /** IDs of the loaded BPF programs (for leak checks). */
   programIds(): number[];
   close(): void;
@@ -85,6 +90,12 @@ export interface NativeCounters {
   readonly hits: number[];
 }
 
+export interface NativeSummaries {
+  readonly rows: number;
+  readonly keys: Buffer;
+  readonly values: Buffer;
+}
+
 export interface NativeOpenOptions {
   readonly ports: number[];
   readonly netns: number;
@@ -101,6 +112,8 @@ export interface NativeOpenOptions {
   readonly countHits?: boolean;
   /** ip_local_port_range of the traced namespace: resets on these local ports (no listener) count as port 0. */
   readonly ephemeralPorts?: [number, number];
+  /** Events per second sent in full (0 or absent: all); the rest are counted in summary rows. */
+  readonly eventBudget?: number;
 }
 
 export interface Layout {

@@ -15,13 +15,15 @@ import {
   RESET_KEY_LAYOUT,
   RESIDENCY_BUCKETS,
   RESIDENCY_LAYOUT,
+  SUMMARY_KEY_LAYOUT,
+  SUMMARY_VALUE_LAYOUT,
   TIMEWAIT_KEY_LAYOUT,
 } from './layout.js';
 import { ReasonNames, tcpStateName } from './names.js';
-import type { Family, TraceEvent } from '../signals/event.js';
+import type { EventSummary, Family, TraceEvent } from '../signals/event.js';
 import { kindOfCode, type CounterName, type Kind } from '../signals/kinds.js';
 
-export type { Family, TraceEvent } from '../signals/event.js';
+export type { EventSummary, Family, TraceEvent } from '../signals/event.js';
 
 const O = EVENT_LAYOUT.offsets;
 
@@ -77,6 +79,47 @@ export function decodeBatch(batch: Uint8Array, ctx: DecodeContext): TraceEvent[]
     }
     if (inode) mutable.inode = inode;
     out.push(ev);
+  }
+  return out;
+}
+
+/** What the addon's drainSummaries() resolves with: `rows` keys and values, back to back. */
+export interface RawSummaries {
+  readonly rows: number;
+  readonly keys: Uint8Array;
+  readonly values: Uint8Array;
+}
+
+/** Summary rows, decoded as events are; a row of a kind this build does not know is skipped. */
+export function decodeSummaries(raw: RawSummaries, ctx: DecodeContext): EventSummary[] {
+  const K = SUMMARY_KEY_LAYOUT.offsets;
+  const V = SUMMARY_VALUE_LAYOUT.offsets;
+  const keys = viewOf(raw.keys);
+  const values = viewOf(raw.values);
+  const out: EventSummary[] = [];
+  for (let i = 0; i < raw.rows; i++) {
+    const k = i * SUMMARY_KEY_LAYOUT.size;
+    const v = i * SUMMARY_VALUE_LAYOUT.size;
+    const kind = kindOfCode(keys.getUint8(k + K.kind));
+    if (!kind) continue;
+    const family = keys.getUint16(k + K.family, true);
+    const row: { -readonly [F in keyof EventSummary]: EventSummary[F] } = {
+      kind: kind.name,
+      family: familyName(family),
+      laddr: formatAddr(raw.keys, k + K.laddr, family),
+      lport: keys.getUint16(k + K.lport, true),
+      raddr: formatAddr(raw.keys, k + K.raddr, family),
+      rport: keys.getUint16(k + K.rport, true),
+      netns: keys.getUint32(k + K.netns, true),
+      count: u64(values, v + V.count),
+      firstMs: u64(values, v + V.first_ns) / 1e6 + ctx.clockOffsetMs,
+      lastMs: u64(values, v + V.last_ns) / 1e6 + ctx.clockOffsetMs,
+    };
+    const state = tcpStateName(keys.getUint8(k + K.state));
+    if (state) row.state = state;
+    const reason = reasonName(kind, keys.getUint32(k + K.reason, true), ctx);
+    if (reason !== undefined) row.reason = reason;
+    out.push(row);
   }
   return out;
 }

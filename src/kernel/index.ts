@@ -1,8 +1,9 @@
 /** The kernel layer's public face: everything above src/kernel imports from here, never from its files. */
-export { openTracer, Tracer, blindNotes, DEFAULT_RING_BYTES } from './tracer.js';
+export { openTracer, Tracer, blindNotes, DEFAULT_RING_BYTES, DEFAULT_EVENT_BUDGET } from './tracer.js';
 export type { TracerOptions, HookStatus, BatchListener, Signal } from './tracer.js';
 export type {
   TraceEvent,
+  EventSummary,
   Counters,
   Totals,
   ListenerCounter,

@@ -68,6 +68,20 @@ export const TIMEWAIT_KEY_LAYOUT = {
   offsets: { raddr: 0, netns: 16, rport: 20, family: 22 },
 } as const;
 
+/** struct wst_summary_key and wst_summary_val: a summary row of events beyond the rate budget. */
+export const SUMMARY_KEY_LAYOUT = {
+  size: 48,
+  offsets: { laddr: 0, raddr: 16, netns: 32, reason: 36, lport: 40, rport: 42, family: 44, kind: 46, state: 47 },
+} as const;
+
+export const SUMMARY_VALUE_LAYOUT = {
+  size: 24,
+  offsets: { count: 0, first_ns: 8, last_ns: 16 },
+} as const;
+
+/** Rows each of the two summary maps holds (WST_SUMMARY_ROWS). */
+export const SUMMARY_ROWS = 16384;
+
 /** enum wst_counter: index of each total in the per-CPU array. */
 export const COUNTER_INDEX = Object.fromEntries(COUNTER_NAMES.map((name, i) => [name, i])) as Readonly<
   Record<CounterName, number>

@@ -7,9 +7,11 @@ import { loadBinding, type Binding, type NativeTracer, type SocketDump } from '.
 import {
   decodeBatch,
   decodeCounters,
+  decodeSummaries,
   decodeTotals,
   type Counters,
   type DecodeContext,
+  type EventSummary,
   type Totals,
   type TraceEvent,
 } from './decode.js';
@@ -21,7 +23,7 @@ import { MAX_PORTS } from './layout.js';
 import type { HookStatus } from '../signals/hooks.js';
 import type { Signal } from '../signals/kinds.js';
 import { ReasonNames } from './names.js';
-import { ephemeralPortRange, ownNetnsInode, resolveNetns, type NetnsRef } from './netns.js';
+import { ephemeralPortRange, resolveNetns, type NetnsRef } from './netns.js';
 import { SocketOwners } from './owners.js';
 
 export interface TracerOptions {
@@ -41,6 +43,14 @@ export interface TracerOptions {
   readonly variants?: Readonly<Record<string, string>>;
   /** Count every run of every program in Counters.hits; for the kernel matrix. */
   readonly countHits?: boolean;
+  /**
+   * Events per second sent in full, for the whole host (default
+   * DEFAULT_EVENT_BUDGET; 0: every event, for forensics). Enforced in the
+   * kernel before a ring slot is taken, up to a second's worth at once;
+   * events beyond it are counted in summary rows (drainSummaries()) and in
+   * Totals.summarised. Counters stay exact either way.
+   */
+  readonly eventBudget?: number;
 }
 
 export type { HookStatus } from '../signals/hooks.js';
@@ -49,6 +59,10 @@ export { blindNotes } from '../signals/hooks.js';
 
 export const DEFAULT_RING_BYTES = 4 << 20;
 
+/** Full event detail for up to this many events a second on the host; beyond it, summary rows. */
+export const DEFAULT_EVENT_BUDGET = 10_000;
+const MAX_EVENT_BUDGET = 1e9;
+
 export type BatchListener = (events: TraceEvent[]) => void;
 
 export class Tracer {
@@ -56,7 +70,10 @@ export class Tracer {
   private readonly decodeContext: DecodeContext;
   private readonly owners: SocketOwners | undefined;
   private native: NativeTracer | undefined;
+  private draining: Promise<unknown> = Promise.resolve();
   readonly hooks: readonly HookStatus[];
+  /** Events per second sent in full (0: no budget, every event is sent). */
+  readonly eventBudget: number;
 
   /** Use openTracer(). */
   constructor(
@@ -69,6 +86,7 @@ export class Tracer {
     const reasons = new ReasonNames((name) => binding.enumNames(name));
     this.decodeContext = { clockOffsetMs: Number(binding.clockOffsetNs()) / 1e6, reasons };
     this.owners = options.resolveOwners === false ? undefined : new SocketOwners();
+    this.eventBudget = options.eventBudget ?? DEFAULT_EVENT_BUDGET;
     try {
       this.native = binding.open({
         ports: [...(options.ports ?? [])],
@@ -79,6 +97,7 @@ export class Tracer {
         ...(options.variants ? { variants: options.variants } : {}),
         ...(options.countHits ? { countHits: true } : {}),
         ...(ephemeralPorts ? { ephemeralPorts } : {}),
+        eventBudget: this.eventBudget,
       });
     } catch (err) {
       const code = (err as { errno?: number }).errno;
@@ -115,6 +134,19 @@ export class Tracer {
     return decodeTotals(this.open().counters(true).totals);
   }
 
+  /**
+   * Every summary row made since the last call: the events beyond the budget,
+   * each counted once. Each drain swaps the kernel's summary map for an empty
+   * one and waits until no program can still add to the old one, a few
+   * milliseconds, off the JS thread. Calls run one after another.
+   */
+  drainSummaries(): Promise<EventSummary[]> {
+    const native = this.open();
+    const rows = this.draining.then(() => native.drainSummaries()).then((raw) => decodeSummaries(raw, this.decodeContext));
+    this.draining = rows.catch(() => undefined);
+    return rows;
+  }
+
   /** Events the kernel ring buffer had no room for. */
   lost(): number {
     return this.totals().ringDrops;
@@ -136,9 +168,8 @@ export class Tracer {
    */
   async keepListeners(): Promise<void> {
     if (!this.ephemeralPorts) return;
-    const inode = this.netns?.inode ?? ownNetnsInode();
     const dump = await this.dumpSockets();
-    this.native?.keepPorts(dump.listeners.map((l): [number, number] => [inode, l.port]));
+    this.native?.keepPorts(dump.listeners.map((l) => l.port));
   }
 
   get closed(): boolean {
@@ -176,6 +207,13 @@ export class Tracer {
   }
 }
 
+function checkBudget(budget: number | undefined): void {
+  if (budget === undefined) return;
+  if (!Number.isInteger(budget) || budget < 0 || budget > MAX_EVENT_BUDGET) {
+    throw new UserError(`the event budget must be a whole number of events per second from 0 (no budget) to ${MAX_EVENT_BUDGET}.`);
+  }
+}
+
 function checkPorts(ports: readonly number[] | undefined): void {
   if (!ports) return;
   if (ports.length > MAX_PORTS) throw new UserError(`at most ${MAX_PORTS} ports can be watched at once.`);
@@ -189,6 +227,7 @@ function checkPorts(ports: readonly number[] | undefined): void {
  */
 export async function openTracer(options: TracerOptions = {}): Promise<Tracer> {
   checkPorts(options.ports);
+  checkBudget(options.eventBudget);
   const netns = options.netns === undefined ? undefined : resolveNetns(options.netns);
   const binding = options.binding ?? loadBinding();
   const blocker = binding.loadBlocker();

@@ -39,6 +39,31 @@ export interface TraceEvent {
   comm?: string;
 }
 
+/**
+ * Events of one key that came beyond the kernel's rate budget: not sent one
+ * by one, counted here, exactly. Ports are folded as the kernel keys them: a
+ * client's ephemeral local port is 0 and rport is the peer's (service) port;
+ * otherwise lport is kept and rport is 0. Listener kinds keep the listener
+ * and the peer's address; TIME_WAIT keeps the destination.
+ */
+export interface EventSummary {
+  readonly kind: EventKind;
+  readonly family: Family;
+  readonly laddr: string;
+  readonly lport: number;
+  readonly raddr: string;
+  readonly rport: number;
+  /** Network namespace inode. */
+  readonly netns: number;
+  readonly state?: string;
+  readonly reason?: string;
+  /** How many events this row stands for. */
+  readonly count: number;
+  /** Wall-clock time of the first and the last of them, as TraceEvent.timeMs. */
+  readonly firstMs: number;
+  readonly lastMs: number;
+}
+
 /** The identity of a listener across snapshots, samples and rows. */
 export function listenerKey(family: Family, addr: string, port: number, netns: number): string {
   return `${family}|${addr}|${port}|${netns}`;

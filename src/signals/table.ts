@@ -19,7 +19,7 @@ export interface KernelCheck {
   readonly absent: string;
 }
 
-export type VariantName = 'raw_tp' | 'fentry' | 'fexit' | 'kprobe' | 'kretprobe';
+export type VariantName = 'tp_btf' | 'raw_tp' | 'fentry' | 'fexit' | 'kprobe' | 'kretprobe';
 
 /** One way to hook a signal. A signal's variants are tried in order, best first. */
 export interface HookVariant {
@@ -33,7 +33,7 @@ export interface HookVariant {
   readonly programs: readonly string[];
   /** Hit counters (enum wst_prog) these programs bump: the kernel matrix's "fired". */
   readonly hits: readonly string[];
-  /** Tried only on kernels that have this. */
+  /** Tried only on kernels that have this (a tp_btf variant also needs its tracepoint's BTF, btf_trace_HOOK). */
   readonly needs?: KernelCheck;
   /** Which kernels offer it, for the README; the loader does not read it (it just tries). */
   readonly kernels?: string;
@@ -108,6 +108,7 @@ export const SIGNALS = [
     },
     counters: [{ name: 'resetSent', doc: 'resets sent' }],
     hooks: [
+      { variant: 'tp_btf', object: 'core', hook: 'tcp_send_reset', programs: ['wst_rst_sent_btf'], hits: ['wst_rst_sent_btf'] },
       { variant: 'raw_tp', object: 'core', hook: 'tcp_send_reset', programs: ['wst_rst_sent'], hits: ['wst_rst_sent'] },
     ],
     notes: 'tuple, state (for a reset sent on close: the state it left), kernel reset reason (6.10+)',
@@ -119,6 +120,7 @@ export const SIGNALS = [
     kind: { code: 2, proto: 2, protoDoc: ['This host received a TCP reset.'] },
     counters: [{ name: 'resetReceived', doc: 'resets received' }],
     hooks: [
+      { variant: 'tp_btf', object: 'core', hook: 'tcp_receive_reset', programs: ['wst_rst_recv_btf'], hits: ['wst_rst_recv_btf'] },
       { variant: 'raw_tp', object: 'core', hook: 'tcp_receive_reset', programs: ['wst_rst_recv'], hits: ['wst_rst_recv'] },
     ],
     notes: 'tuple and state (the kernel gives no reason)',
@@ -130,6 +132,7 @@ export const SIGNALS = [
     kind: { code: 3, proto: 3, protoDoc: ['A socket entered TIME_WAIT (this host closed first).'] },
     counters: [{ name: 'timewait', doc: 'TIME_WAIT entries' }],
     hooks: [
+      { variant: 'tp_btf', object: 'core', hook: 'inet_sock_set_state', programs: ['wst_timewait_btf'], hits: ['wst_timewait_btf'] },
       { variant: 'raw_tp', object: 'core', hook: 'inet_sock_set_state', programs: ['wst_timewait'], hits: ['wst_timewait'] },
     ],
     notes: 'FIN_WAIT2/CLOSING → CLOSE that no reset caused: the kernel just made a timewait socket',
@@ -149,6 +152,14 @@ export const SIGNALS = [
       { name: 'acceptEnqueued', doc: 'children queued on any listener' },
     ],
     hooks: [
+      {
+        variant: 'tp_btf',
+        object: 'core',
+        hook: 'sk_data_ready',
+        programs: ['wst_acceptq_btf'],
+        hits: ['wst_acceptq_btf'],
+        kernels: '6.3+',
+      },
       {
         variant: 'raw_tp',
         object: 'core',
@@ -306,4 +317,6 @@ export const PIPELINE_COUNTERS = [
   { name: 'ringDrops', doc: 'ring-buffer reserve failures' },
   { name: 'mapFull', doc: 'keyed counter not stored: map full' },
   { name: 'events', doc: 'records written to the ring' },
+  { name: 'summarised', doc: 'events beyond the rate budget, added to a summary row instead of the ring' },
+  { name: 'summaryLost', doc: 'events beyond the rate budget that found no summary row: the summary map was full' },
 ] as const satisfies readonly CounterSpec[];

@@ -14,9 +14,13 @@ const TRAFFIC = join(here, '..', 'helpers', 'traffic.py');
 
 /** Each variant, the programs whose hit counters prove it fired, and the traffic that makes it fire. */
 const VARIANTS = [
+  { signal: 'reset_sent', variant: 'tp_btf', programs: ['wst_rst_sent_btf'], traffic: ['closed-port', 20, 7916] },
   { signal: 'reset_sent', variant: 'raw_tp', programs: ['wst_rst_sent'], traffic: ['closed-port', 20, 7901] },
+  { signal: 'reset_received', variant: 'tp_btf', programs: ['wst_rst_recv_btf'], traffic: ['closed-port', 20, 7917] },
   { signal: 'reset_received', variant: 'raw_tp', programs: ['wst_rst_recv'], traffic: ['closed-port', 20, 7902] },
+  { signal: 'timewait', variant: 'tp_btf', programs: ['wst_timewait_btf'], traffic: ['timewait', 10, 7918] },
   { signal: 'timewait', variant: 'raw_tp', programs: ['wst_timewait'], traffic: ['timewait', 10, 7903] },
+  { signal: 'accept_queue_full', variant: 'tp_btf', programs: ['wst_acceptq_btf'], traffic: ['full-queue', 7919, 1, 4, 0.5], count: 'acceptQueueFull' },
   { signal: 'accept_queue_full', variant: 'raw_tp', programs: ['wst_acceptq'], traffic: ['full-queue', 7904, 1, 4, 0.5], count: 'acceptQueueFull' },
   { signal: 'accept_queue_full', variant: 'fexit', programs: ['wst_queue_add_fexit'], traffic: ['full-queue', 7914, 1, 4, 0.5], count: 'acceptQueueFull' },
   { signal: 'accept_queue_full', variant: 'kprobe', programs: ['wst_queue_add_kprobe'], traffic: ['full-queue', 7915, 1, 4, 0.5], count: 'acceptQueueFull' },
@@ -46,23 +50,24 @@ function mib() {
 }
 
 /*
- * Three rounds, each opening one tracer with one variant per rich signal and
+ * Four rounds, each opening one tracer with one variant per signal and
  * making every kind of traffic once: opening a tracer is the slow part in an
- * emulated guest, so it is done three times, not once per variant.
+ * emulated guest, so it is done once per round, not once per variant
+ * (accept_queue_full has four variants, hence four rounds).
  */
 const ROUNDS = [
-  { accept_queue_full: 'raw_tp', listen_overflow: 'raw_tp', syn_drop: 'fentry', accept_residency: 'fexit', reset_no_socket: 'fentry' },
-  { accept_queue_full: 'fexit', listen_overflow: 'fexit', syn_drop: 'kprobe', accept_residency: 'kretprobe', reset_no_socket: 'kprobe' },
+  { reset_sent: 'tp_btf', reset_received: 'tp_btf', timewait: 'tp_btf', accept_queue_full: 'raw_tp', listen_overflow: 'raw_tp', syn_drop: 'fentry', accept_residency: 'fexit', reset_no_socket: 'fentry' },
+  { reset_sent: 'raw_tp', reset_received: 'raw_tp', timewait: 'raw_tp', accept_queue_full: 'fexit', listen_overflow: 'fexit', syn_drop: 'kprobe', accept_residency: 'kretprobe', reset_no_socket: 'kprobe' },
   { accept_queue_full: 'kprobe', listen_overflow: 'kprobe', syn_drop: 'none', accept_residency: 'none', reset_no_socket: 'none' },
+  { accept_queue_full: 'tp_btf', listen_overflow: 'none', syn_drop: 'none', accept_residency: 'none', reset_no_socket: 'none' },
 ];
-const CORE = new Set(['reset_sent', 'reset_received', 'timewait']);
 
 function portOf(v) {
   return v.traffic[0] === 'full-queue' || v.traffic[0] === 'ack-overflow' ? v.traffic[1] : v.traffic[2];
 }
 
-for (const [round, force] of ROUNDS.entries()) {
-  const mine = VARIANTS.filter((v) => (CORE.has(v.signal) ? round === 0 : force[v.signal] === v.variant));
+for (const force of ROUNDS) {
+  const mine = VARIANTS.filter((v) => force[v.signal] === v.variant);
   const rows = mine.map((v) => ({ kernel: release(), signal: v.signal, variant: v.variant, loaded: false, attached: false, fired: false }));
   let tracer;
   try {
