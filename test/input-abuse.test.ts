@@ -7,10 +7,10 @@
  * reader that goes away) ends it cleanly: exit 0, its private agent directory
  * or socket removed, its BPF programs unloaded.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../src/agent/agent.js';
 import { recordOptions } from '../src/cli/record.js';
@@ -26,6 +26,26 @@ type Any = any;
 /** setpriv's way to run a command as nobody, as an unprivileged user would. */
 const AS_NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
 
+/**
+ * The project as nobody can reach it. A clone under /root (CI's) sits behind
+ * a 0700 directory; the files themselves are world-readable, so the project
+ * is bind-mounted under /tmp for the run and unmounted after.
+ */
+let nobodyRoot: string | undefined;
+function nobodyCli(): string {
+  if (!nobodyRoot) {
+    nobodyRoot = mkdtempSync(join(tmpdir(), 'wst-nobody-'));
+    execFileSync('chmod', ['0755', nobodyRoot]);
+    execFileSync('mount', ['--bind', ROOT, nobodyRoot]);
+  }
+  return join(nobodyRoot, relative(ROOT, CLI));
+}
+afterAll(() => {
+  if (!nobodyRoot) return;
+  execFileSync('umount', [nobodyRoot]);
+  rmSync(nobodyRoot, { recursive: true, force: true });
+});
+
 interface Ran {
   readonly status: number | null;
   readonly stdout: string;
@@ -38,7 +58,8 @@ function wstrace(args: string[], opts: { tmp?: string; asNobody?: boolean } = {}
   delete env.XDG_RUNTIME_DIR;
   if (opts.tmp) env.TMPDIR = opts.tmp;
   const [cmd, ...pre] = opts.asNobody ? [...AS_NOBODY, process.execPath] : [process.execPath];
-  const r = spawnSync(cmd!, [...pre, CLI, ...args], { encoding: 'utf8', cwd: ROOT, env, timeout: 30_000 });
+  const cli = opts.asNobody ? nobodyCli() : CLI;
+  const r = spawnSync(cmd!, [...pre, cli, ...args], { encoding: 'utf8', cwd: opts.asNobody ? '/' : ROOT, env, timeout: 30_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
