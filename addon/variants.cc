@@ -22,34 +22,46 @@ std::string captured;
 int PrintLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
   static const bool debug = getenv("WSTRACE_DEBUG") != nullptr;
   if (capturing && level <= LIBBPF_INFO) {
-    char line[1024];
+    // A verifier log comes in one message, often longer than any fixed buffer.
     va_list copy;
     va_copy(copy, args);
-    vsnprintf(line, sizeof line, fmt, copy);
+    int n = vsnprintf(nullptr, 0, fmt, copy);
     va_end(copy);
-    captured += line;
-    if (captured.size() > 16384) captured.erase(0, captured.size() - 8192);
+    if (n > 0) {
+      std::string text(static_cast<size_t>(n) + 1, '\0');
+      va_copy(copy, args);
+      vsnprintf(text.data(), text.size(), fmt, copy);
+      va_end(copy);
+      text.resize(static_cast<size_t>(n));
+      captured += text;
+    }
+    if (captured.size() > 262144) captured.erase(0, captured.size() - 131072);
   }
   return debug ? vfprintf(stderr, fmt, args) : 0;
 }
 
-// The verifier's verdict: the last non-empty line of its log, if it wrote one.
+// The verifier's verdict on the last program it refused: the program's name
+// and the last line of its log before "processed N insns", if it wrote one.
 std::string VerifierVerdict() {
-  size_t at = captured.find("-- BEGIN PROG LOAD LOG --");
-  if (at == std::string::npos) return "";
-  std::string log = captured.substr(at);
-  size_t end = log.find("-- END PROG LOAD LOG --");
-  if (end != std::string::npos) log.resize(end);
+  size_t end = captured.rfind("-- END PROG LOAD LOG --");
+  if (end == std::string::npos) return "";
+  size_t begin = captured.rfind("-- BEGIN PROG LOAD LOG --", end);
+  size_t from = begin == std::string::npos ? 0 : begin;
   std::string last, line;
-  for (char c : log) {
+  for (char c : captured.substr(from, end - from)) {
     if (c == '\n') {
-      if (!line.empty() && line.find("processed ") != 0 && line.find("-- BEGIN") != 0) last = line;
+      if (!line.empty() && line.find("processed ") != 0 && line.find("-- BEGIN") == std::string::npos) last = line;
       line.clear();
     } else {
       line += c;
     }
   }
-  return last;
+  if (!line.empty() && line.find("processed ") != 0) last = line;
+  // libbpf names the program just before the log: "prog 'NAME': -- BEGIN PROG LOAD LOG --".
+  size_t name = begin == std::string::npos ? std::string::npos : captured.rfind("prog '", begin);
+  if (name == std::string::npos || last.empty()) return last;
+  size_t quote = captured.find('\'', name + 6);
+  return captured.substr(name + 6, quote - name - 6) + ": " + last;
 }
 
 void SetFilters(struct wstrace_ext_bpf* ext, const Filters& f) {

@@ -237,6 +237,19 @@ static __always_inline __u64 sk_inode(const struct sock *sk, bool direct)
 	return BPF_CORE_READ(so, file, f_inode, i_ino);
 }
 
+/*
+ * A port as an index the verifier can bound. Ports read from packets or
+ * inet_sport pass through a byte swap, whose range verifiers before about
+ * 6.x do not track; the mask is an instruction the compiler cannot drop.
+ */
+static __always_inline __u64 port_index(__u16 port)
+{
+	__u64 i = port;
+
+	asm volatile("%0 &= 0xffff" : "+r"(i));
+	return i;
+}
+
 static __always_inline struct wst_listening *listening(void)
 {
 	__u32 zero = 0;
@@ -248,7 +261,7 @@ static __always_inline bool is_listen_port(__u16 port)
 {
 	struct wst_listening *l = listening();
 
-	return l && l->port[port];
+	return l && l->port[port_index(port)];
 }
 
 /* How an event's summary row keys its ports (see struct wst_summary_key). */
@@ -397,7 +410,7 @@ static __always_inline struct wst_listener_val *listener_entry(const struct wst_
 		struct wst_listening *l = listening();
 
 		if (l)
-			l->port[e->lport] = 1;
+			l->port[port_index(e->lport)] = 1;
 	}
 	v = bpf_map_lookup_elem(&listeners, &k);
 	if (!v)
