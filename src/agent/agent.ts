@@ -38,6 +38,7 @@ import { buildRegistry, serveMetrics } from './metrics.js';
 import { controlGrant, controlRefusal, TracerService, type ControlGrant, type TracerCore } from './service.js';
 import { buildSnapshot } from './snapshot.js';
 import { DEFAULT_LIMITS, type SubscriberLimits } from './subscriber.js';
+import { SummaryPump } from './summaries.js';
 import { Teardown } from './teardown.js';
 import { VERSION } from './version.js';
 
@@ -111,6 +112,11 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, grant: Con
   const loss = watchKernelLoss(tracer, hub);
   teardown.add('kernel loss poll', () => loss.stop());
 
+  // Events beyond the budget wait in the kernel's summary table until drained: every second, and once more at close.
+  const pump = new SummaryPump(tracer, (batch) => hub.summaries(batch));
+  pump.start();
+  teardown.add('summary drain', () => pump.stop());
+
   const sockets = sharedSocketDump(tracer);
   const info = agentInfo(tracer, ports, startMicros, grant);
   const hostFacts = opts.hostFacts ?? (await import('./host-facts.js')).readHostFactsProto;
@@ -129,11 +135,12 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, grant: Con
   if (address.kind === 'unix') teardown.add('socket file', () => removeSocketFile(address.path));
 
   let endMessage = 'agent shutting down';
-  teardown.add('streams', () => {
+  teardown.add('streams', async () => {
     health.setStatus('', 'NOT_SERVING');
     health.setStatus('wstrace.v1.Tracer', 'NOT_SERVING');
-    // Subscribers get every event the kernel already has, and the loss count, before their end.
+    // Subscribers get every event the kernel already has, its summary rows and the loss count, before their end.
     tracer.flush();
+    await pump.stop();
     loss.report();
     hub.endAll(endMessage);
   });
@@ -145,6 +152,7 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, grant: Con
       sockets,
       subscribers: () => hub.subscriberCount,
       lostSlow: () => hub.lostSlow,
+      eventBudget: tracer.eventBudget,
     });
     const metrics = await serveMetrics(registry, opts.metrics);
     teardown.add('metrics server', () => closeHttp(metrics.server));
@@ -158,13 +166,19 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, grant: Con
   return { address, ...(metricsPort !== undefined ? { metricsPort } : {}), tracer, hub, captures, grant, info, close };
 }
 
-/** Turns the kernel ring's drop counter into lost notices on every stream, polled. */
+/**
+ * Turns the kernel's loss counters into lost notices on every stream, polled:
+ * ring drops, and events beyond the budget its summary table had no row for.
+ */
 function watchKernelLoss(tracer: Tracer, hub: EventHub): { report(): void; stop(): void } {
   let reported = 0;
+  let reportedSummary = 0;
   const report = () => {
-    const drops = tracer.lost();
-    if (drops > reported) hub.kernelLost(drops - reported);
-    reported = drops;
+    const t = tracer.totals();
+    if (t.ringDrops > reported) hub.kernelLost(t.ringDrops - reported);
+    reported = t.ringDrops;
+    if (t.summaryLost > reportedSummary) hub.summaryLost(t.summaryLost - reportedSummary);
+    reportedSummary = t.summaryLost;
   };
   const timer = setInterval(report, KERNEL_LOSS_POLL_MS);
   timer.unref();
@@ -200,6 +214,7 @@ function agentInfo(tracer: Tracer, ports: readonly number[], startMicros: number
     ports: [...ports],
     pid: process.pid,
     controlAllowed: controlRefusal(grant, verified) === undefined,
+    eventBudget: tracer.eventBudget,
   });
 }
 

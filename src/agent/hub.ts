@@ -1,23 +1,32 @@
 /**
  * Fans kernel events out to Watch subscribers, keeps the recent-event ring,
- * and turns the kernel's ring-drop counter into in-band lost notices.
+ * and turns the kernel's ring-drop counter into in-band lost notices. The
+ * summary rows of events beyond the rate budget take the same way, beside
+ * the events (summaries.ts).
  */
-import type { Capture, Event } from '../generated/wstrace/v1/tracer.js';
+import type { Capture, Event, SummaryBatch } from '../generated/wstrace/v1/tracer.js';
 import type { TraceEvent } from '../kernel/index.js';
 import { eventToProto } from '../protocol/convert.js';
 import { RecentEvents } from './recent.js';
 import type { Subscriber } from './subscriber.js';
+import { countOf, RecentSummaries } from './summaries.js';
+import type { EventPredicate } from './filter.js';
 
 export class EventHub {
   readonly recent: RecentEvents;
+  /** Recent summary rows, for replay beside the recent events. */
+  readonly recentSummaries: RecentSummaries;
   private readonly subscribers = new Set<Subscriber>();
   /** Events that reached the agent, all kinds. */
   received = 0;
+  /** Events that reached the agent counted in summary rows. */
+  summarised = 0;
   /** Lost-to-slowness totals of subscribers that have ended. */
   private lostSlowEnded = 0;
 
   constructor(recentCapacity: number) {
     this.recent = new RecentEvents(recentCapacity);
+    this.recentSummaries = new RecentSummaries(recentCapacity);
   }
 
   publish(batch: readonly TraceEvent[]): void {
@@ -33,6 +42,28 @@ export class EventHub {
 
   kernelLost(count: number): void {
     for (const s of this.subscribers) s.noteKernelLost(count);
+  }
+
+  /** One drain of the kernel's summary table: every stream gets the rows its filters match. */
+  summaries(batch: SummaryBatch): void {
+    this.summarised += countOf(batch.summaries);
+    this.recentSummaries.push(batch);
+    for (const s of this.subscribers) s.offerSummaries(batch);
+  }
+
+  /** Events beyond the budget the kernel could not summarise (its table was full): told to every stream. */
+  summaryLost(count: number): void {
+    for (const s of this.subscribers) s.noteSummaryLost(count);
+  }
+
+  /**
+   * Summary rows to replay with `replayed`, the events a Watch replays: those
+   * of the same span (from `since`, or from the oldest event replayed when
+   * `last` cut the replay short), every row remembered otherwise.
+   */
+  replaySummaries(pred: EventPredicate, last: number, sinceMicros: number, replayed: readonly Event[]): SummaryBatch[] {
+    const cut = last > 0 && replayed.length >= last ? replayed[0]!.timeUnixMicros : 0;
+    return this.recentSummaries.select(pred, Math.max(sinceMicros, cut));
   }
 
   add(s: Subscriber): void {

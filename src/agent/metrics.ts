@@ -14,6 +14,8 @@ export interface MetricsSource {
   sockets(): Promise<SocketDump>;
   subscribers(): number;
   lostSlow(): number;
+  /** Events per second sent in full (0: no budget). */
+  readonly eventBudget: number;
 }
 
 function setCounter(c: Counter<string>, labels: Record<string, string | number>, value: number): void {
@@ -128,13 +130,32 @@ export function buildRegistry(src: MetricsSource): Registry {
   });
   new Counter({
     name: 'wstrace_lost_events_total',
-    help: 'Events not delivered, by reason: kernel_ring_full or subscriber_too_slow.',
+    help: 'Events not delivered, by reason: kernel_ring_full, summary_table_full (beyond the budget, no summary row) or subscriber_too_slow.',
     labelNames: ['reason'],
     registers: [registry],
     collect() {
       this.reset();
-      setCounter(this, { reason: 'kernel_ring_full' }, counters().totals.ringDrops);
+      const t = counters().totals;
+      setCounter(this, { reason: 'kernel_ring_full' }, t.ringDrops);
+      setCounter(this, { reason: 'summary_table_full' }, t.summaryLost);
       setCounter(this, { reason: 'subscriber_too_slow' }, src.lostSlow());
+    },
+  });
+  new Counter({
+    name: 'wstrace_events_summarised_total',
+    help: 'Events beyond the rate budget, counted exactly in per-key summary rows instead of sent one by one.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(counters().totals.summarised);
+    },
+  });
+  new Gauge({
+    name: 'wstrace_event_budget',
+    help: 'Events per second sent in full for the host (--event-budget); 0: no budget, every event is sent.',
+    registers: [registry],
+    collect() {
+      this.set(src.eventBudget);
     },
   });
   new Gauge({

@@ -184,12 +184,15 @@ export class TracerService {
     const hub = this.core.hub;
     const sub = new Subscriber(call, predicate, req.follow, this.limits);
     const replay = req.last || req.sinceUnixMicros ? hub.recent.select(predicate, req.last, req.sinceUnixMicros) : [];
+    const summaries = req.last || req.sinceUnixMicros ? hub.replaySummaries(predicate, req.last, req.sinceUnixMicros, replay) : [];
+    const rows = summaries.reduce((n, b) => n + b.summaries.length, 0);
     // Current state first, then the replay, then (with follow) live events.
     sub.status(
-      `${replay.length} recent events replayed${req.follow ? ', following' : ''}`,
+      `${replay.length} recent events${rows ? ` and ${rows} summary rows` : ''} replayed${req.follow ? ', following' : ''}`,
       hub.recent.size,
     );
     if (replay.length) sub.preload(replay);
+    if (rows) sub.preloadSummaries(summaries);
     if (!req.follow) {
       setImmediate(() => sub.end('replay complete'));
       return;

@@ -10,10 +10,13 @@ import {
   LostReason,
   type Capture,
   type Event,
+  type SummaryBatch,
   type WatchRequest,
   type WatchResponse,
 } from '../generated/wstrace/v1/tracer.js';
+import { summaryAsEvent } from '../protocol/convert.js';
 import type { EventPredicate } from './filter.js';
+import { HeldSummaries } from './summaries.js';
 
 export interface SubscriberLimits {
   /** Events held for a slow reader before the oldest are dropped. */
@@ -79,6 +82,8 @@ export class DropOldestQueue<T> {
 
 export class Subscriber {
   private readonly queue: DropOldestQueue<Event>;
+  /** Summary rows not sent yet, merged per key (as many keys as the queue holds events). */
+  private readonly held: HeldSummaries;
   private droppedSlow = 0;
   private kernelLost = 0;
   private waitingDrain = false;
@@ -95,6 +100,38 @@ export class Subscriber {
     private readonly limits: SubscriberLimits = DEFAULT_LIMITS,
   ) {
     this.queue = new DropOldestQueue(limits.maxQueued);
+    this.held = new HeldSummaries(limits.maxQueued);
+  }
+
+  /** Events this stream was sent in summary rows. */
+  get summarised(): number {
+    return this.held.delivered;
+  }
+
+  /** Summary rows of one interval: keep the ones this stream wants; never dropped, but counted lost past the limit. */
+  offerSummaries(batch: SummaryBatch): void {
+    if (this.ended) return;
+    const rows = batch.summaries.filter((s) => this.predicate(summaryAsEvent(s)));
+    if (rows.length) this.holdSummaries({ ...batch, summaries: rows });
+  }
+
+  /** Replay: summary rows already selected for this stream. */
+  preloadSummaries(batches: readonly SummaryBatch[]): void {
+    for (const b of batches) this.holdSummaries(b);
+  }
+
+  /** The kernel's summary table was full: events that may or may not have matched here. */
+  noteSummaryLost(count: number): void {
+    if (this.ended || count <= 0) return;
+    this.held.noteTableLost(count);
+    this.schedule();
+  }
+
+  private holdSummaries(batch: SummaryBatch): void {
+    const dropped = this.held.add(batch.summaries, batch);
+    this.droppedSlow += dropped;
+    this.lostSlow += dropped;
+    this.schedule();
   }
 
   get following(): boolean {
@@ -150,6 +187,7 @@ export class Subscriber {
   cancel(): void {
     this.ended = true;
     this.queue.clear();
+    this.held.clear();
   }
 
   /** A capture changed state: sent at once, never dropped (rare and small). */
@@ -187,6 +225,8 @@ export class Subscriber {
           response: { $case: 'lost', value: { count: this.droppedSlow, reason: LostReason.LOST_REASON_SUBSCRIBER_TOO_SLOW } },
         });
         this.droppedSlow = 0;
+      } else if (this.held.pending) {
+        ok = this.write(this.held.next()!);
       } else if (this.queued > 0) {
         const events = this.queue.take(this.limits.maxBatch);
         this.delivered += events.length;

@@ -1,7 +1,7 @@
 /** Kernel-side types to API messages, and back: the one place that knows both. */
-import type { EventKind as KindName, TraceEvent } from '../signals/event.js';
+import type { EventKind as KindName, EventSummary, TraceEvent } from '../signals/event.js';
 import { kind, kindOfProto } from '../signals/kinds.js';
-import { EventKind, Family, type Event } from '../generated/wstrace/v1/tracer.js';
+import { EventKind, Family, type Event, type Summary } from '../generated/wstrace/v1/tracer.js';
 
 /** The proto value the signal table gives a kind (test/signals.test.ts checks it against the generated enum). */
 export function kindToProto(name: KindName): EventKind {
@@ -69,6 +69,64 @@ export function eventFromProto(ev: Event): TraceEvent | undefined {
   return out;
 }
 
+export function summaryToProto(s: EventSummary): Summary {
+  return {
+    kind: kindToProto(s.kind),
+    family: familyToProto(s.family),
+    localAddr: s.laddr,
+    localPort: s.lport,
+    remoteAddr: s.raddr,
+    remotePort: s.rport,
+    netns: s.netns,
+    state: s.state ?? '',
+    reason: s.reason ?? '',
+    count: s.count,
+    firstUnixMicros: Math.round(s.firstMs * 1000),
+    lastUnixMicros: Math.round(s.lastMs * 1000),
+  };
+}
+
+/** The inverse, for clients; undefined for a kind this build does not know, as eventFromProto. */
+export function summaryFromProto(s: Summary): EventSummary | undefined {
+  const name = kindFromProto(s.kind);
+  if (!name) return undefined;
+  const out: { -readonly [K in keyof EventSummary]: EventSummary[K] } = {
+    kind: name,
+    family: familyFromProto(s.family),
+    laddr: s.localAddr,
+    lport: s.localPort,
+    raddr: s.remoteAddr,
+    rport: s.remotePort,
+    netns: s.netns,
+    count: s.count,
+    firstMs: s.firstUnixMicros / 1000,
+    lastMs: s.lastUnixMicros / 1000,
+  };
+  if (s.state) out.state = s.state;
+  if (s.reason) out.reason = s.reason;
+  return out;
+}
+
+/**
+ * A summary row in the shape of the events it stands for (at the time of the
+ * last of them): what Watch filters read, so one predicate serves both.
+ */
+export function summaryAsEvent(s: Summary): Event {
+  return {
+    timeUnixMicros: s.lastUnixMicros,
+    kind: s.kind,
+    family: s.family,
+    localAddr: s.localAddr,
+    localPort: s.localPort,
+    remoteAddr: s.remoteAddr,
+    remotePort: s.remotePort,
+    netns: s.netns,
+    state: s.state,
+    reason: s.reason,
+    comm: '',
+  };
+}
+
 /**
  * Events of kinds this build does not know (an agent newer than this client):
  * counted as they are skipped, so the client can say so once instead of
@@ -89,8 +147,19 @@ export class UnknownKinds {
     return out;
   }
 
-  note(code: number): void {
-    this.count++;
+  /** The summary rows this build knows; the events of the rest counted. */
+  convertSummaries(rows: readonly Summary[]): EventSummary[] {
+    const out: EventSummary[] = [];
+    for (const s of rows) {
+      const e = summaryFromProto(s);
+      if (e) out.push(e);
+      else this.note(s.kind, s.count);
+    }
+    return out;
+  }
+
+  note(code: number, events = 1): void {
+    this.count += events;
     this.codes.add(code);
   }
 

@@ -75,6 +75,7 @@ const UNKNOWN_INFO: GetInfoResponse = {
   ports: [],
   pid: 0,
   controlAllowed: false,
+  eventBudget: 0,
 };
 
 export class ReplaySource implements EventSource {

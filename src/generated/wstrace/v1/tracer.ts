@@ -155,8 +155,17 @@ export enum LostReason {
   LOST_REASON_UNSPECIFIED = 0,
   /** LOST_REASON_KERNEL_RING_FULL - The kernel ring buffer was full: the events never reached the agent. */
   LOST_REASON_KERNEL_RING_FULL = 1,
-  /** LOST_REASON_SUBSCRIBER_TOO_SLOW - This subscriber read too slowly and its bounded queue overflowed. */
+  /**
+   * LOST_REASON_SUBSCRIBER_TOO_SLOW - This subscriber read too slowly and its bounded queue overflowed (events,
+   * or summary rows held for it: their counts are added here).
+   */
   LOST_REASON_SUBSCRIBER_TOO_SLOW = 2,
+  /**
+   * LOST_REASON_SUMMARY_TABLE_FULL - Events beyond the rate budget that the kernel could not count in a
+   * summary row: its summary table was full (more distinct keys in one
+   * interval than it holds).
+   */
+  LOST_REASON_SUMMARY_TABLE_FULL = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -171,6 +180,9 @@ export function lostReasonFromJSON(object: any): LostReason {
     case 2:
     case "LOST_REASON_SUBSCRIBER_TOO_SLOW":
       return LostReason.LOST_REASON_SUBSCRIBER_TOO_SLOW;
+    case 3:
+    case "LOST_REASON_SUMMARY_TABLE_FULL":
+      return LostReason.LOST_REASON_SUMMARY_TABLE_FULL;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -186,6 +198,8 @@ export function lostReasonToJSON(object: LostReason): string {
       return "LOST_REASON_KERNEL_RING_FULL";
     case LostReason.LOST_REASON_SUBSCRIBER_TOO_SLOW:
       return "LOST_REASON_SUBSCRIBER_TOO_SLOW";
+    case LostReason.LOST_REASON_SUMMARY_TABLE_FULL:
+      return "LOST_REASON_SUMMARY_TABLE_FULL";
     case LostReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -341,6 +355,59 @@ export interface StreamStatus {
   end: boolean;
 }
 
+/**
+ * Events of one key that came beyond the agent's rate budget
+ * (`--event-budget`): the kernel counted them instead of sending each one.
+ * Counts are exact, and an event counted here is NOT also sent in an
+ * EventBatch: a consumer's total for a key is its events plus the counts of
+ * its summaries. Keys fold ports as the kernel's counters do: a client's
+ * ephemeral local port is 0 with the peer's (service) port kept, otherwise
+ * the local port is kept and the remote port is 0. Listener kinds keep the
+ * listener and the peer's address; TIME_WAIT keeps the destination.
+ */
+export interface Summary {
+  /** What happened. */
+  kind: EventKind;
+  /** Address family. */
+  family: Family;
+  /** Local address, printable. */
+  localAddr: string;
+  /** Local port; 0 when folded (a client's ephemeral ports). */
+  localPort: number;
+  /** Remote address, printable. */
+  remoteAddr: string;
+  /** Remote port; 0 when folded (the peer's ephemeral ports). */
+  remotePort: number;
+  /** Network namespace inode. */
+  netns: number;
+  /** TCP state of the socket, empty when none. */
+  state: string;
+  /** Kernel reason name from the running kernel's BTF, empty when none. */
+  reason: string;
+  /** How many events this row stands for, exactly. */
+  count: number;
+  /** Time of the first of them, microseconds since the Unix epoch. */
+  firstUnixMicros: number;
+  /** Time of the last of them, microseconds since the Unix epoch. */
+  lastUnixMicros: number;
+}
+
+/**
+ * The summary rows of one interval that match this stream's filters. The
+ * agent drains the kernel's summary table every second (and once more before
+ * a stream ends), so every event beyond the budget is in exactly one batch.
+ */
+export interface SummaryBatch {
+  /** The rows, one per key. */
+  summaries: Summary[];
+  /** Start of the interval the rows cover, microseconds since the epoch. */
+  fromUnixMicros: number;
+  /** End of that interval, microseconds since the epoch. */
+  toUnixMicros: number;
+  /** The budget in force: events per second sent in full (0: no budget). */
+  eventBudget: number;
+}
+
 /** One message of the Watch stream. */
 export interface WatchResponse {
   /** The payload. */
@@ -357,6 +424,9 @@ export interface WatchResponse {
     | //
     /** A capture started, ended or was refused. */
     { $case: "capture"; value: Capture }
+    | //
+    /** Events beyond the rate budget, counted per key (never also in a batch). */
+    { $case: "summaries"; value: SummaryBatch }
     | undefined;
 }
 
@@ -454,6 +524,18 @@ export interface Totals {
   synDrops: number;
   /** Accepts timed for residency (only with the inet_csk_accept hook). */
   accepted: number;
+  /**
+   * Events beyond the rate budget, counted in summary rows instead of sent one
+   * by one (they reach Watch streams as SummaryBatch messages).
+   */
+  summarised: number;
+  /**
+   * Events beyond the rate budget that found no summary row (the kernel's
+   * summary table was full); reported to streams as lost.
+   */
+  summaryLost: number;
+  /** Events written to the kernel ring in full (within the budget). */
+  eventsSent: number;
 }
 
 /** How long children waited in an accept queue before accept(). */
@@ -645,6 +727,12 @@ export interface GetInfoResponse {
    * --allow-captures and --tls-client-ca.
    */
   controlAllowed: boolean;
+  /**
+   * Events per second sent in full for the whole host (`--event-budget`);
+   * beyond it events reach streams as exact summaries. 0: no budget, every
+   * event is sent (also what an agent older than the budget sends).
+   */
+  eventBudget: number;
 }
 
 /** Arguments of Doctor. */
@@ -1548,6 +1636,387 @@ export const StreamStatus: MessageFns<StreamStatus> = {
   },
 };
 
+function createBaseSummary(): Summary {
+  return {
+    kind: 0,
+    family: 0,
+    localAddr: "",
+    localPort: 0,
+    remoteAddr: "",
+    remotePort: 0,
+    netns: 0,
+    state: "",
+    reason: "",
+    count: 0,
+    firstUnixMicros: 0,
+    lastUnixMicros: 0,
+  };
+}
+
+export const Summary: MessageFns<Summary> = {
+  encode(message: Summary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.family !== 0) {
+      writer.uint32(16).int32(message.family);
+    }
+    if (message.localAddr !== "") {
+      writer.uint32(26).string(message.localAddr);
+    }
+    if (message.localPort !== 0) {
+      writer.uint32(32).uint32(message.localPort);
+    }
+    if (message.remoteAddr !== "") {
+      writer.uint32(42).string(message.remoteAddr);
+    }
+    if (message.remotePort !== 0) {
+      writer.uint32(48).uint32(message.remotePort);
+    }
+    if (message.netns !== 0) {
+      writer.uint32(56).uint32(message.netns);
+    }
+    if (message.state !== "") {
+      writer.uint32(66).string(message.state);
+    }
+    if (message.reason !== "") {
+      writer.uint32(74).string(message.reason);
+    }
+    if (message.count !== 0) {
+      writer.uint32(80).uint64(message.count);
+    }
+    if (message.firstUnixMicros !== 0) {
+      writer.uint32(88).int64(message.firstUnixMicros);
+    }
+    if (message.lastUnixMicros !== 0) {
+      writer.uint32(96).int64(message.lastUnixMicros);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Summary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.family = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.localAddr = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.localPort = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.remoteAddr = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.remotePort = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.netns = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.count = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.firstUnixMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.lastUnixMicros = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Summary {
+    return {
+      kind: isSet(object.kind) ? eventKindFromJSON(object.kind) : 0,
+      family: isSet(object.family) ? familyFromJSON(object.family) : 0,
+      localAddr: isSet(object.localAddr)
+        ? globalThis.String(object.localAddr)
+        : isSet(object.local_addr)
+        ? globalThis.String(object.local_addr)
+        : "",
+      localPort: isSet(object.localPort)
+        ? globalThis.Number(object.localPort)
+        : isSet(object.local_port)
+        ? globalThis.Number(object.local_port)
+        : 0,
+      remoteAddr: isSet(object.remoteAddr)
+        ? globalThis.String(object.remoteAddr)
+        : isSet(object.remote_addr)
+        ? globalThis.String(object.remote_addr)
+        : "",
+      remotePort: isSet(object.remotePort)
+        ? globalThis.Number(object.remotePort)
+        : isSet(object.remote_port)
+        ? globalThis.Number(object.remote_port)
+        : 0,
+      netns: isSet(object.netns) ? globalThis.Number(object.netns) : 0,
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      firstUnixMicros: isSet(object.firstUnixMicros)
+        ? globalThis.Number(object.firstUnixMicros)
+        : isSet(object.first_unix_micros)
+        ? globalThis.Number(object.first_unix_micros)
+        : 0,
+      lastUnixMicros: isSet(object.lastUnixMicros)
+        ? globalThis.Number(object.lastUnixMicros)
+        : isSet(object.last_unix_micros)
+        ? globalThis.Number(object.last_unix_micros)
+        : 0,
+    };
+  },
+
+  toJSON(message: Summary): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = eventKindToJSON(message.kind);
+    }
+    if (message.family !== 0) {
+      obj.family = familyToJSON(message.family);
+    }
+    if (message.localAddr !== "") {
+      obj.localAddr = message.localAddr;
+    }
+    if (message.localPort !== 0) {
+      obj.localPort = Math.round(message.localPort);
+    }
+    if (message.remoteAddr !== "") {
+      obj.remoteAddr = message.remoteAddr;
+    }
+    if (message.remotePort !== 0) {
+      obj.remotePort = Math.round(message.remotePort);
+    }
+    if (message.netns !== 0) {
+      obj.netns = Math.round(message.netns);
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.firstUnixMicros !== 0) {
+      obj.firstUnixMicros = Math.round(message.firstUnixMicros);
+    }
+    if (message.lastUnixMicros !== 0) {
+      obj.lastUnixMicros = Math.round(message.lastUnixMicros);
+    }
+    return obj;
+  },
+};
+
+function createBaseSummaryBatch(): SummaryBatch {
+  return { summaries: [], fromUnixMicros: 0, toUnixMicros: 0, eventBudget: 0 };
+}
+
+export const SummaryBatch: MessageFns<SummaryBatch> = {
+  encode(message: SummaryBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.summaries) {
+      Summary.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.fromUnixMicros !== 0) {
+      writer.uint32(16).int64(message.fromUnixMicros);
+    }
+    if (message.toUnixMicros !== 0) {
+      writer.uint32(24).int64(message.toUnixMicros);
+    }
+    if (message.eventBudget !== 0) {
+      writer.uint32(32).uint32(message.eventBudget);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SummaryBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSummaryBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.summaries.push(Summary.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fromUnixMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.toUnixMicros = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.eventBudget = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SummaryBatch {
+    return {
+      summaries: globalThis.Array.isArray(object?.summaries)
+        ? object.summaries.map((e: any) => Summary.fromJSON(e))
+        : [],
+      fromUnixMicros: isSet(object.fromUnixMicros)
+        ? globalThis.Number(object.fromUnixMicros)
+        : isSet(object.from_unix_micros)
+        ? globalThis.Number(object.from_unix_micros)
+        : 0,
+      toUnixMicros: isSet(object.toUnixMicros)
+        ? globalThis.Number(object.toUnixMicros)
+        : isSet(object.to_unix_micros)
+        ? globalThis.Number(object.to_unix_micros)
+        : 0,
+      eventBudget: isSet(object.eventBudget)
+        ? globalThis.Number(object.eventBudget)
+        : isSet(object.event_budget)
+        ? globalThis.Number(object.event_budget)
+        : 0,
+    };
+  },
+
+  toJSON(message: SummaryBatch): unknown {
+    const obj: any = {};
+    if (message.summaries?.length) {
+      obj.summaries = message.summaries.map((e) => Summary.toJSON(e));
+    }
+    if (message.fromUnixMicros !== 0) {
+      obj.fromUnixMicros = Math.round(message.fromUnixMicros);
+    }
+    if (message.toUnixMicros !== 0) {
+      obj.toUnixMicros = Math.round(message.toUnixMicros);
+    }
+    if (message.eventBudget !== 0) {
+      obj.eventBudget = Math.round(message.eventBudget);
+    }
+    return obj;
+  },
+};
+
 function createBaseWatchResponse(): WatchResponse {
   return { response: undefined };
 }
@@ -1566,6 +2035,9 @@ export const WatchResponse: MessageFns<WatchResponse> = {
         break;
       case "capture":
         Capture.encode(message.response.value, writer.uint32(34).fork()).join();
+        break;
+      case "summaries":
+        SummaryBatch.encode(message.response.value, writer.uint32(42).fork()).join();
         break;
     }
     return writer;
@@ -1616,6 +2088,14 @@ export const WatchResponse: MessageFns<WatchResponse> = {
             message.response = { $case: "capture", value: Capture.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.response = { $case: "summaries", value: SummaryBatch.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1638,6 +2118,8 @@ export const WatchResponse: MessageFns<WatchResponse> = {
         ? { $case: "status", value: StreamStatus.fromJSON(object.status) }
         : isSet(object.capture)
         ? { $case: "capture", value: Capture.fromJSON(object.capture) }
+        : isSet(object.summaries)
+        ? { $case: "summaries", value: SummaryBatch.fromJSON(object.summaries) }
         : undefined,
     };
   },
@@ -1652,6 +2134,8 @@ export const WatchResponse: MessageFns<WatchResponse> = {
       obj.status = StreamStatus.toJSON(message.response.value);
     } else if (message.response?.$case === "capture") {
       obj.capture = Capture.toJSON(message.response.value);
+    } else if (message.response?.$case === "summaries") {
+      obj.summaries = SummaryBatch.toJSON(message.response.value);
     }
     return obj;
   },
@@ -2338,6 +2822,9 @@ function createBaseTotals(): Totals {
     mapFull: 0,
     synDrops: 0,
     accepted: 0,
+    summarised: 0,
+    summaryLost: 0,
+    eventsSent: 0,
   };
 }
 
@@ -2372,6 +2859,15 @@ export const Totals: MessageFns<Totals> = {
     }
     if (message.accepted !== 0) {
       writer.uint32(80).uint64(message.accepted);
+    }
+    if (message.summarised !== 0) {
+      writer.uint32(88).uint64(message.summarised);
+    }
+    if (message.summaryLost !== 0) {
+      writer.uint32(96).uint64(message.summaryLost);
+    }
+    if (message.eventsSent !== 0) {
+      writer.uint32(104).uint64(message.eventsSent);
     }
     return writer;
   },
@@ -2469,6 +2965,30 @@ export const Totals: MessageFns<Totals> = {
             message.accepted = longToNumber(reader.uint64());
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.summarised = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.summaryLost = longToNumber(reader.uint64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.eventsSent = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2525,6 +3045,17 @@ export const Totals: MessageFns<Totals> = {
         ? globalThis.Number(object.syn_drops)
         : 0,
       accepted: isSet(object.accepted) ? globalThis.Number(object.accepted) : 0,
+      summarised: isSet(object.summarised) ? globalThis.Number(object.summarised) : 0,
+      summaryLost: isSet(object.summaryLost)
+        ? globalThis.Number(object.summaryLost)
+        : isSet(object.summary_lost)
+        ? globalThis.Number(object.summary_lost)
+        : 0,
+      eventsSent: isSet(object.eventsSent)
+        ? globalThis.Number(object.eventsSent)
+        : isSet(object.events_sent)
+        ? globalThis.Number(object.events_sent)
+        : 0,
     };
   },
 
@@ -2559,6 +3090,15 @@ export const Totals: MessageFns<Totals> = {
     }
     if (message.accepted !== 0) {
       obj.accepted = Math.round(message.accepted);
+    }
+    if (message.summarised !== 0) {
+      obj.summarised = Math.round(message.summarised);
+    }
+    if (message.summaryLost !== 0) {
+      obj.summaryLost = Math.round(message.summaryLost);
+    }
+    if (message.eventsSent !== 0) {
+      obj.eventsSent = Math.round(message.eventsSent);
     }
     return obj;
   },
@@ -4070,6 +4610,7 @@ function createBaseGetInfoResponse(): GetInfoResponse {
     ports: [],
     pid: 0,
     controlAllowed: false,
+    eventBudget: 0,
   };
 }
 
@@ -4108,6 +4649,9 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     }
     if (message.controlAllowed !== false) {
       writer.uint32(80).bool(message.controlAllowed);
+    }
+    if (message.eventBudget !== 0) {
+      writer.uint32(88).uint32(message.eventBudget);
     }
     return writer;
   },
@@ -4215,6 +4759,14 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
             message.controlAllowed = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.eventBudget = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4247,6 +4799,11 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
         : isSet(object.control_allowed)
         ? globalThis.Boolean(object.control_allowed)
         : false,
+      eventBudget: isSet(object.eventBudget)
+        ? globalThis.Number(object.eventBudget)
+        : isSet(object.event_budget)
+        ? globalThis.Number(object.event_budget)
+        : 0,
     };
   },
 
@@ -4281,6 +4838,9 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     }
     if (message.controlAllowed !== false) {
       obj.controlAllowed = message.controlAllowed;
+    }
+    if (message.eventBudget !== 0) {
+      obj.eventBudget = Math.round(message.eventBudget);
     }
     return obj;
   },
@@ -4624,7 +5184,10 @@ export const TracerService = {
   /**
    * Streams events: first the requested replay from the agent's recent-event
    * ring (`last`, `since`), then, with `follow`, new events as they happen.
-   * Responses are batches; losses are reported in-band, never silent.
+   * Responses are batches; events beyond the agent's rate budget come as
+   * exact per-key summaries each second; losses are reported in-band, never
+   * silent. Replay (`last`, `since`) covers events and the summaries of the
+   * same span.
    */
   watch: {
     path: "/wstrace.v1.Tracer/Watch" as const,
@@ -4699,7 +5262,10 @@ export interface TracerServer extends UntypedServiceImplementation {
   /**
    * Streams events: first the requested replay from the agent's recent-event
    * ring (`last`, `since`), then, with `follow`, new events as they happen.
-   * Responses are batches; losses are reported in-band, never silent.
+   * Responses are batches; events beyond the agent's rate budget come as
+   * exact per-key summaries each second; losses are reported in-band, never
+   * silent. Replay (`last`, `since`) covers events and the summaries of the
+   * same span.
    */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
   /** Exact counters from the kernel maps, live socket tables and host facts. */
@@ -4724,7 +5290,10 @@ export interface TracerClient extends Client {
   /**
    * Streams events: first the requested replay from the agent's recent-event
    * ring (`last`, `since`), then, with `follow`, new events as they happen.
-   * Responses are batches; losses are reported in-band, never silent.
+   * Responses are batches; events beyond the agent's rate budget come as
+   * exact per-key summaries each second; losses are reported in-band, never
+   * silent. Replay (`last`, `since`) covers events and the summaries of the
+   * same span.
    */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
   watch(
