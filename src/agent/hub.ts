@@ -57,12 +57,13 @@ export class EventHub {
   }
 
   /**
-   * Summary rows to replay with `replayed`, the events a Watch replays: those
-   * of the same span (from `since`, or from the oldest event replayed when
-   * `last` cut the replay short), every row remembered otherwise.
+   * Summary rows to replay beside the `replayed` events a Watch replays
+   * (the oldest at `oldestMicros`): those of the same span, from `since`, or
+   * from the oldest event when `last` cut the replay short; every row
+   * remembered otherwise.
    */
-  replaySummaries(pred: EventPredicate, last: number, sinceMicros: number, replayed: readonly Event[]): SummaryBatch[] {
-    const cut = last > 0 && replayed.length >= last ? replayed[0]!.timeUnixMicros : 0;
+  replaySummaries(pred: EventPredicate, last: number, sinceMicros: number, replayed: number, oldestMicros: number): SummaryBatch[] {
+    const cut = last > 0 && replayed >= last ? oldestMicros : 0;
     return this.recentSummaries.select(pred, Math.max(sinceMicros, cut));
   }
 

@@ -184,7 +184,10 @@ export class TracerService {
     const hub = this.core.hub;
     const sub = new Subscriber(call, predicate, req.follow, this.limits);
     const replay = req.last || req.sinceUnixMicros ? hub.recent.select(predicate, req.last, req.sinceUnixMicros) : [];
-    const summaries = req.last || req.sinceUnixMicros ? hub.replaySummaries(predicate, req.last, req.sinceUnixMicros, replay) : [];
+    const summaries =
+      req.last || req.sinceUnixMicros
+        ? hub.replaySummaries(predicate, req.last, req.sinceUnixMicros, replay.length, replay[0]?.timeUnixMicros ?? 0)
+        : [];
     const rows = summaries.reduce((n, b) => n + b.summaries.length, 0);
     // Current state first, then the replay, then (with follow) live events.
     sub.status(
