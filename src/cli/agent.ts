@@ -6,14 +6,14 @@ import { startAgent } from '../agent/agent.js';
 import { describeControl } from '../agent/service.js';
 import { formatAddress, parseListen } from '../protocol/address.js';
 import { exposureWarning } from '../protocol/tls.js';
-import { describeInfo } from './format.js';
+import { describeBudget, describeInfo } from './format.js';
 import { catchStopSignals } from './signals.js';
-import { resolveNetns } from '../kernel/index.js';
+import { DEFAULT_EVENT_BUDGET, resolveNetns } from '../kernel/index.js';
 import { UserError } from '../protocol/errors.js';
 import { DEFAULT_LIMITS } from '../agent/subscriber.js';
 import { serveOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
-import { count, port, repeated, ringBytes } from './values.js';
+import { count, eventBudget, port, repeated, ringBytes } from './values.js';
 
 export const agentOptions = z.object({
   ...serveOptions.shape,
@@ -25,6 +25,10 @@ export const agentOptions = z.object({
   ports: flag(repeated(port), { flags: '--port <n>', help: 'only trace this local or remote port (repeatable)' }),
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only trace this network namespace' }),
   ringBytes: flag(ringBytes.optional(), { flags: '--ring-bytes <n>', help: 'kernel ring-buffer size in bytes (power of two)' }),
+  eventBudget: flag(eventBudget.optional(), {
+    flags: '--event-budget <n>',
+    help: `events per second sent in full for the host (default ${DEFAULT_EVENT_BUDGET}); beyond it, exact per-key summaries each second; 0 sends every event (forensics)`,
+  }),
   subscriberQueue: flag(count.optional(), {
     flags: '--subscriber-queue <events>',
     help: 'events held for a slow client before the oldest are dropped',
@@ -71,6 +75,7 @@ export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: P
       ports: opts.ports,
       ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
       ...(opts.ringBytes !== undefined ? { ringBytes: opts.ringBytes } : {}),
+      ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
     },
   });
   const warning = exposureWarning(agent.address, opts.tls, opts.insecure);
@@ -78,7 +83,7 @@ export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: P
   const metrics =
     agent.metricsPort !== undefined ? `, metrics on http://${opts.metrics!.replace(/:\d+$/, '')}:${agent.metricsPort}/metrics` : '';
   err.write(
-    `wstrace agent: listening on ${formatAddress(agent.address)}${metrics}\n  ${describeControl(agent.grant)}\n  ${describeInfo(agent.info())}\n`,
+    `wstrace agent: listening on ${formatAddress(agent.address)}${metrics}\n  ${describeControl(agent.grant)}\n  ${describeInfo(agent.info())}\n  ${describeBudget(agent.tracer.eventBudget)}\n`,
   );
   await (stopped ?? signals!.stopped);
   err.write('wstrace agent: stopping\n');

@@ -2,7 +2,7 @@
  * How events are printed. The JSON-lines shape is a contract (`watch --json`):
  * later commands and other teams' scripts read it, so fields are only added.
  */
-import type { TraceEvent } from '../kernel/index.js';
+import type { EventSummary, TraceEvent } from '../kernel/index.js';
 import type { GetInfoResponse } from '../generated/wstrace/v1/tracer.js';
 import { endpoint } from '../protocol/address.js';
 import { kindFromProto } from '../protocol/convert.js';
@@ -51,6 +51,72 @@ export function toJsonEvent(ev: TraceEvent): JsonEvent {
   return out;
 }
 
+/**
+ * A summary row as a JSON line: the fields of the events it stands for
+ * (`time` is the first of them; a folded port is 0), then `summary`,
+ * `count`, `first` and `last`. Only added fields: a reader of events that
+ * ignores `summary` still sees the right kind, endpoints and reason.
+ */
+export interface JsonSummary extends Omit<JsonEvent, 'queue' | 'backlog' | 'pid' | 'comm'> {
+  summary: true;
+  count: number;
+  first: string;
+  last: string;
+}
+
+export function toJsonSummary(s: EventSummary): JsonSummary {
+  const out: JsonSummary = {
+    time: isoMicros(s.firstMs),
+    kind: s.kind,
+    family: s.family,
+    laddr: s.laddr,
+    lport: s.lport,
+    raddr: s.raddr,
+    rport: s.rport,
+    netns: s.netns,
+    summary: true,
+    count: s.count,
+    first: isoMicros(s.firstMs),
+    last: isoMicros(s.lastMs),
+  };
+  if (s.state !== undefined) out.state = s.state;
+  if (s.reason !== undefined) out.reason = s.reason;
+  return out;
+}
+
+/** An endpoint whose port the kernel folded (a client's ephemeral ports) shows `*`. */
+function endpointOrAny(addr: string, port: number): string {
+  return port ? endpoint(addr, port) : endpoint(addr, 0).replace(/0$/, '*');
+}
+
+/**
+ * One readable line for a summary row, as humanLine lays out its events:
+ * `12:00:01.000000 summary reset_sent x8123 127.0.0.1:9000 > 127.0.0.1:*
+ * reason NO_SOCKET (beyond the 10000/s budget, to 12:00:01.950000)`.
+ */
+export function summaryLine(s: EventSummary, budget: number): string {
+  const time = (ms: number) => isoMicros(ms).slice(11, 26);
+  const parts = [time(s.firstMs), 'summary', s.kind, `x${s.count}`, ...direction(s.kind, endpointOrAny(s.laddr, s.lport), endpointOrAny(s.raddr, s.rport))];
+  if (s.state) parts.push(`state ${s.state}`);
+  if (s.reason) parts.push(`reason ${s.reason}`);
+  parts.push(`(${budget ? `beyond the ${budget}/s budget` : 'summarised'}, to ${time(s.lastMs)})`);
+  return parts.join(' ');
+}
+
+/** Sender > receiver for resets, local - remote for TIME_WAIT, the listener first for listener kinds. */
+function direction(kind: string, local: string, remote: string): string[] {
+  switch (kind) {
+    case 'reset_sent':
+      return [`${local} > ${remote}`];
+    case 'reset_received':
+      return [`${remote} > ${local}`];
+    case 'timewait':
+      return [`${local} - ${remote}`];
+    default:
+      return [`listener ${local}`, `peer ${remote}`];
+  }
+}
+
 /** One readable line, tcpdump-style: source > destination, then the details. */
 export function humanLine(ev: TraceEvent): string {
   const time = isoMicros(ev.timeMs).slice(11, 26);
@@ -76,6 +142,13 @@ export function humanLine(ev: TraceEvent): string {
   if (ev.reason) parts.push(`reason ${ev.reason}`);
   if (ev.pid !== undefined) parts.push(`pid ${ev.pid}${ev.comm ? ` (${ev.comm})` : ''}`);
   return parts.join(' ');
+}
+
+/** The agent's event budget, as `watch` and `agent` say it at start. */
+export function describeBudget(budget: number): string {
+  return budget
+    ? `budget: ${budget} events/s in full for the host; beyond it, exact per-key summaries each second`
+    : 'budget: none, every event is sent (--event-budget 0)';
 }
 
 /** Hooks live and blind, as `info`, `watch` and `agent` print them at start. */

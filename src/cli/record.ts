@@ -9,13 +9,13 @@ import { describeDamage, openRecording } from '../record/format.js';
 import { readReport, renderReport } from '../record/report.js';
 import { DEFAULT_OLDER_PARTS, DEFAULT_PART_BYTES, RecordingWriter } from '../record/writer.js';
 import { VERSION } from '../agent/version.js';
-import { resolveNetns } from '../kernel/index.js';
-import { toJsonEvent } from './format.js';
+import { DEFAULT_EVENT_BUDGET, resolveNetns } from '../kernel/index.js';
+import { toJsonEvent, toJsonSummary } from './format.js';
 import { openSource } from './source.js';
 import { afterSeconds, catchStopSignals } from './signals.js';
 import { clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
-import { kind, olderParts, partBytes, port, repeated, seconds } from './values.js';
+import { eventBudget, kind, olderParts, partBytes, port, repeated, seconds } from './values.js';
 
 export const recordOptions = z.object({
   out: flag(z.string(), { flags: '-o, --out <file>', help: 'the recording file' }),
@@ -31,6 +31,10 @@ export const recordOptions = z.object({
   ports: flag(repeated(port), { flags: '--port <n>', help: 'only events on this local or remote port (repeatable)' }),
   kinds: flag(repeated(kind), { flags: '--kind <kind>', help: 'only this kind of event (repeatable)' }),
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only this network namespace' }),
+  eventBudget: flag(eventBudget.optional(), {
+    flags: '--event-budget <n>',
+    help: `events per second recorded one by one (default ${DEFAULT_EVENT_BUDGET}), beyond it exact summaries; 0 records every event (in-process agent)`,
+  }),
   ...clientOptions.shape,
 });
 
@@ -58,7 +62,11 @@ async function recordUntilStopped(opts: RecordOptions, err: Writable, stopped: P
   const opened = await openSource({
     ...(opts.connect ? { connect: opts.connect } : {}),
     tls: opts.tls,
-    tracer: { ports: opts.ports, ...(opts.netns !== undefined ? { netns: opts.netns } : {}) },
+    tracer: {
+      ports: opts.ports,
+      ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
+      ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
+    },
   });
   const { source } = opened;
   let writer: RecordingWriter | undefined;
@@ -95,6 +103,8 @@ async function recordUntilStopped(opts: RecordOptions, err: Writable, stopped: P
     err.write(`wstrace: recording into ${opts.out} (Ctrl-C to stop)\n`);
 
     let events = 0;
+    /** Events that came counted in summary rows (beyond the agent's budget). */
+    let summarised = 0;
     let snapshots = 1;
     let stopping = false;
     const poll = setInterval(() => {
@@ -126,22 +136,33 @@ async function recordUntilStopped(opts: RecordOptions, err: Writable, stopped: P
     void w.failed.then(stop);
 
     const handle = (msg: import('../generated/wstrace/v1/tracer.js').WatchResponse): boolean => {
-      if (stopping && msg.response?.$case !== 'batch') return true;
+      // While stopping, what the agent still hands over belongs to the recording: the events the
+      // kernel had, the last summary rows and the losses it reports at close.
+      const c = msg.response?.$case;
+      if (stopping && c !== 'batch' && c !== 'summaries' && c !== 'lost') return true;
       if (!w.write({ timeUnixMicros: now(), entry: { $case: 'watch', value: msg } })) {
         if (!w.failure) err.write(`wstrace: ${opts.out} reached --max-size; recording stopped (use --rotate N to keep going)\n`);
         void stop();
         return false;
       }
       if (msg.response?.$case === 'batch') events += msg.response.value.events.length;
+      if (msg.response?.$case === 'summaries') summarised += msg.response.value.summaries.reduce((n, s) => n + s.count, 0);
       return !(msg.response?.$case === 'status' && msg.response.value.end);
     };
-    // Batches are split so no record is large next to the size cap.
+    // Batches (of events or summary rows) are split so no record is large next to the size cap.
     const pieces = (msg: import('../generated/wstrace/v1/tracer.js').WatchResponse) => {
       const r = msg.response;
-      if (r?.$case !== 'batch' || r.value.events.length <= RECORD_EVENTS) return [msg];
       const out = [];
-      for (let i = 0; i < r.value.events.length; i += RECORD_EVENTS) {
-        out.push({ response: { $case: 'batch' as const, value: { events: r.value.events.slice(i, i + RECORD_EVENTS) } } });
+      if (r?.$case === 'batch' && r.value.events.length > RECORD_EVENTS) {
+        for (let i = 0; i < r.value.events.length; i += RECORD_EVENTS) {
+          out.push({ response: { $case: 'batch' as const, value: { events: r.value.events.slice(i, i + RECORD_EVENTS) } } });
+        }
+      } else if (r?.$case === 'summaries' && r.value.summaries.length > RECORD_EVENTS) {
+        for (let i = 0; i < r.value.summaries.length; i += RECORD_EVENTS) {
+          out.push({ response: { $case: 'summaries' as const, value: { ...r.value, summaries: r.value.summaries.slice(i, i + RECORD_EVENTS) } } });
+        }
+      } else {
+        out.push(msg);
       }
       return out;
     };
@@ -158,7 +179,8 @@ async function recordUntilStopped(opts: RecordOptions, err: Writable, stopped: P
       err.write(`wstrace: ${w.failure.message}\n`);
       return 1;
     }
-    err.write(`wstrace: recorded ${events} events and ${snapshots} snapshots into ${opts.out} (${w.bytes} bytes, part ${w.partNumber})\n`);
+    const more = summarised ? ` (and ${summarised} more in summary rows, beyond the agent's budget)` : '';
+    err.write(`wstrace: recorded ${events} events${more} and ${snapshots} snapshots into ${opts.out} (${w.bytes} bytes, part ${w.partNumber})\n`);
     return 0;
   } finally {
     writer?.close();
@@ -184,8 +206,10 @@ export async function runExport(file: string, out: Writable, err: Writable = pro
   };
   for await (const e of rec) {
     if (e.entry?.$case === 'header') header = true;
-    if (e.entry?.$case !== 'watch' || e.entry.value.response?.$case !== 'batch') continue;
-    for (const ev of unknown.convert(e.entry.value.response.value.events)) chunk += `${JSON.stringify(toJsonEvent(ev))}\n`;
+    const r = e.entry?.$case === 'watch' ? e.entry.value.response : undefined;
+    if (r?.$case === 'batch') for (const ev of unknown.convert(r.value.events)) chunk += `${JSON.stringify(toJsonEvent(ev))}\n`;
+    else if (r?.$case === 'summaries') for (const s of unknown.convertSummaries(r.value.summaries)) chunk += `${JSON.stringify(toJsonSummary(s))}\n`;
+    else continue;
     if (chunk.length > 1 << 20) await flush();
   }
   await flush();

@@ -10,14 +10,14 @@ import { Aggregator, type ProcessFdFacts } from '../aggregate/index.js';
 import { connectAgent, type EventSource } from '../client/connect.js';
 import { runFeed } from '../client/feed.js';
 import { readProcessFds } from '../host/fds.js';
-import { resolveNetns, type TracerOptions } from '../kernel/index.js';
+import { DEFAULT_EVENT_BUDGET, resolveNetns, type TracerOptions } from '../kernel/index.js';
 import { UserError } from '../protocol/errors.js';
 import type { CaptureAsk } from '../ui/ui-state.js';
 import { clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { catchStopSignals } from './signals.js';
 import { openSource, type OpenedSource } from './source.js';
-import { agentList, port, repeated, ringBytes, window } from './values.js';
+import { agentList, eventBudget, port, repeated, ringBytes, window } from './values.js';
 
 export const topOptions = z.object({
   ...clientOptions.shape,
@@ -33,6 +33,10 @@ export const topOptions = z.object({
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only trace this network namespace (in-process agent)' }),
   window: flag(window.default(10), { flags: '--window <seconds>', help: 'rates over 1, 10 or 60 seconds (key w switches)' }),
   ringBytes: flag(ringBytes.optional(), { flags: '--ring-bytes <n>', help: 'kernel ring-buffer size in bytes (in-process agent)' }),
+  eventBudget: flag(eventBudget.optional(), {
+    flags: '--event-budget <n>',
+    help: `events per second sent in full (default ${DEFAULT_EVENT_BUDGET}), beyond it exact summaries; 0 sends every event (in-process agent)`,
+  }),
 });
 
 export type TopOptions = z.infer<typeof topOptions>;
@@ -57,10 +61,10 @@ async function readFds(pid: number): Promise<ProcessFdFacts | undefined> {
 }
 
 export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
-  if (opts.connect.length && (opts.ports.length || opts.netns !== undefined || opts.ringBytes !== undefined)) {
+  if (opts.connect.length && (opts.ports.length || opts.netns !== undefined || opts.ringBytes !== undefined || opts.eventBudget !== undefined)) {
     // A remote agent's snapshots (listeners, MIB, sockstat) cover its own scope: filtering only its events here would skew the figures.
     throw new UserError(
-      '--port, --netns and --ring-bytes shape an agent top starts itself; with --connect, press / in the screen to filter by port or address, or give them to `wstrace agent`.',
+      '--port, --netns, --ring-bytes and --event-budget shape an agent top starts itself; with --connect, press / in the screen to filter by port or address, or give them to `wstrace agent`.',
     );
   }
   // Checked before anything is loaded: a namespace that is not one, or no screen to draw on, is said before BPF is attached.
@@ -82,6 +86,7 @@ export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
       ports: [...opts.ports],
       ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
       ...(opts.ringBytes !== undefined ? { ringBytes: opts.ringBytes } : {}),
+      ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
     };
     local = await openSource({ tls: opts.tls, tracer });
     agg.addSource('local', { local: true });

@@ -66,6 +66,9 @@ export const ringBytes = value('the ring size is a power of two from 4096 to 107
   return Number.isInteger(n) && n >= 4096 && (n & (n - 1)) === 0 && n <= 2 ** 30 ? n : undefined;
 });
 
+/** --event-budget: events per second sent in full; 0 sends every event (no budget). */
+export const eventBudget = wholeIn(0, 1_000_000_000, 'give a whole number of events per second from 0 (every event) to 1000000000.');
+
 export const kind = value(`kinds are ${EVENT_KINDS.join(', ')}.`, (t) =>
   (EVENT_KINDS as readonly string[]).includes(t) ? (t as EventKind) : undefined,
 );

@@ -1,21 +1,22 @@
 /**
  * `wstrace watch`: every event, one per line (JSON with --json), until
- * --duration runs out or the user stops it. Hooks live/blind go to stderr
- * first; lost events are reported as they are noticed; a summary with the
- * exact counters goes last.
+ * --duration runs out or the user stops it. Events beyond the agent's rate
+ * budget come as summary lines, one per key each second, with their exact
+ * count. Hooks live/blind go to stderr first; lost events are reported as
+ * they are noticed; a summary with the exact counters goes last.
  */
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { kindToProto, UnknownKinds } from '../protocol/convert.js';
 import { LostReason, type EventFilter, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
-import { EVENT_KINDS, resolveNetns, type TracerOptions } from '../kernel/index.js';
+import { DEFAULT_EVENT_BUDGET, EVENT_KINDS, resolveNetns, type TracerOptions } from '../kernel/index.js';
 import { z } from 'zod';
 import { clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
-import { describeInfo, humanLine, toJsonEvent } from './format.js';
+import { describeBudget, describeInfo, humanLine, summaryLine, toJsonEvent, toJsonSummary } from './format.js';
 import { openSource } from './source.js';
 import { afterSeconds, catchStopSignals } from './signals.js';
-import { count, kind, port, repeated, ringBytes, seconds, since } from './values.js';
+import { count, eventBudget, kind, port, repeated, ringBytes, seconds, since } from './values.js';
 
 export const watchOptions = z.object({
   json: flag(z.boolean().default(false), { flags: '--json', help: 'one JSON object per line' }),
@@ -29,6 +30,10 @@ export const watchOptions = z.object({
     help: 'first print recent events from this time (ISO 8601, or 30s, 5m, 2h ago)',
   }),
   ringBytes: flag(ringBytes.optional(), { flags: '--ring-bytes <n>', help: 'kernel ring-buffer size in bytes (in-process agent)' }),
+  eventBudget: flag(eventBudget.optional(), {
+    flags: '--event-budget <n>',
+    help: `events per second printed one by one (default ${DEFAULT_EVENT_BUDGET}), beyond it exact summary lines; 0 prints every event (in-process agent)`,
+  }),
   ...clientOptions.shape,
 });
 
@@ -84,6 +89,7 @@ async function watchUntilStopped(opts: WatchOptions, io: WatchIo, stopped: Promi
     ports: opts.ports,
     ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
     ...(opts.ringBytes !== undefined ? { ringBytes: opts.ringBytes } : {}),
+    ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
   };
   const opened = await openSource({ ...(opts.connect ? { connect: opts.connect } : {}), tls: opts.tls, tracer });
   const { source } = opened;
@@ -118,14 +124,17 @@ async function watchUntilStopped(opts: WatchOptions, io: WatchIo, stopped: Promi
       opts.kinds.length && opts.kinds.length < EVENT_KINDS.length ? `kinds ${opts.kinds.join(',')}` : '',
     ].filter(Boolean);
     io.err.write(
-      `wstrace: watching ${scope.join(', ')} on ${info.hostname} (Linux ${info.kernel}) via ${opened.where}\n  ${describeInfo(info)}\n`,
+      `wstrace: watching ${scope.join(', ')} on ${info.hostname} (Linux ${info.kernel}) via ${opened.where}\n  ${describeInfo(info)}\n  ${describeBudget(info.eventBudget)}\n`,
     );
 
     let printed = 0;
+    /** Events shown in summary lines, and those lines. */
+    let summarised = 0;
+    let summaryLines = 0;
     const unknown = new UnknownKinds();
     let outputDropped = 0;
     let outputClosed = false;
-    const lost = { kernel: 0, slow: 0 };
+    const lost = { kernel: 0, slow: 0, summaryTable: 0 };
     let after: SnapshotResponse | undefined;
 
     const stop = async () => {
@@ -160,13 +169,31 @@ async function watchUntilStopped(opts: WatchOptions, io: WatchIo, stopped: Promi
         for (const e of known) chunk += (opts.json ? JSON.stringify(toJsonEvent(e)) : humanLine(e)) + '\n';
         printed += known.length;
         io.out.write(chunk);
+      } else if (r.$case === 'summaries') {
+        if (outputClosed) continue;
+        const rows = unknown.convertSummaries(r.value.summaries);
+        const events = rows.reduce((n, s) => n + s.count, 0);
+        if (io.out.writableLength > MAX_PENDING_OUTPUT) {
+          outputDropped += events;
+          continue;
+        }
+        let chunk = '';
+        for (const s of rows) chunk += (opts.json ? JSON.stringify(toJsonSummary(s)) : summaryLine(s, r.value.eventBudget)) + '\n';
+        summarised += events;
+        summaryLines += rows.length;
+        io.out.write(chunk);
       } else if (r.$case === 'lost') {
-        const kernel = r.value.reason === LostReason.LOST_REASON_KERNEL_RING_FULL;
-        if (kernel) lost.kernel += r.value.count;
+        const why = r.value.reason;
+        if (why === LostReason.LOST_REASON_KERNEL_RING_FULL) lost.kernel += r.value.count;
+        else if (why === LostReason.LOST_REASON_SUMMARY_TABLE_FULL) lost.summaryTable += r.value.count;
         else lost.slow += r.value.count;
-        io.err.write(
-          `wstrace: ${r.value.count} events lost (${kernel ? 'kernel ring buffer full' : 'this client read too slowly'})\n`,
-        );
+        const text =
+          why === LostReason.LOST_REASON_KERNEL_RING_FULL
+            ? 'kernel ring buffer full'
+            : why === LostReason.LOST_REASON_SUMMARY_TABLE_FULL
+              ? "beyond the budget, and the kernel's summary table was full"
+              : 'this client read too slowly';
+        io.err.write(`wstrace: ${r.value.count} events lost (${text})\n`);
       } else if (r.$case === 'capture') {
         const c = r.value;
         io.err.write(`wstrace: capture ${c.state} (${c.trigger}${c.rule ? ` ${c.rule}` : ''}: ${c.detail}) ${c.state === 'refused' ? c.error : c.file}\n`);
@@ -181,10 +208,12 @@ async function watchUntilStopped(opts: WatchOptions, io: WatchIo, stopped: Promi
     const note = unknown.message();
     if (note) io.err.write(`wstrace: ${note}\n`);
     const lostParts = [`${lost.kernel} lost in the kernel ring`];
+    if (lost.summaryTable) lostParts.push(`${lost.summaryTable} lost with the summary table full`);
     if (lost.slow) lostParts.push(`${lost.slow} lost because this client was too slow`);
     if (outputDropped) lostParts.push(`${outputDropped} dropped because output was too slow`);
     io.err.write(
-      `wstrace: ${printed} events printed, ${lostParts.join(', ')}; exact kernel counts ` +
+      `wstrace: ${printed} events printed, ${summarised} more in ${summaryLines} summary lines` +
+        `${info.eventBudget ? ` (beyond the ${info.eventBudget}/s budget)` : ''}, ${lostParts.join(', ')}; exact kernel counts ` +
         `(${opened.local ? 'this watch' : 'whole agent, this watch'}): ` +
         `${d.resetsSent} resets sent, ${d.resetsReceived} received, ${d.timewait} TIME_WAIT, ` +
         `${d.acceptQueueFull} accept-queue full, ${d.listenOverflows} listen overflows\n`,
