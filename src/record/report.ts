@@ -1,11 +1,13 @@
 /**
  * `wstrace report`: the incident in one page, from a recording. Counts come
  * from the exact counters in the per-second snapshots (differences between
- * them), peers and reasons from the events; nothing is estimated.
+ * them), peers and reasons from the events; nothing is estimated. Events
+ * beyond the agent's rate budget were recorded as summary rows with exact
+ * counts: they count in the same tables as the events they stand for.
  */
 import type { RecordEntry } from '../generated/wstrace/v1/record.js';
-import type { Capture, Event, GetInfoResponse, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
-import { eventFromProto, UnknownKinds } from '../protocol/convert.js';
+import { LostReason, type Capture, type Event, type GetInfoResponse, type SnapshotResponse, type Summary } from '../generated/wstrace/v1/tracer.js';
+import { eventFromProto, summaryFromProto, UnknownKinds } from '../protocol/convert.js';
 import { openRecording, type Damage, type ReadResult } from './format.js';
 
 export interface SecondRow {
@@ -23,7 +25,13 @@ export interface Report {
   readonly fromMs: number;
   readonly toMs: number;
   readonly snapshots: number;
+  /** Events recorded one by one. */
   readonly events: number;
+  /** Events recorded in summary rows (beyond the agent's budget), and those rows. */
+  readonly summarised: number;
+  readonly summaryRows: number;
+  /** Per kind, the events the stream carried: one by one, and in summary rows. */
+  readonly byKind: Array<{ kind: string; events: number; summarised: number }>;
   /** Exact kernel counts over the recording (last snapshot minus first). */
   readonly totals: {
     resetsSent: number;
@@ -35,10 +43,11 @@ export interface Report {
   };
   /** The kernel's own counters over the same interval. */
   readonly mib: Record<string, number>;
-  readonly lost: { kernelRing: number; tooSlow: number };
+  readonly lost: { kernelRing: number; tooSlow: number; summaryTable: number };
   readonly timeline: SecondRow[];
   readonly worst: SecondRow[];
   readonly listeners: Array<{ listener: string; overflows: number; synDrops: number; fullHits: number; peak: number; backlog: number }>;
+  /** Resets by reason and by peer count events and summary rows alike (a folded peer port shows as `*`). */
   readonly resetReasons: Array<{ reason: string; count: number }>;
   readonly resetPeers: Array<{ peer: string; count: number }>;
   /** 0 when peer counts are exact; past REPORT_KEYS distinct peers, how far short a count may be. */
@@ -132,8 +141,12 @@ export class ReportBuilder {
   private prev: SnapshotResponse | undefined;
   private snapshots = 0;
   private events = 0;
+  private summarised = 0;
+  private summaryRows = 0;
+  private readonly kinds = new Map<string, { events: number; summarised: number }>();
   private kernelRing = 0;
   private tooSlow = 0;
+  private summaryTable = 0;
   private readonly captures = new Map<string, Capture>();
   private readonly timeline: SecondRow[] = [];
   private readonly reasons = new BoundedCounts();
@@ -151,8 +164,10 @@ export class ReportBuilder {
       this.events += r.value.events.length;
       for (const ev of r.value.events) this.event(ev);
     }
+    if (r?.$case === 'summaries') for (const s of r.value.summaries) this.summary(s);
     if (r?.$case === 'lost') {
-      if (r.value.reason === 1) this.kernelRing += r.value.count;
+      if (r.value.reason === LostReason.LOST_REASON_KERNEL_RING_FULL) this.kernelRing += r.value.count;
+      else if (r.value.reason === LostReason.LOST_REASON_SUMMARY_TABLE_FULL) this.summaryTable += r.value.count;
       else this.tooSlow += r.value.count;
     }
     if (r?.$case === 'capture') this.captures.set(r.value.id, r.value);
@@ -178,9 +193,34 @@ export class ReportBuilder {
   private event(ev: Event): void {
     const p = eventFromProto(ev);
     if (!p) this.unknown.note(ev.kind);
-    if (!p || (p.kind !== 'reset_sent' && p.kind !== 'reset_received')) return;
-    this.reasons.add(`${p.kind === 'reset_sent' ? 'sent' : 'received'} ${p.reason ?? p.state ?? 'unknown'}`, 1);
-    this.peers.add(p.raddr.includes(':') ? `[${p.raddr}]:${p.rport}` : `${p.raddr}:${p.rport}`, 1);
+    if (p) this.tally(p, 1, false);
+  }
+
+  /** A summary row: `count` events of one key, counted as those events would be. */
+  private summary(s: Summary): void {
+    const p = summaryFromProto(s);
+    if (!p) {
+      this.unknown.note(s.kind, s.count);
+      return;
+    }
+    this.summaryRows++;
+    this.summarised += p.count;
+    this.tally(p, p.count, true);
+  }
+
+  private tally(
+    p: { kind: string; reason?: string; state?: string; raddr: string; rport: number },
+    n: number,
+    summarised: boolean,
+  ): void {
+    const k = this.kinds.get(p.kind) ?? { events: 0, summarised: 0 };
+    if (summarised) k.summarised += n;
+    else k.events += n;
+    this.kinds.set(p.kind, k);
+    if (p.kind !== 'reset_sent' && p.kind !== 'reset_received') return;
+    this.reasons.add(`${p.kind === 'reset_sent' ? 'sent' : 'received'} ${p.reason ?? p.state ?? 'unknown'}`, n);
+    const port = p.rport ? String(p.rport) : '*';
+    this.peers.add(p.raddr.includes(':') ? `[${p.raddr}]:${port}` : `${p.raddr}:${port}`, n);
   }
 
   finish(damage: Damage): Report {
@@ -235,6 +275,9 @@ export class ReportBuilder {
       toMs: (last?.timeUnixMicros ?? 0) / 1000,
       snapshots: this.snapshots,
       events: this.events,
+      summarised: this.summarised,
+      summaryRows: this.summaryRows,
+      byKind: [...this.kinds.entries()].map(([kind, c]) => ({ kind, ...c })),
       totals: {
         resetsSent: d('resetsSent'),
         resetsReceived: d('resetsReceived'),
@@ -244,7 +287,7 @@ export class ReportBuilder {
         synDrops: d('synDrops'),
       },
       mib,
-      lost: { kernelRing: this.kernelRing, tooSlow: this.tooSlow },
+      lost: { kernelRing: this.kernelRing, tooSlow: this.tooSlow, summaryTable: this.summaryTable },
       timeline,
       worst,
       listeners: listeners.slice(0, 10),
@@ -296,10 +339,13 @@ export function renderReport(r: Report): string {
   const span = ((r.toMs - r.fromMs) / 1000).toFixed(0);
   lines.push(`wstrace report: ${r.host || 'unknown host'} (Linux ${r.kernel || '?'}), ${iso(r.fromMs)} to ${iso(r.toMs)} (${span} s)`);
   lines.push(
-    `  ${r.events} events, ${r.snapshots} snapshots` +
+    `  ${r.events} events` +
+      (r.summarised ? ` and ${r.summarised} more in ${r.summaryRows} summary rows (beyond the agent's budget)` : '') +
+      `, ${r.snapshots} snapshots` +
       (r.skipped ? `, ${r.skipped} damaged records skipped (${r.damagedBytes} bytes)` : '') +
       (r.truncated ? ', ends mid-record (recorder stopped hard)' : '') +
-      `; lost: ${r.lost.kernelRing} in the kernel ring, ${r.lost.tooSlow} by a slow recorder`,
+      `; lost: ${r.lost.kernelRing} in the kernel ring, ${r.lost.tooSlow} by a slow recorder` +
+      (r.lost.summaryTable ? `, ${r.lost.summaryTable} beyond the budget with the summary table full` : ''),
   );
   const t = r.totals;
   lines.push('', 'Totals (exact kernel counts)          kernel MIB over the same interval');
@@ -309,6 +355,12 @@ export function renderReport(r: Report): string {
   lines.push(`  SYN-stage drops   ${String(t.synDrops).padStart(8)}          TcpExtListenDrops     ${r.mib.TcpExtListenDrops}`);
   lines.push(`  queue-full seen   ${String(t.acceptQueueFull).padStart(8)}`);
   lines.push(`  TIME_WAIT made    ${String(t.timewait).padStart(8)}          TcpExtTCPTimeWaitOverflow ${r.mib.TcpExtTCPTimeWaitOverflow}`);
+  if (r.byKind.length) {
+    lines.push('', 'Events in the stream by kind       one by one   in summaries        total');
+    for (const k of r.byKind) {
+      lines.push(`  ${k.kind.padEnd(30)} ${String(k.events).padStart(10)} ${String(k.summarised).padStart(14)} ${String(k.events + k.summarised).padStart(12)}`);
+    }
+  }
   if (r.timeline.length) {
     const cols = r.timeline.slice(-120);
     lines.push('', `Per second (last ${cols.length} s)`);
@@ -325,12 +377,13 @@ export function renderReport(r: Report): string {
     for (const l of r.listeners) lines.push(`  ${l.listener.padEnd(28)} ACK-stage ${l.overflows}  SYN-stage ${l.synDrops}  full ${l.fullHits}  peak ${l.peak}/${l.backlog}`);
   }
   if (r.resetReasons.length) {
-    lines.push('', 'Resets by reason (events)');
+    lines.push('', r.summarised ? 'Resets by reason (events, summary rows included)' : 'Resets by reason (events)');
     for (const x of r.resetReasons) lines.push(`  ${x.reason.padEnd(36)} ${x.count}`);
+    const what = r.summarised ? 'events, summary rows included: * is a folded port' : 'events';
     lines.push(
       r.resetPeersOffBy
-        ? `Resets by peer (events; over ${REPORT_KEYS} peers, so a count may be short by up to ${r.resetPeersOffBy})`
-        : 'Resets by peer (events)',
+        ? `Resets by peer (${what}; over ${REPORT_KEYS} peers, so a count may be short by up to ${r.resetPeersOffBy})`
+        : `Resets by peer (${what})`,
     );
     for (const x of r.resetPeers) lines.push(`  ${x.peer.padEnd(36)} ${x.count}`);
   }
