@@ -156,6 +156,7 @@ export class Aggregator {
       const info = rec.info;
       const hooks = info?.hooks ?? [];
       const lostInWindow = w ? w.buckets.reduce((n, b) => n + b.lost, 0) : 0;
+      const summarisedInWindow = w ? w.buckets.reduce((n, b) => n + b.summarised, 0) : 0;
       sources.push({
         id: rec.id,
         label: who.host,
@@ -169,6 +170,9 @@ export class Aggregator {
         lostKernel: rec.lostKernel,
         lostSlow: rec.lostSlow,
         lostInWindow,
+        eventBudget: info?.eventBudget ?? 0,
+        summarised: rec.summarised,
+        summarisedInWindow,
         unknownEvents: rec.unknownKinds.count,
         capturesRunning: [...rec.captures.values()].filter((c) => c.state === 'running').length,
         ...(lastCaptureFile(rec.captures) ? { lastCapture: lastCaptureFile(rec.captures)! } : {}),

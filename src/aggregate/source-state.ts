@@ -2,8 +2,20 @@
  * Everything remembered about one agent: what it is (GetInfo), its recent
  * samples (one per Snapshot poll, about a minute of them) and its recent
  * events in one-second buckets. Only what the 60 s window needs is kept.
+ *
+ * Events beyond the agent's rate budget arrive as summary rows, each with
+ * its exact count: they fill the same buckets as the events they stand for,
+ * in the slot they arrive in. Rates from snapshots (exact kernel counters)
+ * never read events, so nothing is counted twice.
  */
-import { EventKind, LostReason, type GetInfoResponse, type SnapshotResponse, type WatchResponse } from '../generated/wstrace/v1/tracer.js';
+import {
+  EventKind,
+  LostReason,
+  type GetInfoResponse,
+  type SnapshotResponse,
+  type Summary,
+  type WatchResponse,
+} from '../generated/wstrace/v1/tracer.js';
 import { UnknownKinds } from '../protocol/convert.js';
 import { kindOfProto } from '../signals/kinds.js';
 import { attribute, portKey } from './attribute.js';
@@ -33,6 +45,8 @@ export interface Bucket {
   /** Deepest queue a listener event reported, per namespace|port. */
   readonly queuePeak: Map<string, number>;
   lost: number;
+  /** Events that arrived in summary rows. */
+  summarised: number;
 }
 
 export interface ProcessFdFacts {
@@ -60,6 +74,8 @@ export class SourceRecord {
   retryAt: number | undefined;
   lostKernel = 0;
   lostSlow = 0;
+  /** Events that arrived in summary rows since top connected. */
+  summarised = 0;
   /** Events of kinds this build does not know (a newer agent): counted, and top says to upgrade. */
   readonly unknownKinds = new UnknownKinds();
   /** The agent's latest capacity checklist summary. */
@@ -111,7 +127,7 @@ export class SourceRecord {
     const slot = Math.floor(at / SLOT_MS);
     const last = this.buckets[this.buckets.length - 1];
     if (last && last.slot >= slot) return last;
-    const b: Bucket = { slot, peers: new Map(), queuePeak: new Map(), lost: 0 };
+    const b: Bucket = { slot, peers: new Map(), queuePeak: new Map(), lost: 0, summarised: 0 };
     this.buckets.push(b);
     while (this.buckets.length > 0 && this.buckets[0]!.slot < slot - KEEP_MS / SLOT_MS) this.buckets.shift();
     return b;
@@ -121,7 +137,9 @@ export class SourceRecord {
     const r = msg.response;
     if (!r) return;
     if (r.$case === 'lost') {
-      if (r.value.reason === LostReason.LOST_REASON_KERNEL_RING_FULL) this.lostKernel += r.value.count;
+      // The summary table is the kernel's too: events lost before they left it.
+      const kernel = r.value.reason === LostReason.LOST_REASON_KERNEL_RING_FULL || r.value.reason === LostReason.LOST_REASON_SUMMARY_TABLE_FULL;
+      if (kernel) this.lostKernel += r.value.count;
       else this.lostSlow += r.value.count;
       this.bucket(at).lost += r.value.count;
       return;
@@ -132,33 +150,46 @@ export class SourceRecord {
       if (this.captures.size > 50) this.captures.delete(this.captures.keys().next().value!);
       return;
     }
+    if (r.$case === 'summaries') {
+      const b = this.bucket(at);
+      for (const s of r.value.summaries) {
+        if (!this.count(b, s, s.count)) continue;
+        b.summarised += s.count;
+        this.summarised += s.count;
+      }
+      return;
+    }
     if (r.$case !== 'batch') return;
     const b = this.bucket(at);
-    for (const ev of r.value.events) {
-      switch (ev.kind) {
-        case EventKind.EVENT_KIND_RESET_SENT:
-        case EventKind.EVENT_KIND_RESET_RECEIVED: {
-          // Resets to a spoofed SYN flood come from a new address each: past a point they are one row.
-          const addr = b.peers.has(ev.remoteAddr) || b.peers.size < MAX_PEERS_PER_SLOT ? ev.remoteAddr : OTHER_PEERS;
-          const p = b.peers.get(addr) ?? { sent: 0, received: 0 };
-          if (ev.kind === EventKind.EVENT_KIND_RESET_SENT) p.sent++;
-          else p.received++;
-          b.peers.set(addr, p);
-          break;
-        }
-        case EventKind.EVENT_KIND_ACCEPT_QUEUE_FULL:
-        case EventKind.EVENT_KIND_LISTEN_OVERFLOW:
-        case EventKind.EVENT_KIND_SYN_DROP: {
-          const k = portKey(ev.netns, ev.localPort);
-          // A SYN drop for another reason (SYN queue) says nothing about the accept queue.
-          if (ev.kind !== EventKind.EVENT_KIND_SYN_DROP || ev.reason === 'ACCEPT_QUEUE_FULL') this.fullSeen.add(k);
-          if (ev.queue !== undefined) b.queuePeak.set(k, Math.max(b.queuePeak.get(k) ?? 0, ev.queue));
-          break;
-        }
-        default:
-          if (!kindOfProto(ev.kind)) this.unknownKinds.note(ev.kind);
-          break;
+    for (const ev of r.value.events) this.count(b, ev, 1);
+  }
+
+  /** `n` events like `ev` (one event, or a summary row of n) into bucket `b`; false for a kind this build does not know. */
+  private count(b: Bucket, ev: Pick<Summary, 'kind' | 'remoteAddr' | 'netns' | 'localPort' | 'reason'> & { queue?: number }, n: number): boolean {
+    switch (ev.kind) {
+      case EventKind.EVENT_KIND_RESET_SENT:
+      case EventKind.EVENT_KIND_RESET_RECEIVED: {
+        // Resets to a spoofed SYN flood come from a new address each: past a point they are one row.
+        const addr = b.peers.has(ev.remoteAddr) || b.peers.size < MAX_PEERS_PER_SLOT ? ev.remoteAddr : OTHER_PEERS;
+        const p = b.peers.get(addr) ?? { sent: 0, received: 0 };
+        if (ev.kind === EventKind.EVENT_KIND_RESET_SENT) p.sent += n;
+        else p.received += n;
+        b.peers.set(addr, p);
+        return true;
       }
+      case EventKind.EVENT_KIND_ACCEPT_QUEUE_FULL:
+      case EventKind.EVENT_KIND_LISTEN_OVERFLOW:
+      case EventKind.EVENT_KIND_SYN_DROP: {
+        const k = portKey(ev.netns, ev.localPort);
+        // A SYN drop for another reason (SYN queue) says nothing about the accept queue.
+        if (ev.kind !== EventKind.EVENT_KIND_SYN_DROP || ev.reason === 'ACCEPT_QUEUE_FULL') this.fullSeen.add(k);
+        if (ev.queue !== undefined) b.queuePeak.set(k, Math.max(b.queuePeak.get(k) ?? 0, ev.queue));
+        return true;
+      }
+      default:
+        if (kindOfProto(ev.kind)) return true;
+        this.unknownKinds.note(ev.kind, n);
+        return false;
     }
   }
 

@@ -34,6 +34,11 @@ export interface SourceView {
   readonly lostKernel: number;
   readonly lostSlow: number;
   readonly lostInWindow: number;
+  /** The agent's rate budget, events per second sent in full (0: none, every event is sent). */
+  readonly eventBudget: number;
+  /** Events that came in summary rows (beyond the budget) since top connected, and within the window. */
+  readonly summarised: number;
+  readonly summarisedInWindow: number;
   /** Events of a kind this wstrace does not know, since top connected: an upgrade would show them. */
   readonly unknownEvents: number;
   /** Captures running on this agent now, and the newest capture file. */

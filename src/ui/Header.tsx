@@ -25,11 +25,14 @@ function SourceFigures({ s, wide }: { readonly s: SourceView; readonly wide: boo
     );
   }
   const lost = s.lostKernel + s.lostSlow;
+  // Beyond the budget events come as exact summaries: said whenever some did, and always where there is room.
+  const budget = s.eventBudget ? `${compact(s.eventBudget)}/s, ${compact(s.summarised)} summarised` : 'off, every event sent';
   // Most telling first: a narrow terminal cuts the end of the line.
   return (
     <Text>
       <Figure label="hooks" value={`${s.hooksLive}/${s.hooksTotal} live`} level={s.hooksLive < s.hooksTotal ? 'warn' : 'ok'} />
       <Figure label="lost" value={compact(lost)} level={s.lostInWindow > 0 ? 'over' : lost > 0 ? 'warn' : 'ok'} />
+      {wide || s.summarised > 0 ? <Figure label="budget" value={budget} level={s.summarisedInWindow > 0 ? 'warn' : 'ok'} /> : null}
       {s.unknownEvents ? <Figure label="unknown kinds" value={`${compact(s.unknownEvents)}, upgrade wstrace`} level="warn" /> : null}
       <Figure label="sample" value={age(s.sampleAgeMs)} level={s.sampleAgeMs === undefined ? 'ok' : s.sampleLevel} />
       <Figure label="Linux" value={s.kernel ?? '?'} />
