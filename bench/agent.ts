@@ -2,7 +2,9 @@
  * The wstrace arm: a real `wstrace agent --netns` process and one gRPC
  * subscriber in this process, counting what it receives. What the kernel
  * side emitted is read from the agent's own BPF totals map with bpftool, not
- * through the agent, so the agent cannot grade its own delivery.
+ * through the agent, so the agent cannot grade its own delivery. Beyond the
+ * agent's rate budget events come as summary rows: delivery is events
+ * received + events in summary rows + losses reported = emitted.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -23,26 +25,46 @@ export interface AgentOptions {
   readonly socket: string;
   readonly ringBytes?: number;
   readonly subscriberQueue?: number;
+  /** --event-budget; the agent's default when absent, 0 to send every event (what measures the event path). */
+  readonly eventBudget?: number;
   /** Serve Prometheus metrics on a free loopback port (`metricsUrl` names it). */
   readonly metrics?: boolean;
 }
 
-/** What one subscriber got: events, and losses the agent told it about. */
+/** What one subscriber got: events, events counted in summary rows, and losses the agent told it about. */
 export interface Received {
   delivered: number;
+  summarised: number;
+  /** Lost in the kernel: ring full, or beyond the budget with the summary table full. */
   lostKernelRing: number;
   lostSlow: number;
   ended: boolean;
 }
 
-/** The kernel side's own tally: records written to the ring, and reserve failures. */
+/**
+ * The kernel side's own tally: records written to the ring, reserve
+ * failures, events counted in summary rows beyond the budget, and those
+ * that found no summary row.
+ */
 export interface Emitted {
   readonly events: number;
   readonly ringDrops: number;
+  readonly summarised: number;
+  readonly summaryLost: number;
+}
+
+/** Everything the kernel side emitted: sent, dropped, summarised or lost with the summary table full. */
+export function emittedTotal(e: Emitted): number {
+  return e.events + e.ringDrops + e.summarised + e.summaryLost;
+}
+
+/** What a subscriber accounted for: received one by one or in summary rows, or told lost. */
+export function accountedTotal(r: Received): number {
+  return r.delivered + r.summarised + r.lostKernelRing + r.lostSlow;
 }
 
 export class AgentArm {
-  readonly received: Received = { delivered: 0, lostKernelRing: 0, lostSlow: 0, ended: false };
+  readonly received: Received = { delivered: 0, summarised: 0, lostKernelRing: 0, lostSlow: 0, ended: false };
   private source: EventSource | undefined;
   private streamDone: Promise<void> = Promise.resolve();
   private totalsMapId: number | undefined;
@@ -63,6 +85,7 @@ export class AgentArm {
     const args = [join(opts.root, 'bin', 'wstrace.js'), 'agent', '--netns', opts.netns, '--listen', `unix:${opts.socket}`];
     if (opts.ringBytes) args.push('--ring-bytes', String(opts.ringBytes));
     if (opts.subscriberQueue) args.push('--subscriber-queue', String(opts.subscriberQueue));
+    if (opts.eventBudget !== undefined) args.push('--event-budget', String(opts.eventBudget));
     if (opts.metrics) args.push('--metrics', '127.0.0.1:0');
     // e.g. BENCH_AGENT_NODE_FLAGS="--cpu-prof --cpu-prof-dir=build/bench/prof" to profile every agent
     const nodeFlags = (process.env.BENCH_AGENT_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
@@ -103,8 +126,10 @@ export class AgentArm {
         const m = msg.response;
         if (!m) continue;
         if (m.$case === 'batch') r.delivered += m.value.events.length;
+        else if (m.$case === 'summaries') for (const s of m.value.summaries) r.summarised += s.count;
         else if (m.$case === 'lost') {
-          if (m.value.reason === LostReason.LOST_REASON_KERNEL_RING_FULL) r.lostKernelRing += m.value.count;
+          const kernel = m.value.reason === LostReason.LOST_REASON_KERNEL_RING_FULL || m.value.reason === LostReason.LOST_REASON_SUMMARY_TABLE_FULL;
+          if (kernel) r.lostKernelRing += m.value.count;
           else r.lostSlow += m.value.count;
         } else if (m.$case === 'status') {
           // The first status comes once the agent has added this subscriber.
@@ -123,7 +148,7 @@ export class AgentArm {
     ]);
   }
 
-  /** events + ringDrops from the kernel map, summed over CPUs. */
+  /** events, ringDrops, summarised and summaryLost from the kernel map, summed over CPUs. */
   async emitted(): Promise<Emitted> {
     if (this.totalsMapId === undefined) throw new BenchError("cannot find the agent's BPF totals map (is bpftool installed?)");
     return readEmitted(this.totalsMapId);
@@ -155,10 +180,8 @@ export class AgentArm {
     for (;;) {
       await new Promise((r) => setTimeout(r, 100));
       const now = await this.emitted();
-      const r = this.received;
-      const accounted = r.delivered + r.lostKernelRing + r.lostSlow;
-      const stable = now.events === prev.events && now.ringDrops === prev.ringDrops;
-      if ((stable && accounted >= now.events + now.ringDrops) || Date.now() > deadline) return now;
+      const stable = emittedTotal(now) === emittedTotal(prev);
+      if ((stable && accountedTotal(this.received) >= emittedTotal(now)) || Date.now() > deadline) return now;
       prev = now;
     }
   }
@@ -201,7 +224,7 @@ export function findTotalsMap(pid: number): number | undefined {
   return undefined;
 }
 
-/** Records written to the ring and reserve failures, from a `totals` map, summed over CPUs. */
+/** Records written to the ring, reserve failures and summarised events, from a `totals` map, summed over CPUs. */
 export async function readEmitted(totalsMapId: number): Promise<Emitted> {
   const { stdout } = await run('bpftool', ['-j', 'map', 'dump', 'id', String(totalsMapId)]);
   const entries = JSON.parse(stdout) as Array<{ key: string[]; values: Array<{ value: string[] }> }>;
@@ -217,5 +240,10 @@ export async function readEmitted(totalsMapId: number): Promise<Emitted> {
     }
     return total;
   };
-  return { events: sum(COUNTER_INDEX.events), ringDrops: sum(COUNTER_INDEX.ringDrops) };
+  return {
+    events: sum(COUNTER_INDEX.events),
+    ringDrops: sum(COUNTER_INDEX.ringDrops),
+    summarised: sum(COUNTER_INDEX.summarised),
+    summaryLost: sum(COUNTER_INDEX.summaryLost),
+  };
 }

@@ -85,11 +85,12 @@ export function renderMarkdown(r: Report): string {
       '**Delivery and footprint** (one gRPC subscriber; all wstrace trials of the step summed; ratios of the worst trial)',
       '',
       table(
-        ['step', 'emitted', 'delivered', 'lost: ring', 'lost: slow', 'delivered ÷ emitted', '(delivered + lost) ÷ emitted', 'agent CPU s / 100k events', 'agent peak RSS'],
+        ['step', 'emitted', 'delivered', 'summarised', 'lost: kernel', 'lost: slow', '(delivered + summarised) ÷ emitted', '(delivered + summarised + lost) ÷ emitted', 'agent CPU s / 100k events', 'agent peak RSS'],
         steps.map((s) => [
           s.step,
           s.delivery.emitted,
           s.delivery.delivered,
+          s.delivery.summarised,
           s.delivery.lostKernelRing,
           s.delivery.lostSlow,
           ratio(s.delivery.deliveredRatio),

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { blindNotes, openTracer } from '../src/kernel/index.js';
+import { emittedTotal } from './agent.js';
 import { enableBpfStats } from './bpfstats.js';
 import { bpftraceScript, bpftraceVersion, ensureTracefs, listenOverflowReason } from './bpftrace.js';
 import { Cleanup, Interrupted } from './cleanup.js';
@@ -182,7 +183,7 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
         if (!t) continue;
         trials.push(t);
         const w = t.wstrace;
-        const events = w ? ` ${w.emitted.events + w.emitted.ringDrops} events, ${w.received.delivered} delivered` : '';
+        const events = w ? ` ${emittedTotal(w.emitted)} events, ${w.received.delivered} delivered, ${w.received.summarised} summarised` : '';
         say(
           `bench: [${trials.length}/${total}] ${step.scenario} ${step.label} ${arm} #${rep + 1}: ` +
             `${Math.round(t.load.rate)} ${step.unit} (${t.load.ops} ops in ${t.load.seconds.toFixed(2)} s)${events}; ` +

@@ -12,7 +12,7 @@
 import { credentials, type ClientReadableStream } from '@grpc/grpc-js';
 import { DEFAULT_LIMITS } from '../src/agent/subscriber.js';
 import { TracerClient, LostReason, type WatchResponse } from '../src/generated/wstrace/v1/tracer.js';
-import { AgentArm } from './agent.js';
+import { AgentArm, emittedTotal } from './agent.js';
 import type { Cleanup } from './cleanup.js';
 import { BenchError } from './errors.js';
 import { runLoad, type LoadSpec } from './loadgen.js';
@@ -148,7 +148,8 @@ export async function stalledRun(
   const ns = await BenchNetns.create(ctx.nsName(stalledClient ? 'stalled' : 'control'), ctx.cleanup);
   const socket = `${ctx.tmpDir}/stalled.sock`;
   const agent = await AgentArm.start(
-    { root: ctx.root, netns: ns.name, socket, metrics: true, ...(subscriberQueue ? { subscriberQueue } : {}) },
+    // Every event through the agent (no rate budget): the storm must reach the queues it measures.
+    { root: ctx.root, netns: ns.name, socket, metrics: true, eventBudget: 0, ...(subscriberQueue ? { subscriberQueue } : {}) },
     ctx.cleanup,
   );
   let stalled: StalledWatch | undefined;
@@ -178,7 +179,7 @@ export async function stalledRun(
     const emitted = await agent.settle(30_000);
     clearInterval(sampler);
     const end = sample();
-    const total = emitted.events + emitted.ringDrops;
+    const total = emittedTotal(emitted);
     const r = agent.received;
     const metricLostSlow = await metric(url, 'wstrace_lost_events_total{reason="subscriber_too_slow"}');
     const stalledTally = stalled ? await stalled.drain(total, 60_000) : undefined;
