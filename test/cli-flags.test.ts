@@ -39,12 +39,12 @@ const SCHEMAS: Record<string, z.ZodObject> = {
 
 /** The flags whose values are checked (the others take any text: files, namespaces, addresses). */
 const TYPED: Record<string, string[]> = {
-  watch: ['--duration', '--port', '--kind', '--last', '--since', '--ring-bytes'],
-  agent: ['--port', '--ring-bytes', '--subscriber-queue', '--pre', '--max-captures', '--capture-cooldown'],
+  watch: ['--duration', '--port', '--kind', '--last', '--since', '--ring-bytes', '--event-budget'],
+  agent: ['--port', '--ring-bytes', '--event-budget', '--subscriber-queue', '--pre', '--max-captures', '--capture-cooldown'],
   info: [],
-  top: ['--connect', '--port', '--window', '--ring-bytes'],
+  top: ['--connect', '--port', '--window', '--ring-bytes', '--event-budget'],
   capture: ['--port', '--direction', '--duration', '--packets', '--bytes', '--snaplen', '--pre'],
-  record: ['--duration', '--max-size', '--rotate', '--port', '--kind'],
+  record: ['--duration', '--max-size', '--rotate', '--port', '--kind', '--event-budget'],
   report: [],
   replay: ['--speed'],
   export: [],
@@ -167,6 +167,7 @@ describe('a bad value is one sentence and a usage exit, before the command runs'
     expect(reason(['record', '-o', 'f', '--max-size', '0'])).toMatch(/give a size from 1M to 1T: a number of bytes, or one with K, M, G or T \(powers of 1024\)\.$/);
     expect(reason(['record', '-o', 'f', '--rotate', '1001'])).toMatch(/give a whole number of older parts from 0 to 1000\.$/);
     expect(reason(['agent', '--ring-bytes', '5000'])).toMatch(/the ring size is a power of two from 4096 to 1073741824 bytes\.$/);
+    expect(reason(['watch', '--event-budget', '-1'])).toMatch(/give a whole number of events per second from 0 \(every event\) to 1000000000\.$/);
     expect(reason(['watch', '--kind', 'syn'])).toMatch(/kinds are reset_sent, .*\.$/);
     expect(reason(['watch', '--since', 'yesterday'])).toMatch(/give a time like 2026-11-28T06:50:00Z or a duration back from now like 30s, 5m, 2h\.$/);
     expect(reason(['top', '--window', '5'])).toMatch(/the window is 1, 10 or 60 seconds\.$/);
@@ -231,6 +232,9 @@ describe('the options a command runs with', () => {
     expect(options(['capture', '--port', '443', '--direction', 'dst'])).toMatchObject({ port: 443, direction: 'dst' });
     expect(options(['replay', 'f.wsr', '--speed', '10x'])).toEqual({ speed: 10 });
     expect(options(['record', '-o', 'f.wsr', '--max-size', '5000000000', '--rotate', '0'])).toMatchObject({ maxSize: 5e9, rotate: 0 });
+    // 0 is a budget too: none, every event sent.
+    expect(options(['agent', '--event-budget', '0'])).toMatchObject({ eventBudget: 0 });
+    expect(options(['watch', '--event-budget', '100'])).toMatchObject({ eventBudget: 100 });
   });
 });
 
