@@ -212,8 +212,9 @@ async function watchUntilStopped(opts: WatchOptions, io: WatchIo, stopped: Promi
     if (lost.slow) lostParts.push(`${lost.slow} lost because this client was too slow`);
     if (outputDropped) lostParts.push(`${outputDropped} dropped because output was too slow`);
     io.err.write(
-      `wstrace: ${printed} events printed, ${summarised} more in ${summaryLines} summary lines` +
-        `${info.eventBudget ? ` (beyond the ${info.eventBudget}/s budget)` : ''}, ${lostParts.join(', ')}; exact kernel counts ` +
+      `wstrace: ${printed} events printed, ` +
+        (summarised || info.eventBudget ? `${summarised} more in ${summaryLines} summary lines${info.eventBudget ? ` (beyond the ${info.eventBudget}/s budget)` : ''}, ` : '') +
+        `${lostParts.join(', ')}; exact kernel counts ` +
         `(${opened.local ? 'this watch' : 'whole agent, this watch'}): ` +
         `${d.resetsSent} resets sent, ${d.resetsReceived} received, ${d.timewait} TIME_WAIT, ` +
         `${d.acceptQueueFull} accept-queue full, ${d.listenOverflows} listen overflows\n`,
