@@ -27,7 +27,10 @@ export interface RecordEntry {
     /** First record of every file (and of every rotated part). */
     { $case: "header"; value: RecordHeader }
     | //
-    /** A message of the Watch stream: events, lost-event notices, captures. */
+    /**
+     * A message of the Watch stream: events, summaries of the events beyond
+     * the agent's rate budget, lost-event notices, captures.
+     */
     { $case: "watch"; value: WatchResponse }
     | //
     /** A Snapshot taken each second (exact counters, MIB, sockstat, listeners). */
