@@ -219,7 +219,7 @@ describeKernel('summaries through the agent and every consumer (real BPF, reset 
 
   async function withAgent<T>(eventBudget: number, body: (agent: RunningAgent, source: EventSource) => Promise<T>): Promise<T> {
     const path = join(dir, `agent-${eventBudget}.sock`);
-    const agent = await startAgent({ listen: { kind: 'unix', path }, tracer: { netns: ns.path, eventBudget, resolveOwners: false } });
+    const agent = await startAgent({ listen: { kind: 'unix', path }, tracer: { netns: ns.path, eventBudget, resolveOwners: false }, metrics: '127.0.0.1:0' });
     const source = connectAgent({ kind: 'unix', path });
     try {
       return await body(agent, source);
@@ -263,6 +263,11 @@ describeKernel('summaries through the agent and every consumer (real BPF, reset 
       // The agent's own count of what it summarised is what the unfiltered stream was told.
       const s1 = await source.snapshot();
       expect(s1.totals!.summarised - s0.totals!.summarised).toBe(got.summarised + got.otherSummarised);
+      // And Prometheus: the budget, and the events summarised (the agent summarised nothing before the storm).
+      const text = await (await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).text();
+      expect(text).toMatch(/^wstrace_event_budget 100$/m);
+      expect(text).toMatch(new RegExp(`^wstrace_events_summarised_total ${s1.totals!.summarised}$`, 'm'));
+      expect(s0.totals!.summarised).toBe(0);
       // Replay of the storm's span: its events and its summary rows, the same exact total.
       const replayed = watchTally(source, 7501, { follow: false, sinceUnixMicros: t0 });
       await until(() => replayed.tally.ended, { what: 'the replay to end' });
