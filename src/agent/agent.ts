@@ -102,7 +102,7 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, grant: Con
   const ports = opts.tracer?.ports ?? [];
 
   const hub = new EventHub(opts.recentEvents ?? 65_536);
-  teardown.add('event feed', tracer.subscribe((events) => hub.publish(events)));
+  teardown.add('event feed', tracer.subscribeRaw((batch) => hub.publish(batch)));
 
   const captures = new AgentCaptures(tracer, opts.captures ?? {}, ports);
   teardown.add('captures', () => captures.close());

@@ -4,13 +4,27 @@
  * filter. Within a filter, every non-empty field must match; within a field,
  * any value. Whatever a caller sends is refused as INVALID_ARGUMENT in one
  * sentence, never INTERNAL, and no error carries the caller's text back whole.
+ *
+ * A filter is compiled twice over: for decoded events (replay, summary rows)
+ * and for ring records read in place (live events: no object per event). The
+ * two agree on every record (test/encode.test.ts).
  */
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { EventKind, WatchRequest, type Event, type EventFilter } from '../generated/wstrace/v1/tracer.js';
-import { resolveNetns } from '../kernel/index.js';
+import { parseAddress, resolveNetns, type AddressBytes, type RawBatch } from '../kernel/index.js';
 import { clip, isPort } from '../protocol/address.js';
 
 export type EventPredicate = (ev: Event) => boolean;
+
+/** Record i of a ring batch, judged by its raw fields. */
+export type RawPredicate = (batch: RawBatch, i: number) => boolean;
+
+/** A Watch request's filters: called on a decoded event, or `raw` on a record. */
+export interface WatchFilter extends EventPredicate {
+  readonly raw: RawPredicate;
+  /** No filter at all: every event passes (nothing to look at). */
+  readonly all: boolean;
+}
 
 /** Bad filter input, reported to the client as INVALID_ARGUMENT. */
 export class FilterError extends Error {}
@@ -41,7 +55,16 @@ function netnsInode(spec: string): number {
   );
 }
 
-function compileOne(f: EventFilter): EventPredicate {
+/**
+ * Addresses as record bytes. A text no event prints as (a typo, a leading
+ * zero) matches nothing, as it does in the decoded predicate; the field still
+ * counts as set.
+ */
+function addressBytes(texts: readonly string[]): AddressBytes[] {
+  return texts.flatMap((t) => parseAddress(t) ?? []);
+}
+
+function compileOne(f: EventFilter): { event: EventPredicate; raw: RawPredicate } {
   for (const k of f.kinds) {
     if (!(k in EventKind) || k === EventKind.EVENT_KIND_UNSPECIFIED || k === EventKind.UNRECOGNIZED) {
       throw new FilterError(`filter kind ${k} is not an event kind.`);
@@ -57,7 +80,7 @@ function compileOne(f: EventFilter): EventPredicate {
   const laddrs = new Set(f.localAddrs);
   const raddrs = new Set(f.remoteAddrs);
   const netns = new Set(f.netns.map(netnsInode));
-  return (ev) =>
+  const event: EventPredicate = (ev) =>
     (kinds.size === 0 || kinds.has(ev.kind)) &&
     (ports.size === 0 || ports.has(ev.localPort) || ports.has(ev.remotePort)) &&
     (lports.size === 0 || lports.has(ev.localPort)) &&
@@ -65,13 +88,26 @@ function compileOne(f: EventFilter): EventPredicate {
     (laddrs.size === 0 || laddrs.has(ev.localAddr)) &&
     (raddrs.size === 0 || raddrs.has(ev.remoteAddr)) &&
     (netns.size === 0 || netns.has(ev.netns));
+  const lbytes = addressBytes(f.localAddrs);
+  const rbytes = addressBytes(f.remoteAddrs);
+  const raw: RawPredicate = (b, i) =>
+    (kinds.size === 0 || kinds.has(b.kind(i)?.proto ?? 0)) &&
+    (ports.size === 0 || ports.has(b.lport(i)) || ports.has(b.rport(i))) &&
+    (lports.size === 0 || lports.has(b.lport(i))) &&
+    (rports.size === 0 || rports.has(b.rport(i))) &&
+    (laddrs.size === 0 || lbytes.some((a) => b.addrIs(i, 'local', a))) &&
+    (raddrs.size === 0 || rbytes.some((a) => b.addrIs(i, 'remote', a))) &&
+    (netns.size === 0 || netns.has(b.netns(i)));
+  return { event, raw };
 }
 
-export function compileFilters(allow: readonly EventFilter[], deny: readonly EventFilter[]): EventPredicate {
+export function compileFilters(allow: readonly EventFilter[], deny: readonly EventFilter[]): WatchFilter {
   const a = allow.map(compileOne);
   const d = deny.map(compileOne);
-  if (a.length === 0 && d.length === 0) return () => true;
-  return (ev) => (a.length === 0 || a.some((p) => p(ev))) && !d.some((p) => p(ev));
+  if (a.length === 0 && d.length === 0) return Object.assign(() => true, { raw: () => true, all: true });
+  const event: EventPredicate = (ev) => (a.length === 0 || a.some((p) => p.event(ev))) && !d.some((p) => p.event(ev));
+  const raw: RawPredicate = (b, i) => (a.length === 0 || a.some((p) => p.raw(b, i))) && !d.some((p) => p.raw(b, i));
+  return Object.assign(event, { raw, all: false });
 }
 
 /** WatchRequest.since_unix_micros in proto/wstrace/v1/tracer.proto: the request's only int64. */

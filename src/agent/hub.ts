@@ -4,9 +4,9 @@
  * summary rows of events beyond the rate budget take the same way, beside
  * the events (summaries.ts).
  */
-import type { Capture, Event, SummaryBatch } from '../generated/wstrace/v1/tracer.js';
-import type { TraceEvent } from '../kernel/index.js';
-import { eventToProto } from '../protocol/convert.js';
+import type { Capture, SummaryBatch } from '../generated/wstrace/v1/tracer.js';
+import type { RawBatch } from '../kernel/index.js';
+import { EventEncoder } from './encode.js';
 import { RecentEvents } from './recent.js';
 import type { Subscriber } from './subscriber.js';
 import { countOf, RecentSummaries } from './summaries.js';
@@ -17,6 +17,7 @@ export class EventHub {
   /** Recent summary rows, for replay beside the recent events. */
   readonly recentSummaries: RecentSummaries;
   private readonly subscribers = new Set<Subscriber>();
+  private readonly encoder = new EventEncoder();
   /** Events that reached the agent, all kinds. */
   received = 0;
   /** Events that reached the agent counted in summary rows. */
@@ -29,11 +30,12 @@ export class EventHub {
     this.recentSummaries = new RecentSummaries(recentCapacity);
   }
 
-  publish(batch: readonly TraceEvent[]): void {
-    const events: Event[] = batch.map(eventToProto);
+  /** A ring batch: encoded once here, the bytes shared by the recent ring and every stream. */
+  publish(batch: RawBatch): void {
+    const { events, records } = this.encoder.encode(batch);
     this.received += events.length;
     this.recent.push(events);
-    for (const s of this.subscribers) s.offer(events);
+    for (const s of this.subscribers) s.offer(events, batch, records);
   }
 
   captureChanged(c: Capture): void {

@@ -1,24 +1,18 @@
 /**
  * The agent's bounded memory of recent events, for Watch's `last` and `since`.
  *
- * Kept encoded: each pushed batch becomes one buffer of protobuf-encoded
- * events and an offset table, about 50 bytes an event instead of a dozen
- * objects and strings. Memory stays flat however long the agent runs; events
- * are decoded only when a client asks for them.
+ * It keeps the very bytes the hub encoded for the streams (encode.ts), by
+ * reference: about 50 bytes an event, no objects, nothing encoded again.
+ * Memory stays flat however long the agent runs; events are decoded only
+ * when a client asks for them.
  */
-import { Event } from '../generated/wstrace/v1/tracer.js';
+import { eventAt, pickEvents, type EncodedEvents } from './encode.js';
 import type { EventPredicate } from './filter.js';
 
-interface Chunk {
-  readonly bytes: Buffer;
-  /** Event i is bytes[offsets[i], offsets[i + 1]). */
-  readonly offsets: Uint32Array;
-  /** Event times, for `since` without decoding. */
-  readonly times: Float64Array;
-}
+const NONE: EncodedEvents = { length: 0, bytes: new Uint8Array(0), offsets: new Uint32Array(1), times: new Float64Array(0) };
 
 export class RecentEvents {
-  private chunks: Chunk[] = [];
+  private chunks: EncodedEvents[] = [];
   /** Events of chunks[0] that are already older than the capacity allows. */
   private skipped = 0;
   private count = 0;
@@ -29,22 +23,15 @@ export class RecentEvents {
     return this.count;
   }
 
-  push(events: readonly Event[]): void {
+  /** Keeps a reference to `events`: they must not change afterwards (the hub's never do). */
+  push(events: EncodedEvents): void {
     if (this.capacity <= 0 || events.length === 0) return;
-    const keep = events.length > this.capacity ? events.slice(events.length - this.capacity) : events;
-    const parts = keep.map((ev) => Event.encode(ev).finish());
-    const offsets = new Uint32Array(parts.length + 1);
-    const times = new Float64Array(parts.length);
-    for (let i = 0; i < parts.length; i++) {
-      offsets[i + 1] = offsets[i]! + parts[i]!.length;
-      times[i] = keep[i]!.timeUnixMicros;
-    }
-    this.chunks.push({ bytes: Buffer.concat(parts, offsets[parts.length]), offsets, times });
-    this.count += parts.length;
+    this.chunks.push(events);
+    this.count += events.length;
     // Forget the oldest beyond capacity: whole chunks, then the head of the first.
     while (this.count > this.capacity) {
       const first = this.chunks[0]!;
-      const left = first.times.length - this.skipped;
+      const left = first.length - this.skipped;
       const over = this.count - this.capacity;
       if (over >= left) {
         this.chunks.shift();
@@ -58,23 +45,47 @@ export class RecentEvents {
   }
 
   /**
-   * Matching events, oldest first: those at or after `sinceMicros` (0: no
-   * bound), and of those the newest `last` (0: no limit).
+   * Matching events, oldest first, in their own buffer: those at or after
+   * `sinceMicros` (0: no bound), and of those the newest `last` (0: no limit).
    */
-  select(pred: EventPredicate, last: number, sinceMicros: number): Event[] {
-    const out: Event[] = [];
+  select(pred: EventPredicate, last: number, sinceMicros: number): EncodedEvents {
+    const picked: Array<[EncodedEvents, number]> = [];
     // Walk newest to oldest so `last` and `since` can stop early, then reverse.
-    for (let c = this.chunks.length - 1; c >= 0; c--) {
+    walk: for (let c = this.chunks.length - 1; c >= 0; c--) {
       const chunk = this.chunks[c]!;
       const oldest = c === 0 ? this.skipped : 0;
-      for (let i = chunk.times.length - 1; i >= oldest; i--) {
-        if (sinceMicros && chunk.times[i]! < sinceMicros) return out.reverse();
-        const ev = Event.decode(chunk.bytes.subarray(chunk.offsets[i], chunk.offsets[i + 1]));
-        if (!pred(ev)) continue;
-        out.push(ev);
-        if (last && out.length >= last) return out.reverse();
+      for (let i = chunk.length - 1; i >= oldest; i--) {
+        if (sinceMicros && chunk.times[i]! < sinceMicros) break walk;
+        if (!pred(eventAt(chunk, i))) continue;
+        picked.push([chunk, i]);
+        if (last && picked.length >= last) break walk;
       }
     }
-    return out.reverse();
+    if (picked.length === 0) return NONE;
+    picked.reverse();
+    // Gathered chunk by chunk into one buffer the replay owns.
+    const parts = [];
+    for (let j = 0; j < picked.length; ) {
+      const chunk = picked[j]![0];
+      const idx: number[] = [];
+      for (; j < picked.length && picked[j]![0] === chunk; j++) idx.push(picked[j]![1]);
+      parts.push(pickEvents(chunk, idx, idx.length));
+    }
+    return parts.length === 1 ? parts[0]! : concatEvents(parts);
   }
+}
+
+function concatEvents(parts: readonly EncodedEvents[]): EncodedEvents {
+  const length = parts.reduce((n, p) => n + p.length, 0);
+  const offsets = new Uint32Array(length + 1);
+  const times = new Float64Array(length);
+  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.bytes.length, 0));
+  let k = 0;
+  for (const p of parts) {
+    bytes.set(p.bytes, offsets[k]);
+    times.set(p.times, k);
+    for (let i = 0; i < p.length; i++) offsets[k + i + 1] = offsets[k]! + p.offsets[i + 1]!;
+    k += p.length;
+  }
+  return { length, bytes, offsets, times };
 }

@@ -8,7 +8,7 @@
  * (StartCapture: root runs tcpdump and writes files) is checked per call.
  */
 import { statSync } from 'node:fs';
-import { status as Status, type Server, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import { status as Status, type Server, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import type { ListenAddress } from '../protocol/address.js';
 import { UserError } from '../protocol/errors.js';
 import type { TlsFiles } from '../protocol/tls.js';
@@ -25,14 +25,13 @@ import {
   type GetInfoResponse,
   type SnapshotRequest,
   type SnapshotResponse,
-  type WatchRequest,
-  type WatchResponse,
 } from '../generated/wstrace/v1/tracer.js';
 import { decodeStartCapture } from './captures.js';
 import { checkDoctorScope } from '../doctor/gather.js';
 import { checkWatchRequest, compileFilters, decodeWatchRequest, FilterError } from './filter.js';
 import type { EventHub } from './hub.js';
-import { DEFAULT_LIMITS, Subscriber, type SubscriberLimits } from './subscriber.js';
+import { serializeWatchResponse } from './encode.js';
+import { DEFAULT_LIMITS, Subscriber, type SubscriberLimits, type WatchCall } from './subscriber.js';
 
 export interface TracerCore {
   readonly hub: EventHub;
@@ -124,13 +123,14 @@ export class TracerService {
 
   addToServer(server: Server): void {
     // Own decoders for StartCapture and Watch: a 64-bit number the generated ones cannot hold is INVALID_ARGUMENT, not INTERNAL.
+    // Watch's serializer also sends event batches the hub already encoded, as they are.
     const definition = {
       ...TracerServiceDefinition,
       startCapture: { ...TracerServiceDefinition.startCapture, requestDeserialize: decodeStartCapture },
-      watch: { ...TracerServiceDefinition.watch, requestDeserialize: decodeWatchRequest },
+      watch: { ...TracerServiceDefinition.watch, requestDeserialize: decodeWatchRequest, responseSerialize: serializeWatchResponse },
     };
     server.addService(definition, {
-      watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => this.watch(call),
+      watch: (call: WatchCall) => this.watch(call),
       snapshot: (call: ServerUnaryCall<SnapshotRequest, SnapshotResponse>, cb: sendUnaryData<SnapshotResponse>) =>
         this.snapshot(call, cb),
       getInfo: (call: ServerUnaryCall<GetInfoRequest, GetInfoResponse>, cb: sendUnaryData<GetInfoResponse>) =>
@@ -167,7 +167,7 @@ export class TracerService {
     });
   }
 
-  private watch(call: ServerWritableStream<WatchRequest, WatchResponse>): void {
+  private watch(call: WatchCall): void {
     const req = call.request;
     let predicate;
     try {
@@ -183,18 +183,17 @@ export class TracerService {
     }
     const hub = this.core.hub;
     const sub = new Subscriber(call, predicate, req.follow, this.limits);
-    const replay = req.last || req.sinceUnixMicros ? hub.recent.select(predicate, req.last, req.sinceUnixMicros) : [];
-    const summaries =
-      req.last || req.sinceUnixMicros
-        ? hub.replaySummaries(predicate, req.last, req.sinceUnixMicros, replay.length, replay[0]?.timeUnixMicros ?? 0)
-        : [];
+    const replay = req.last || req.sinceUnixMicros ? hub.recent.select(predicate, req.last, req.sinceUnixMicros) : undefined;
+    const summaries = replay
+      ? hub.replaySummaries(predicate, req.last, req.sinceUnixMicros, replay.length, replay.times[0] ?? 0)
+      : [];
     const rows = summaries.reduce((n, b) => n + b.summaries.length, 0);
     // Current state first, then the replay, then (with follow) live events.
     sub.status(
-      `${replay.length} recent events${rows ? ` and ${rows} summary rows` : ''} replayed${req.follow ? ', following' : ''}`,
+      `${replay?.length ?? 0} recent events${rows ? ` and ${rows} summary rows` : ''} replayed${req.follow ? ', following' : ''}`,
       hub.recent.size,
     );
-    if (replay.length) sub.preload(replay);
+    if (replay) sub.preload(replay);
     if (rows) sub.preloadSummaries(summaries);
     if (!req.follow) {
       setImmediate(() => sub.end('replay complete'));

@@ -4,18 +4,23 @@
  * dropped and counted, and the count goes to the client as a lost-events
  * notice before the events that follow. The kernel drain and every other
  * subscriber never wait for this one.
+ *
+ * Events stay the bytes the hub encoded once (encode.ts): the queue holds
+ * runs of them, shared with the recent ring and every other stream that
+ * takes the whole batch; a stream whose filter takes part of a batch copies
+ * that part, so what it holds is its own events, not the batches they came in.
  */
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import {
   LostReason,
   type Capture,
-  type Event,
   type SummaryBatch,
   type WatchRequest,
-  type WatchResponse,
 } from '../generated/wstrace/v1/tracer.js';
+import type { RawBatch } from '../kernel/index.js';
 import { summaryAsEvent } from '../protocol/convert.js';
-import type { EventPredicate } from './filter.js';
+import { batchMessage, pickEvents, type EncodedEvents, type WatchMessage } from './encode.js';
+import type { WatchFilter } from './filter.js';
 import { HeldSummaries } from './summaries.js';
 
 export interface SubscriberLimits {
@@ -27,61 +32,94 @@ export interface SubscriberLimits {
 
 export const DEFAULT_LIMITS: SubscriberLimits = { maxQueued: 20_000, maxBatch: 1024 };
 
-type Call = ServerWritableStream<WatchRequest, WatchResponse>;
+/** A Watch call whose serializer also takes encoded messages (serializeWatchResponse). */
+export type WatchCall = ServerWritableStream<WatchRequest, WatchMessage>;
+
+/** Events [from, to) of one encoded batch. */
+interface Run {
+  readonly events: EncodedEvents;
+  from: number;
+  readonly to: number;
+}
 
 /**
- * A fixed-capacity FIFO that overwrites its oldest entry when full: memory is
- * O(capacity) whatever the reader does, and a taken slot is cleared at once.
+ * A bounded FIFO of encoded events that drops its oldest when full: it counts
+ * events, holds runs of them (one per batch offered), so memory is
+ * O(capacity) whatever the reader does, and every event dropped is counted.
  */
-export class DropOldestQueue<T> {
-  private readonly slots: Array<T | undefined>;
-  private start = 0;
+export class EventQueue {
+  private runs: Array<Run | undefined> = [];
+  private head = 0;
   private count = 0;
 
-  constructor(readonly capacity: number) {
-    this.slots = new Array<T | undefined>(Math.max(1, capacity));
-  }
+  constructor(readonly capacity: number) {}
 
   get size(): number {
     return this.count;
   }
 
-  /** Appends; returns how many old entries were dropped to make room (0 or 1). */
-  push(item: T): number {
-    const cap = this.slots.length;
-    if (this.count < cap) {
-      this.slots[(this.start + this.count) % cap] = item;
-      this.count++;
-      return 0;
+  /** Appends events [from, to) of `events`; returns how many old events were dropped to make room. */
+  push(events: EncodedEvents, from: number, to: number): number {
+    const cap = Math.max(1, this.capacity);
+    let dropped = 0;
+    if (to - from >= cap) {
+      // Nothing queued survives, nor the oldest of these.
+      dropped = this.count + (to - from - cap);
+      this.clear();
+      from = to - cap;
     }
-    this.slots[this.start] = item;
-    this.start = (this.start + 1) % cap;
-    return 1;
+    this.runs.push({ events, from, to });
+    this.count += to - from;
+    let over = this.count - cap;
+    while (over > 0) {
+      const first = this.runs[this.head]!;
+      const k = Math.min(over, first.to - first.from);
+      first.from += k;
+      this.count -= k;
+      dropped += k;
+      over -= k;
+      if (first.from === first.to) this.runs[this.head++] = undefined;
+    }
+    this.compact();
+    return dropped;
   }
 
-  /** Removes and returns up to n of the oldest entries. */
-  take(n: number): T[] {
-    const cap = this.slots.length;
-    const k = Math.min(n, this.count);
-    const out = new Array<T>(k);
-    for (let i = 0; i < k; i++) {
-      out[i] = this.slots[this.start]!;
-      this.slots[this.start] = undefined;
-      this.start = (this.start + 1) % cap;
+  /** Removes up to n of the oldest events: the byte ranges that hold them, oldest first. */
+  take(n: number): { parts: Uint8Array[]; count: number } {
+    const parts: Uint8Array[] = [];
+    let count = 0;
+    while (count < n && this.head < this.runs.length) {
+      const r = this.runs[this.head]!;
+      const k = Math.min(n - count, r.to - r.from);
+      parts.push(r.events.bytes.subarray(r.events.offsets[r.from], r.events.offsets[r.from + k]));
+      r.from += k;
+      count += k;
+      if (r.from === r.to) this.runs[this.head++] = undefined;
     }
-    this.count -= k;
-    return out;
+    this.count -= count;
+    this.compact();
+    return { parts, count };
   }
 
   clear(): void {
-    this.slots.fill(undefined);
-    this.start = 0;
+    this.runs = [];
+    this.head = 0;
     this.count = 0;
+  }
+
+  /** Taken runs leave the array once they are half of it: its length stays O(runs held). */
+  private compact(): void {
+    if (this.head > 64 && this.head * 2 > this.runs.length) {
+      this.runs = this.runs.slice(this.head);
+      this.head = 0;
+    }
   }
 }
 
 export class Subscriber {
-  private readonly queue: DropOldestQueue<Event>;
+  private readonly queue: EventQueue;
+  /** Indexes of one batch's events this stream takes, reused from batch to batch. */
+  private picked = new Uint32Array(0);
   /** Summary rows not sent yet, merged per key (as many keys as the queue holds events). */
   private readonly held: HeldSummaries;
   private droppedSlow = 0;
@@ -94,12 +132,12 @@ export class Subscriber {
   lostSlow = 0;
 
   constructor(
-    private readonly call: Call,
-    private readonly predicate: EventPredicate,
+    private readonly call: WatchCall,
+    private readonly predicate: WatchFilter,
     private readonly follow: boolean,
     private readonly limits: SubscriberLimits = DEFAULT_LIMITS,
   ) {
-    this.queue = new DropOldestQueue(limits.maxQueued);
+    this.queue = new EventQueue(limits.maxQueued);
     this.held = new HeldSummaries(limits.maxQueued);
   }
 
@@ -142,26 +180,31 @@ export class Subscriber {
     return this.queue.size;
   }
 
-  /** New events from the kernel: keep the ones this stream wants. */
-  offer(events: readonly Event[]): void {
-    if (this.ended) return;
-    let added = false;
-    let dropped = 0;
-    for (const ev of events) {
-      if (!this.predicate(ev)) continue;
-      dropped += this.queue.push(ev);
-      added = true;
+  /**
+   * New events from the kernel: keep the ones this stream wants, judged on
+   * the records they were encoded from (event j came from record records[j]
+   * of `batch`, which is only valid during this call).
+   */
+  offer(events: EncodedEvents, batch: RawBatch, records: Uint32Array): void {
+    if (this.ended || events.length === 0) return;
+    if (this.predicate.all) {
+      this.enqueue(events);
+      return;
     }
-    if (!added) return;
-    this.droppedSlow += dropped;
-    this.lostSlow += dropped;
-    this.schedule();
+    if (this.picked.length < events.length) this.picked = new Uint32Array(events.length);
+    let n = 0;
+    for (let j = 0; j < events.length; j++) if (this.predicate.raw(batch, records[j]!)) this.picked[n++] = j;
+    if (n === 0) return;
+    this.enqueue(n === events.length ? events : pickEvents(events, this.picked, n));
   }
 
   /** Replay: events sent before any new ones, not subject to the filter again. */
-  preload(events: readonly Event[]): void {
-    let dropped = 0;
-    for (const ev of events) dropped += this.queue.push(ev);
+  preload(events: EncodedEvents): void {
+    if (events.length) this.enqueue(events);
+  }
+
+  private enqueue(events: EncodedEvents): void {
+    const dropped = this.queue.push(events, 0, events.length);
     this.droppedSlow += dropped;
     this.lostSlow += dropped;
     this.schedule();
@@ -209,7 +252,7 @@ export class Subscriber {
     });
   }
 
-  private write(msg: WatchResponse): boolean {
+  private write(msg: WatchMessage): boolean {
     if (this.call.cancelled || this.call.destroyed) return false;
     return this.call.write(msg);
   }
@@ -228,9 +271,9 @@ export class Subscriber {
       } else if (this.held.pending) {
         ok = this.write(this.held.next()!);
       } else if (this.queued > 0) {
-        const events = this.queue.take(this.limits.maxBatch);
-        this.delivered += events.length;
-        ok = this.write({ response: { $case: 'batch', value: { events } } });
+        const { parts, count } = this.queue.take(this.limits.maxBatch);
+        this.delivered += count;
+        ok = this.write(batchMessage(parts));
       } else {
         return;
       }

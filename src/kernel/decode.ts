@@ -6,7 +6,6 @@ import { familyName, formatAddr } from './addr.js';
 import {
   COUNTER_COUNT,
   COUNTER_INDEX,
-  EVENT_LAYOUT,
   KIND_CODE,
   LISTENER_KEY_LAYOUT,
   LISTENER_VALUE_LAYOUT,
@@ -20,64 +19,54 @@ import {
   TIMEWAIT_KEY_LAYOUT,
 } from './layout.js';
 import { ReasonNames, tcpStateName } from './names.js';
+import { RawBatch, reasonName, type DecodeContext, type OwnerLookup } from './raw.js';
 import type { EventSummary, Family, TraceEvent } from '../signals/event.js';
-import { kindOfCode, type CounterName, type Kind } from '../signals/kinds.js';
+import { kindOfCode, type CounterName } from '../signals/kinds.js';
 
 export type { EventSummary, Family, TraceEvent } from '../signals/event.js';
-
-const O = EVENT_LAYOUT.offsets;
+export type { DecodeContext } from './raw.js';
 
 function u64(view: DataView, at: number): number {
   return view.getUint32(at + 4, true) * 2 ** 32 + view.getUint32(at, true);
 }
 
-/** A record's `reason` as its kind's table entry says to read it. */
-function reasonName(kind: Kind, value: number, ctx: DecodeContext): string | undefined {
-  const r = kind.reason;
-  if (!r || value === NO_REASON) return undefined;
-  if ('causes' in r) return r.causes[value] ?? `CAUSE_${value}`;
-  return ctx.reasons.name(r.kernelEnum, r.prefix, value);
-}
-
-export interface DecodeContext {
-  /** Wall-clock milliseconds = ktime ns / 1e6 + this. */
-  readonly clockOffsetMs: number;
-  readonly reasons: ReasonNames;
-}
-
-/** Decodes every whole record in a batch; a trailing partial record is ignored. */
-export function decodeBatch(batch: Uint8Array, ctx: DecodeContext): TraceEvent[] {
-  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
-  const n = Math.floor(batch.byteLength / EVENT_LAYOUT.size);
+/**
+ * Decodes every whole record in a batch; a trailing partial record is
+ * ignored. With `owners`, events of a socket someone holds get its pid/comm.
+ */
+export function decodeBatch(batch: Uint8Array, ctx: DecodeContext, owners?: OwnerLookup): TraceEvent[] {
+  const raw = new RawBatch(batch, ctx, owners);
   const out: TraceEvent[] = [];
-  for (let i = 0; i < n; i++) {
-    const at = i * EVENT_LAYOUT.size;
+  for (let i = 0; i < raw.length; i++) {
     // A kind this build does not know (a newer BPF object) cannot be named: skipped.
-    const kind = kindOfCode(view.getUint8(at + O.kind));
+    const kind = raw.kind(i);
     if (!kind) continue;
-    const family = view.getUint16(at + O.family, true);
-    const stateValue = view.getUint8(at + O.state);
-    const inode = u64(view, at + O.inode);
     const ev: TraceEvent = {
-      timeMs: u64(view, at + O.ts_ns) / 1e6 + ctx.clockOffsetMs,
+      timeMs: raw.timeMs(i),
       kind: kind.name,
-      family: familyName(family),
-      laddr: formatAddr(batch, at + O.laddr, family),
-      lport: view.getUint16(at + O.lport, true),
-      raddr: formatAddr(batch, at + O.raddr, family),
-      rport: view.getUint16(at + O.rport, true),
-      netns: view.getUint32(at + O.netns, true),
+      family: raw.family(i),
+      laddr: raw.addr(i, 'local'),
+      lport: raw.lport(i),
+      raddr: raw.addr(i, 'remote'),
+      rport: raw.rport(i),
+      netns: raw.netns(i),
     };
     const mutable = ev as { -readonly [K in keyof TraceEvent]: TraceEvent[K] };
-    const state = tcpStateName(stateValue);
+    const state = raw.state(i);
     if (state) mutable.state = state;
-    const reason = reasonName(kind, view.getUint32(at + O.reason, true), ctx);
+    const reason = raw.reason(i, kind);
     if (reason !== undefined) mutable.reason = reason;
     if (kind.listener) {
-      mutable.queue = view.getUint32(at + O.queue, true);
-      mutable.backlog = view.getUint32(at + O.backlog, true);
+      mutable.queue = raw.queue(i);
+      mutable.backlog = raw.backlog(i);
     }
+    const inode = raw.inode(i);
     if (inode) mutable.inode = inode;
+    const owner = raw.owner(i);
+    if (owner) {
+      mutable.pid = owner.pid;
+      mutable.comm = owner.comm;
+    }
     out.push(ev);
   }
   return out;

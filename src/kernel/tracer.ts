@@ -23,6 +23,7 @@ import { MAX_PORTS } from './layout.js';
 import type { HookStatus } from '../signals/hooks.js';
 import type { Signal } from '../signals/kinds.js';
 import { ReasonNames } from './names.js';
+import { RawBatch } from './raw.js';
 import { ephemeralPortRange, resolveNetns, type NetnsRef } from './netns.js';
 import { SocketOwners } from './owners.js';
 
@@ -64,9 +65,12 @@ export const DEFAULT_EVENT_BUDGET = 10_000;
 const MAX_EVENT_BUDGET = 1e9;
 
 export type BatchListener = (events: TraceEvent[]) => void;
+/** Gets each batch undecoded; the batch is valid only during the call. */
+export type RawBatchListener = (batch: RawBatch) => void;
 
 export class Tracer {
   private readonly listeners = new Set<BatchListener>();
+  private readonly rawListeners = new Set<RawBatchListener>();
   private readonly decodeContext: DecodeContext;
   private readonly owners: SocketOwners | undefined;
   private native: NativeTracer | undefined;
@@ -117,6 +121,16 @@ export class Tracer {
   subscribe(listener: BatchListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Receives every batch as it lies in the addon's buffer, read through
+   * accessors: no object per event. Nothing of it may be kept past the call
+   * (the addon reuses the memory). Returns the unsubscribe function.
+   */
+  subscribeRaw(listener: RawBatchListener): () => void {
+    this.rawListeners.add(listener);
+    return () => this.rawListeners.delete(listener);
   }
 
   /** Hands subscribers every event already in the kernel ring, now. */
@@ -181,6 +195,7 @@ export class Tracer {
     const n = this.native;
     this.native = undefined;
     this.listeners.clear();
+    this.rawListeners.clear();
     n?.close();
   }
 
@@ -191,18 +206,13 @@ export class Tracer {
 
   /** `batch` is only valid during this call (the addon reuses its memory). */
   private onBatch(batch: Uint8Array): void {
-    if (this.listeners.size === 0) return;
-    const events = decodeBatch(batch, this.decodeContext);
-    if (this.owners) {
-      for (const ev of events) {
-        if (ev.inode === undefined) continue;
-        const owner = this.owners.lookup(ev.inode);
-        if (owner) {
-          ev.pid = owner.pid;
-          ev.comm = owner.comm;
-        }
-      }
+    if (this.rawListeners.size) {
+      const raw = new RawBatch(batch, this.decodeContext, this.owners);
+      for (const l of this.rawListeners) l(raw);
     }
+    // Decoded into objects only when someone asked for them (capture rules, tests, tools).
+    if (this.listeners.size === 0) return;
+    const events = decodeBatch(batch, this.decodeContext, this.owners);
     for (const l of this.listeners) l(events);
   }
 }
