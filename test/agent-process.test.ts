@@ -44,7 +44,8 @@ describeKernel('agent process', () => {
 
   it('a client that never reads is cut down to lost notices; the other gets every event; RSS stays bounded', async () => {
     const sock = join(dir, 'slow.sock');
-    const agent = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path, '--subscriber-queue', '5000']);
+    // No rate budget: the storm's events must all reach the queues whose policy is under test.
+    const agent = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path, '--subscriber-queue', '5000', '--event-budget', '0']);
     const fast = tracerClient(`unix://${sock}`);
     const stuck = await stuckWatch(sock, WatchRequest.encode({ allow: [], deny: [], last: 0, sinceUnixMicros: 0, follow: true }).finish());
     try {
