@@ -137,6 +137,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
                            InstanceMethod<&Tracer::Hooks>("hooks"),
                            InstanceMethod<&Tracer::Counters>("counters"),
                            InstanceMethod<&Tracer::ProgramIds>("programIds"),
+                           InstanceMethod<&Tracer::SkippedRuns>("skippedRuns"),
                            InstanceMethod<&Tracer::Flush>("flush"),
                            InstanceMethod<&Tracer::KeepPorts>("keepPorts"),
                            InstanceMethod<&Tracer::DrainSummaries>("drainSummaries"),
@@ -528,11 +529,10 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     return out;
   }
 
-  Napi::Value ProgramIds(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Array out = Napi::Array::New(env);
+  // The kernel's record of each loaded program (core and extra objects).
+  std::vector<struct bpf_prog_info> ProgramInfos() {
+    std::vector<struct bpf_prog_info> out;
     if (!skel_) return out;
-    uint32_t n = 0;
     std::vector<struct bpf_object*> objects = {skel_->obj};
     for (const HookState& h : hooks_)
       if (h.ext) objects.push_back(static_cast<struct wstrace_ext_bpf*>(h.ext)->obj);
@@ -542,10 +542,28 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
         struct bpf_prog_info pi = {};
         uint32_t len = sizeof(pi);
         int fd = bpf_program__fd(prog);
-        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &pi, &len) == 0) out.Set(n++, Napi::Number::New(env, pi.id));
+        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &pi, &len) == 0) out.push_back(pi);
       }
     }
     return out;
+  }
+
+  Napi::Value ProgramIds(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<struct bpf_prog_info> infos = ProgramInfos();
+    Napi::Array out = Napi::Array::New(env, infos.size());
+    for (size_t i = 0; i < infos.size(); i++) out.Set(i, Napi::Number::New(env, infos[i].id));
+    return out;
+  }
+
+  // Runs the kernel skipped because they would have nested in a run of the
+  // same program on the same CPU (a softirq's event while one from process
+  // context is being handled): events missing from every count. The kernel
+  // keeps this per program; 0 on kernels before 5.12, which do not.
+  Napi::Value SkippedRuns(const Napi::CallbackInfo& info) {
+    uint64_t sum = 0;
+    for (const struct bpf_prog_info& pi : ProgramInfos()) sum += pi.recursion_misses;
+    return Napi::Number::New(info.Env(), static_cast<double>(sum));
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

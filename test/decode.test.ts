@@ -255,6 +255,7 @@ describe('Tracer on a fake binding', () => {
           counters: () => ({ totals: Array(COUNTER_COUNT).fill(0), listeners: [], resets: [], timewaits: [], residency: [], hits: [] }),
           flush: () => o.onBatch(record({ kind: 1, family: AF_INET, laddr: lo4, raddr: lo4, lport: 9, rport: 1 })),
           programIds: () => [1, 2],
+          skippedRuns: () => 3,
           keepPorts: (ports) => kept.push(ports),
           drainSummaries: async () => {
             // A second drain must not start before the first has ended.
@@ -290,6 +291,7 @@ describe('Tracer on a fake binding', () => {
     t.subscribe((evs) => got.push(...evs.map((e) => `${e.kind}:${e.lport}`)));
     t.flush();
     expect(got).toEqual(['reset_sent:9']);
+    expect(t.skippedRuns()).toBe(3);
     t.close();
     t.close();
     expect(closed).toEqual([1]);

@@ -63,6 +63,8 @@ export interface NativeTracer {
   drainSummaries(): Promise<NativeSummaries>;
   /** IDs of the loaded BPF programs (for leak checks). */
   programIds(): number[];
+  /** Runs the kernel skipped because they would have nested in a run of the same program on the same CPU. */
+  skippedRuns(): number;
   close(): void;
 }
 

@@ -166,6 +166,16 @@ export class Tracer {
     return this.totals().ringDrops;
   }
 
+  /**
+   * Program runs the kernel skipped because they would have nested in a run
+   * of the same program on the same CPU (an event in a softirq while one from
+   * process context is being handled): events that are in no count, the
+   * totals included. Rare, and never silent: show it next to the totals.
+   */
+  skippedRuns(): number {
+    return this.open().skippedRuns();
+  }
+
   programIds(): number[] {
     return this.native ? this.native.programIds() : [];
   }
