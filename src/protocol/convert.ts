@@ -1,5 +1,5 @@
 /** Kernel-side types to API messages, and back: the one place that knows both. */
-import type { EventKind as KindName, EventSummary, TraceEvent } from '../signals/event.js';
+import type { EventKey, EventKind as KindName, EventSummary, TraceEvent } from '../signals/event.js';
 import { kind, kindOfProto } from '../signals/kinds.js';
 import { EventKind, Family, type Event, type Summary } from '../generated/wstrace/v1/tracer.js';
 
@@ -21,23 +21,46 @@ export function familyFromProto(family: Family): 'ipv4' | 'ipv6' {
   return family === Family.FAMILY_IPV6 ? 'ipv6' : 'ipv4';
 }
 
-export function eventToProto(ev: TraceEvent): Event {
-  const out: Event = {
-    timeUnixMicros: Math.round(ev.timeMs * 1000),
-    kind: kindToProto(ev.kind),
-    family: familyToProto(ev.family),
-    localAddr: ev.laddr,
-    localPort: ev.lport,
-    remoteAddr: ev.raddr,
-    remotePort: ev.rport,
-    netns: ev.netns,
-    state: ev.state ?? '',
-    reason: ev.reason ?? '',
-    comm: ev.comm ?? '',
+/** The key fields an Event and a Summary share, in proto shape. */
+function keyToProto(k: EventKey) {
+  return {
+    kind: kindToProto(k.kind),
+    family: familyToProto(k.family),
+    localAddr: k.laddr,
+    localPort: k.lport,
+    remoteAddr: k.raddr,
+    remotePort: k.rport,
+    netns: k.netns,
+    state: k.state ?? '',
+    reason: k.reason ?? '',
   };
+}
+
+export function eventToProto(ev: TraceEvent): Event {
+  const out: Event = { timeUnixMicros: Math.round(ev.timeMs * 1000), ...keyToProto(ev), comm: ev.comm ?? '' };
   if (ev.queue !== undefined) out.queue = ev.queue;
   if (ev.backlog !== undefined) out.backlog = ev.backlog;
   if (ev.pid !== undefined) out.pid = ev.pid;
+  return out;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** The shared key fields back from proto; undefined for a kind this build does not know. */
+function keyFromProto(m: Pick<Event, 'kind' | 'family' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort' | 'netns' | 'state' | 'reason'>): EventKey | undefined {
+  const name = kindFromProto(m.kind);
+  if (!name) return undefined;
+  const out: Mutable<EventKey> = {
+    kind: name,
+    family: familyFromProto(m.family),
+    laddr: m.localAddr,
+    lport: m.localPort,
+    raddr: m.remoteAddr,
+    rport: m.remotePort,
+    netns: m.netns,
+  };
+  if (m.state) out.state = m.state;
+  if (m.reason) out.reason = m.reason;
   return out;
 }
 
@@ -47,39 +70,19 @@ export function eventToProto(ev: TraceEvent): Event {
  * (UnknownKinds) and say so, rather than show them as something else.
  */
 export function eventFromProto(ev: Event): TraceEvent | undefined {
-  const name = kindFromProto(ev.kind);
-  if (!name) return undefined;
-  const out: TraceEvent = {
-    timeMs: ev.timeUnixMicros / 1000,
-    kind: name,
-    family: familyFromProto(ev.family),
-    laddr: ev.localAddr,
-    lport: ev.localPort,
-    raddr: ev.remoteAddr,
-    rport: ev.remotePort,
-    netns: ev.netns,
-  };
-  const m = out as { -readonly [K in keyof TraceEvent]: TraceEvent[K] };
-  if (ev.state) m.state = ev.state;
-  if (ev.reason) m.reason = ev.reason;
-  if (ev.queue !== undefined) m.queue = ev.queue;
-  if (ev.backlog !== undefined) m.backlog = ev.backlog;
-  if (ev.pid !== undefined) m.pid = ev.pid;
-  if (ev.comm) m.comm = ev.comm;
+  const key = keyFromProto(ev);
+  if (!key) return undefined;
+  const out: Mutable<TraceEvent> = { timeMs: ev.timeUnixMicros / 1000, ...key };
+  if (ev.queue !== undefined) out.queue = ev.queue;
+  if (ev.backlog !== undefined) out.backlog = ev.backlog;
+  if (ev.pid !== undefined) out.pid = ev.pid;
+  if (ev.comm) out.comm = ev.comm;
   return out;
 }
 
 export function summaryToProto(s: EventSummary): Summary {
   return {
-    kind: kindToProto(s.kind),
-    family: familyToProto(s.family),
-    localAddr: s.laddr,
-    localPort: s.lport,
-    remoteAddr: s.raddr,
-    remotePort: s.rport,
-    netns: s.netns,
-    state: s.state ?? '',
-    reason: s.reason ?? '',
+    ...keyToProto(s),
     count: s.count,
     firstUnixMicros: Math.round(s.firstMs * 1000),
     lastUnixMicros: Math.round(s.lastMs * 1000),
@@ -88,23 +91,9 @@ export function summaryToProto(s: EventSummary): Summary {
 
 /** The inverse, for clients; undefined for a kind this build does not know, as eventFromProto. */
 export function summaryFromProto(s: Summary): EventSummary | undefined {
-  const name = kindFromProto(s.kind);
-  if (!name) return undefined;
-  const out: { -readonly [K in keyof EventSummary]: EventSummary[K] } = {
-    kind: name,
-    family: familyFromProto(s.family),
-    laddr: s.localAddr,
-    lport: s.localPort,
-    raddr: s.remoteAddr,
-    rport: s.remotePort,
-    netns: s.netns,
-    count: s.count,
-    firstMs: s.firstUnixMicros / 1000,
-    lastMs: s.lastUnixMicros / 1000,
-  };
-  if (s.state) out.state = s.state;
-  if (s.reason) out.reason = s.reason;
-  return out;
+  const key = keyFromProto(s);
+  if (!key) return undefined;
+  return { ...key, count: s.count, firstMs: s.firstUnixMicros / 1000, lastMs: s.lastUnixMicros / 1000 };
 }
 
 /**

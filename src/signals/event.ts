@@ -12,9 +12,8 @@ export type { EventKind } from './kinds.js';
 /** The event kinds, in the signal table's order. */
 export const EVENT_KINDS: readonly EventKind[] = KINDS.map((k) => k.name);
 
-export interface TraceEvent {
-  /** Wall-clock time, milliseconds since the epoch (microsecond precision). */
-  readonly timeMs: number;
+/** What identifies an event, and a summary row of events: kind, tuple, namespace, state, reason. */
+export interface EventKey {
   readonly kind: EventKind;
   readonly family: Family;
   readonly laddr: string;
@@ -30,6 +29,11 @@ export interface TraceEvent {
    * one; for syn_drop, the cause wstrace judged (ACCEPT_QUEUE_FULL, ...).
    */
   readonly reason?: string;
+}
+
+export interface TraceEvent extends EventKey {
+  /** Wall-clock time, milliseconds since the epoch (microsecond precision). */
+  readonly timeMs: number;
   /** Accept-queue depth and limit, for listener events. */
   readonly queue?: number;
   readonly backlog?: number;
@@ -46,17 +50,7 @@ export interface TraceEvent {
  * otherwise lport is kept and rport is 0. Listener kinds keep the listener
  * and the peer's address; TIME_WAIT keeps the destination.
  */
-export interface EventSummary {
-  readonly kind: EventKind;
-  readonly family: Family;
-  readonly laddr: string;
-  readonly lport: number;
-  readonly raddr: string;
-  readonly rport: number;
-  /** Network namespace inode. */
-  readonly netns: number;
-  readonly state?: string;
-  readonly reason?: string;
+export interface EventSummary extends EventKey {
   /** How many events this row stands for. */
   readonly count: number;
   /** Wall-clock time of the first and the last of them, as TraceEvent.timeMs. */
