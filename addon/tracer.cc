@@ -314,16 +314,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     for (;;) {
       skel_ = wstrace_bpf__open();
       if (!skel_) return Fail(env, "failed to open BPF object: " + ErrnoText(errno));
-      for (size_t i = 0; i < filters_.ports.size(); i++) skel_->rodata->filter_ports[i] = filters_.ports[i];
-      skel_->rodata->filter_nports = filters_.ports.size();
-      skel_->rodata->filter_netns = filters_.netns;
-      skel_->rodata->full_event_interval_ns = filters_.intervalNs;
-      skel_->rodata->count_hits = filters_.countHits;
-      skel_->rodata->wakeup_bytes = filters_.wakeupBytes;
-      skel_->rodata->ephemeral_low = filters_.ephemeralLow;
-      skel_->rodata->ephemeral_high = filters_.ephemeralHigh;
-      skel_->rodata->budget_cost_ns = filters_.budgetCostNs;
-      skel_->rodata->budget_burst_ns = filters_.budgetBurstNs;
+      ApplyFilters(skel_->rodata, filters_);
       int err = bpf_map__set_max_entries(skel_->maps.events, ringBytes);
       if (err) return Fail(env, "failed to size the ring buffer: " + ErrnoText(err));
       unloaded_ = PlanCore(kSignals, skel_->obj, force_, *kernel_, btfRefused);

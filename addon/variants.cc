@@ -64,19 +64,6 @@ std::string VerifierVerdict() {
   return captured.substr(name + 6, quote - name - 6) + ": " + last;
 }
 
-void SetFilters(struct wstrace_ext_bpf* ext, const Filters& f) {
-  for (size_t i = 0; i < f.ports.size() && i < WST_MAX_PORTS; i++) ext->rodata->filter_ports[i] = f.ports[i];
-  ext->rodata->filter_nports = f.ports.size();
-  ext->rodata->filter_netns = f.netns;
-  ext->rodata->full_event_interval_ns = f.intervalNs;
-  ext->rodata->count_hits = f.countHits;
-  ext->rodata->wakeup_bytes = f.wakeupBytes;
-  ext->rodata->ephemeral_low = f.ephemeralLow;
-  ext->rodata->ephemeral_high = f.ephemeralHigh;
-  ext->rodata->budget_cost_ns = f.budgetCostNs;
-  ext->rodata->budget_burst_ns = f.budgetBurstNs;
-}
-
 // Every map the core object also has is the core's, so counts land in one place.
 int ShareMaps(struct bpf_object* ext, struct bpf_object* core) {
   struct bpf_map* m;
@@ -95,7 +82,7 @@ int ShareMaps(struct bpf_object* ext, struct bpf_object* core) {
 std::string TryExt(const VariantDef& v, struct bpf_object* core, const Filters& filters, HookState& h) {
   struct wstrace_ext_bpf* ext = wstrace_ext_bpf__open();
   if (!ext) return "cannot open the BPF object: " + ErrnoText(errno);
-  SetFilters(ext, filters);
+  ApplyFilters(ext->rodata, filters);
   struct bpf_program* p;
   bpf_object__for_each_program(p, ext->obj) {
     bool wanted = false;

@@ -25,6 +25,24 @@ struct Filters {
   uint64_t budgetBurstNs = 1000000000ULL;
 };
 
+// Both BPF objects take the same filter globals (bpf/common.h); each skeleton
+// has its own rodata type, so one template fills either.
+template <typename Rodata>
+void ApplyFilters(Rodata* r, const Filters& f) {
+  size_t n = 0;
+  const size_t cap = sizeof(r->filter_ports) / sizeof(r->filter_ports[0]);
+  for (; n < f.ports.size() && n < cap; n++) r->filter_ports[n] = f.ports[n];
+  r->filter_nports = n;
+  r->filter_netns = f.netns;
+  r->full_event_interval_ns = f.intervalNs;
+  r->count_hits = f.countHits;
+  r->wakeup_bytes = f.wakeupBytes;
+  r->ephemeral_low = f.ephemeralLow;
+  r->ephemeral_high = f.ephemeralHigh;
+  r->budget_cost_ns = f.budgetCostNs;
+  r->budget_burst_ns = f.budgetBurstNs;
+}
+
 // One signal's live hook (or why none is live).
 struct HookState {
   std::string signal;   // what it shows: reset_sent, syn_drop, accept_residency, ...
