@@ -18,18 +18,19 @@ export const ALLOWED: Record<string, readonly string[]> = {
   protocol: ['signals', 'generated'],
   host: ['protocol', 'signals'],
   kernel: ['host', 'protocol', 'signals'],
+  containers: ['host', 'protocol', 'signals', 'generated'],
   aggregate: ['protocol', 'signals', 'generated'],
   capture: ['kernel', 'host', 'protocol', 'signals'],
   doctor: ['kernel', 'host', 'protocol', 'signals'],
-  agent: ['capture', 'doctor', 'kernel', 'host', 'protocol', 'signals', 'generated'],
+  agent: ['capture', 'containers', 'doctor', 'kernel', 'host', 'protocol', 'signals', 'generated'],
   client: ['protocol', 'signals', 'generated'],
   record: ['client', 'protocol', 'signals', 'generated'],
   ui: ['aggregate', 'protocol', 'signals'],
-  cli: ['agent', 'client', 'record', 'ui', 'aggregate', 'capture', 'doctor', 'kernel', 'host', 'protocol', 'signals', 'generated'],
+  cli: ['agent', 'client', 'record', 'ui', 'aggregate', 'capture', 'containers', 'doctor', 'kernel', 'host', 'protocol', 'signals', 'generated'],
 };
 
 /** Folders whose files others may import only through index.ts. */
-const FACADES = new Set(['kernel']);
+const FACADES = new Set(['kernel', 'containers']);
 
 function files(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
