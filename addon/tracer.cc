@@ -158,6 +158,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     Napi::Value variants = opts.Get("variants");
     Napi::Value ephemeral = opts.Get("ephemeralPorts");
     Napi::Value budget = opts.Get("eventBudget");
+    Napi::Value cgroups = opts.Get("cgroups");
 
     if (!ports.IsArray()) return TypeError(env, "options.ports must be an array of port numbers");
     Napi::Array portList = ports.As<Napi::Array>();
@@ -174,6 +175,24 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     if (!netns.IsNumber() || netns.As<Napi::Number>().DoubleValue() < 0 ||
         netns.As<Napi::Number>().DoubleValue() > 4294967295.0)
       return TypeError(env, "options.netns must be a namespace inode number (0 for all)");
+    std::vector<std::pair<uint64_t, uint32_t>> cgroupValues;
+    if (!cgroups.IsUndefined()) {
+      const std::string what = "options.cgroups must be an array of at most " + std::to_string(WST_MAX_CGROUPS) +
+                               " {id, level} (a cgroup2 directory's inode number and its depth)";
+      if (!cgroups.IsArray() || cgroups.As<Napi::Array>().Length() > WST_MAX_CGROUPS) return TypeError(env, what);
+      Napi::Array list = cgroups.As<Napi::Array>();
+      for (uint32_t i = 0; i < list.Length(); i++) {
+        Napi::Value c = list.Get(i);
+        if (!c.IsObject()) return TypeError(env, what);
+        Napi::Value id = c.As<Napi::Object>().Get("id"), level = c.As<Napi::Object>().Get("level");
+        double idv = id.IsNumber() ? id.As<Napi::Number>().DoubleValue() : -1;
+        double lv = level.IsNumber() ? level.As<Napi::Number>().DoubleValue() : -1;
+        // Ids are inode numbers: whole, above 0, exact in a double below 2^53.
+        if (idv < 1 || idv > 9007199254740991.0 || idv != std::floor(idv) || lv < 0 || lv > 65535 || lv != std::floor(lv))
+          return TypeError(env, what);
+        cgroupValues.emplace_back(static_cast<uint64_t>(idv), static_cast<uint32_t>(lv));
+      }
+    }
     if (!ring.IsNumber()) return TypeError(env, "options.ringBytes must be a number");
     uint32_t ringBytes = ring.As<Napi::Number>().Uint32Value();
     long page = sysconf(_SC_PAGESIZE);
@@ -199,6 +218,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     }
     filters_.ports = portValues;
     filters_.netns = netns.As<Napi::Number>().Uint32Value();
+    filters_.cgroups = cgroupValues;
     filters_.intervalNs = static_cast<uint64_t>(interval.As<Napi::Number>().DoubleValue());
     filters_.countHits = opts.Get("countHits").ToBoolean();
     filters_.wakeupBytes = ringBytes / 4;
@@ -626,7 +646,7 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   };
   {
     Napi::Object o = Napi::Object::New(env);
-    FIELD(wst_event, ts_ns); FIELD(wst_event, inode); FIELD(wst_event, laddr); FIELD(wst_event, raddr);
+    FIELD(wst_event, ts_ns); FIELD(wst_event, inode); FIELD(wst_event, cgroup); FIELD(wst_event, laddr); FIELD(wst_event, raddr);
     FIELD(wst_event, netns); FIELD(wst_event, reason); FIELD(wst_event, queue); FIELD(wst_event, backlog);
     FIELD(wst_event, lport); FIELD(wst_event, rport); FIELD(wst_event, family); FIELD(wst_event, kind);
     FIELD(wst_event, state);
@@ -641,7 +661,8 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   {
     Napi::Object o = Napi::Object::New(env);
     FIELD(wst_listener_val, enqueued); FIELD(wst_listener_val, full_hits); FIELD(wst_listener_val, overflows);
-    FIELD(wst_listener_val, last_event_ns); FIELD(wst_listener_val, inode); FIELD(wst_listener_val, peak);
+    FIELD(wst_listener_val, last_event_ns); FIELD(wst_listener_val, inode); FIELD(wst_listener_val, cgroup);
+    FIELD(wst_listener_val, peak);
     FIELD(wst_listener_val, backlog); FIELD(wst_listener_val, depth); FIELD(wst_listener_val, syn_drops);
     FIELD(wst_listener_val, last_syn_event_ns);
     add("listenerValue", sizeof(wst_listener_val), o);
@@ -665,7 +686,7 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   }
   {
     Napi::Object o = Napi::Object::New(env);
-    FIELD(wst_summary_key, laddr); FIELD(wst_summary_key, raddr); FIELD(wst_summary_key, netns);
+    FIELD(wst_summary_key, cgroup); FIELD(wst_summary_key, laddr); FIELD(wst_summary_key, raddr); FIELD(wst_summary_key, netns);
     FIELD(wst_summary_key, reason); FIELD(wst_summary_key, lport); FIELD(wst_summary_key, rport);
     FIELD(wst_summary_key, family); FIELD(wst_summary_key, kind); FIELD(wst_summary_key, state);
     add("summaryKey", sizeof(wst_summary_key), o);
@@ -689,6 +710,7 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("noReason", Napi::Number::New(env, WST_NO_REASON));
     o.Set("maxPorts", static_cast<int>(WST_MAX_PORTS));
+    o.Set("maxCgroups", static_cast<int>(WST_MAX_CGROUPS));
     o.Set("summaryRows", static_cast<int>(WST_SUMMARY_ROWS));
     add("constants", 0, o);
   }
@@ -747,6 +769,24 @@ Napi::Value ClockOffsetNs(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(info.Env(), offset);
 }
 
+// What this build carries, for `wstrace --version`: the libbpf it runs (in a
+// prebuilt addon linked statically, so the one it was built with) and the
+// bytes of the BPF objects compiled into it, which the caller hashes: two
+// hosts whose hashes agree load the same programs.
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("libbpf", libbpf_version_string());
+  Napi::Object objects = Napi::Object::New(env);
+  size_t size = 0;
+  const void* bytes = wstrace_bpf__elf_bytes(&size);
+  objects.Set("wstrace", Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(bytes), size));
+  bytes = wstrace_ext_bpf__elf_bytes(&size);
+  objects.Set("wstrace_ext", Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(bytes), size));
+  out.Set("bpfObjects", objects);
+  return out;
+}
+
 }  // namespace
 
 void InitTracer(Napi::Env env, Napi::Object exports) {
@@ -756,6 +796,7 @@ void InitTracer(Napi::Env env, Napi::Object exports) {
   exports.Set("layout", Napi::Function::New(env, Layout, "layout"));
   exports.Set("enumNames", Napi::Function::New(env, EnumNames, "enumNames"));
   exports.Set("clockOffsetNs", Napi::Function::New(env, ClockOffsetNs, "clockOffsetNs"));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
 }
 
 }  // namespace wstrace

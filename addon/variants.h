@@ -17,6 +17,8 @@ namespace wstrace {
 struct Filters {
   std::vector<uint16_t> ports;
   uint32_t netns = 0;
+  // --cgroup: ids with their levels (a socket in one of them or below is wanted).
+  std::vector<std::pair<uint64_t, uint32_t>> cgroups;
   uint64_t intervalNs = 0;
   bool countHits = false;
   uint64_t wakeupBytes = 65536;
@@ -34,6 +36,13 @@ void ApplyFilters(Rodata* r, const Filters& f) {
   for (; n < f.ports.size() && n < cap; n++) r->filter_ports[n] = f.ports[n];
   r->filter_nports = n;
   r->filter_netns = f.netns;
+  size_t c = 0;
+  const size_t cgroupCap = sizeof(r->filter_cgroups) / sizeof(r->filter_cgroups[0]);
+  for (; c < f.cgroups.size() && c < cgroupCap; c++) {
+    r->filter_cgroups[c] = f.cgroups[c].first;
+    r->filter_cgroup_levels[c] = f.cgroups[c].second;
+  }
+  r->filter_ncgroups = c;
   r->full_event_interval_ns = f.intervalNs;
   r->count_hits = f.countHits;
   r->wakeup_bytes = f.wakeupBytes;

@@ -13,6 +13,13 @@
 const volatile __u16 filter_ports[WST_MAX_PORTS] = {};
 const volatile __u32 filter_nports = 0;
 const volatile __u32 filter_netns = 0;
+/*
+ * --cgroup: wanted cgroup ids, each with its level (depth below the cgroup2
+ * root); a socket is wanted when its cgroup or an ancestor is one of them.
+ */
+const volatile __u64 filter_cgroups[WST_MAX_CGROUPS] = {};
+const volatile __u32 filter_cgroup_levels[WST_MAX_CGROUPS] = {};
+const volatile __u32 filter_ncgroups = 0;
 /* At most one accept_queue_full event per listener per interval. */
 const volatile __u64 full_event_interval_ns = 100000000ULL;
 
@@ -128,6 +135,105 @@ static __always_inline __u32 sk_netns(const struct sock *sk, bool direct)
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
+/*
+ * The cgroup a full socket was charged to when it was made (by the task that
+ * made it: the socket's own record, where the task on the CPU in softirq is
+ * anyone's). 0 with *root set: the old encoding's fallback to the root.
+ */
+static __always_inline const struct cgroup *full_sk_cgroup(const struct sock *sk, bool *root, bool direct)
+{
+	__u64 val;
+
+	*root = false;
+	if (bpf_core_field_exists(struct sock_cgroup_data, cgroup))
+		return RD(direct, sk, sk_cgrp_data.cgroup);
+	val = BPF_CORE_READ((const struct sock_cgroup_data___val *)((const void *)sk +
+								    bpf_core_field_offset(struct sock, sk_cgrp_data)),
+			    val);
+	if (!val || (val & 3)) {
+		*root = true;
+		return 0;
+	}
+	return (const struct cgroup *)val;
+}
+
+/* The id of the ancestor of cg at `level` (cg's own level or above). Probe reads: past struct cgroup's end. */
+static __always_inline __u64 cgroup_ancestor_id(const struct cgroup *cg, __u32 level)
+{
+	const void *at;
+	__u64 id = 0;
+
+	if (bpf_core_field_exists(struct cgroup, ancestors)) {
+		const struct cgroup *a = 0;
+
+		at = (const void *)cg + bpf_core_field_offset(struct cgroup, ancestors) + (__u64)level * sizeof(void *);
+		if (bpf_probe_read_kernel(&a, sizeof(a), at) || !a)
+			return 0;
+		return BPF_CORE_READ(a, kn, id);
+	}
+	at = (const void *)cg + bpf_core_field_offset(struct cgroup___ids, ancestor_ids) + (__u64)level * sizeof(__u64);
+	if (bpf_probe_read_kernel(&id, sizeof(id), at))
+		return 0;
+	return id;
+}
+
+/*
+ * The socket's cgroup id into *id (0: unknown), and whether --cgroup wants
+ * it. A request socket (a handshake in progress) has no cgroup data: its
+ * listener's is used. A timewait socket has none and no listener to ask: 0.
+ * With a filter, an unknown cgroup is not wanted.
+ */
+static __always_inline bool sk_cgroup(const struct sock *sk, __u8 state, __u64 *id, bool direct)
+{
+	const struct cgroup *cg;
+	bool root;
+	int level = 0;
+
+	*id = 0;
+	if (state == TCP_TIME_WAIT)
+		return filter_ncgroups == 0;
+	if (state == TCP_NEW_SYN_RECV) {
+		/* In a union: the verifier types it as a number, so probe reads from here. */
+		const struct sock *listener = BPF_CORE_READ(sk, __sk_common.skc_listener);
+
+		if (!listener)
+			return filter_ncgroups == 0;
+		cg = full_sk_cgroup(listener, &root, false);
+	} else {
+		cg = full_sk_cgroup(sk, &root, direct);
+	}
+	if (root)
+		*id = WST_ROOT_CGROUP;
+	else if (cg)
+		*id = BPF_CORE_READ(cg, kn, id);
+	if (filter_ncgroups == 0)
+		return true;
+	if (!*id)
+		return false;
+	if (cg)
+		level = BPF_CORE_READ(cg, level);
+#pragma unroll
+	for (int i = 0; i < WST_MAX_CGROUPS; i++) {
+		__u32 want_level;
+
+		if (i >= filter_ncgroups)
+			break;
+		want_level = filter_cgroup_levels[i];
+		if (want_level > (__u32)level)
+			continue;
+		if (want_level == (__u32)level ? *id == filter_cgroups[i] :
+		    cgroup_ancestor_id(cg, want_level) == filter_cgroups[i])
+			return true;
+	}
+	return false;
+}
+
+/* Events with no socket to ask (a reset answering a packet no socket took): unknown cgroup. */
+static __always_inline bool no_socket_wanted(void)
+{
+	return filter_ncgroups == 0;
+}
+
 /* 16 address bytes through a BTF pointer: two loads. */
 static __always_inline void copy_addr(__u8 *dst, const void *src)
 {
@@ -160,6 +266,8 @@ static __always_inline bool sk_tuple(const struct sock *sk, struct wst_event *e,
 		e->lport = __builtin_bswap16(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	e->rport = __builtin_bswap16(RD(direct, sk, __sk_common.skc_dport));
 	if (!port_wanted(e->lport, listener ? 0 : e->rport))
+		return false;
+	if (!sk_cgroup(sk, e->state, &e->cgroup, direct))
 		return false;
 	e->family = RD(direct, sk, __sk_common.skc_family);
 	if (e->family == AF_INET6) {
@@ -310,6 +418,7 @@ static __always_inline bool within_budget(__u64 now)
 static __always_inline void summarise(const struct wst_event *e, int fold)
 {
 	struct wst_summary_key k = {
+		.cgroup = e->cgroup,
 		.netns = e->netns,
 		.reason = e->reason,
 		.family = e->family,
@@ -407,9 +516,14 @@ static __always_inline struct wst_listener_val *listener_entry(const struct wst_
 
 	__builtin_memcpy(k.addr, e->laddr, 16);
 	v = bpf_map_lookup_elem(&listeners, &k);
-	if (v)
+	if (v) {
+		/* A row first made from a packet alone learns its listener's cgroup here. */
+		if (!v->cgroup && e->cgroup)
+			v->cgroup = e->cgroup;
 		return v;
+	}
 	zero.inode = sk ? sk_inode(sk, direct) : 0;
+	zero.cgroup = e->cgroup;
 	bpf_map_update_elem(&listeners, &k, &zero, BPF_NOEXIST);
 	{
 		struct wst_listening *l = listening();

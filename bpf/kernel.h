@@ -54,6 +54,8 @@ struct in6_addr {
 	__u8 s6_addr[16];
 };
 
+struct sock;
+
 struct sock_common {
 	__be32 skc_daddr;
 	__be32 skc_rcv_saddr;
@@ -64,6 +66,7 @@ struct sock_common {
 	possible_net_t skc_net;
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
+	struct sock *skc_listener;	/* request sockets: the listener (in a union) */
 } CORE;
 
 struct inode {
@@ -78,6 +81,39 @@ struct socket {
 	struct file *file;
 } CORE;
 
+/* A cgroup's directory in the cgroup2 mount: its id is the directory's inode number. */
+struct kernfs_node {
+	__u64 id;
+} CORE;
+
+/*
+ * A cgroup v2 node. ancestors[level] is the cgroup itself, ancestors[0] the
+ * root (6.0+); before, ancestor_ids[] held their ids instead.
+ */
+struct cgroup {
+	struct kernfs_node *kn;
+	int level;
+	struct cgroup *ancestors[0];
+} CORE;
+
+struct cgroup___ids {
+	__u64 ancestor_ids[0];
+} CORE;
+
+/* The cgroup a socket was charged to when made (5.15+, and stable backports). */
+struct sock_cgroup_data {
+	struct cgroup *cgroup;
+} CORE;
+
+/*
+ * Earlier: a union of that pointer with the v1 net_prio/net_cls ids; with
+ * either id stored, bit 0 is set and the pointer is gone (the kernel counts
+ * the socket in the root cgroup then).
+ */
+struct sock_cgroup_data___val {
+	__u64 val;
+} CORE;
+
 struct sock {
 	struct sock_common __sk_common;
 	int sk_err;
@@ -86,6 +122,7 @@ struct sock {
 	__u32 sk_ack_backlog;
 	__u32 sk_max_ack_backlog;
 	struct socket *sk_socket;
+	struct sock_cgroup_data sk_cgrp_data;
 } CORE;
 
 /* Full sockets only: keeps the source port after tcp_set_state(CLOSE) clears skc_num. */

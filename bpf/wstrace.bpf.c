@@ -177,7 +177,7 @@ static __always_inline void on_reset_sent(const struct sock *sk, const struct sk
 		} else {
 			note_reset(sk, e.state, direct);
 		}
-	} else if (!skb || !skb_tuple(skb, &e, direct) || !port_wanted(e.lport, e.rport)) {
+	} else if (!skb || !no_socket_wanted() || !skb_tuple(skb, &e, direct) || !port_wanted(e.lport, e.rport)) {
 		return;
 	}
 	int fold = count_reset(&e);
@@ -365,15 +365,19 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
 		e.backlog = BPF_CORE_READ(lsk, sk_max_ack_backlog);
 		e.inode = sk_inode(lsk, false);
 		e.state = TCP_LISTEN;
-	} else if (!skb_tuple(skb, &e, false) || !port_wanted(e.lport, 0)) {
+	} else if (!no_socket_wanted() || !skb_tuple(skb, &e, false) || !port_wanted(e.lport, 0)) {
 		return 0;
 	}
 	e.kind = WST_LISTEN_OVERFLOW;
 	e.reason = (__u32)ctx->args[2];
 	count(WST_CNT_LISTEN_OVERFLOW);
 	v = listener_entry(&e, lsk, false);
-	if (v)
+	if (v) {
 		__sync_fetch_and_add(&v->overflows, 1);
+		/* No listener socket given: the one found from the packet, once seen through its socket. */
+		if (!e.cgroup)
+			e.cgroup = v->cgroup;
+	}
 	e.ts_ns = bpf_ktime_get_ns();
 	emit(&e, WST_KEEP_LPORT);
 	return 0;

@@ -10,6 +10,10 @@
 #define WSTRACE_H
 
 #define WST_MAX_PORTS 16
+/* Cgroups a --cgroup filter names, each with its descendants. */
+#define WST_MAX_CGROUPS 8
+/* The root of the cgroup2 hierarchy (its directory's inode number). */
+#define WST_ROOT_CGROUP 1
 #define WST_NO_REASON 0xffffffffu
 
 /*
@@ -25,6 +29,7 @@
 struct wst_event {
 	__u64 ts_ns;		/* bpf_ktime_get_ns() */
 	__u64 inode;		/* local socket's inode, 0 when it has none */
+	__u64 cgroup;		/* cgroup v2 id of the socket (a request's: its listener's), 0 when unknown */
 	__u8 laddr[16];		/* local address (IPv4 in the first 4 bytes) */
 	__u8 raddr[16];		/* remote address */
 	__u32 netns;		/* network namespace inode */
@@ -52,6 +57,7 @@ struct wst_listener_val {
 	__u64 overflows;	/* ACK-stage drops (LISTEN_OVERFLOW) */
 	__u64 last_event_ns;	/* rate limit for accept_queue_full events */
 	__u64 inode;		/* listener socket inode */
+	__u64 cgroup;		/* listener's cgroup v2 id, 0 until seen through the socket */
 	__u32 peak;		/* deepest queue seen */
 	__u32 backlog;		/* limit at last sighting */
 	__u32 depth;		/* depth at last sighting */
@@ -110,6 +116,7 @@ struct wst_tw_key {
 #define WST_SUMMARY_ROWS 16384
 
 struct wst_summary_key {
+	__u64 cgroup;		/* as in the event: a storm's rows still say whose socket */
 	__u8 laddr[16];
 	__u8 raddr[16];
 	__u32 netns;

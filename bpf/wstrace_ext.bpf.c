@@ -390,7 +390,8 @@ static __always_inline void send_reset(const struct sock *sk, const struct sk_bu
 	bpf_probe_read_kernel(&flags, 1, head + th + 13);
 	if (flags & 0x04)
 		return;
-	if (sk ? !sk_tuple(sk, &e, false, false) : (!skb_tuple(skb, &e, false) || !port_wanted(e.lport, e.rport)))
+	if (sk ? !sk_tuple(sk, &e, false, false)
+	       : (!no_socket_wanted() || !skb_tuple(skb, &e, false) || !port_wanted(e.lport, e.rport)))
 		return;
 	e.kind = WST_RESET_SENT;
 	e.reason = WST_NO_REASON;

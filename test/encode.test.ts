@@ -97,6 +97,8 @@ function randomRecord(r: () => number): Buffer {
   b.writeUInt16LE(family, O.family);
   b.writeUInt8(r() < 0.03 ? UNKNOWN_KIND : pick(KINDS).code, O.kind);
   b.writeUInt8(pick([0, 1, 2, 5, 7, 10, 13, 99]), O.state);
+  // cgroup ids: unknown, the root, small, and past 2^32 (inode numbers are 64-bit).
+  b.writeBigUInt64LE(BigInt(pick([0, 0, 1, 4242, 2 ** 40 + 7])), O.cgroup);
   return b;
 }
 
@@ -120,6 +122,7 @@ describe('events encoded from the raw records', () => {
     expect(expected.some((e) => e.queue !== undefined) && expected.some((e) => e.queue === undefined)).toBe(true);
     expect(expected.some((e) => e.pid === 4242 && e.comm === 'wsserver') && expected.some((e) => e.pid === 7 && e.comm === '')).toBe(true);
     expect(expected.some((e) => e.reason === 'NO_SOCKET') && expected.some((e) => e.state === 'STATE_99')).toBe(true);
+    expect(expected.some((e) => e.cgroup === 2 ** 40 + 7) && expected.some((e) => e.cgroup === undefined)).toBe(true);
     for (let j = 0; j < expected.length; j++) {
       const element = events.bytes.subarray(events.offsets[j], events.offsets[j + 1]);
       expect(Buffer.from(element)).toEqual(Buffer.from(EventBatch.encode({ events: [expected[j]!] }).finish()));

@@ -8,6 +8,7 @@ import {
   KIND_CODE,
   LISTENER_KEY_LAYOUT,
   LISTENER_VALUE_LAYOUT,
+  MAX_CGROUPS,
   MAX_PORTS,
   NO_REASON,
   PROGRAM_HITS,
@@ -49,7 +50,12 @@ it('the enums the addon compiled are the signal table\'s', () => {
   expect(native.hits!.size).toBe(PROGRAM_HITS.length);
   expect(native.hits!.offsets).toEqual(Object.fromEntries(PROGRAM_HITS.map((h, i) => [h, i])));
   expect(native.causes!.offsets).toEqual(Object.fromEntries(SYN_CAUSES.map((c, i) => [`syn_drop.${c}`, i])));
-  expect(native.constants!.offsets).toEqual({ noReason: NO_REASON, maxPorts: MAX_PORTS, summaryRows: SUMMARY_ROWS });
+  expect(native.constants!.offsets).toEqual({
+    noReason: NO_REASON,
+    maxPorts: MAX_PORTS,
+    maxCgroups: MAX_CGROUPS,
+    summaryRows: SUMMARY_ROWS,
+  });
 });
 
 it('each map the decoder reads holds the struct it decodes', () => {

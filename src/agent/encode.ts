@@ -72,6 +72,7 @@ const KEY = {
   backlog: eventKey({ backlog: 0 }),
   pid: eventKey({ pid: 0 }),
   comm: eventKey({ comm: 'x' }),
+  cgroup: eventKey({ cgroup: 0 }),
 };
 /** EventBatch.events: the frame of each element. */
 const ELEMENT_KEY = keyOf(EventBatch.encode({ events: [NO_EVENT] }).finish());
@@ -217,6 +218,13 @@ export class EventEncoder {
         at = writeVarint(buf, at, owner.pid);
       }
       at = writeString(buf, at, KEY.comm, comm);
+      // Optional: left out when the kernel did not know it (0), as eventToProto does.
+      const cgroup = raw.cgroup(i);
+      if (cgroup) {
+        const high = Math.floor(cgroup / 0x10000000);
+        buf[at++] = KEY.cgroup;
+        at = writeVarintParts(buf, at, high, cgroup - high * 0x10000000);
+      }
       const size = at - lengthAt - 1;
       if (size >= 0x80) {
         const extra = varintSize(size) - 1;

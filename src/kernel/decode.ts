@@ -62,6 +62,8 @@ export function decodeBatch(batch: Uint8Array, ctx: DecodeContext, owners?: Owne
     }
     const inode = raw.inode(i);
     if (inode) mutable.inode = inode;
+    const cgroup = raw.cgroup(i);
+    if (cgroup) mutable.cgroup = cgroup;
     const owner = raw.owner(i);
     if (owner) {
       mutable.pid = owner.pid;
@@ -106,6 +108,8 @@ export function decodeSummaries(raw: RawSummaries, ctx: DecodeContext): EventSum
     };
     const state = tcpStateName(keys.getUint8(k + K.state));
     if (state) row.state = state;
+    const cgroup = u64(keys, k + K.cgroup);
+    if (cgroup) row.cgroup = cgroup;
     const reason = reasonName(kind, keys.getUint32(k + K.reason, true), ctx);
     if (reason !== undefined) row.reason = reason;
     out.push(row);
@@ -139,6 +143,8 @@ export interface ListenerCounter {
   readonly backlog: number;
   readonly depth: number;
   readonly inode: number;
+  /** The listener's cgroup v2 id, 0 until the kernel saw it through its socket. */
+  readonly cgroup: number;
   /** SYN-stage drops by cause (zero unless the tcp_conn_request hook is live). */
   readonly synDrops: SynDrops;
 }
@@ -229,6 +235,7 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
       backlog: vv.getUint32(LV.backlog, true),
       depth: vv.getUint32(LV.depth, true),
       inode: u64(vv, LV.inode),
+      cgroup: u64(vv, LV.cgroup),
       synDrops: {
         acceptQueueFull: u64(vv, LV.syn_drops),
         synQueueFull: u64(vv, LV.syn_drops + 8),

@@ -8,21 +8,22 @@
 import { COUNTER_NAMES, KINDS, PROGRAM_HITS as HITS, kind, type CounterName, type EventKind } from '../signals/kinds.js';
 
 export const EVENT_LAYOUT = {
-  size: 72,
+  size: 80,
   offsets: {
     ts_ns: 0,
     inode: 8,
-    laddr: 16,
-    raddr: 32,
-    netns: 48,
-    reason: 52,
-    queue: 56,
-    backlog: 60,
-    lport: 64,
-    rport: 66,
-    family: 68,
-    kind: 70,
-    state: 71,
+    cgroup: 16,
+    laddr: 24,
+    raddr: 40,
+    netns: 56,
+    reason: 60,
+    queue: 64,
+    backlog: 68,
+    lport: 72,
+    rport: 74,
+    family: 76,
+    kind: 78,
+    state: 79,
   },
 } as const;
 
@@ -32,18 +33,19 @@ export const LISTENER_KEY_LAYOUT = {
 } as const;
 
 export const LISTENER_VALUE_LAYOUT = {
-  size: 96,
+  size: 104,
   offsets: {
     enqueued: 0,
     full_hits: 8,
     overflows: 16,
     last_event_ns: 24,
     inode: 32,
-    peak: 40,
-    backlog: 44,
-    depth: 48,
-    syn_drops: 56,
-    last_syn_event_ns: 88,
+    cgroup: 40,
+    peak: 48,
+    backlog: 52,
+    depth: 56,
+    syn_drops: 64,
+    last_syn_event_ns: 96,
   },
 } as const;
 
@@ -70,8 +72,8 @@ export const TIMEWAIT_KEY_LAYOUT = {
 
 /** struct wst_summary_key and wst_summary_val: a summary row of events beyond the rate budget. */
 export const SUMMARY_KEY_LAYOUT = {
-  size: 48,
-  offsets: { laddr: 0, raddr: 16, netns: 32, reason: 36, lport: 40, rport: 42, family: 44, kind: 46, state: 47 },
+  size: 56,
+  offsets: { cgroup: 0, laddr: 8, raddr: 24, netns: 40, reason: 44, lport: 48, rport: 50, family: 52, kind: 54, state: 55 },
 } as const;
 
 export const SUMMARY_VALUE_LAYOUT = {
@@ -97,5 +99,7 @@ export const PROGRAM_HITS = HITS;
 
 export const NO_REASON = 0xffffffff;
 export const MAX_PORTS = 16;
+/** Cgroups one --cgroup filter may name (WST_MAX_CGROUPS). */
+export const MAX_CGROUPS = 8;
 export const AF_INET = 2;
 export const AF_INET6 = 10;

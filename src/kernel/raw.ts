@@ -159,6 +159,11 @@ export class RawBatch {
     return this.u64(i * SIZE + O.inode);
   }
 
+  /** cgroup v2 id of the record's socket (its directory's inode number), 0 when unknown. */
+  cgroup(i: number): number {
+    return this.u64(i * SIZE + O.cgroup);
+  }
+
   /** The process holding the record's socket, when the tracer looks owners up and finds one. */
   owner(i: number): Owner | undefined {
     if (!this.owners) return undefined;

@@ -33,6 +33,7 @@ function keyToProto(k: EventKey) {
     netns: k.netns,
     state: k.state ?? '',
     reason: k.reason ?? '',
+    ...(k.cgroup ? { cgroup: k.cgroup } : {}),
   };
 }
 
@@ -47,7 +48,9 @@ export function eventToProto(ev: TraceEvent): Event {
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** The shared key fields back from proto; undefined for a kind this build does not know. */
-function keyFromProto(m: Pick<Event, 'kind' | 'family' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort' | 'netns' | 'state' | 'reason'>): EventKey | undefined {
+function keyFromProto(
+  m: Pick<Event, 'kind' | 'family' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort' | 'netns' | 'state' | 'reason' | 'cgroup'>,
+): EventKey | undefined {
   const name = kindFromProto(m.kind);
   if (!name) return undefined;
   const out: Mutable<EventKey> = {
@@ -61,6 +64,7 @@ function keyFromProto(m: Pick<Event, 'kind' | 'family' | 'localAddr' | 'localPor
   };
   if (m.state) out.state = m.state;
   if (m.reason) out.reason = m.reason;
+  if (m.cgroup) out.cgroup = m.cgroup;
   return out;
 }
 
@@ -113,6 +117,7 @@ export function summaryAsEvent(s: Summary): Event {
     state: s.state,
     reason: s.reason,
     comm: '',
+    ...(s.cgroup ? { cgroup: s.cgroup } : {}),
   };
 }
 

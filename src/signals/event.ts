@@ -29,6 +29,13 @@ export interface EventKey {
    * one; for syn_drop, the cause wstrace judged (ACCEPT_QUEUE_FULL, ...).
    */
   readonly reason?: string;
+  /**
+   * cgroup v2 id of the socket the event concerns (the inode number of its
+   * directory under the cgroup2 mount; 1 is the root), from the socket's own
+   * cgroup data; a handshake's is its listener's. Absent when unknown (a
+   * timewait socket, a packet no socket took).
+   */
+  readonly cgroup?: number;
 }
 
 export interface TraceEvent extends EventKey {

@@ -288,6 +288,14 @@ export interface Event {
     | undefined;
   /** That process's command name, when known. */
   comm: string;
+  /**
+   * cgroup v2 id of the socket the event concerns (the inode number of its
+   * directory under the cgroup2 mount; 1 is the root), read from the
+   * socket's own cgroup data in the kernel. For a connection still in the
+   * handshake, its listener's. Absent when unknown (a timewait socket, or a
+   * packet with no socket).
+   */
+  cgroup?: number | undefined;
 }
 
 /**
@@ -390,6 +398,8 @@ export interface Summary {
   firstUnixMicros: number;
   /** Time of the last of them, microseconds since the Unix epoch. */
   lastUnixMicros: number;
+  /** cgroup v2 id of the events' socket, as Event.cgroup: rows are keyed by it. */
+  cgroup?: number | undefined;
 }
 
 /**
@@ -589,7 +599,11 @@ export interface Listener {
   /** SYN-stage drops for any other reason. */
   synDropsOther: number;
   /** Accept-queue residency, when the inet_csk_accept hook is live. */
-  residency?: Residency | undefined;
+  residency?:
+    | Residency
+    | undefined;
+  /** The listening socket's cgroup v2 id (as Event.cgroup), absent when unknown. */
+  cgroup?: number | undefined;
 }
 
 /** Resets counted per local port, direction, state and reason. */
@@ -787,6 +801,7 @@ function createBaseEvent(): Event {
     backlog: undefined,
     pid: undefined,
     comm: "",
+    cgroup: undefined,
   };
 }
 
@@ -833,6 +848,9 @@ export const Event: MessageFns<Event> = {
     }
     if (message.comm !== "") {
       writer.uint32(114).string(message.comm);
+    }
+    if (message.cgroup !== undefined) {
+      writer.uint32(120).uint64(message.cgroup);
     }
     return writer;
   },
@@ -962,6 +980,14 @@ export const Event: MessageFns<Event> = {
             message.comm = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.cgroup = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1010,6 +1036,7 @@ export const Event: MessageFns<Event> = {
       backlog: isSet(object.backlog) ? globalThis.Number(object.backlog) : undefined,
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : undefined,
       comm: isSet(object.comm) ? globalThis.String(object.comm) : "",
+      cgroup: isSet(object.cgroup) ? globalThis.Number(object.cgroup) : undefined,
     };
   },
 
@@ -1056,6 +1083,9 @@ export const Event: MessageFns<Event> = {
     }
     if (message.comm !== "") {
       obj.comm = message.comm;
+    }
+    if (message.cgroup !== undefined) {
+      obj.cgroup = Math.round(message.cgroup);
     }
     return obj;
   },
@@ -1650,6 +1680,7 @@ function createBaseSummary(): Summary {
     count: 0,
     firstUnixMicros: 0,
     lastUnixMicros: 0,
+    cgroup: undefined,
   };
 }
 
@@ -1690,6 +1721,9 @@ export const Summary: MessageFns<Summary> = {
     }
     if (message.lastUnixMicros !== 0) {
       writer.uint32(96).int64(message.lastUnixMicros);
+    }
+    if (message.cgroup !== undefined) {
+      writer.uint32(104).uint64(message.cgroup);
     }
     return writer;
   },
@@ -1803,6 +1837,14 @@ export const Summary: MessageFns<Summary> = {
             message.lastUnixMicros = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.cgroup = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1853,6 +1895,7 @@ export const Summary: MessageFns<Summary> = {
         : isSet(object.last_unix_micros)
         ? globalThis.Number(object.last_unix_micros)
         : 0,
+      cgroup: isSet(object.cgroup) ? globalThis.Number(object.cgroup) : undefined,
     };
   },
 
@@ -1893,6 +1936,9 @@ export const Summary: MessageFns<Summary> = {
     }
     if (message.lastUnixMicros !== 0) {
       obj.lastUnixMicros = Math.round(message.lastUnixMicros);
+    }
+    if (message.cgroup !== undefined) {
+      obj.cgroup = Math.round(message.cgroup);
     }
     return obj;
   },
@@ -3233,6 +3279,7 @@ function createBaseListener(): Listener {
     synDropsUnprovenPeer: 0,
     synDropsOther: 0,
     residency: undefined,
+    cgroup: undefined,
   };
 }
 
@@ -3294,6 +3341,9 @@ export const Listener: MessageFns<Listener> = {
     }
     if (message.residency !== undefined) {
       Residency.encode(message.residency, writer.uint32(154).fork()).join();
+    }
+    if (message.cgroup !== undefined) {
+      writer.uint32(160).uint64(message.cgroup);
     }
     return writer;
   },
@@ -3463,6 +3513,14 @@ export const Listener: MessageFns<Listener> = {
             message.residency = Residency.decode(reader, reader.uint32());
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.cgroup = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3516,6 +3574,7 @@ export const Listener: MessageFns<Listener> = {
         ? globalThis.Number(object.syn_drops_other)
         : 0,
       residency: isSet(object.residency) ? Residency.fromJSON(object.residency) : undefined,
+      cgroup: isSet(object.cgroup) ? globalThis.Number(object.cgroup) : undefined,
     };
   },
 
@@ -3577,6 +3636,9 @@ export const Listener: MessageFns<Listener> = {
     }
     if (message.residency !== undefined) {
       obj.residency = Residency.toJSON(message.residency);
+    }
+    if (message.cgroup !== undefined) {
+      obj.cgroup = Math.round(message.cgroup);
     }
     return obj;
   },
