@@ -12,9 +12,12 @@ bpf: $(OUT)/wstrace.skel.h $(OUT)/wstrace_ext.skel.h
 # bpf/signals.gen.h is committed (written by `npm run gen` from src/signals/table.ts): no tsx at build time.
 HEADERS := bpf/wstrace.h bpf/signals.gen.h bpf/kernel.h bpf/maps.h bpf/common.h
 
-$(OUT)/%.bpf.o: bpf/%.bpf.c $(HEADERS)
+# The object's bytes are its identity (`wstrace --version` prints their hash): the
+# prefix map keeps the build directory out of its debug info, so the same source
+# makes the same object wherever it is built (a clone, the prebuild's scratch copy).
+$(OUT)/%.bpf.o: bpf/%.bpf.c $(HEADERS) Makefile
 	@mkdir -p $(OUT)
-	$(CLANG) -g -O2 -Wall -target bpf -D__TARGET_ARCH_$(ARCH) \
+	$(CLANG) -g -O2 -Wall -fdebug-prefix-map=$(CURDIR)=. -target bpf -D__TARGET_ARCH_$(ARCH) \
 		-I/usr/include/$(MULTIARCH) -Ibpf -c $< -o $@
 
 $(OUT)/wstrace.skel.h: $(OUT)/wstrace.bpf.o

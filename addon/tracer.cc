@@ -787,6 +787,24 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// What this build carries, for `wstrace --version`: the libbpf it runs (in a
+// prebuilt addon linked statically, so the one it was built with) and the
+// bytes of the BPF objects compiled into it, which the caller hashes: two
+// hosts whose hashes agree load the same programs.
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("libbpf", libbpf_version_string());
+  Napi::Object objects = Napi::Object::New(env);
+  size_t size = 0;
+  const void* bytes = wstrace_bpf__elf_bytes(&size);
+  objects.Set("wstrace", Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(bytes), size));
+  bytes = wstrace_ext_bpf__elf_bytes(&size);
+  objects.Set("wstrace_ext", Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(bytes), size));
+  out.Set("bpfObjects", objects);
+  return out;
+}
+
 }  // namespace
 
 void InitTracer(Napi::Env env, Napi::Object exports) {
@@ -796,6 +814,7 @@ void InitTracer(Napi::Env env, Napi::Object exports) {
   exports.Set("layout", Napi::Function::New(env, Layout, "layout"));
   exports.Set("enumNames", Napi::Function::New(env, EnumNames, "enumNames"));
   exports.Set("clockOffsetNs", Napi::Function::New(env, ClockOffsetNs, "clockOffsetNs"));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
 }
 

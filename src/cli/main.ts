@@ -9,6 +9,7 @@ import { registerInfo } from './info.js';
 import { registerExport, registerRecord, registerReport } from './record.js';
 import { registerReplay } from './replay.js';
 import { registerTop } from './top.js';
+import { runVersion } from './version.js';
 import { registerWatch } from './watch.js';
 
 /** Every command, in the order help lists them; each declares its own flags. */
@@ -32,6 +33,8 @@ export function buildProgram(onAction: OnAction, output?: OutputConfiguration): 
     .description('Why is this host refusing or dropping connections? Accept queues, resets, TIME_WAIT, live from the kernel.')
     // Read from argv by main: an error can come before commander has parsed anything.
     .option('--debug', 'show stack traces on errors')
+    // Handled by main, before any command: it prints what this build carries (src/cli/version.ts).
+    .option('-V, --version', 'print the version, the libbpf and the BPF objects of this build')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   // Before the commands: each copies the program's output settings when it is added.
@@ -48,7 +51,13 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram((r) => (run = r));
   const debug = argv.includes('--debug');
   try {
+    const args = argv.slice(2).filter((a) => a !== '--debug');
+    if (args.length === 1 && (args[0] === '-V' || args[0] === '--version')) return runVersion(process.stdout);
     program.parse(argv);
+    // Commander takes program options anywhere, so `watch --version` lands here.
+    if ((program.opts() as { version?: boolean }).version) {
+      throw new UserError('--version takes no command or other flag: run `wstrace --version` on its own.');
+    }
     if (!run) {
       program.outputHelp();
       return 1;

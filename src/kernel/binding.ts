@@ -6,6 +6,7 @@
  * src/kernel/index.ts (openTracer, and loadBinding for socket dumps and
  * namespace file reads, which the host readers take as a parameter).
  */
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -157,18 +158,80 @@ export function packageRoot(): string {
   return dir;
 }
 
-let loaded: Binding | undefined;
+/** What a build of the addon carries, for `wstrace --version` (addon/tracer.cc BuildInfo). */
+interface NativeBuildInfo {
+  readonly libbpf: string;
+  readonly bpfObjects: Readonly<Record<string, Buffer>>;
+}
 
-/** Loads build/Release/wstrace.node once. */
+export interface AddonBuild {
+  /** The wstrace.node file loaded. */
+  readonly path: string;
+  /**
+   * prebuilt: shipped in the package (prebuilds/linux-x64/, scripts/prebuild.sh), libbpf
+   * linked into it; source: compiled on this host (setup.sh, or npm's install step
+   * when no prebuilt matched), linked to the system's libbpf.
+   */
+  readonly origin: 'prebuilt' | 'source';
+  /** libbpf's own version string (v1.1): the copy linked into a prebuilt, the system's for a source build. */
+  readonly libbpf: string;
+  /** Each BPF object compiled into the addon, by name, with the SHA-256 of its bytes. */
+  readonly bpfObjects: ReadonlyArray<{ readonly name: string; readonly sha256: string; readonly bytes: number }>;
+}
+
+let loaded: Binding | undefined;
+let loadedFrom: { path: string; native: NativeBinding & { buildInfo(): NativeBuildInfo } } | undefined;
+
+/**
+ * Finds the addon the usual prebuilt-binary way (node-gyp-build): a compiled
+ * build/Release/wstrace.node first, else the prebuilt for this platform, arch
+ * and libc under prebuilds/. An installed package has build/ only when npm's
+ * install step compiled it because no prebuilt matched; in a clone, a fresh
+ * source build is never shadowed by an older prebuild.
+ */
+function addonPath(root: string): string {
+  const locate = createRequire(import.meta.url)('node-gyp-build') as { path(dir: string): string };
+  try {
+    return locate.path(root);
+  } catch {
+    throw new Error(
+      `the native addon is not built and no prebuilt one matches ${process.platform}-${process.arch}: run ./setup.sh in a clone, or reinstall the package.`,
+    );
+  }
+}
+
+/** Loads the addon once. */
 export function loadBinding(): Binding {
   if (loaded) return loaded;
-  const path = join(packageRoot(), 'build', 'Release', 'wstrace.node');
-  if (!existsSync(path)) {
-    throw new Error(`the native addon is not built (${path} is missing): run ./setup.sh`);
+  const path = addonPath(packageRoot());
+  let native: NativeBinding & { buildInfo(): NativeBuildInfo };
+  try {
+    native = createRequire(import.meta.url)(path) as typeof native;
+  } catch (err) {
+    // dlopen's own text names what is missing, e.g. "libelf.so.1: cannot open shared object file".
+    const why = ((err as Error).message.split('\n')[0] ?? '').replace(/\.$/, '');
+    throw new Error(`cannot load the native addon ${path} (${why}): install libelf1 and zlib1g, or rebuild it with ./setup.sh.`);
   }
-  const native = createRequire(import.meta.url)(path) as NativeBinding;
+  loadedFrom = { path, native };
   loaded = { ...native, loadBlocker };
   return loaded;
+}
+
+/** Which addon this process runs and what it carries; loads it if needed. */
+export function addonBuild(): AddonBuild {
+  loadBinding();
+  const { path, native } = loadedFrom!;
+  const info = native.buildInfo();
+  return {
+    path,
+    origin: path.split('/').includes('prebuilds') ? 'prebuilt' : 'source',
+    libbpf: info.libbpf,
+    bpfObjects: Object.entries(info.bpfObjects).map(([name, bytes]) => ({
+      name,
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      bytes: bytes.length,
+    })),
+  };
 }
 
 function loadBlocker(): string | undefined {

@@ -16,8 +16,8 @@ export type {
 } from './decode.js';
 export type { EventKind } from '../signals/event.js';
 export { EVENT_KINDS } from '../signals/event.js';
-export type { SocketDump, ListenerSocket, TimewaitGroup, Binding } from './binding.js';
-export { loadBinding, packageRoot } from './binding.js';
+export type { SocketDump, ListenerSocket, TimewaitGroup, Binding, AddonBuild } from './binding.js';
+export { addonBuild, loadBinding, packageRoot } from './binding.js';
 export { SocketOwners, type Owner } from './owners.js';
 export { NEEDS_PRIVILEGE } from './errors.js';
 export { netnsPath, NetnsError, resolveNetns, ownNetnsInode, type NetnsProblem, type NetnsRef } from './netns.js';
