@@ -295,7 +295,27 @@ export interface Event {
    * handshake, its listener's. Absent when unknown (a timewait socket, or a
    * packet with no socket).
    */
-  cgroup?: number | undefined;
+  cgroup?:
+    | number
+    | undefined;
+  /**
+   * Who that cgroup belongs to, when the agent could tell (the container
+   * runtimes' cgroup path conventions, then the runtime's CRI socket); absent
+   * when it could not, or had not yet looked (the first events of a new cgroup). The container id (64 hex digits, or a ctr id).
+   */
+  container?:
+    | string
+    | undefined;
+  /** The container's name in its pod, from the CRI. */
+  containerName?:
+    | string
+    | undefined;
+  /** The Kubernetes pod's name, from the CRI. */
+  pod?:
+    | string
+    | undefined;
+  /** The pod's Kubernetes namespace, from the CRI (not a network namespace). */
+  namespace?: string | undefined;
 }
 
 /**
@@ -399,7 +419,27 @@ export interface Summary {
   /** Time of the last of them, microseconds since the Unix epoch. */
   lastUnixMicros: number;
   /** cgroup v2 id of the events' socket, as Event.cgroup: rows are keyed by it. */
-  cgroup?: number | undefined;
+  cgroup?:
+    | number
+    | undefined;
+  /**
+   * Who that cgroup belongs to, when the agent could tell (the container
+   * runtimes' cgroup path conventions, then the runtime's CRI socket); absent
+   * when it could not. The container id (64 hex digits, or a ctr id).
+   */
+  container?:
+    | string
+    | undefined;
+  /** The container's name in its pod, from the CRI. */
+  containerName?:
+    | string
+    | undefined;
+  /** The Kubernetes pod's name, from the CRI. */
+  pod?:
+    | string
+    | undefined;
+  /** The pod's Kubernetes namespace, from the CRI (not a network namespace). */
+  namespace?: string | undefined;
 }
 
 /**
@@ -603,7 +643,27 @@ export interface Listener {
     | Residency
     | undefined;
   /** The listening socket's cgroup v2 id (as Event.cgroup), absent when unknown. */
-  cgroup?: number | undefined;
+  cgroup?:
+    | number
+    | undefined;
+  /**
+   * Who that cgroup belongs to, when the agent could tell (the container
+   * runtimes' cgroup path conventions, then the runtime's CRI socket); absent
+   * when it could not. The container id (64 hex digits, or a ctr id).
+   */
+  container?:
+    | string
+    | undefined;
+  /** The container's name in its pod, from the CRI. */
+  containerName?:
+    | string
+    | undefined;
+  /** The Kubernetes pod's name, from the CRI. */
+  pod?:
+    | string
+    | undefined;
+  /** The pod's Kubernetes namespace, from the CRI (not a network namespace). */
+  namespace?: string | undefined;
 }
 
 /** Resets counted per local port, direction, state and reason. */
@@ -802,6 +862,10 @@ function createBaseEvent(): Event {
     pid: undefined,
     comm: "",
     cgroup: undefined,
+    container: undefined,
+    containerName: undefined,
+    pod: undefined,
+    namespace: undefined,
   };
 }
 
@@ -851,6 +915,18 @@ export const Event: MessageFns<Event> = {
     }
     if (message.cgroup !== undefined) {
       writer.uint32(120).uint64(message.cgroup);
+    }
+    if (message.container !== undefined) {
+      writer.uint32(130).string(message.container);
+    }
+    if (message.containerName !== undefined) {
+      writer.uint32(138).string(message.containerName);
+    }
+    if (message.pod !== undefined) {
+      writer.uint32(146).string(message.pod);
+    }
+    if (message.namespace !== undefined) {
+      writer.uint32(154).string(message.namespace);
     }
     return writer;
   },
@@ -988,6 +1064,38 @@ export const Event: MessageFns<Event> = {
             message.cgroup = longToNumber(reader.uint64());
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.containerName = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.pod = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1037,6 +1145,14 @@ export const Event: MessageFns<Event> = {
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : undefined,
       comm: isSet(object.comm) ? globalThis.String(object.comm) : "",
       cgroup: isSet(object.cgroup) ? globalThis.Number(object.cgroup) : undefined,
+      container: isSet(object.container) ? globalThis.String(object.container) : undefined,
+      containerName: isSet(object.containerName)
+        ? globalThis.String(object.containerName)
+        : isSet(object.container_name)
+        ? globalThis.String(object.container_name)
+        : undefined,
+      pod: isSet(object.pod) ? globalThis.String(object.pod) : undefined,
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : undefined,
     };
   },
 
@@ -1086,6 +1202,18 @@ export const Event: MessageFns<Event> = {
     }
     if (message.cgroup !== undefined) {
       obj.cgroup = Math.round(message.cgroup);
+    }
+    if (message.container !== undefined) {
+      obj.container = message.container;
+    }
+    if (message.containerName !== undefined) {
+      obj.containerName = message.containerName;
+    }
+    if (message.pod !== undefined) {
+      obj.pod = message.pod;
+    }
+    if (message.namespace !== undefined) {
+      obj.namespace = message.namespace;
     }
     return obj;
   },
@@ -1681,6 +1809,10 @@ function createBaseSummary(): Summary {
     firstUnixMicros: 0,
     lastUnixMicros: 0,
     cgroup: undefined,
+    container: undefined,
+    containerName: undefined,
+    pod: undefined,
+    namespace: undefined,
   };
 }
 
@@ -1724,6 +1856,18 @@ export const Summary: MessageFns<Summary> = {
     }
     if (message.cgroup !== undefined) {
       writer.uint32(104).uint64(message.cgroup);
+    }
+    if (message.container !== undefined) {
+      writer.uint32(114).string(message.container);
+    }
+    if (message.containerName !== undefined) {
+      writer.uint32(122).string(message.containerName);
+    }
+    if (message.pod !== undefined) {
+      writer.uint32(130).string(message.pod);
+    }
+    if (message.namespace !== undefined) {
+      writer.uint32(138).string(message.namespace);
     }
     return writer;
   },
@@ -1845,6 +1989,38 @@ export const Summary: MessageFns<Summary> = {
             message.cgroup = longToNumber(reader.uint64());
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.containerName = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.pod = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1896,6 +2072,14 @@ export const Summary: MessageFns<Summary> = {
         ? globalThis.Number(object.last_unix_micros)
         : 0,
       cgroup: isSet(object.cgroup) ? globalThis.Number(object.cgroup) : undefined,
+      container: isSet(object.container) ? globalThis.String(object.container) : undefined,
+      containerName: isSet(object.containerName)
+        ? globalThis.String(object.containerName)
+        : isSet(object.container_name)
+        ? globalThis.String(object.container_name)
+        : undefined,
+      pod: isSet(object.pod) ? globalThis.String(object.pod) : undefined,
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : undefined,
     };
   },
 
@@ -1939,6 +2123,18 @@ export const Summary: MessageFns<Summary> = {
     }
     if (message.cgroup !== undefined) {
       obj.cgroup = Math.round(message.cgroup);
+    }
+    if (message.container !== undefined) {
+      obj.container = message.container;
+    }
+    if (message.containerName !== undefined) {
+      obj.containerName = message.containerName;
+    }
+    if (message.pod !== undefined) {
+      obj.pod = message.pod;
+    }
+    if (message.namespace !== undefined) {
+      obj.namespace = message.namespace;
     }
     return obj;
   },
@@ -3280,6 +3476,10 @@ function createBaseListener(): Listener {
     synDropsOther: 0,
     residency: undefined,
     cgroup: undefined,
+    container: undefined,
+    containerName: undefined,
+    pod: undefined,
+    namespace: undefined,
   };
 }
 
@@ -3344,6 +3544,18 @@ export const Listener: MessageFns<Listener> = {
     }
     if (message.cgroup !== undefined) {
       writer.uint32(160).uint64(message.cgroup);
+    }
+    if (message.container !== undefined) {
+      writer.uint32(170).string(message.container);
+    }
+    if (message.containerName !== undefined) {
+      writer.uint32(178).string(message.containerName);
+    }
+    if (message.pod !== undefined) {
+      writer.uint32(186).string(message.pod);
+    }
+    if (message.namespace !== undefined) {
+      writer.uint32(194).string(message.namespace);
     }
     return writer;
   },
@@ -3521,6 +3733,38 @@ export const Listener: MessageFns<Listener> = {
             message.cgroup = longToNumber(reader.uint64());
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.containerName = reader.string();
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.pod = reader.string();
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3575,6 +3819,14 @@ export const Listener: MessageFns<Listener> = {
         : 0,
       residency: isSet(object.residency) ? Residency.fromJSON(object.residency) : undefined,
       cgroup: isSet(object.cgroup) ? globalThis.Number(object.cgroup) : undefined,
+      container: isSet(object.container) ? globalThis.String(object.container) : undefined,
+      containerName: isSet(object.containerName)
+        ? globalThis.String(object.containerName)
+        : isSet(object.container_name)
+        ? globalThis.String(object.container_name)
+        : undefined,
+      pod: isSet(object.pod) ? globalThis.String(object.pod) : undefined,
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : undefined,
     };
   },
 
@@ -3639,6 +3891,18 @@ export const Listener: MessageFns<Listener> = {
     }
     if (message.cgroup !== undefined) {
       obj.cgroup = Math.round(message.cgroup);
+    }
+    if (message.container !== undefined) {
+      obj.container = message.container;
+    }
+    if (message.containerName !== undefined) {
+      obj.containerName = message.containerName;
+    }
+    if (message.pod !== undefined) {
+      obj.pod = message.pod;
+    }
+    if (message.namespace !== undefined) {
+      obj.namespace = message.namespace;
     }
     return obj;
   },
