@@ -14,7 +14,9 @@ import { join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import {
   blindNotes,
+  DEFAULT_RING_BYTES,
   EVENT_KINDS,
+  EVENT_LAYOUT,
   openTracer,
   ownNetnsInode,
   packageRoot,
@@ -150,9 +152,18 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, grant: Con
     const registry = buildRegistry({
       counters: () => tracer.counters(),
       sockets,
+      dumpNetns: tracer.netns?.inode ?? ownNetnsInode(),
+      ephemeralPorts: tracer.ephemeralPorts,
       subscribers: () => hub.subscriberCount,
       lostSlow: () => hub.lostSlow,
+      received: () => hub.received,
+      skippedRuns: () => tracer.skippedRuns(),
       eventBudget: tracer.eventBudget,
+      ringBytes: opts.tracer?.ringBytes ?? DEFAULT_RING_BYTES,
+      // A ring record is the event plus an 8-byte header, rounded up to 8 bytes.
+      recordBytes: Math.ceil((EVENT_LAYOUT.size + 8) / 8) * 8,
+      hooks: tracer.hooks,
+      version: VERSION,
     });
     const metrics = await serveMetrics(registry, opts.metrics);
     teardown.add('metrics server', () => closeHttp(metrics.server));

@@ -18,6 +18,8 @@ export type { EventKind } from '../signals/event.js';
 export { EVENT_KINDS } from '../signals/event.js';
 export type { SocketDump, ListenerSocket, TimewaitGroup, Binding, AddonBuild } from './binding.js';
 export { addonBuild, loadBinding, packageRoot } from './binding.js';
+/** Bytes of one ring record: a ring's capacity in events, for estimates of how full it is. */
+export { EVENT_LAYOUT } from './layout.js';
 export { SocketOwners, type Owner } from './owners.js';
 export { NEEDS_PRIVILEGE } from './errors.js';
 export { netnsPath, NetnsError, resolveNetns, ownNetnsInode, type NetnsProblem, type NetnsRef } from './netns.js';
