@@ -15,9 +15,10 @@ node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)
   die "Node.js $(node -v) is too old: wstrace needs Node.js 20 or newer."
 
 # Build tools for the BPF object and the addon, libbpf, and the tools the
-# tests and captures use (nstat/ip/ss from iproute2, sysctl, setpriv, tcpdump, tmux, openssl).
+# tests and captures use (nstat/ip/ss from iproute2, sysctl, setpriv, tcpdump, tmux, openssl),
+# and Prometheus with promtool (the metrics tests scrape agents with a real server and check the rules).
 packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
-  iproute2 procps util-linux tcpdump tmux openssl bpftrace)
+  iproute2 procps util-linux tcpdump tmux openssl bpftrace prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -27,6 +28,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The tests start their own Prometheus on loopback; the package also enables a
+  # system-wide one on :9090, which nobody asked for here.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # npm ci only when the lock file differs from what was installed.
