@@ -39,6 +39,7 @@ import { prepareUnixSocket } from './unix-socket.js';
 import { buildRegistry, serveMetrics } from './metrics.js';
 import { controlGrant, controlRefusal, TracerService, type ControlGrant, type TracerCore } from './service.js';
 import { buildSnapshot } from './snapshot.js';
+import { ContainerResolver, type Attribution, type ResolverOptions } from '../containers/index.js';
 import { DEFAULT_LIMITS, type SubscriberLimits } from './subscriber.js';
 import { SummaryPump } from './summaries.js';
 import { Teardown } from './teardown.js';
@@ -61,6 +62,8 @@ export interface AgentOptions {
   readonly hostFacts?: (netnsPath: string | undefined) => Promise<HostFacts>;
   /** Captures: directory, bounds, rules, pre-trigger window. */
   readonly captures?: CaptureOptions;
+  /** Who cgroups belong to (the CRI socket, limits), or false to show cgroup ids only. */
+  readonly containers?: ResolverOptions | false;
 }
 
 export interface RunningAgent {
@@ -103,7 +106,10 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, grant: Con
   const startMicros = Date.now() * 1000;
   const ports = opts.tracer?.ports ?? [];
 
-  const hub = new EventHub(opts.recentEvents ?? 65_536);
+  const containers =
+    opts.containers === false ? undefined : new ContainerResolver({ log: (line) => process.stderr.write(`${line}\n`), ...opts.containers });
+  if (containers) teardown.add('container names', () => containers.close());
+  const hub = new EventHub(opts.recentEvents ?? 65_536, containers ? (id) => containers.peek(id) : undefined);
   teardown.add('event feed', tracer.subscribeRaw((batch) => hub.publish(batch)));
 
   const captures = new AgentCaptures(tracer, opts.captures ?? {}, ports);
@@ -125,7 +131,7 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, grant: Con
   const core: TracerCore = {
     hub,
     info,
-    snapshot: snapshotOf(tracer, sockets, hostFacts),
+    snapshot: snapshotOf(tracer, sockets, hostFacts, containers),
     startCapture: (req) => captures.request(req),
     doctor: (req) => doctorOf(tracer, req),
     listCaptures: () => captures.list(),
@@ -233,6 +239,7 @@ function snapshotOf(
   tracer: Tracer,
   sockets: () => Promise<SocketDump>,
   hostFacts: (netnsPath: string | undefined) => Promise<HostFacts>,
+  containers: ContainerResolver | undefined,
 ): TracerCore['snapshot'] {
   const owners = new SocketOwners();
   const dumpNetns = tracer.netns?.inode ?? ownNetnsInode();
@@ -244,9 +251,16 @@ function snapshotOf(
       dumpNetns,
       host,
       owner: (inode) => owners.lookup(inode),
+      ...(containers ? { names: (cgroup, pid) => peekNames(containers, cgroup, pid) } : {}),
       nowMs: Date.now(),
     });
   };
+}
+
+/** A listener's cgroup, or its owner's when the kernel did not say, as the resolver knows it now. */
+function peekNames(containers: ContainerResolver, cgroup: number | undefined, pid: number | undefined): Attribution | undefined {
+  const id = cgroup || (pid ? containers.idOfPid(pid) : undefined);
+  return id ? containers.peek(id) : undefined;
 }
 
 /** The doctor's checks, with the hooks and queue peaks this agent has already seen. */

@@ -15,6 +15,14 @@ import type { RawBatch, Side } from '../kernel/index.js';
 import type { Kind } from '../signals/kinds.js';
 import { familyToProto } from '../protocol/convert.js';
 
+/** Who a cgroup belongs to, as the encoder writes it (src/containers' Attribution has these fields). */
+export interface CgroupNames {
+  readonly containerId?: string;
+  readonly containerName?: string;
+  readonly pod?: string;
+  readonly namespace?: string;
+}
+
 /**
  * Encoded events, each framed as one element of `repeated Event events`
  * (key, length, Event), back to back: a run of them is an EventBatch body.
@@ -160,6 +168,11 @@ export class EventEncoder {
   private readonly states: Array<Uint8Array | undefined> = [];
   /** Reasons by kind code, then value. */
   private readonly reasons: Array<Map<number, Uint8Array> | undefined> = [];
+  /** The encoded name fields by cgroup id, with the names they were made from (a new answer replaces them). */
+  private readonly cgroupNames = new Map<number, { names: CgroupNames; bytes: Uint8Array }>();
+
+  /** `names` answers from a cache and never waits (src/containers ContainerResolver.peek): a miss is an event without names. */
+  constructor(private readonly names?: (cgroup: number) => CgroupNames | undefined) {}
 
   /**
    * The batch's events, encoded, and which record each came from (records
@@ -189,7 +202,7 @@ export class EventEncoder {
       const comm = this.utf8(owner?.comm);
       const need = at + EVENT_FIXED_MAX + laddr.length + raddr.length + state.length + reason.length + comm.length;
       if (need > this.scratch.length) this.grow(need);
-      const buf = this.scratch;
+      let buf = this.scratch;
       buf[at++] = ELEMENT_KEY;
       // One byte for the length, as an event is almost always under 128 bytes; moved over below if not.
       const lengthAt = at++;
@@ -225,6 +238,16 @@ export class EventEncoder {
         buf[at++] = KEY.cgroup;
         at = writeVarintParts(buf, at, high, cgroup - high * 0x10000000);
       }
+      // Who the cgroup belongs to, when the resolver knew already (fields 16-19, after cgroup's 15).
+      if (cgroup && this.names) {
+        const tail = this.namesOf(cgroup);
+        if (tail.length) {
+          if (at + tail.length + EVENT_FIXED_MAX > this.scratch.length) this.grow(at + tail.length + EVENT_FIXED_MAX);
+          buf = this.scratch;
+          buf.set(tail, at);
+          at += tail.length;
+        }
+      }
       const size = at - lengthAt - 1;
       if (size >= 0x80) {
         const extra = varintSize(size) - 1;
@@ -245,6 +268,24 @@ export class EventEncoder {
       times: count === n ? times : times.slice(0, count),
     };
     return { events, records: this.records };
+  }
+
+  private namesOf(cgroup: number): Uint8Array {
+    const names = this.names!(cgroup);
+    if (!names) return NO_TEXT;
+    const known = this.cgroupNames.get(cgroup);
+    if (known?.names === names) return known.bytes;
+    // The generated encoder leaves the empty defaults of NO_EVENT out: what remains is these fields alone.
+    const bytes = Event.encode({
+      ...NO_EVENT,
+      ...(names.containerId ? { container: names.containerId } : {}),
+      ...(names.containerName ? { containerName: names.containerName } : {}),
+      ...(names.pod ? { pod: names.pod } : {}),
+      ...(names.namespace ? { namespace: names.namespace } : {}),
+    }).finish();
+    if (this.cgroupNames.size >= TEXT_CACHE_MAX) this.cgroupNames.clear();
+    this.cgroupNames.set(cgroup, { names, bytes });
+    return bytes;
   }
 
   private addr(raw: RawBatch, i: number, side: Side): Uint8Array {

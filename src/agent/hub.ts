@@ -6,7 +6,7 @@
  */
 import type { Capture, SummaryBatch } from '../generated/wstrace/v1/tracer.js';
 import type { RawBatch } from '../kernel/index.js';
-import { EventEncoder } from './encode.js';
+import { EventEncoder, type CgroupNames } from './encode.js';
 import { RecentEvents } from './recent.js';
 import type { Subscriber } from './subscriber.js';
 import { countOf, RecentSummaries } from './summaries.js';
@@ -17,7 +17,7 @@ export class EventHub {
   /** Recent summary rows, for replay beside the recent events. */
   readonly recentSummaries: RecentSummaries;
   private readonly subscribers = new Set<Subscriber>();
-  private readonly encoder = new EventEncoder();
+  private readonly encoder: EventEncoder;
   /** Events that reached the agent, all kinds. */
   received = 0;
   /** Events that reached the agent counted in summary rows. */
@@ -25,7 +25,12 @@ export class EventHub {
   /** Lost-to-slowness totals of subscribers that have ended. */
   private lostSlowEnded = 0;
 
-  constructor(recentCapacity: number) {
+  /** `names`: who a cgroup belongs to, from a cache that never waits (ContainerResolver.peek). */
+  constructor(
+    recentCapacity: number,
+    private readonly names?: (cgroup: number) => CgroupNames | undefined,
+  ) {
+    this.encoder = new EventEncoder(names);
     this.recent = new RecentEvents(recentCapacity);
     this.recentSummaries = new RecentSummaries(recentCapacity);
   }
@@ -48,6 +53,7 @@ export class EventHub {
 
   /** One drain of the kernel's summary table: every stream gets the rows its filters match. */
   summaries(batch: SummaryBatch): void {
+    if (this.names) for (const s of batch.summaries) if (s.cgroup) Object.assign(s, namesToProto(this.names(s.cgroup)));
     this.summarised += countOf(batch.summaries);
     this.recentSummaries.push(batch);
     for (const s of this.subscribers) s.offerSummaries(batch);
@@ -92,4 +98,15 @@ export class EventHub {
     for (const s of this.subscribers) s.end(message);
     this.subscribers.clear();
   }
+}
+
+/** The proto fields (Event, Summary, Listener) of who a cgroup belongs to; none when unknown. */
+export function namesToProto(n: CgroupNames | undefined): { container?: string; containerName?: string; pod?: string; namespace?: string } {
+  if (!n) return {};
+  return {
+    ...(n.containerId ? { container: n.containerId } : {}),
+    ...(n.containerName ? { containerName: n.containerName } : {}),
+    ...(n.pod ? { pod: n.pod } : {}),
+    ...(n.namespace ? { namespace: n.namespace } : {}),
+  };
 }

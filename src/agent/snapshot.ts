@@ -13,6 +13,8 @@ import {
 } from '../generated/wstrace/v1/tracer.js';
 import { familyToProto } from '../protocol/convert.js';
 import { listenerKey } from '../signals/event.js';
+import type { CgroupNames } from './encode.js';
+import { namesToProto } from './hub.js';
 
 export interface SnapshotInputs {
   readonly counters: Counters;
@@ -21,6 +23,11 @@ export interface SnapshotInputs {
   readonly dumpNetns: number;
   readonly host: HostFacts;
   readonly owner: (inode: number) => Owner | undefined;
+  /**
+   * Who a listener belongs to, by its socket's cgroup or else its owner's
+   * (a cache that never waits: a new cgroup is named from a later snapshot).
+   */
+  readonly names?: (cgroup: number | undefined, pid: number | undefined) => CgroupNames | undefined;
   readonly nowMs: number;
 }
 
@@ -77,6 +84,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       comm: owner?.comm ?? '',
       live: true,
       ...NO_SYN_DROPS,
+      ...(l.cgroup ? { cgroup: l.cgroup } : {}),
     });
   }
   for (const c of counters.listeners) {
@@ -88,6 +96,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       live.overflows = c.overflows;
       live.enqueued = c.enqueued;
       Object.assign(live, synDrops(c));
+      if (!live.cgroup && c.cgroup) live.cgroup = c.cgroup;
       continue;
     }
     const owner = c.inode ? inp.owner(c.inode) : undefined;
@@ -107,8 +116,10 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       comm: owner?.comm ?? '',
       live: false,
       ...synDrops(c),
+      ...(c.cgroup ? { cgroup: c.cgroup } : {}),
     });
   }
+  if (inp.names) for (const l of listeners.values()) Object.assign(l, namesToProto(inp.names(l.cgroup, l.pid)));
   for (const r of counters.residency) {
     const l = listeners.get(listenerKey(r.family, r.addr, r.port, r.netns));
     if (l) l.residency = { buckets: r.buckets, count: r.count, sumNs: r.sumNs };

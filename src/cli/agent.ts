@@ -8,10 +8,10 @@ import { formatAddress, parseListen } from '../protocol/address.js';
 import { exposureWarning } from '../protocol/tls.js';
 import { describeBudget, describeInfo } from './format.js';
 import { catchStopSignals } from './signals.js';
-import { DEFAULT_EVENT_BUDGET, resolveNetns } from '../kernel/index.js';
+import { DEFAULT_EVENT_BUDGET, resolveCgroups, resolveNetns } from '../kernel/index.js';
 import { UserError } from '../protocol/errors.js';
 import { DEFAULT_LIMITS } from '../agent/subscriber.js';
-import { serveOptions } from './connection.js';
+import { cgroupOptions, serveOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { count, eventBudget, port, repeated, ringBytes } from './values.js';
 
@@ -24,6 +24,11 @@ export const agentOptions = z.object({
   metrics: flag(z.string().optional(), { flags: '--metrics <host:port>', help: 'serve Prometheus metrics on http://HOST:PORT/metrics' }),
   ports: flag(repeated(port), { flags: '--port <n>', help: 'only trace this local or remote port (repeatable)' }),
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only trace this network namespace' }),
+  ...cgroupOptions.shape,
+  criSocket: flag(z.string().optional(), {
+    flags: '--cri-socket <path>',
+    help: "the container runtime's CRI socket, for pod and container names (default: containerd's, CRI-O's or cri-dockerd's, where one exists)",
+  }),
   ringBytes: flag(ringBytes.optional(), { flags: '--ring-bytes <n>', help: 'kernel ring-buffer size in bytes (power of two)' }),
   eventBudget: flag(eventBudget.optional(), {
     flags: '--event-budget <n>',
@@ -62,6 +67,7 @@ export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: P
     );
   }
   if (opts.netns !== undefined) resolveNetns(opts.netns);
+  resolveCgroups(opts.cgroups);
   const signals = stopped ? undefined : catchStopSignals();
   const agent = await startAgent({
     listen,
@@ -70,12 +76,14 @@ export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: P
     allowCaptures: opts.allowCaptures,
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
     captures: opts.captures,
+    ...(opts.criSocket ? { containers: { cri: opts.criSocket } } : {}),
     ...(opts.subscriberQueue ? { limits: { ...DEFAULT_LIMITS, maxQueued: opts.subscriberQueue } } : {}),
     tracer: {
       ports: opts.ports,
       ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
       ...(opts.ringBytes !== undefined ? { ringBytes: opts.ringBytes } : {}),
       ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
+      ...(opts.cgroups.length ? { cgroups: opts.cgroups } : {}),
     },
   });
   const warning = exposureWarning(agent.address, opts.tls, opts.insecure);

@@ -3,6 +3,7 @@
  * later commands and other teams' scripts read it, so fields are only added.
  */
 import type { EventSummary, TraceEvent } from '../kernel/index.js';
+import type { EventKey } from '../signals/event.js';
 import type { GetInfoResponse } from '../generated/wstrace/v1/tracer.js';
 import { endpoint } from '../protocol/address.js';
 import { kindFromProto } from '../protocol/convert.js';
@@ -29,6 +30,23 @@ export interface JsonEvent {
   backlog?: number;
   pid?: number;
   comm?: string;
+  /** cgroup v2 id of the event's socket (its directory's inode number), when the kernel knew it. */
+  cgroup?: number;
+  /** Who that cgroup belongs to, only when the agent could tell: container id, its name, pod, Kubernetes namespace. */
+  container?: string;
+  container_name?: string;
+  pod?: string;
+  namespace?: string;
+}
+
+/** The container and pod fields of a JSON line, only those known. */
+function ownerFields(k: EventKey): Pick<JsonEvent, 'container' | 'container_name' | 'pod' | 'namespace'> {
+  return {
+    ...(k.container ? { container: k.container } : {}),
+    ...(k.containerName ? { container_name: k.containerName } : {}),
+    ...(k.pod ? { pod: k.pod } : {}),
+    ...(k.namespace ? { namespace: k.namespace } : {}),
+  };
 }
 
 export function toJsonEvent(ev: TraceEvent): JsonEvent {
@@ -48,7 +66,8 @@ export function toJsonEvent(ev: TraceEvent): JsonEvent {
   if (ev.backlog !== undefined) out.backlog = ev.backlog;
   if (ev.pid !== undefined) out.pid = ev.pid;
   if (ev.comm !== undefined) out.comm = ev.comm;
-  return out;
+  if (ev.cgroup !== undefined) out.cgroup = ev.cgroup;
+  return Object.assign(out, ownerFields(ev));
 }
 
 /**
@@ -81,7 +100,8 @@ export function toJsonSummary(s: EventSummary): JsonSummary {
   };
   if (s.state !== undefined) out.state = s.state;
   if (s.reason !== undefined) out.reason = s.reason;
-  return out;
+  if (s.cgroup !== undefined) out.cgroup = s.cgroup;
+  return Object.assign(out, ownerFields(s));
 }
 
 /** An endpoint whose port the kernel folded (a client's ephemeral ports) shows `*`. */
@@ -141,6 +161,17 @@ export function humanLine(ev: TraceEvent): string {
   if (ev.state) parts.push(`state ${ev.state}`);
   if (ev.reason) parts.push(`reason ${ev.reason}`);
   if (ev.pid !== undefined) parts.push(`pid ${ev.pid}${ev.comm ? ` (${ev.comm})` : ''}`);
+  const who = ownerText(ev);
+  if (who) parts.push(who);
+  return parts.join(' ');
+}
+
+/** `pod payments/shop container web` or `container 3f2a1b9c0d4e`: who, as short as it stays clear. */
+export function ownerText(k: EventKey): string {
+  const parts: string[] = [];
+  if (k.pod) parts.push(`pod ${k.namespace ? `${k.namespace}/` : ''}${k.pod}`);
+  if (k.containerName) parts.push(`container ${k.containerName}`);
+  else if (k.container) parts.push(`container ${k.container.length === 64 ? k.container.slice(0, 12) : k.container}`);
   return parts.join(' ');
 }
 

@@ -34,6 +34,10 @@ function keyToProto(k: EventKey) {
     state: k.state ?? '',
     reason: k.reason ?? '',
     ...(k.cgroup ? { cgroup: k.cgroup } : {}),
+    ...(k.container ? { container: k.container } : {}),
+    ...(k.containerName ? { containerName: k.containerName } : {}),
+    ...(k.pod ? { pod: k.pod } : {}),
+    ...(k.namespace ? { namespace: k.namespace } : {}),
   };
 }
 
@@ -49,7 +53,10 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** The shared key fields back from proto; undefined for a kind this build does not know. */
 function keyFromProto(
-  m: Pick<Event, 'kind' | 'family' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort' | 'netns' | 'state' | 'reason' | 'cgroup'>,
+  m: Pick<
+    Event,
+    'kind' | 'family' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort' | 'netns' | 'state' | 'reason' | 'cgroup' | 'container' | 'containerName' | 'pod' | 'namespace'
+  >,
 ): EventKey | undefined {
   const name = kindFromProto(m.kind);
   if (!name) return undefined;
@@ -65,6 +72,10 @@ function keyFromProto(
   if (m.state) out.state = m.state;
   if (m.reason) out.reason = m.reason;
   if (m.cgroup) out.cgroup = m.cgroup;
+  if (m.container) out.container = m.container;
+  if (m.containerName) out.containerName = m.containerName;
+  if (m.pod) out.pod = m.pod;
+  if (m.namespace) out.namespace = m.namespace;
   return out;
 }
 
@@ -118,6 +129,10 @@ export function summaryAsEvent(s: Summary): Event {
     reason: s.reason,
     comm: '',
     ...(s.cgroup ? { cgroup: s.cgroup } : {}),
+    ...(s.container ? { container: s.container } : {}),
+    ...(s.containerName ? { containerName: s.containerName } : {}),
+    ...(s.pod ? { pod: s.pod } : {}),
+    ...(s.namespace ? { namespace: s.namespace } : {}),
   };
 }
 

@@ -36,6 +36,15 @@ export interface EventKey {
    * timewait socket, a packet no socket took).
    */
   readonly cgroup?: number;
+  /**
+   * Who that cgroup belongs to, when the agent could tell (src/containers):
+   * the container id, its name in its pod, the pod and its Kubernetes
+   * namespace. Not part of the key: the same cgroup always names the same.
+   */
+  readonly container?: string;
+  readonly containerName?: string;
+  readonly pod?: string;
+  readonly namespace?: string;
 }
 
 export interface TraceEvent extends EventKey {
