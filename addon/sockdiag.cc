@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -40,6 +41,7 @@ struct Listener {
   uint32_t backlog;
   uint32_t inode;
   uint32_t uid;
+  uint64_t cgroup;  // the socket's cgroup v2 id, 0 when the kernel does not say (before 5.7)
 };
 
 struct TimewaitKey {
@@ -75,7 +77,20 @@ std::string Printable(int family, const void* addr) {
   return text;
 }
 
-void Collect(const inet_diag_msg& m, Dump* dump) {
+// INET_DIAG_CGROUP_ID: sent for every full socket by kernels from 5.7, unasked.
+uint64_t CgroupId(const nlmsghdr* h) {
+  int left = static_cast<int>(h->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(sizeof(inet_diag_msg)));
+  const char* first = static_cast<const char*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(inet_diag_msg));
+  for (auto* a = reinterpret_cast<const rtattr*>(first); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+    if (a->rta_type != INET_DIAG_CGROUP_ID || RTA_PAYLOAD(a) < sizeof(uint64_t)) continue;
+    uint64_t id;
+    memcpy(&id, RTA_DATA(a), sizeof id);
+    return id;
+  }
+  return 0;
+}
+
+void Collect(const inet_diag_msg& m, uint64_t cgroup, Dump* dump) {
   int family = m.idiag_family;
   if (family != AF_INET && family != AF_INET6) return;
   // Timewait minisockets report their substate. Those still in FIN_WAIT2
@@ -83,7 +98,7 @@ void Collect(const inet_diag_msg& m, Dump* dump) {
   // left out, though /proc/net/sockstat's `tw` counts them.
   if (m.idiag_state == TCP_LISTEN) {
     dump->listeners.push_back({family, Printable(family, m.id.idiag_src), ntohs(m.id.idiag_sport), m.idiag_rqueue,
-                               m.idiag_wqueue, m.idiag_inode, m.idiag_uid});
+                               m.idiag_wqueue, m.idiag_inode, m.idiag_uid, cgroup});
   } else if (m.idiag_state == TCP_TIME_WAIT) {
     TimewaitKey key{family, {}, ntohs(m.id.idiag_dport)};
     memcpy(key.addr.data(), m.id.idiag_dst, family == AF_INET ? 4 : 16);
@@ -179,7 +194,7 @@ bool DumpFamily(int fd, uint8_t family, uint32_t seq, std::vector<char>& buf, Du
       if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) continue;
       // NLM_F_DUMP_INTR is not checked: inet_diag walks the socket hashes
       // without a generation count and never sets it.
-      Collect(*static_cast<const inet_diag_msg*>(NLMSG_DATA(h)), dump);
+      Collect(*static_cast<const inet_diag_msg*>(NLMSG_DATA(h)), CgroupId(h), dump);
     }
   }
 }
@@ -253,6 +268,7 @@ class DumpSocketsWorker : public PromiseWorker {
       o.Set("backlog", l.backlog);
       o.Set("inode", l.inode);
       o.Set("uid", l.uid);
+      o.Set("cgroup", static_cast<double>(l.cgroup));
       listeners.Set(i, o);
     }
     Napi::Array timewait = Napi::Array::New(env, timewait_.size());

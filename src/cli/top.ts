@@ -10,10 +10,10 @@ import { Aggregator, type ProcessFdFacts } from '../aggregate/index.js';
 import { connectAgent, type EventSource } from '../client/connect.js';
 import { runFeed } from '../client/feed.js';
 import { readProcessFds } from '../host/fds.js';
-import { DEFAULT_EVENT_BUDGET, resolveNetns, type TracerOptions } from '../kernel/index.js';
+import { DEFAULT_EVENT_BUDGET, resolveCgroups, resolveNetns, type TracerOptions } from '../kernel/index.js';
 import { UserError } from '../protocol/errors.js';
 import type { CaptureAsk } from '../ui/ui-state.js';
-import { clientOptions } from './connection.js';
+import { cgroupOptions, clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { catchStopSignals } from './signals.js';
 import { openSource, type OpenedSource } from './source.js';
@@ -31,6 +31,7 @@ export const topOptions = z.object({
   ),
   ports: flag(repeated(port), { flags: '--port <n>', help: 'only trace this local or remote port (repeatable; in-process agent)' }),
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only trace this network namespace (in-process agent)' }),
+  ...cgroupOptions.shape,
   window: flag(window.default(10), { flags: '--window <seconds>', help: 'rates over 1, 10 or 60 seconds (key w switches)' }),
   ringBytes: flag(ringBytes.optional(), { flags: '--ring-bytes <n>', help: 'kernel ring-buffer size in bytes (in-process agent)' }),
   eventBudget: flag(eventBudget.optional(), {
@@ -61,14 +62,18 @@ async function readFds(pid: number): Promise<ProcessFdFacts | undefined> {
 }
 
 export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
-  if (opts.connect.length && (opts.ports.length || opts.netns !== undefined || opts.ringBytes !== undefined || opts.eventBudget !== undefined)) {
+  if (
+    opts.connect.length &&
+    (opts.ports.length || opts.netns !== undefined || opts.cgroups.length || opts.ringBytes !== undefined || opts.eventBudget !== undefined)
+  ) {
     // A remote agent's snapshots (listeners, MIB, sockstat) cover its own scope: filtering only its events here would skew the figures.
     throw new UserError(
-      '--port, --netns, --ring-bytes and --event-budget shape an agent top starts itself; with --connect, press / in the screen to filter by port or address, or give them to `wstrace agent`.',
+      '--port, --netns, --cgroup, --ring-bytes and --event-budget shape an agent top starts itself; with --connect, press / in the screen to filter by port or address, or give them to `wstrace agent`.',
     );
   }
   // Checked before anything is loaded: a namespace that is not one, or no screen to draw on, is said before BPF is attached.
   if (opts.netns !== undefined) resolveNetns(opts.netns);
+  resolveCgroups(opts.cgroups);
   if (!io.stdin.isTTY || !io.stdout.isTTY) {
     io.stderr.write(`wstrace: ${NO_TTY}\n`);
     return 1;
@@ -87,6 +92,7 @@ export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
       ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
       ...(opts.ringBytes !== undefined ? { ringBytes: opts.ringBytes } : {}),
       ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
+      ...(opts.cgroups.length ? { cgroups: opts.cgroups } : {}),
     };
     local = await openSource({ tls: opts.tls, tracer });
     agg.addSource('local', { local: true });

@@ -11,7 +11,7 @@ import { kindToProto, UnknownKinds } from '../protocol/convert.js';
 import { LostReason, type EventFilter, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
 import { DEFAULT_EVENT_BUDGET, EVENT_KINDS, resolveNetns, type TracerOptions } from '../kernel/index.js';
 import { z } from 'zod';
-import { clientOptions } from './connection.js';
+import { cgroupOptions, checkCgroups, clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { describeBudget, describeInfo, humanLine, summaryLine, toJsonEvent, toJsonSummary } from './format.js';
 import { openSource } from './source.js';
@@ -34,6 +34,7 @@ export const watchOptions = z.object({
     flags: '--event-budget <n>',
     help: `events per second printed one by one (default ${DEFAULT_EVENT_BUDGET}), beyond it exact summary lines; 0 prints every event (in-process agent)`,
   }),
+  ...cgroupOptions.shape,
   ...clientOptions.shape,
 });
 
@@ -71,6 +72,7 @@ async function* prepend<T>(first: IteratorResult<T>, rest: AsyncIterable<T>): As
 export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number> {
   // Before anything loads: a namespace that is not one is one sentence here, not a failure deep in the agent.
   if (opts.netns !== undefined && !opts.connect) resolveNetns(opts.netns);
+  checkCgroups(opts.cgroups, opts.connect);
   const signals = io.stopped ? undefined : catchStopSignals();
   // A reader that went away (`| head`, on stdout or on stderr with 2>&1) is a stop, as for other Unix tools: exit 0, nothing left behind.
   const readerGone = new Promise<void>((resolve) => {
@@ -90,6 +92,7 @@ async function watchUntilStopped(opts: WatchOptions, io: WatchIo, stopped: Promi
     ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
     ...(opts.ringBytes !== undefined ? { ringBytes: opts.ringBytes } : {}),
     ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
+    ...(opts.cgroups.length ? { cgroups: opts.cgroups } : {}),
   };
   const opened = await openSource({ ...(opts.connect ? { connect: opts.connect } : {}), tls: opts.tls, tracer });
   const { source } = opened;
@@ -121,6 +124,7 @@ async function watchUntilStopped(opts: WatchOptions, io: WatchIo, stopped: Promi
     const scope = [
       opts.netns !== undefined ? `netns ${opts.netns}` : info.netns ? `netns ${info.netns}` : 'all network namespaces',
       opts.ports.length ? `port ${opts.ports.join(',')}` : 'all ports',
+      opts.cgroups.length ? `cgroup ${opts.cgroups.join(',')} and below` : '',
       opts.kinds.length && opts.kinds.length < EVENT_KINDS.length ? `kinds ${opts.kinds.join(',')}` : '',
     ].filter(Boolean);
     io.err.write(

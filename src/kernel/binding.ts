@@ -27,6 +27,8 @@ export interface ListenerSocket {
   readonly backlog: number;
   readonly inode: number;
   readonly uid: number;
+  /** The socket's cgroup v2 id; 0 or absent when the kernel does not say (before 5.7). */
+  readonly cgroup?: number;
 }
 
 export interface TimewaitGroup {
@@ -117,6 +119,8 @@ export interface NativeOpenOptions {
   readonly ephemeralPorts?: [number, number];
   /** Events per second sent in full (0 or absent: all); the rest are counted in summary rows. */
   readonly eventBudget?: number;
+  /** Keep only sockets in these cgroups or below them: each a cgroup id and its level (depth). */
+  readonly cgroups?: ReadonlyArray<{ readonly id: number; readonly level: number }>;
 }
 
 export interface Layout {

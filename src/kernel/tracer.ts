@@ -19,7 +19,8 @@ import { checkPort } from '../protocol/address.js';
 import { UserError } from '../protocol/errors.js';
 import { netnsReader, readCurrentNetns } from '../host/index.js';
 import { NEEDS_PRIVILEGE } from './errors.js';
-import { MAX_PORTS } from './layout.js';
+import { MAX_CGROUPS, MAX_PORTS } from './layout.js';
+import { resolveCgroup, type CgroupRef } from './cgroup.js';
 import type { HookStatus } from '../signals/hooks.js';
 import type { Signal } from '../signals/kinds.js';
 import { ReasonNames } from './names.js';
@@ -32,6 +33,12 @@ export interface TracerOptions {
   readonly ports?: readonly number[];
   /** Keep only one network namespace: a name from `ip netns` or an nsfs path. */
   readonly netns?: string;
+  /**
+   * Keep only events of sockets in these cgroups or below them (paths of the
+   * cgroup2 hierarchy, resolved by resolveCgroup); events whose socket's
+   * cgroup is unknown (timewait sockets, packets no socket took) are left out.
+   */
+  readonly cgroups?: readonly string[];
   /** Ring-buffer size in bytes: a power of two, at least one page. */
   readonly ringBytes?: number;
   /** At most one accept_queue_full event per listener per this many ms. */
@@ -86,6 +93,8 @@ export class Tracer {
     options: TracerOptions,
     /** The traced namespace's ip_local_port_range when opened: resets on these ports without a listener fold into port 0. */
     readonly ephemeralPorts: [number, number] | undefined,
+    /** The cgroups the kernel side keeps (with their descendants); empty: all. */
+    readonly cgroups: readonly CgroupRef[] = [],
   ) {
     const reasons = new ReasonNames((name) => binding.enumNames(name));
     this.decodeContext = { clockOffsetMs: Number(binding.clockOffsetNs()) / 1e6, reasons };
@@ -102,6 +111,7 @@ export class Tracer {
         ...(options.countHits ? { countHits: true } : {}),
         ...(ephemeralPorts ? { ephemeralPorts } : {}),
         eventBudget: this.eventBudget,
+        ...(cgroups.length ? { cgroups: cgroups.map((c) => ({ id: c.id, level: c.level })) } : {}),
       });
     } catch (err) {
       const code = (err as { errno?: number }).errno;
@@ -234,6 +244,13 @@ function checkBudget(budget: number | undefined): void {
   }
 }
 
+/** The --cgroup paths, resolved (each refused in one sentence), at most MAX_CGROUPS of them. */
+export function resolveCgroups(specs: readonly string[] | undefined): CgroupRef[] {
+  if (!specs?.length) return [];
+  if (specs.length > MAX_CGROUPS) throw new UserError(`at most ${MAX_CGROUPS} cgroups can be watched at once.`);
+  return specs.map((spec) => resolveCgroup(spec));
+}
+
 function checkPorts(ports: readonly number[] | undefined): void {
   if (!ports) return;
   if (ports.length > MAX_PORTS) throw new UserError(`at most ${MAX_PORTS} ports can be watched at once.`);
@@ -249,11 +266,12 @@ export async function openTracer(options: TracerOptions = {}): Promise<Tracer> {
   checkPorts(options.ports);
   checkBudget(options.eventBudget);
   const netns = options.netns === undefined ? undefined : resolveNetns(options.netns);
+  const cgroups = resolveCgroups(options.cgroups);
   const binding = options.binding ?? loadBinding();
   const blocker = binding.loadBlocker();
   if (blocker) throw new UserError(blocker);
   const ephemeral = await ephemeralPortRange(netns ? netnsReader(binding, netns.path) : readCurrentNetns);
-  const tracer = new Tracer(binding, netns, options, ephemeral);
+  const tracer = new Tracer(binding, netns, options, ephemeral, cgroups);
   // Without this a listener older than the tracer has its resets folded away until it
   // queues a child; a failed dump costs only that, so the tracer is still usable.
   await tracer.keepListeners().catch(() => undefined);
