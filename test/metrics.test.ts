@@ -6,7 +6,7 @@
  * histogram is the kernel's log2 buckets in seconds, and the real scrape
  * agrees with the namespace's own MIB counters.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ import { buildRegistry, LABEL_CAPS, type MetricsSource } from '../src/agent/metr
 import type { Counters, ListenerCounter, ResidencyCounter, SocketDump } from '../src/kernel/index.js';
 import { decodeTotals } from '../src/kernel/decode.js';
 import { COUNTER_COUNT } from '../src/kernel/layout.js';
-import { delta, describeKernel, TestNetns } from './helpers/kernel.js';
+import { delta, describeKernel, ROOT, TestNetns } from './helpers/kernel.js';
 import { prometheusMissing, promtool } from './helpers/prometheus.js';
 
 /** The families /metrics serves and their types: a contract dashboards and the shipped rules read. */
@@ -215,6 +215,25 @@ describe('metrics from a fake source (no kernel)', () => {
     expect([...s.keys()].filter((k) => k.startsWith('wstrace_resets_total{'))).toHaveLength(LABEL_CAPS.resets + 1);
     expect(s.get('wstrace_resets_total{direction="sent",lport="other",state="other",reason="other",netns="other"}')).toBe(20);
     expect(sum(s, 'wstrace_resets_total')).toBe(2 * resets.length);
+  });
+});
+
+describe('the shipped Prometheus rules', () => {
+  it('pass `promtool check rules`, and `promtool test rules` exercises every alert', (ctx) => {
+    const missing = prometheusMissing();
+    if (missing) ctx.skip(missing);
+    const dir = join(ROOT, 'contrib/prometheus');
+    const check = promtool(['check', 'rules', 'wstrace.rules.yml'], undefined, dir);
+    expect(check.output).toContain('SUCCESS');
+    expect(check.status).toBe(0);
+    const unit = promtool(['test', 'rules', 'wstrace.rules.test.yml'], undefined, dir);
+    expect(unit.output).toMatch(/SUCCESS$/);
+    expect(unit.status).toBe(0);
+    // Every alert the rules define is named in the unit tests, firing at least once.
+    const alerts = [...readFileSync(join(dir, 'wstrace.rules.yml'), 'utf8').matchAll(/^\s+- alert: (\S+)$/gm)].map((m) => m[1]!);
+    const tests = readFileSync(join(dir, 'wstrace.rules.test.yml'), 'utf8');
+    expect(alerts).toHaveLength(5);
+    for (const a of alerts) expect(tests, a).toMatch(new RegExp(`alertname: ${a}\\n\\s+exp_alerts:\\n\\s+- exp_labels:`));
   });
 });
 
