@@ -25,6 +25,8 @@ interface ProbeRow {
   exact?: boolean;
   synDrops?: number;
   listenOverflows?: number;
+  /** Its events (and listener row) carried the cgroup the traffic ran in, and nothing from outside it came. */
+  cgroup?: boolean;
   error?: string;
 }
 
@@ -33,6 +35,7 @@ const EXPECTED_FILE = join(ROOT, 'test', 'kernels', 'expected.json');
 const PROBE = ['node', 'test/kernels/probe.mjs'];
 
 export function outcome(r: ProbeRow): string {
+  if (r.fired && r.cgroup === false) return 'fires, WRONG cgroup';
   if (r.fired && r.exact === false) return 'fires, NOT exact';
   if (r.fired && r.exact) return 'fires, exact';
   if (r.fired) return 'fires';
@@ -117,6 +120,10 @@ async function main(): Promise<number> {
   }
   const exactSomewhere = columns.some((k) => results[k]?.some((r) => r.signal === 'syn_drop' && r.exact));
   if (!exactSomewhere && columns.length > 1) mismatches.push('no kernel showed an exact per-listener SYN-stage drop count');
+  // The socket's cgroup (and the --cgroup filter) is checked on every kernel, not only where some row happens to have events.
+  for (const k of columns) {
+    if (results[k]?.length && !results[k]!.some((r) => r.cgroup === true)) mismatches.push(`${k}: no event carried the cgroup its socket was made in`);
+  }
   for (const k of orphans) mismatches.push(`${k}: expected results for a series vm/kernels.json does not list`);
   if (mismatches.length) {
     process.stderr.write(`kernel matrix differs from test/kernels/expected.json:\n  ${mismatches.join('\n  ')}\n`);

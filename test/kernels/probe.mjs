@@ -3,11 +3,11 @@
 // and the error when not. Plain JavaScript on the built dist/ so it starts
 // fast in a slow (emulated) guest. Run as root: node test/kernels/probe.mjs
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openTracer } from '../../dist/kernel/index.js';
+import { cgroup2Mount, openTracer } from '../../dist/kernel/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TRAFFIC = join(here, '..', 'helpers', 'traffic.py');
@@ -62,6 +62,54 @@ const ROUNDS = [
   { accept_queue_full: 'tp_btf', listen_overflow: 'none', syn_drop: 'none', accept_residency: 'none', reset_no_socket: 'none' },
 ];
 
+/*
+ * The socket's cgroup on every kernel: the traffic runs in a cgroup made here
+ * (on a cgroup2 mount made here when the guest has none), below a parent the
+ * tracer keeps with --cgroup's filter (so the ancestor comparison runs, on
+ * ancestors[] or, before 6.0, ancestor_ids[]). Each row's events must carry
+ * that cgroup's id; resets from a process outside it, on OUTSIDER_PORT, must
+ * not come at all.
+ */
+const OUTSIDER_PORT = 7999;
+
+function probeCgroup() {
+  let mount = cgroup2Mount();
+  let mounted;
+  if (!mount) {
+    mounted = '/tmp/wst-probe-cgroup2';
+    mkdirSync(mounted, { recursive: true });
+    execFileSync('mount', ['-t', 'cgroup2', 'none', mounted]);
+    mount = mounted;
+  }
+  const rel = `/wst-probe-${process.pid}`;
+  const parent = `${mount.replace(/\/+$/, '')}${rel}`;
+  const child = `${parent}/traffic`;
+  mkdirSync(child, { recursive: true });
+  return {
+    filter: rel,
+    id: statSync(child).ino,
+    /** Runs traffic.py inside the cgroup: the shell joins it, then execs. */
+    traffic(args) {
+      execFileSync('sh', ['-c', 'echo $$ > "$0" && exec "$@"', `${child}/cgroup.procs`, 'python3', TRAFFIC, ...args.map(String)], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        timeout: 120_000,
+      });
+    },
+    remove() {
+      for (const dir of [child, parent]) {
+        try {
+          rmdirSync(dir);
+        } catch {
+          /* still busy: a leftover of a killed run */
+        }
+      }
+      if (mounted) execFileSync('umount', [mounted]);
+    },
+  };
+}
+
+const cg = probeCgroup();
+
 function portOf(v) {
   return v.traffic[0] === 'full-queue' || v.traffic[0] === 'ack-overflow' ? v.traffic[1] : v.traffic[2];
 }
@@ -71,7 +119,9 @@ for (const force of ROUNDS) {
   const rows = mine.map((v) => ({ kernel: release(), signal: v.signal, variant: v.variant, loaded: false, attached: false, fired: false }));
   let tracer;
   try {
-    tracer = await openTracer({ variants: force, countHits: true, resolveOwners: false, ports: mine.map(portOf) });
+    tracer = await openTracer({ variants: force, countHits: true, resolveOwners: false, ports: [...mine.map(portOf), OUTSIDER_PORT], cgroups: [cg.filter] });
+    const events = [];
+    tracer.subscribe((batch) => events.push(...batch));
     mine.forEach((v, i) => {
       const row = rows[i];
       const hook = tracer.hooks.find((h) => h.signal === v.signal);
@@ -82,20 +132,32 @@ for (const force of ROUNDS) {
     for (const [i, v] of mine.entries()) {
       if (!rows[i].attached) continue;
       const before = mib();
-      execFileSync('python3', [TRAFFIC, ...v.traffic.map(String)], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
+      cg.traffic(v.traffic);
       const after = mib();
       if (v.exact) {
         rows[i].listenOverflows = after.TcpExtListenOverflows - before.TcpExtListenOverflows;
       }
     }
+    // Resets from this process's own cgroup: the filter must keep them out.
+    execFileSync('python3', [TRAFFIC, 'closed-port', 5, OUTSIDER_PORT], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
     tracer.flush();
     const c = tracer.counters();
+    const outsiders = events.filter((e) => e.lport === OUTSIDER_PORT || e.rport === OUTSIDER_PORT).length;
     mine.forEach((v, i) => {
       const row = rows[i];
       if (!row.attached) return;
       row.hits = Object.fromEntries(v.programs.map((p) => [p, c.hits[p] ?? 0]));
       row.fired = v.programs.every((p) => (c.hits[p] ?? 0) > 0);
       if (v.count) row.counted = c.totals[v.count];
+      // Events of the variant's port whose socket the kernel knew (resets answering no socket have none).
+      const port = portOf(v);
+      const seen = events.filter((e) => (e.lport === port || e.rport === port) && e.cgroup !== undefined);
+      const listener = c.listeners.find((l) => l.port === port);
+      if (seen.length || listener) {
+        row.cgroups = [...new Set([...seen.map((e) => e.cgroup), ...(listener ? [listener.cgroup] : [])])];
+        row.cgroup = outsiders === 0 && row.cgroups.length === 1 && row.cgroups[0] === cg.id;
+        if (outsiders) row.outsiders = outsiders;
+      }
       if (v.exact) {
         // The per-listener SYN-stage count against the kernel's own counter.
         const l = c.listeners.find((x) => x.port === v.traffic[1]);
@@ -110,3 +172,4 @@ for (const force of ROUNDS) {
   }
   for (const row of rows) process.stdout.write(`WSTRACE_PROBE ${JSON.stringify(row)}\n`);
 }
+cg.remove();
