@@ -326,6 +326,20 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     return it == force_.end() ? "" : it->second;
   }
 
+  // The SNMP counters syn_drop's tracepoint route reads, as this kernel
+  // numbers them (0: not found, and the route counts nothing).
+  template <typename Rodata>
+  static void SetMibIndexes(Rodata* r, const KernelTypes& kernel) {
+    auto index = [&](const char* name) -> uint32_t {
+      long v = kernel.EnumValue(name);
+      return v > 0 && v < 512 ? static_cast<uint32_t>(v) : 0;
+    };
+    r->mib_listen_overflows = index("LINUX_MIB_LISTENOVERFLOWS");
+    r->mib_listen_drops = index("LINUX_MIB_LISTENDROPS");
+    r->mib_reqq_full_drop = index("LINUX_MIB_TCPREQQFULLDROP");
+    r->mib_syncookies_sent = index("LINUX_MIB_SYNCOOKIESSENT");
+  }
+
   // Opens, configures and loads the core object. A tp_btf program the
   // kernel refuses fails the whole object, so then it loads again with raw
   // tracepoints in their place, and the hooks say why.
@@ -335,6 +349,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
       skel_ = wstrace_bpf__open();
       if (!skel_) return Fail(env, "failed to open BPF object: " + ErrnoText(errno));
       ApplyFilters(skel_->rodata, filters_);
+      SetMibIndexes(skel_->rodata, *kernel_);
       int err = bpf_map__set_max_entries(skel_->maps.events, ringBytes);
       if (err) return Fail(env, "failed to size the ring buffer: " + ErrnoText(err));
       unloaded_ = PlanCore(kSignals, skel_->obj, force_, *kernel_, btfRefused);
@@ -366,6 +381,11 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
       if (h.attached() && s.switchOffset >= 0) {
         uint32_t on = 1;
         memcpy(reinterpret_cast<char*>(&sw) + s.switchOffset, &on, sizeof on);
+      }
+      for (const VariantDef& v : s.variants) {
+        if (!h.attached() || v.switchOffset < 0 || h.variant != v.name) continue;
+        uint32_t on = 1;
+        memcpy(reinterpret_cast<char*>(&sw) + v.switchOffset, &on, sizeof on);
       }
       hooks_.push_back(h);
     }
@@ -664,7 +684,8 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
     FIELD(wst_listener_val, last_event_ns); FIELD(wst_listener_val, inode); FIELD(wst_listener_val, cgroup);
     FIELD(wst_listener_val, peak);
     FIELD(wst_listener_val, backlog); FIELD(wst_listener_val, depth); FIELD(wst_listener_val, syn_drops);
-    FIELD(wst_listener_val, last_syn_event_ns);
+    FIELD(wst_listener_val, last_syn_event_ns); FIELD(wst_listener_val, cookies_sent);
+    FIELD(wst_listener_val, synack_retrans);
     add("listenerValue", sizeof(wst_listener_val), o);
   }
   {
@@ -675,13 +696,14 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   }
   {
     Napi::Object o = Napi::Object::New(env);
-    FIELD(wst_reset_key, netns); FIELD(wst_reset_key, reason); FIELD(wst_reset_key, lport);
+    FIELD(wst_reset_key, cgroup); FIELD(wst_reset_key, netns); FIELD(wst_reset_key, reason);
+    FIELD(wst_reset_key, lport);
     FIELD(wst_reset_key, kind); FIELD(wst_reset_key, state);
     add("resetKey", sizeof(wst_reset_key), o);
   }
   {
     Napi::Object o = Napi::Object::New(env);
-    FIELD(wst_tw_key, raddr); FIELD(wst_tw_key, netns); FIELD(wst_tw_key, rport); FIELD(wst_tw_key, family);
+    FIELD(wst_tw_key, cgroup); FIELD(wst_tw_key, raddr); FIELD(wst_tw_key, netns); FIELD(wst_tw_key, rport); FIELD(wst_tw_key, family);
     add("timewaitKey", sizeof(wst_tw_key), o);
   }
   {
@@ -787,24 +809,6 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// What this build carries, for `wstrace --version`: the libbpf it runs (in a
-// prebuilt addon linked statically, so the one it was built with) and the
-// bytes of the BPF objects compiled into it, which the caller hashes: two
-// hosts whose hashes agree load the same programs.
-Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("libbpf", libbpf_version_string());
-  Napi::Object objects = Napi::Object::New(env);
-  size_t size = 0;
-  const void* bytes = wstrace_bpf__elf_bytes(&size);
-  objects.Set("wstrace", Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(bytes), size));
-  bytes = wstrace_ext_bpf__elf_bytes(&size);
-  objects.Set("wstrace_ext", Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(bytes), size));
-  out.Set("bpfObjects", objects);
-  return out;
-}
-
 }  // namespace
 
 void InitTracer(Napi::Env env, Napi::Object exports) {
@@ -814,7 +818,6 @@ void InitTracer(Napi::Env env, Napi::Object exports) {
   exports.Set("layout", Napi::Function::New(env, Layout, "layout"));
   exports.Set("enumNames", Napi::Function::New(env, EnumNames, "enumNames"));
   exports.Set("clockOffsetNs", Napi::Function::New(env, ClockOffsetNs, "clockOffsetNs"));
-  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
 }
 

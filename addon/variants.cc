@@ -215,6 +215,18 @@ bool LoadsBtfTracepoints(struct bpf_object* core) {
   return false;
 }
 
+long KernelTypes::EnumValue(const char* enumerator) const {
+  if (!btf_) return -1;
+  for (uint32_t id = 1; id < btf__type_cnt(btf_); id++) {
+    const struct btf_type* t = btf__type_by_id(btf_, id);
+    if (!btf_is_enum(t)) continue;
+    for (int i = 0; i < btf_vlen(t); i++) {
+      if (strcmp(btf__name_by_offset(btf_, btf_enum(t)[i].name_off), enumerator) == 0) return btf_enum(t)[i].val;
+    }
+  }
+  return -1;
+}
+
 KernelTypes::KernelTypes() : btf_(btf__load_vmlinux_btf()) {}
 
 KernelTypes::~KernelTypes() { btf__free(btf_); }

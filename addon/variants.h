@@ -78,6 +78,7 @@ struct VariantDef {
   const char* hook;                   // kernel hook point(s)
   std::vector<const char*> programs;  // attached all or none
   std::optional<KernelCheck> needs;   // tried only where the kernel has this
+  int switchOffset = -1;              // field of struct wst_switches set when this variant is live, or -1
 };
 
 // One signal and its variants, best first (src/signals/table.ts SignalSpec).
@@ -103,6 +104,10 @@ class KernelTypes {
   bool Has(const KernelCheck& c) const;
   // The BTF type libbpf attaches a tp_btf program by: typedef btf_trace_<tracepoint>.
   bool HasTracepoint(const std::string& name) const;
+  // The value of an enumerator of any enum, named or not (the SNMP MIB
+  // numbers are an anonymous enum whose order changes between kernels); -1
+  // when the kernel has none by that name.
+  long EnumValue(const char* enumerator) const;
 
  private:
   struct btf* btf_;

@@ -41,9 +41,19 @@ struct netns_ipv4 {
 	int sysctl_max_syn_backlog;
 } CORE;
 
+/*
+ * The namespace's SNMP counters, per CPU: net_statistics points to a per-CPU
+ * struct linux_mib whose mibs[] are indexed by the uapi LINUX_MIB_* numbers
+ * (<linux/snmp.h>: append-only, so stable across kernels).
+ */
+struct netns_mib {
+	void *net_statistics;
+} CORE;
+
 struct net {
 	struct ns_common ns;
 	struct netns_ipv4 ipv4;
+	struct netns_mib mib;
 } CORE;
 
 typedef struct {
@@ -59,6 +69,7 @@ struct sock;
 struct sock_common {
 	__be32 skc_daddr;
 	__be32 skc_rcv_saddr;
+	unsigned int skc_hash;		/* the ehash bucket's hash: mixes in the netns and IPv6 addresses */
 	__be16 skc_dport;
 	__u16 skc_num;
 	unsigned short skc_family;
@@ -130,6 +141,16 @@ struct inet_sock {
 	__be16 inet_sport;
 } CORE;
 
+/* Only its place in inet_timewait_sock is used: no field is read. */
+struct timer_list {
+} CORE;
+
+struct inet_timewait_sock {
+	struct sock_common __tw_common;
+	__be16 tw_sport;
+	struct timer_list tw_timer;
+} CORE;
+
 struct request_sock {
 	struct sock_common __req_common;
 	struct sock *sk;
@@ -146,12 +167,27 @@ struct inet_connection_sock {
 	struct request_sock_queue icsk_accept_queue;
 } CORE;
 
+/*
+ * A per-CPU array map: pptrs[i] is the per-CPU pointer of entry i, which a
+ * lookup on this CPU resolves to this CPU's copy (the difference is this
+ * CPU's per-CPU offset).
+ */
+struct bpf_array {
+	void *pptrs[0];
+} CORE;
+
 struct net_device {
 	possible_net_t nd_net;
 } CORE;
 
+/* A route: its device says which namespace a packet is in once TCP has cleared skb->dev. */
+struct dst_entry {
+	struct net_device *dev;
+} CORE;
+
 struct sk_buff {
 	struct net_device *dev;
+	unsigned long _skb_refdst;	/* the route, with bit 0 set when not refcounted */
 	unsigned char *head;
 	__u16 transport_header;
 	__u16 network_header;

@@ -30,7 +30,7 @@ enum wst_counter {
 	WST_CNT_ACCEPT_QUEUE_FULL = 3,	/* accept_queue_full: enqueues that left a queue full */
 	WST_CNT_ACCEPT_ENQUEUED = 4,	/* accept_queue_full: children queued on any listener */
 	WST_CNT_LISTEN_OVERFLOW = 5,	/* listen_overflow: ACK-stage drops, LISTEN_OVERFLOW */
-	WST_CNT_SYN_DROP = 6,	/* syn_drop: SYN-stage listen drops (richer hook) */
+	WST_CNT_SYN_DROP = 6,	/* syn_drop: SYN-stage listen drops */
 	WST_CNT_ACCEPTED = 7,	/* accept_residency: accepts timed for residency */
 	WST_CNT_RING_DROPS = 8,	/* ring-buffer reserve failures */
 	WST_CNT_MAP_FULL = 9,	/* keyed counter not stored: map full */
@@ -50,24 +50,29 @@ enum wst_prog {
 	WST_P_RST_RECV_BTF = 2,	/* reset_received tp_btf */
 	WST_P_RST_RECV = 3,	/* reset_received raw_tp */
 	WST_P_TIMEWAIT_BTF = 4,	/* timewait tp_btf */
-	WST_P_TIMEWAIT = 5,	/* timewait raw_tp */
-	WST_P_ACCEPTQ_BTF = 6,	/* accept_queue_full tp_btf */
-	WST_P_ACCEPTQ = 7,	/* accept_queue_full raw_tp */
-	WST_P_QUEUE_ADD_FEXIT = 8,	/* accept_queue_full fexit */
-	WST_P_QUEUE_ADD_KPROBE = 9,	/* accept_queue_full kprobe */
-	WST_P_LISTEN_OVF = 10,	/* listen_overflow raw_tp */
-	WST_P_SYNRECV_FEXIT = 11,	/* listen_overflow fexit */
-	WST_P_SYNRECV_KPROBE = 12,	/* listen_overflow kprobe */
-	WST_P_SYNRECV_KRETPROBE = 13,	/* listen_overflow kprobe */
-	WST_P_CONN_REQ_FENTRY = 14,	/* syn_drop fentry */
-	WST_P_CONN_REQ_FEXIT = 15,	/* syn_drop fentry */
-	WST_P_CONN_REQ_KPROBE = 16,	/* syn_drop kprobe */
-	WST_P_CONN_REQ_KRETPROBE = 17,	/* syn_drop kprobe */
-	WST_P_ACCEPT_FEXIT = 18,	/* accept_residency fexit */
-	WST_P_ACCEPT_KRETPROBE = 19,	/* accept_residency kretprobe */
-	WST_P_SEND_RESET_FENTRY = 20,	/* reset_no_socket fentry */
-	WST_P_SEND_RESET_KPROBE = 21,	/* reset_no_socket kprobe */
-	WST_P__MAX = 22,
+	WST_P_TW_MADE_BTF = 5,	/* timewait tp_btf */
+	WST_P_TIMEWAIT = 6,	/* timewait raw_tp */
+	WST_P_TW_MADE = 7,	/* timewait raw_tp */
+	WST_P_ACCEPTQ_BTF = 8,	/* accept_queue_full tp_btf */
+	WST_P_ACCEPTQ = 9,	/* accept_queue_full raw_tp */
+	WST_P_QUEUE_ADD_FEXIT = 10,	/* accept_queue_full fexit */
+	WST_P_QUEUE_ADD_KPROBE = 11,	/* accept_queue_full kprobe */
+	WST_P_LISTEN_OVF = 12,	/* listen_overflow raw_tp */
+	WST_P_SYNRECV_FEXIT = 13,	/* listen_overflow fexit */
+	WST_P_SYNRECV_KPROBE = 14,	/* listen_overflow kprobe */
+	WST_P_SYNRECV_KRETPROBE = 15,	/* listen_overflow kprobe */
+	WST_P_SYN_CONSUMED = 16,	/* syn_drop raw_tp */
+	WST_P_SYN_FREED = 17,	/* syn_drop raw_tp */
+	WST_P_SYNACK_RTX = 18,	/* syn_drop raw_tp */
+	WST_P_CONN_REQ_FENTRY = 19,	/* syn_drop fentry */
+	WST_P_CONN_REQ_FEXIT = 20,	/* syn_drop fentry */
+	WST_P_CONN_REQ_KPROBE = 21,	/* syn_drop kprobe */
+	WST_P_CONN_REQ_KRETPROBE = 22,	/* syn_drop kprobe */
+	WST_P_ACCEPT_FEXIT = 23,	/* accept_residency fexit */
+	WST_P_ACCEPT_KRETPROBE = 24,	/* accept_residency kretprobe */
+	WST_P_SEND_RESET_FENTRY = 25,	/* reset_no_socket fentry */
+	WST_P_SEND_RESET_KPROBE = 26,	/* reset_no_socket kprobe */
+	WST_P__MAX = 27,
 };
 
 #endif /* WSTRACE_SIGNALS_GEN_H */

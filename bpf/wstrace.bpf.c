@@ -23,69 +23,119 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /*
- * A reset received by a socket in FIN_WAIT2 or CLOSING closes it: that close
- * is the reset's, not a TIME_WAIT entry, and TIME_WAIT is counted exactly,
- * so this memo is kept per socket (an LRU entry), not per CPU: on loopback
- * the peer's packets can be processed in between. Entries are only trusted
- * for a moment and for the same connection: a socket freed and its memory
- * reused by another must not inherit the memo.
+ * TIME_WAIT is counted where the kernel made a timewait socket, and only
+ * there. inet_sock_set_state shows the full socket leave FIN_WAIT2 or CLOSING
+ * for CLOSE when tcp_time_wait() has made one, but tcp_done() makes the same
+ * move without one: data reaching an orphan (TCPAbortOnData), TCP_LINGER2 < 0,
+ * an orphan's FIN_WAIT2 timer giving up, tcp_max_tw_buckets reached
+ * (inet_twsk_alloc() fails: TCPTimeWaitOverflow), a reset, an abort. No
+ * tracepoint names the timewait socket, but inet_twsk_alloc() sets up its
+ * timer once the socket has its identity (timer:timer_init, on 4.15 and every
+ * kernel since; TcpExtTW/TWKilled count it a moment later when the timer is
+ * armed). That memo, keyed by the connection, is claimed by the full
+ * socket's move to CLOSE that follows in the same call (tcp_time_wait() →
+ * tcp_done()).
+ *
+ * Races, and why they do not miscount:
+ * - Allocation and close run in one task under the socket lock, in order; the
+ *   memo is in a map every CPU sees, so a task moved to another CPU in
+ *   between (process context, full preemption) still finds it.
+ * - An interrupt between the two (another socket's timewait, on this CPU)
+ *   writes its own key: memos are per connection, not per CPU slot.
+ * - Any timer's setup runs the memo's program, which recognises a timewait
+ *   socket by reading the bytes around the timer. Another object that happens
+ *   to look like one leaves a key no closing socket has: it costs an entry,
+ *   never a count.
+ * - A memo not claimed at once (a DCCP timewait socket, a socket filtered
+ *   out) is trusted for TW_MEMO_VALID_NS only, and evicted as entries turn over.
+ * - The program is skipped when it would nest in itself on a CPU (the
+ *   kernel's recursion guard, counted in Tracer.skippedRuns()): that one
+ *   TIME_WAIT would be missed, and said.
  */
-struct closing {
-	__u64 ts_ns;
-	__u64 ident;		/* sk_ident(): a new socket at the same address differs */
+struct tw_key {
+	__u32 netns;
+	__u32 hash;		/* skc_hash: the ehash bucket, mixing in both addresses (IPv6 too) */
+	__u32 daddr;		/* skc_daddr (for IPv6 sockets a fixed stand-in) */
+	__u32 ports;		/* skc_dport << 16 | source port, network order each */
 };
 
-#define CLOSING_VALID_NS 100000000ULL
+#define TW_MEMO_VALID_NS 1000000000ULL
 
 /* Each CPU evicts from its own LRU list: no lock shared by every CPU's closes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 8192);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, __u64);
-	__type(value, struct closing);
-} closing SEC(".maps");
+	__type(key, struct tw_key);
+	__type(value, __u64);
+} tw_made SEC(".maps");
 
-/* The connection a full socket carries: its ports (and IPv4 peer), all kept through CLOSE. */
-static __always_inline __u64 sk_ident(const struct sock *sk, bool direct)
+/*
+ * timer_init(timer): if the timer is a timewait socket's tw_timer, note its
+ * connection. Probe reads throughout: for any other timer the bytes read are
+ * another object's (a fault reads as 0). Most timers leave at the first read.
+ */
+static __always_inline void on_timer_init(__u64 timer)
 {
-	__u64 ports = ((__u32)RD(direct, sk, __sk_common.skc_dport) << 16) |
-		      BPF_CORE_READ((struct inet_sock *)sk, inet_sport);
+	const struct inet_timewait_sock *tw =
+		(const void *)(timer - bpf_core_field_offset(struct inet_timewait_sock, tw_timer));
+	unsigned short family;
+	struct tw_key k;
+	__u64 now;
 
-	return (ports << 32) | RD(direct, sk, __sk_common.skc_daddr);
+	if (BPF_CORE_READ(tw, __tw_common.skc_state) != TCP_TIME_WAIT)
+		return;
+	family = BPF_CORE_READ(tw, __tw_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	k.netns = BPF_CORE_READ(tw, __tw_common.skc_net.net, ns.inum);
+	if (!netns_wanted(k.netns))
+		return;
+	k.hash = BPF_CORE_READ(tw, __tw_common.skc_hash);
+	k.daddr = BPF_CORE_READ(tw, __tw_common.skc_daddr);
+	k.ports = ((__u32)BPF_CORE_READ(tw, __tw_common.skc_dport) << 16) | BPF_CORE_READ(tw, tw_sport);
+	now = bpf_ktime_get_ns();
+	bpf_map_update_elem(&tw_made, &k, &now, BPF_ANY);
 }
 
-/* True (and the memo gone) when a reset was just noted on this connection. */
-static __always_inline bool closing_take(const struct sock *sk, bool direct)
+SEC("tp_btf/timer_init")
+int wst_tw_made_btf(__u64 *ctx)
 {
-	__u64 key = (__u64)(unsigned long)sk;
-	struct closing *c = bpf_map_lookup_elem(&closing, &key);
-	bool fresh;
+	hit(WST_P_TW_MADE_BTF);
+	on_timer_init(ctx[0]);
+	return 0;
+}
 
-	if (!c)
-		return false;
-	fresh = bpf_ktime_get_ns() - c->ts_ns <= CLOSING_VALID_NS && c->ident == sk_ident(sk, direct);
-	bpf_map_delete_elem(&closing, &key);
-	return fresh;
+SEC("raw_tp/timer_init")
+int wst_tw_made(struct bpf_raw_tracepoint_args *ctx)
+{
+	hit(WST_P_TW_MADE);
+	on_timer_init(ctx->args[0]);
+	return 0;
 }
 
 /*
- * A reset on a socket still open: the close that follows is the reset's.
- * Only FIN_WAIT2 and CLOSING need saying so: a close from any other state is
- * no TIME_WAIT entry anyway (and listeners, requests and timewaits are not
- * closed by a reset). That keeps the memo off the common resets (refused
- * connects, aborted established ones).
+ * True (and the memo gone) when a timewait socket was just made for this
+ * full socket's connection. The close has unhashed the port (skc_num 0):
+ * the source port is read from inet_sport, which keeps it.
  */
-static __always_inline void note_reset(const struct sock *sk, __u8 state, bool direct)
+static __always_inline bool tw_take(const struct sock *sk, __u32 netns, bool direct)
 {
-	__u64 key = (__u64)(unsigned long)sk;
-	struct closing c;
+	struct tw_key k = {
+		.netns = netns,
+		.hash = RD(direct, sk, __sk_common.skc_hash),
+		.daddr = RD(direct, sk, __sk_common.skc_daddr),
+		.ports = ((__u32)RD(direct, sk, __sk_common.skc_dport) << 16) |
+			 BPF_CORE_READ((struct inet_sock *)sk, inet_sport),
+	};
+	__u64 *ts = bpf_map_lookup_elem(&tw_made, &k);
+	bool fresh;
 
-	if (state != TCP_FIN_WAIT2 && state != TCP_CLOSING)
-		return;
-	c.ts_ns = bpf_ktime_get_ns();
-	c.ident = sk_ident(sk, direct);
-	bpf_map_update_elem(&closing, &key, &c, BPF_ANY);
+	if (!ts)
+		return false;
+	fresh = bpf_ktime_get_ns() - *ts <= TW_MEMO_VALID_NS;
+	bpf_map_delete_elem(&tw_made, &k);
+	return fresh;
 }
 
 /*
@@ -165,20 +215,14 @@ static __always_inline void on_reset_sent(const struct sock *sk, const struct sk
 	if (bpf_core_field_exists(struct trace_event_raw_tcp_send_reset, reason))
 		e.reason = (__u32)reason;
 
-	if (sk) {
-		if (!sk_tuple(sk, &e, false, direct))
-			return;
-		if (e.state == TCP_CLOSE) {
-			/* Closed just before (linger 0, unread data): say what it left. */
-			__u8 from = closed_take(sk, direct);
-
-			if (from)
-				e.state = from;
-		} else {
-			note_reset(sk, e.state, direct);
-		}
-	} else if (!skb || !no_socket_wanted() || !skb_tuple(skb, &e, direct) || !port_wanted(e.lport, e.rport)) {
+	if (!reset_tuple(sk, skb, &e, direct))
 		return;
+	if (sk && e.state == TCP_CLOSE) {
+		/* Closed just before (linger 0, unread data, data on an orphan): say what it left. */
+		__u8 from = closed_take(sk, direct);
+
+		if (from)
+			e.state = from;
 	}
 	int fold = count_reset(&e);
 	e.ts_ns = bpf_ktime_get_ns();
@@ -215,7 +259,6 @@ static __always_inline void on_reset_received(const struct sock *sk, bool direct
 	e.reason = WST_NO_REASON;
 	if (!sk_tuple(sk, &e, false, direct))
 		return;
-	note_reset(sk, e.state, direct);
 	int fold = count_reset(&e);
 	e.ts_ns = bpf_ktime_get_ns();
 	emit(&e, fold);
@@ -243,34 +286,35 @@ int wst_rst_recv(struct bpf_raw_tracepoint_args *ctx)
 /*
  * inet_sock_set_state(sk, old, new). The timewait socket itself never passes
  * here: tcp_time_wait() creates it, then tcp_done() moves the full socket from
- * FIN_WAIT2 or CLOSING to CLOSE. That move, when no reset caused it, is one
- * TIME_WAIT entry. This runs on every state change of every socket: all but
- * moves to CLOSE from the few states that matter leave at the first test.
+ * FIN_WAIT2 or CLOSING to CLOSE. That move, when the timewait socket's memo
+ * (tw_made) is there to claim, is one TIME_WAIT entry. This runs on every
+ * state change of every socket: all but moves to CLOSE from the few states
+ * that matter leave at the first test.
  */
 static __always_inline void on_set_state(const struct sock *sk, int oldstate, int newstate, bool direct)
 {
 	struct wst_event e = {};
 	bool may_tw = oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING;
+	__u32 netns;
 
 	if (newstate != TCP_CLOSE || !(may_tw || ((1 << oldstate) & WST_RESET_MAY_FOLLOW)))
 		return;
-	if (RD(direct, sk, sk_protocol) != IPPROTO_TCP || !netns_wanted(sk_netns(sk, direct)))
+	netns = sk_netns(sk, direct);
+	if (RD(direct, sk, sk_protocol) != IPPROTO_TCP || !netns_wanted(netns))
 		return;
-	if (!may_tw) {
+	if (!may_tw || !tw_take(sk, netns, direct)) {
 		/*
-		 * A reset may follow in this call (abort, linger 0, unread
-		 * data): note the state left for it. Not after SYN_SENT,
-		 * LAST_ACK or the TIME_WAIT states, nor when an error closes it
-		 * (a reset received, a timeout: sk_err is set before the close
-		 * and the kernel sends no reset after).
+		 * No timewait socket: a reset may follow in this call (abort,
+		 * linger 0, unread data, data on an orphan in FIN_WAIT2, linger2
+		 * < 0): note the state left for it. Not after SYN_SENT, LAST_ACK
+		 * or the TIME_WAIT states, nor when an error closes it (a reset
+		 * received, a timeout: sk_err is set before the close and the
+		 * kernel sends no reset after).
 		 */
 		if (!RD(direct, sk, sk_err))
 			closed_put(sk, oldstate, direct);
 		return;
 	}
-	/* A reset noted on this socket (note_reset) closed it: no TIME_WAIT. */
-	if (closing_take(sk, direct))
-		return;
 
 	e.kind = WST_TIMEWAIT;
 	e.reason = WST_NO_REASON;
@@ -278,7 +322,7 @@ static __always_inline void on_set_state(const struct sock *sk, int oldstate, in
 		return;
 	e.state = oldstate;
 
-	struct wst_tw_key k = { .netns = e.netns, .rport = e.rport, .family = e.family };
+	struct wst_tw_key k = { .cgroup = e.cgroup, .netns = e.netns, .rport = e.rport, .family = e.family };
 	__builtin_memcpy(k.raddr, e.raddr, 16);
 	count(WST_CNT_TIMEWAIT);
 	add_keyed(&timewaits, &k);
@@ -341,6 +385,9 @@ SEC("raw_tp/kfree_skb")
 int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
 {
 	hit(WST_P_LISTEN_OVF);
+	/* syn_drop's tracepoint route counts the ACK stage too (every path, not only this reason). */
+	if (switch_on(listen_drops_settled))
+		return 0;
 	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_TCP_LISTEN_OVERFLOW))
 		return 0;
 	if ((__u32)ctx->args[2] != bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_TCP_LISTEN_OVERFLOW))
@@ -380,5 +427,406 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
 	}
 	e.ts_ns = bpf_ktime_get_ns();
 	emit(&e, WST_KEEP_LPORT);
+	return 0;
+}
+
+/*
+ * ---- Listen drops from tracepoints only: SYN stage, cookie ACKs, SYN-ACK retransmits ----
+ *
+ * No tracepoint fires where the kernel drops a SYN at a listener. In
+ * tcp_conn_request() a full accept queue bumps ListenOverflows, every drop
+ * bumps ListenDrops (tcp_listendrop()), a full SYN queue without cookies
+ * bumps TCPReqQFullDrop, a cookie bumps SyncookiesSent; it returns 0 and
+ * tcp_rcv_state_process() consumes the SYN (skb:consume_skb). A cookie's ACK
+ * that meets a full accept queue bumps ListenOverflows in syn_recv_sock()
+ * and is freed by cookie_v4/v6_check() (skb:kfree_skb, no listener in rx_sk,
+ * not reason LISTEN_OVERFLOW); the ACK of a queued request freed by
+ * tcp_v4/v6_rcv() (skb:kfree_skb). Which of the two ends a packet, and with
+ * which reason, differs between kernels; that some end does, on the CPU that
+ * counted, in the same softirq, does not: listeners take packets without the
+ * socket lock (no backlog), so the counting and the end never part.
+ *
+ * So each end reads this CPU's copy of the namespace's counters (they are
+ * per CPU: NET_INC_STATS is a this-CPU add) and gives what they rose by since
+ * the last end on this CPU to the listener the packet was addressed to: the
+ * SYN stage when it is a SYN, the ACK stage when an ACK. Exact, whatever the
+ * path, as long as each packet that counts ends here before the next begins
+ * on that CPU.
+ *
+ * Races and edges, named:
+ * - The first end seen for a namespace on a CPU has no "before": it takes
+ *   every CPU's current counts as the baseline, so drops in flight on another
+ *   CPU at that instant, and this packet's own, are not attributed (at most
+ *   one packet per CPU, once per namespace, at start).
+ * - An end in process context that a softirq interrupts: the softirq's end
+ *   sees the CPU busy and leaves its counts for the next end on this CPU, the
+ *   sum stays exact but can land on another listener of the namespace. The
+ *   kernel skipping a nested run of the same program does the same.
+ * - The listener is found by the packet's destination among known listener
+ *   rows: bound address, then the wildcard (and for IPv4, a dual-stack IPv6
+ *   listener). A listener never seen before gets a row under the packet's
+ *   address. Two sockets on one address (SO_REUSEPORT) share their row.
+ * - Counts that rise on a packet that is not TCP to this host (none should)
+ *   wait for the next listener packet on the CPU.
+ */
+/*
+ * Indexes of the counters in struct linux_mib, as the running kernel numbers
+ * them: the enum is anonymous (no CO-RE) and kernels insert new counters in
+ * the middle (ListenOverflows is 20 in 6.1, 23 in 6.18), so the loader reads
+ * them from the kernel's BTF. 0: not found; nothing is counted then.
+ */
+const volatile __u32 mib_listen_overflows = 0;
+const volatile __u32 mib_listen_drops = 0;
+const volatile __u32 mib_reqq_full_drop = 0;
+const volatile __u32 mib_syncookies_sent = 0;
+
+struct mib_seen {
+	__u64 overflows;	/* ListenOverflows */
+	__u64 drops;		/* ListenDrops */
+	__u64 reqq_full;	/* TCPReqQFullDrop */
+	__u64 cookies;		/* SyncookiesSent */
+};
+
+struct mib_key {
+	__u32 netns;
+	__u32 cpu;
+};
+
+/* The counts last settled, per namespace and CPU (only that CPU writes its entry). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct mib_key);
+	__type(value, struct mib_seen);
+} mib_settled SEC(".maps");
+
+/* This CPU's per-CPU offset (0 until first computed), and its address is how it is computed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} cpu_offset SEC(".maps");
+
+/* Set while an end is being settled on this CPU, so an interrupting one does not interleave. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} settling SEC(".maps");
+
+#define WST_MAX_CPUS 512
+
+/* A pointer's value as a plain number (copied through memory: the verifier allows no arithmetic on map pointers). */
+static __always_inline __u64 address_of(const void *p)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), &p);
+	return v;
+}
+
+/* pptrs[0] of cpu_offset: the per-CPU pointer a lookup resolves per CPU. */
+static __always_inline __u64 percpu_base(void)
+{
+	__u64 at = address_of(&cpu_offset) + bpf_core_field_offset(struct bpf_array, pptrs);
+	__u64 base = 0;
+
+	bpf_probe_read_kernel(&base, sizeof(base), (const void *)at);
+	return base;
+}
+
+static __always_inline __u64 this_cpu_offset(void)
+{
+	__u32 zero = 0;
+	__u64 *slot = bpf_map_lookup_elem(&cpu_offset, &zero);
+	__u64 base;
+
+	if (!slot)
+		return 0;
+	if (*slot)
+		return *slot;
+	base = percpu_base();
+	if (!base)
+		return 0;
+	*slot = address_of(slot) - base;
+	return *slot;
+}
+
+/* One CPU's copy of the four counts (struct linux_mib is unsigned long mibs[]). */
+static __always_inline bool mib_read(__u64 stats, __u64 offset, struct mib_seen *m)
+{
+	const __u64 *mibs = (const __u64 *)(stats + offset);
+
+	if (!mib_listen_overflows || !mib_listen_drops || !mib_reqq_full_drop || !mib_syncookies_sent)
+		return false;
+	return !bpf_probe_read_kernel(&m->overflows, sizeof(__u64), &mibs[mib_listen_overflows]) &&
+	       !bpf_probe_read_kernel(&m->drops, sizeof(__u64), &mibs[mib_listen_drops]) &&
+	       !bpf_probe_read_kernel(&m->reqq_full, sizeof(__u64), &mibs[mib_reqq_full_drop]) &&
+	       !bpf_probe_read_kernel(&m->cookies, sizeof(__u64), &mibs[mib_syncookies_sent]);
+}
+
+/* First sight of a namespace on this CPU: every CPU's counts so far are nobody's to attribute. */
+static __always_inline void mib_seed(__u32 netns, __u64 stats)
+{
+	__u64 base = percpu_base();
+	__u32 zero = 0;
+
+	if (!base)
+		return;
+#pragma clang loop unroll(disable)
+	for (__u32 cpu = 0; cpu < WST_MAX_CPUS; cpu++) {
+		struct mib_key k = { .netns = netns, .cpu = cpu };
+		struct mib_seen m;
+		void *slot = bpf_map_lookup_percpu_elem(&cpu_offset, &zero, cpu);
+
+		if (!slot)
+			break;	/* past the last possible CPU */
+		if (mib_read(stats, address_of(slot) - base, &m))
+			bpf_map_update_elem(&mib_settled, &k, &m, BPF_NOEXIST);
+	}
+}
+
+/* The row of the listener a packet was addressed to (see above); e's local end becomes the listener's. */
+static __always_inline struct wst_listener_val *packet_listener(struct wst_event *e)
+{
+	struct wst_listener_key k = { .netns = e->netns, .port = e->lport, .family = e->family };
+	struct wst_listener_val *v;
+
+	__builtin_memcpy(k.addr, e->laddr, 16);
+	v = bpf_map_lookup_elem(&listeners, &k);
+	if (v)
+		return v;
+	__builtin_memset(k.addr, 0, 16);
+	v = bpf_map_lookup_elem(&listeners, &k);
+	if (!v && e->family == AF_INET) {
+		k.family = AF_INET6;
+		v = bpf_map_lookup_elem(&listeners, &k);
+	}
+	if (!v)
+		return listener_entry(e, 0, false);
+	__builtin_memcpy(e->laddr, k.addr, 16);
+	e->family = k.family;
+	return v;
+}
+
+static __always_inline void count_n(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&totals, &idx);
+
+	if (v && n)
+		__sync_fetch_and_add(v, n);
+}
+
+/*
+ * The namespace a received packet is in. tcp_v4/v6_rcv() clear skb->dev
+ * before a listener sees the packet; its route (still attached: the SYN's
+ * checks read it) has the device.
+ */
+static __always_inline struct net *packet_net(const struct sk_buff *skb)
+{
+	struct net *net = BPF_CORE_READ(skb, dev, nd_net.net);
+	unsigned long refdst;
+
+	if (net)
+		return net;
+	refdst = BPF_CORE_READ(skb, _skb_refdst) & ~1UL;
+	if (!refdst)
+		return 0;
+	return BPF_CORE_READ((const struct dst_entry *)refdst, dev, nd_net.net);
+}
+
+/*
+ * A TCP segment's ends, seen from this host, and its flags; false when it is
+ * not TCP or its headers cannot be read. IPv4 without options and IPv6
+ * without extension headers (what a SYN or handshake ACK carries).
+ */
+static __always_inline bool segment_tuple(const struct sk_buff *skb, struct wst_event *e, __u8 *flags)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u8 hdr[sizeof(struct wst_ipv6hdr)];
+	struct {
+		struct wst_ports ports;
+		__u8 rest[10];	/* seq, ack_seq, data offset, then the flags byte */
+	} tcp;
+	__u16 iplen;
+
+	if (bpf_probe_read_kernel(hdr, sizeof(hdr), head + nh))
+		return false;
+	if ((hdr[0] >> 4) == 4) {
+		struct wst_iphdr *ip = (struct wst_iphdr *)hdr;
+
+		if (ip->protocol != IPPROTO_TCP)
+			return false;
+		iplen = (hdr[0] & 0xf) * 4;
+		e->family = AF_INET;
+		__builtin_memcpy(e->laddr, &ip->daddr, 4);
+		__builtin_memcpy(e->raddr, &ip->saddr, 4);
+	} else if ((hdr[0] >> 4) == 6) {
+		struct wst_ipv6hdr *ip6 = (struct wst_ipv6hdr *)hdr;
+
+		if (ip6->nexthdr != IPPROTO_TCP)
+			return false;
+		iplen = sizeof(struct wst_ipv6hdr);
+		e->family = AF_INET6;
+		__builtin_memcpy(e->laddr, ip6->daddr, 16);
+		__builtin_memcpy(e->raddr, ip6->saddr, 16);
+	} else {
+		return false;
+	}
+	if (bpf_probe_read_kernel(&tcp, sizeof(tcp), head + nh + (iplen & 0x3c)))
+		return false;
+	e->lport = __builtin_bswap16(tcp.ports.dest);
+	e->rport = __builtin_bswap16(tcp.ports.source);
+	*flags = tcp.rest[9];
+	return true;
+}
+
+/* What the counts rose by, given to the listener of the packet that made them rise. */
+static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, const struct mib_seen *d,
+				      __u32 drop_reason)
+{
+	struct wst_listener_val *v;
+	struct wst_event e = { .netns = netns };
+	__u8 flags = 0;
+	__u64 now;
+
+	/* Only a segment to a port with a listener makes a row (a stray count must not invent one). */
+	if (!segment_tuple(skb, &e, &flags) || !port_wanted(e.lport, 0) || !is_listen_port(e.lport))
+		return;
+	v = packet_listener(&e);
+	if (!v)
+		return;
+	e.inode = v->inode;
+	e.queue = v->depth;
+	e.backlog = v->backlog;
+	e.state = TCP_LISTEN;
+	now = bpf_ktime_get_ns();
+
+	if ((flags & 0x12) == 0x02) {
+		/* A SYN: its drop's cause, from which counter rose with ListenDrops. */
+		__u64 full = d->overflows, reqq = d->reqq_full, rest = 0;
+		__u32 cause = WST_SYN_CAUSE_ACCEPT_QUEUE_FULL;
+
+		if (d->drops > full + reqq)
+			rest = d->drops - full - reqq;
+		if (d->cookies)
+			__sync_fetch_and_add(&v->cookies_sent, d->cookies);
+		if (!full && !reqq && !rest)
+			return;
+		if (full)
+			__sync_fetch_and_add(&v->syn_drops[WST_SYN_CAUSE_ACCEPT_QUEUE_FULL], full);
+		if (reqq)
+			__sync_fetch_and_add(&v->syn_drops[WST_SYN_CAUSE_SYN_QUEUE_FULL], reqq);
+		if (rest) {
+			/* tcp_conn_request's other drop with a counter of its own is none: without cookies, unproven peers. */
+			struct net *net = packet_net(skb);
+			struct netns_ipv4 *v4 = __builtin_preserve_access_index(&net->ipv4);
+			__u32 cookies = BPF_CORE_READ_BITFIELD_PROBED(v4, sysctl_tcp_syncookies);
+			__u32 other = cookies ? WST_SYN_CAUSE_OTHER : WST_SYN_CAUSE_UNPROVEN_PEER;
+
+			__sync_fetch_and_add(&v->syn_drops[other & (WST_SYN_CAUSE__MAX - 1)], rest);
+		}
+		count_n(WST_CNT_SYN_DROP, full + reqq + rest);
+		if (!full)
+			cause = reqq ? WST_SYN_CAUSE_SYN_QUEUE_FULL : WST_SYN_CAUSE_OTHER;
+		if (now - v->last_syn_event_ns < full_event_interval_ns)
+			return;
+		v->last_syn_event_ns = now;
+		e.kind = WST_SYN_DROP;
+		e.reason = cause;
+	} else {
+		/* An ACK (or anything else) to a listener: the ACK stage, one event per packet. */
+		if (!d->overflows)
+			return;
+		__sync_fetch_and_add(&v->overflows, d->overflows);
+		count_n(WST_CNT_LISTEN_OVERFLOW, d->overflows);
+		e.kind = WST_LISTEN_OVERFLOW;
+		e.reason = drop_reason;
+	}
+	e.ts_ns = now;
+	emit(&e, WST_KEEP_LPORT);
+}
+
+static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_reason)
+{
+	struct net *net = packet_net(skb);
+	struct mib_seen now, d;
+	struct mib_seen *was;
+	struct mib_key k;
+	__u64 stats, offset;
+
+	if (!net)
+		return;
+	k.netns = BPF_CORE_READ(net, ns.inum);
+	if (!netns_wanted(k.netns))
+		return;
+	stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
+	offset = this_cpu_offset();
+	if (!stats || !offset || !mib_read(stats, offset, &now))
+		return;
+	k.cpu = bpf_get_smp_processor_id();
+	was = bpf_map_lookup_elem(&mib_settled, &k);
+	if (!was) {
+		mib_seed(k.netns, stats);
+		return;
+	}
+	if (now.overflows == was->overflows && now.drops == was->drops && now.reqq_full == was->reqq_full &&
+	    now.cookies == was->cookies)
+		return;
+	d.overflows = now.overflows - was->overflows;
+	d.drops = now.drops - was->drops;
+	d.reqq_full = now.reqq_full - was->reqq_full;
+	d.cookies = now.cookies - was->cookies;
+	*was = now;
+	attribute(skb, k.netns, &d, drop_reason);
+}
+
+static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason)
+{
+	__u32 zero = 0;
+	__u32 *busy = bpf_map_lookup_elem(&settling, &zero);
+
+	if (!skb || !busy || *busy)
+		return;
+	*busy = 1;
+	settle_end(skb, drop_reason);
+	*busy = 0;
+}
+
+/* consume_skb(skb, location): where tcp_rcv_state_process() leaves a SYN, taken or dropped. */
+SEC("raw_tp/consume_skb")
+int wst_syn_consumed(struct bpf_raw_tracepoint_args *ctx)
+{
+	hit(WST_P_SYN_CONSUMED);
+	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON);
+	return 0;
+}
+
+/* kfree_skb(skb, location, reason[, rx_sk]): where ACK-stage drops end (and SYNs on kernels that free them). */
+SEC("raw_tp/kfree_skb")
+int wst_syn_freed(struct bpf_raw_tracepoint_args *ctx)
+{
+	hit(WST_P_SYN_FREED);
+	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2]);
+	return 0;
+}
+
+/* tcp_retransmit_synack(sk, req): sk is the listener; the kernel counts TCPSynRetrans just before. */
+SEC("raw_tp/tcp_retransmit_synack")
+int wst_synack_rtx(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	struct wst_listener_val *v;
+	struct wst_event e = {};
+
+	hit(WST_P_SYNACK_RTX);
+	if (!sk || !sk_tuple(sk, &e, true, false))
+		return 0;
+	v = listener_entry(&e, sk, false);
+	if (v)
+		__sync_fetch_and_add(&v->synack_retrans, 1);
 	return 0;
 }

@@ -64,6 +64,8 @@ struct wst_listener_val {
 	__u32 _pad;
 	__u64 syn_drops[WST_SYN_CAUSE__MAX];	/* SYN-stage drops by cause */
 	__u64 last_syn_event_ns;	/* rate limit for syn_drop events */
+	__u64 cookies_sent;	/* SYN cookies sent (SyncookiesSent), tracepoint route only */
+	__u64 synack_retrans;	/* SYN-ACKs retransmitted (TCPSynRetrans's server side) */
 };
 
 /* A child waiting in an accept queue, for residency timing. */
@@ -82,15 +84,18 @@ struct wst_residency {
 struct wst_switches {
 	__u32 time_accepts;	/* an accept hook is attached: record enqueue times */
 	__u32 reset_fn_hooked;	/* send-reset functions hooked: the tracepoint keeps only active resets */
+	__u32 listen_drops_settled;	/* syn_drop's tracepoint route counts both stages: the ACK-stage hooks stand down */
 };
 
-/* Per local port, direction, state and reason. */
+/* Per socket cgroup, local port, direction, state and reason. */
 struct wst_reset_key {
+	__u64 cgroup;		/* as in the event, 0 when unknown */
 	__u32 netns;
 	__u32 reason;
 	__u16 lport;
 	__u8 kind;		/* WST_RESET_SENT or WST_RESET_RECEIVED */
 	__u8 state;
+	__u32 _pad;
 };
 
 /* Local ports with a listener, one byte each (the listen_ports map's one value). */
@@ -98,8 +103,9 @@ struct wst_listening {
 	__u8 port[65536];
 };
 
-/* Per destination (remote address and port). */
+/* Per destination (remote address and port) and the cgroup of the sockets that went to TIME_WAIT. */
 struct wst_tw_key {
+	__u64 cgroup;		/* as in the event, 0 when unknown */
 	__u8 raddr[16];
 	__u32 netns;
 	__u16 rport;

@@ -113,7 +113,7 @@ static __always_inline void syn_exit(const struct sock *sk)
 
 	/* The peer, from the SYN itself. */
 	struct wst_event peer = {};
-	if (c->skb && skb_tuple((const struct sk_buff *)c->skb, &peer, false)) {
+	if (c->skb && skb_addrs((const struct sk_buff *)c->skb, &peer, false)) {
 		__builtin_memcpy(e.raddr, peer.raddr, 16);
 		e.rport = peer.rport;
 	}
@@ -190,7 +190,8 @@ static __always_inline void synrecv_exit(const struct sock *sk, const struct sk_
 	struct wst_listener_val *v;
 	struct wst_event e = {}, peer = {};
 
-	if (child)
+	/* syn_drop's tracepoint route counts the ACK stage itself (cookie ACKs too). */
+	if (child || switch_on(listen_drops_settled))
 		return;
 	/* tcp_v6_syn_recv_sock hands IPv4 packets to tcp_v4_syn_recv_sock: count once. */
 	if (v6_entry && skb_is_ipv4(skb))
@@ -201,7 +202,7 @@ static __always_inline void synrecv_exit(const struct sock *sk, const struct sk_
 		return;
 	if (!sk_tuple(sk, &e, true, false))
 		return;
-	if (skb_tuple(skb, &peer, false)) {
+	if (skb_addrs(skb, &peer, false)) {
 		__builtin_memcpy(e.raddr, peer.raddr, 16);
 		e.rport = peer.rport;
 	}
@@ -390,8 +391,8 @@ static __always_inline void send_reset(const struct sock *sk, const struct sk_bu
 	bpf_probe_read_kernel(&flags, 1, head + th + 13);
 	if (flags & 0x04)
 		return;
-	if (sk ? !sk_tuple(sk, &e, false, false)
-	       : (!no_socket_wanted() || !skb_tuple(skb, &e, false) || !port_wanted(e.lport, e.rport)))
+	/* A listener's, request's or timewait's reset takes both ends from the packet, as the tracepoint's does. */
+	if (!reset_tuple(sk, skb, &e, false))
 		return;
 	e.kind = WST_RESET_SENT;
 	e.reason = WST_NO_REASON;

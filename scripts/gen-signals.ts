@@ -134,7 +134,8 @@ function addonHeader(): string {
     lines.push(`    {${cString(s.name)},`, '     {');
     for (const h of s.hooks) {
       const programs = h.programs.map(cString).join(', ');
-      lines.push(`         {${cString(h.variant)}, ${h.object === 'core'}, ${cString(h.hook)}, {${programs}}, ${check(h.needs)}},`);
+      const vsw = 'switchField' in h && h.switchField ? `, static_cast<int>(offsetof(struct wst_switches, ${h.switchField}))` : '';
+      lines.push(`         {${cString(h.variant)}, ${h.object === 'core'}, ${cString(h.hook)}, {${programs}}, ${check(h.needs)}${vsw}},`);
     }
     const sw = s.switchField ? `static_cast<int>(offsetof(struct wst_switches, ${s.switchField}))` : '-1';
     lines.push('     },', `     ${check(s.onlyWithout)},`, `     ${sw}},`);

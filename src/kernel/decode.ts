@@ -145,8 +145,12 @@ export interface ListenerCounter {
   readonly inode: number;
   /** The listener's cgroup v2 id, 0 until the kernel saw it through its socket. */
   readonly cgroup: number;
-  /** SYN-stage drops by cause (zero unless the tcp_conn_request hook is live). */
+  /** SYN-stage drops by cause (zero unless a syn_drop hook is live). */
   readonly synDrops: SynDrops;
+  /** SYN cookies sent for this listener (syn_drop's tracepoint route only). */
+  readonly cookiesSent: number;
+  /** SYN-ACKs it retransmitted (syn_drop's tracepoint route only). */
+  readonly synackRetrans: number;
 }
 
 /** Accept-queue residency of one listener: bucket i counts waits in [2^i, 2^(i+1)) microseconds. */
@@ -167,6 +171,8 @@ export interface ResetCounter {
   readonly state?: string;
   readonly reason?: string;
   readonly count: number;
+  /** cgroup v2 id of the sockets (rows are per cgroup too); absent when unknown. */
+  readonly cgroup?: number;
 }
 
 export interface TimewaitCounter {
@@ -175,6 +181,8 @@ export interface TimewaitCounter {
   readonly raddr: string;
   readonly rport: number;
   readonly count: number;
+  /** cgroup v2 id of the sockets that went to TIME_WAIT (rows are per cgroup too); absent when unknown. */
+  readonly cgroup?: number;
 }
 
 export interface Counters {
@@ -242,6 +250,8 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
         unprovenPeer: u64(vv, LV.syn_drops + 16),
         other: u64(vv, LV.syn_drops + 24),
       },
+      cookiesSent: u64(vv, LV.cookies_sent),
+      synackRetrans: u64(vv, LV.synack_retrans),
     };
   });
 
@@ -256,6 +266,8 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
       lport: kv.getUint16(RK.lport, true),
       count: u64(viewOf(v), 0),
     };
+    const cgroup = u64(kv, RK.cgroup);
+    if (cgroup) out.cgroup = cgroup;
     if (state) out.state = state;
     if (reason !== NO_REASON) out.reason = reasons.resetReason(reason);
     return out;
@@ -265,12 +277,14 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
   const timewaits = raw.timewaits.map(([k, v]): TimewaitCounter => {
     const kv = viewOf(k);
     const family = kv.getUint16(TK.family, true);
+    const cgroup = u64(kv, TK.cgroup);
     return {
       family: familyName(family),
       netns: kv.getUint32(TK.netns, true),
       raddr: formatAddr(k, TK.raddr, family),
       rport: kv.getUint16(TK.rport, true),
       count: u64(viewOf(v), 0),
+      ...(cgroup ? { cgroup } : {}),
     };
   });
 

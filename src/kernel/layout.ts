@@ -33,7 +33,7 @@ export const LISTENER_KEY_LAYOUT = {
 } as const;
 
 export const LISTENER_VALUE_LAYOUT = {
-  size: 104,
+  size: 120,
   offsets: {
     enqueued: 0,
     full_hits: 8,
@@ -46,6 +46,8 @@ export const LISTENER_VALUE_LAYOUT = {
     depth: 56,
     syn_drops: 64,
     last_syn_event_ns: 96,
+    cookies_sent: 104,
+    synack_retrans: 112,
   },
 } as const;
 
@@ -61,13 +63,13 @@ export const RESIDENCY_LAYOUT = {
 } as const;
 
 export const RESET_KEY_LAYOUT = {
-  size: 12,
-  offsets: { netns: 0, reason: 4, lport: 8, kind: 10, state: 11 },
+  size: 24,
+  offsets: { cgroup: 0, netns: 8, reason: 12, lport: 16, kind: 18, state: 19 },
 } as const;
 
 export const TIMEWAIT_KEY_LAYOUT = {
-  size: 24,
-  offsets: { raddr: 0, netns: 16, rport: 20, family: 22 },
+  size: 32,
+  offsets: { cgroup: 0, raddr: 8, netns: 24, rport: 28, family: 30 },
 } as const;
 
 /** struct wst_summary_key and wst_summary_val: a summary row of events beyond the rate budget. */

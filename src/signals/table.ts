@@ -37,6 +37,8 @@ export interface HookVariant {
   readonly needs?: KernelCheck;
   /** Which kernels offer it, for the README; the loader does not read it (it just tries). */
   readonly kernels?: string;
+  /** The loader sets this field of struct wst_switches when this variant is the live one. */
+  readonly switchField?: string;
 }
 
 /** An index of the per-CPU totals array (enum wst_counter). */
@@ -132,10 +134,25 @@ export const SIGNALS = [
     kind: { code: 3, proto: 3, protoDoc: ['A socket entered TIME_WAIT (this host closed first).'] },
     counters: [{ name: 'timewait', doc: 'TIME_WAIT entries' }],
     hooks: [
-      { variant: 'tp_btf', object: 'core', hook: 'inet_sock_set_state', programs: ['wst_timewait_btf'], hits: ['wst_timewait_btf'] },
-      { variant: 'raw_tp', object: 'core', hook: 'inet_sock_set_state', programs: ['wst_timewait'], hits: ['wst_timewait'] },
+      // Each rides along on timer_init: inet_twsk_alloc() sets up the timewait socket's timer, the one sign one was made.
+      // (The hook names one tracepoint: the loader looks up a tp_btf variant's BTF by it.)
+      {
+        variant: 'tp_btf',
+        object: 'core',
+        hook: 'inet_sock_set_state',
+        programs: ['wst_timewait_btf', 'wst_tw_made_btf'],
+        hits: ['wst_timewait_btf', 'wst_tw_made_btf'],
+      },
+      {
+        variant: 'raw_tp',
+        object: 'core',
+        hook: 'inet_sock_set_state',
+        programs: ['wst_timewait', 'wst_tw_made'],
+        hits: ['wst_timewait', 'wst_tw_made'],
+      },
     ],
-    notes: 'FIN_WAIT2/CLOSING → CLOSE that no reset caused: the kernel just made a timewait socket',
+    notes:
+      'FIN_WAIT2/CLOSING → CLOSE right after the kernel set up a timewait socket for that connection (its timer, `timer_init`): not the same move made by data on an orphan, `TCP_LINGER2` < 0, an orphan FIN_WAIT2 timer giving up, a full `tcp_max_tw_buckets` or a reset. Equals `TcpExtTW` + `TcpExtTWKilled`',
   },
   {
     name: 'accept_queue_full',
@@ -244,8 +261,23 @@ export const SIGNALS = [
       reason: { causes: ['ACCEPT_QUEUE_FULL', 'SYN_QUEUE_FULL', 'UNPROVEN_PEER', 'OTHER'], cEnum: 'wst_syn_cause' },
       listener: true,
     },
-    counters: [{ name: 'synDrop', doc: 'SYN-stage listen drops (richer hook)' }],
+    counters: [{ name: 'synDrop', doc: 'SYN-stage listen drops' }],
     hooks: [
+      {
+        variant: 'raw_tp',
+        object: 'core',
+        hook: 'consume_skb, kfree_skb, tcp_retransmit_synack',
+        programs: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'],
+        hits: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'],
+        needs: {
+          btf: 'struct',
+          type: 'trace_event_raw_consume_skb',
+          member: 'location',
+          absent: 'the tracepoint route needs Linux 6.3+ (consume_skb with a location)',
+        },
+        kernels: '6.3+',
+        switchField: 'listen_drops_settled',
+      },
       {
         variant: 'fentry',
         object: 'ext',
@@ -264,7 +296,7 @@ export const SIGNALS = [
     blind:
       'SYN-stage listen drops: no hook on this kernel, so only the kernel counters ListenOverflows/ListenDrops count them (attributed to the listeners seen full)',
     notes:
-      "exact per listener (the listener's drop counter before and after), with a cause: accept queue full, SYN queue full without cookies, unproven peer, other. With neither hook, only the kernel's `ListenOverflows`/`ListenDrops` count it, and wstrace says so",
+      "exact per listener, with a cause: accept queue full, SYN queue full without cookies, unproven peer, other. raw_tp: where each SYN or ACK to a listener ends (consumed or freed), this CPU's ListenOverflows/ListenDrops/TCPReqQFullDrop/SyncookiesSent rise goes to that packet's listener, so ACK-stage drops on every path (cookie ACKs too) count here and the ACK-stage hooks stand down; also SYN cookies sent and SYN-ACK retransmits per listener. fentry/kprobe: the listener's drop counter before and after `tcp_conn_request`. With none, only the kernel's `ListenOverflows`/`ListenDrops` count it, and wstrace says so",
   },
   {
     name: 'accept_residency',

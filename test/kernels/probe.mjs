@@ -27,6 +27,8 @@ const VARIANTS = [
   { signal: 'listen_overflow', variant: 'raw_tp', programs: ['wst_listen_ovf'], traffic: ['ack-overflow', 7905, 2, 2, 0.5], count: 'listenOverflow' },
   { signal: 'listen_overflow', variant: 'fexit', programs: ['wst_synrecv_fexit'], traffic: ['ack-overflow', 7906, 2, 2, 0.5], count: 'listenOverflow' },
   { signal: 'listen_overflow', variant: 'kprobe', programs: ['wst_synrecv_kprobe', 'wst_synrecv_kretprobe'], traffic: ['ack-overflow', 7907, 2, 2, 0.5], count: 'listenOverflow' },
+  // The tracepoint route counts both stages (and SYN-ACK retransmits: the ACK-stage drops leave requests to resend).
+  { signal: 'syn_drop', variant: 'raw_tp', programs: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'], traffic: ['ack-overflow', 7920, 2, 3, 1.6], exact: true, bothStages: true },
   { signal: 'syn_drop', variant: 'fentry', programs: ['wst_conn_req_fentry', 'wst_conn_req_fexit'], traffic: ['full-queue', 7908, 1, 6, 0.5], exact: true },
   { signal: 'syn_drop', variant: 'kprobe', programs: ['wst_conn_req_kprobe', 'wst_conn_req_kretprobe'], traffic: ['full-queue', 7909, 1, 6, 0.5], exact: true },
   { signal: 'accept_residency', variant: 'fexit', programs: ['wst_accept_fexit'], traffic: ['timewait', 5, 7910], count: 'accepted' },
@@ -59,7 +61,7 @@ const ROUNDS = [
   { reset_sent: 'tp_btf', reset_received: 'tp_btf', timewait: 'tp_btf', accept_queue_full: 'raw_tp', listen_overflow: 'raw_tp', syn_drop: 'fentry', accept_residency: 'fexit', reset_no_socket: 'fentry' },
   { reset_sent: 'raw_tp', reset_received: 'raw_tp', timewait: 'raw_tp', accept_queue_full: 'fexit', listen_overflow: 'fexit', syn_drop: 'kprobe', accept_residency: 'kretprobe', reset_no_socket: 'kprobe' },
   { accept_queue_full: 'kprobe', listen_overflow: 'kprobe', syn_drop: 'none', accept_residency: 'none', reset_no_socket: 'none' },
-  { accept_queue_full: 'tp_btf', listen_overflow: 'none', syn_drop: 'none', accept_residency: 'none', reset_no_socket: 'none' },
+  { accept_queue_full: 'tp_btf', listen_overflow: 'none', syn_drop: 'raw_tp', accept_residency: 'none', reset_no_socket: 'none' },
 ];
 
 /*
@@ -162,7 +164,12 @@ for (const force of ROUNDS) {
         // The per-listener SYN-stage count against the kernel's own counter.
         const l = c.listeners.find((x) => x.port === v.traffic[1]);
         row.synDrops = l ? l.synDrops.acceptQueueFull : 0;
-        row.exact = row.synDrops === row.listenOverflows && row.synDrops > 0;
+        if (v.bothStages) {
+          row.ackDrops = l ? l.overflows : 0;
+          row.synackRetrans = l ? l.synackRetrans : 0;
+        }
+        const counted = row.synDrops + (row.ackDrops ?? 0);
+        row.exact = counted === row.listenOverflows && counted > 0;
       }
     });
   } catch (err) {
