@@ -234,6 +234,13 @@ static __always_inline bool no_socket_wanted(void)
 	return filter_ncgroups == 0;
 }
 
+/*
+ * An event told from a listener's row, not its socket: the row's cgroup is
+ * the event's. A row learns its cgroup only through a socket sk_cgroup()
+ * let through, so under --cgroup a row with one is wanted, one without is not.
+ */
+#define row_cgroup_wanted(v) (filter_ncgroups == 0 || (v)->cgroup)
+
 /* 16 address bytes through a BTF pointer: two loads. */
 static __always_inline void copy_addr(__u8 *dst, const void *src)
 {
@@ -286,11 +293,10 @@ static __always_inline bool sk_tuple(const struct sock *sk, struct wst_event *e,
 }
 
 /*
- * Tuple of a received packet, seen from this host: its destination is local.
- * False when the headers cannot be read, or the filters do not want it (the
- * netns is checked before the headers are read).
+ * Addresses and ports of a received packet, seen from this host: its
+ * destination is local. False when the headers cannot be read.
  */
-static __always_inline bool skb_tuple(const struct sk_buff *skb, struct wst_event *e, bool direct)
+static __always_inline bool skb_addrs(const struct sk_buff *skb, struct wst_event *e, bool direct)
 {
 	unsigned char *head = RD(direct, skb, head);
 	__u16 nh = RD(direct, skb, network_header);
@@ -304,12 +310,6 @@ static __always_inline bool skb_tuple(const struct sk_buff *skb, struct wst_even
 	struct wst_ports ports;
 	__u16 iplen = th - nh;
 
-	if (direct)
-		e->netns = __builtin_preserve_access_index(skb->dev->nd_net.net->ns.inum);
-	else
-		e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
-	if (!netns_wanted(e->netns))
-		return false;
 	if (bpf_probe_read_kernel(hdr, sizeof(hdr), head + nh))
 		return false;
 	if (iplen == sizeof(struct wst_iphdr))
@@ -334,6 +334,54 @@ static __always_inline bool skb_tuple(const struct sk_buff *skb, struct wst_even
 		__builtin_memcpy(e->raddr, ip6->saddr, 16);
 	} else {
 		return false;
+	}
+	return true;
+}
+
+/*
+ * Tuple of a received packet no socket took: the namespace from the device
+ * it came in on, checked before the headers are read; false when the filters
+ * do not want it. Once TCP has found a socket for a packet, tcp_v4_rcv() and
+ * tcp_v6_rcv() clear skb->dev (a listener's packets included): with a socket
+ * in hand, its namespace counts and skb_addrs() gives the peer.
+ */
+static __always_inline bool skb_tuple(const struct sk_buff *skb, struct wst_event *e, bool direct)
+{
+	if (direct)
+		e->netns = __builtin_preserve_access_index(skb->dev->nd_net.net->ns.inum);
+	else
+		e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if (!netns_wanted(e->netns))
+		return false;
+	return skb_addrs(skb, e, direct);
+}
+
+/*
+ * The tuple of a reset sent, from this host's side: skb is the packet it
+ * answers (NULL for a reset sent on close or abort). The socket is asked
+ * first (namespace, filters, state, cgroup). But a listener has no peer, and
+ * the packet is what a request or timewait socket answers too: for those the
+ * packet gives both ends, its source the peer and its destination the local
+ * address actually used (a listener bound to 0.0.0.0 knows no other). With
+ * no socket, the packet is all there is.
+ */
+static __always_inline bool reset_tuple(const struct sock *sk, const struct sk_buff *skb, struct wst_event *e,
+					bool direct)
+{
+	struct wst_event pkt = {};
+
+	if (!sk)
+		return skb && no_socket_wanted() && skb_tuple(skb, e, direct) && port_wanted(e->lport, e->rport);
+	if (!sk_tuple(sk, e, false, direct))
+		return false;
+	if (!skb || (e->state != TCP_LISTEN && e->state != TCP_NEW_SYN_RECV && e->state != TCP_TIME_WAIT))
+		return true;
+	if (skb_addrs(skb, &pkt, direct)) {
+		e->family = pkt.family;
+		e->lport = pkt.lport;
+		e->rport = pkt.rport;
+		__builtin_memcpy(e->laddr, pkt.laddr, 16);
+		__builtin_memcpy(e->raddr, pkt.raddr, 16);
 	}
 	return true;
 }
@@ -491,6 +539,7 @@ static __always_inline void emit(const struct wst_event *src, int fold)
 static __always_inline int count_reset(const struct wst_event *e)
 {
 	struct wst_reset_key k = {
+		.cgroup = e->cgroup,
 		.netns = e->netns,
 		.reason = e->reason,
 		.lport = e->lport,

@@ -1,0 +1,160 @@
+/**
+ * Issue 15 item 1: a TIME_WAIT is counted only where the kernel made a
+ * timewait socket. Each close below moves the full socket FIN_WAIT2 → CLOSE
+ * the way a TIME_WAIT entry does, but without one (or, for the orphan
+ * FIN_WAIT2 timer, either way), so wstrace's count must follow the kernel's
+ * own: TcpExtTW + TcpExtTWKilled (both counted when a timewait socket's timer
+ * is armed, by how long it is: TWKilled for 4 s or less), in a namespace of
+ * this file's, against both hook variants.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { openTracer, type TraceEvent, type Tracer } from '../src/kernel/index.js';
+import { describeKernel, TestNetns } from './helpers/kernel.js';
+import { closes, twMade } from './helpers/closes.js';
+
+function suite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
+  describeKernel(name, () => {
+    let ns: TestNetns;
+    let tracer: Tracer;
+    let events: TraceEvent[] = [];
+
+    beforeAll(async () => {
+      ns = await TestNetns.create(nsPrefix);
+      tracer = await openTracer({ netns: ns.path, ...(variant ? { variants: { timewait: variant, reset_sent: variant } } : {}) });
+      tracer.subscribe((batch) => events.push(...batch));
+    });
+
+    afterAll(async () => {
+      tracer?.close();
+      await ns?.destroy();
+    });
+
+    function take(kind: TraceEvent['kind'], port: number): TraceEvent[] {
+      tracer.flush();
+      return events.filter((e) => e.kind === kind && (e.rport === port || e.lport === port));
+    }
+
+    function timewaitsTo(port: number): number {
+      return tracer.counters().timewaits.filter((t) => t.rport === port).reduce((s, t) => s + t.count, 0);
+    }
+
+    it('hooks timewait with the variant asked for, timer_init with it', () => {
+      const hook = tracer.hooks.find((h) => h.signal === 'timewait');
+      expect(hook?.attached).toBe(true);
+      expect(hook?.variant).toBe(variant ?? 'tp_btf');
+    });
+
+    it('late answers to clients that left: every abort on data is a reset, none a TIME_WAIT', async () => {
+      const N = 40;
+      const port = 7501;
+      events = [];
+      const total0 = tracer.totals();
+      const out = await closes(ns, 'late-answer', N, port);
+      expect(out.mib.TCPAbortOnData).toBe(N);
+      expect(twMade(out)).toBe(0);
+      expect(tracer.totals().timewait - total0.timewait).toBe(0);
+      expect(timewaitsTo(port)).toBe(0);
+      expect(take('timewait', port)).toHaveLength(0);
+      // Each client's orphan reset the server: a reset per abort, from the client's port, equal to OutRsts.
+      const sent = take('reset_sent', port).filter((e) => e.rport === port);
+      expect(sent).toHaveLength(N);
+      expect(new Set(sent.map((e) => e.lport))).toEqual(new Set(out.client_ports));
+      expect(tracer.totals().resetSent - total0.resetSent).toBe(out.mib.OutRsts);
+      // The reset says what the orphan left: FIN_WAIT2 (tcp_done() just before) or FIN_WAIT1 (tcp_reset()).
+      for (const e of sent) expect(['FIN_WAIT2', 'FIN_WAIT1']).toContain(e.state);
+      expect(sent.some((e) => e.state === 'FIN_WAIT2')).toBe(true);
+    });
+
+    it('TCP_LINGER2 < 0: the orphan closes on the ACK of its FIN with a reset, no TIME_WAIT', async () => {
+      const N = 30;
+      const port = 7502;
+      events = [];
+      const total0 = tracer.totals();
+      const out = await closes(ns, 'linger2', N, port);
+      expect(out.mib.TCPAbortOnData).toBe(N);
+      expect(twMade(out)).toBe(0);
+      expect(tracer.totals().timewait - total0.timewait).toBe(0);
+      expect(timewaitsTo(port)).toBe(0);
+      const sent = take('reset_sent', port).filter((e) => e.rport === port);
+      expect(new Set(sent.map((e) => e.lport))).toEqual(new Set(out.client_ports));
+      expect(sent).toHaveLength(N);
+      expect(new Set(sent.map((e) => e.state))).toEqual(new Set(['FIN_WAIT2']));
+    });
+
+    it('TCP_LINGER2 < 0 on a socket already in FIN_WAIT2: close() moves it to CLOSE, then resets; no TIME_WAIT', async () => {
+      const N = 30;
+      const port = 7506;
+      events = [];
+      const total0 = tracer.totals();
+      const out = await closes(ns, 'linger2', N, port, 'shutdown-first');
+      expect(out.mib.TCPAbortOnLinger).toBe(N);
+      expect(twMade(out)).toBe(0);
+      expect(tracer.totals().timewait - total0.timewait).toBe(0);
+      expect(timewaitsTo(port)).toBe(0);
+      const sent = take('reset_sent', port).filter((e) => e.rport === port);
+      expect(sent).toHaveLength(N);
+      expect(new Set(sent.map((e) => e.lport))).toEqual(new Set(out.client_ports));
+      // The state the reset's socket left, not the CLOSE it was already in.
+      expect(new Set(sent.map((e) => e.state))).toEqual(new Set(['FIN_WAIT2']));
+    });
+
+    it('orphans in FIN_WAIT2 with tcp_fin_timeout 1: TIME_WAITs equal TW + TWKilled, whichever way each went', async () => {
+      const N = 30;
+      const port = 7503;
+      await ns.exec('sysctl', ['-q', '-w', 'net.ipv4.tcp_fin_timeout=1']);
+      try {
+        events = [];
+        const total0 = tracer.totals();
+        const out = await closes(ns, 'fin-timeout', N, port, 2.5);
+        const made = twMade(out);
+        expect(tracer.totals().timewait - total0.timewait).toBe(made);
+        expect(timewaitsTo(port)).toBe(made);
+        expect(take('timewait', port)).toHaveLength(made);
+        // The rest gave up on their FIN_WAIT2 timer: a reset each, and no TIME_WAIT.
+        const gaveUp = take('reset_sent', port).filter((e) => e.rport === port && e.state === 'FIN_WAIT2');
+        expect(gaveUp.length + made).toBe(N);
+      } finally {
+        await ns.exec('sysctl', ['-q', '-w', 'net.ipv4.tcp_fin_timeout=60']);
+      }
+    });
+
+    it('tcp_max_tw_buckets reached: only the timewait sockets made count, the overflow does not', async () => {
+      const N = 30;
+      const room = 8;
+      const port = 7504;
+      const tw0 = ns.sockstatTcp().tw ?? 0;
+      await ns.exec('sysctl', ['-q', '-w', `net.ipv4.tcp_max_tw_buckets=${tw0 + room}`]);
+      try {
+        events = [];
+        const total0 = tracer.totals();
+        const out = await closes(ns, 'active-close', N, port);
+        expect(twMade(out)).toBe(room);
+        expect(out.mib.TCPTimeWaitOverflow).toBe(N - room);
+        expect((ns.sockstatTcp().tw ?? 0) - tw0).toBe(room);
+        expect(tracer.totals().timewait - total0.timewait).toBe(room);
+        expect(timewaitsTo(port)).toBe(room);
+        expect(take('timewait', port)).toHaveLength(room);
+      } finally {
+        await ns.exec('sysctl', ['-q', '-w', 'net.ipv4.tcp_max_tw_buckets=262144']);
+      }
+    });
+
+    it('a WebSocket-style storm (slow accept, clients leaving mid-handshake): TIME_WAIT and resets exact', async () => {
+      const port = 7505;
+      events = [];
+      const total0 = tracer.totals();
+      const out = await closes(ns, 'ws-storm', 300, port, 16, 0.002, 15);
+      tracer.flush();
+      const total1 = tracer.totals();
+      // The storm made every kind of close (the referee says so), and each count matches the kernel's.
+      expect(out.mib.TCPAbortOnData).toBeGreaterThan(0);
+      expect(twMade(out)).toBeGreaterThan(0);
+      expect(total1.timewait - total0.timewait).toBe(twMade(out));
+      expect(total1.resetSent - total0.resetSent).toBe(out.mib.OutRsts);
+      expect(tracer.skippedRuns()).toBe(0);
+    });
+  });
+}
+
+suite('TIME_WAIT only where the kernel made a timewait socket (hooks this kernel picks)', 'wst-twx');
+suite('TIME_WAIT only where the kernel made a timewait socket (raw tracepoints)', 'wst-twr', 'raw_tp');
