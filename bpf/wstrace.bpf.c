@@ -697,8 +697,9 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, co
 	if (!segment_tuple(skb, &e, &flags) || !port_wanted(e.lport, 0) || !is_listen_port(e.lport))
 		return;
 	v = packet_listener(&e);
-	if (!v)
+	if (!v || !row_cgroup_wanted(v))
 		return;
+	e.cgroup = v->cgroup;
 	e.inode = v->inode;
 	e.queue = v->depth;
 	e.backlog = v->backlog;

@@ -130,7 +130,7 @@ describeKernel('the socket\'s cgroup in the kernel (real cgroups, a test netns)'
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a listener\'s events and Snapshot rows carry its cgroup\'s id; a socket of this process carries its own cgroup\'s', async () => {
+  it('a listener\'s events and Snapshot rows (listener, reset, TIME_WAIT) carry its cgroup\'s id; a socket of this process carries its own cgroup\'s', async () => {
     const sock = join(dir, 'agent.sock');
     const agent = spawnCli(['agent', '--listen', `unix:${sock}`, '--netns', ns.path, '--event-budget', '0'], { stdout: 'ignore' });
     await agent.waitStderr('listening on');
@@ -151,16 +151,21 @@ describeKernel('the socket\'s cgroup in the kernel (real cgroups, a test netns)'
       await idle.waitForLine(/listening/);
       // Both ends in this test's own process tree: its own cgroup.
       await ns.traffic('linger0', 7613);
+      // Three client sockets of cgroup a go to TIME_WAIT toward 7614.
+      const tw = a.spawn('ip', ['netns', 'exec', ns.name, 'python3', TRAFFIC, 'timewait', 3, 7614]);
+      expect(await tw.closed).toBe(0);
 
       const onPort = (p: number) => events.filter((e) => e.localPort === p);
       const touching = (p: number) => events.filter((e) => e.localPort === p || e.remotePort === p);
       // linger0: the client's reset sent, and the server's child receiving it.
-      await until(() => onPort(7611).some((e) => e.kind === 'EVENT_KIND_ACCEPT_QUEUE_FULL') && touching(7613).length >= 2, {
-        what: 'the accept queue of 7611 seen full, and both ends of the reset on 7613',
-      });
+      await until(
+        () => onPort(7611).some((e) => e.kind === 'EVENT_KIND_ACCEPT_QUEUE_FULL') && touching(7613).length >= 2 && touching(7614).length >= 3,
+        { what: 'the accept queue of 7611 seen full, both ends of the reset on 7613, the TIME_WAITs toward 7614' },
+      );
       const listenerEvents = onPort(7611).filter((e) => e.kind === 'EVENT_KIND_LISTEN_OVERFLOW' || e.kind === 'EVENT_KIND_ACCEPT_QUEUE_FULL');
       expect(listenerEvents.length).toBeGreaterThan(0);
       for (const e of onPort(7611)) expect({ kind: e.kind, cgroup: e.cgroup }).toEqual({ kind: e.kind, cgroup: a.id() });
+      for (const e of touching(7614)) expect({ kind: e.kind, cgroup: e.cgroup }).toEqual({ kind: e.kind, cgroup: a.id() });
       for (const e of touching(7613)) expect({ kind: e.kind, cgroup: e.cgroup }).toEqual({ kind: e.kind, cgroup: ownCgroupId() });
 
       const snap = await unary<Any>(client, 'snapshot');
@@ -170,6 +175,11 @@ describeKernel('the socket\'s cgroup in the kernel (real cgroups, a test netns)'
       expect(row(7611).fullHits).toBeGreaterThan(0);
       // 7612 never queued a child: its row is sock_diag's, which reports the socket's cgroup too.
       expect(row(7612)).toMatchObject({ live: true, cgroup: b.id() });
+      // Reset and TIME_WAIT rows are kept per cgroup too.
+      const received7613 = snap.resets.filter((r: Any) => r.localPort === 7613 && r.direction === 'DIRECTION_RECEIVED');
+      expect(received7613.map((r: Any) => [r.count, r.cgroup])).toEqual([[1, ownCgroupId()]]);
+      const tw7614 = snap.timewait.filter((d: Any) => d.remotePort === 7614);
+      expect(tw7614.map((d: Any) => [d.created, d.cgroup])).toEqual([[3, a.id()]]);
     } finally {
       call.cancel();
       client.close();

@@ -60,6 +60,7 @@ function resetRows(counters: Counters): ResetCount[] {
     state: r.state ?? '',
     reason: r.reason ?? '',
     count: r.count,
+    ...(r.cgroup ? { cgroup: r.cgroup } : {}),
   }));
 }
 
@@ -125,20 +126,27 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
     if (l) l.residency = { buckets: r.buckets, count: r.count, sumNs: r.sumNs };
   }
 
+  // A row per destination and cgroup; sock_diag's count now (timewait sockets
+  // have no cgroup) goes on the destination's first row, so rows still add up.
   const tw = new Map<string, TimewaitDestination>();
+  const firstRow = new Map<string, TimewaitDestination>();
   for (const c of counters.timewaits) {
-    tw.set(`${c.family}|${c.raddr}|${c.rport}`, {
+    const row: TimewaitDestination = {
       family: familyToProto(c.family),
       netns: c.netns,
       remoteAddr: c.raddr,
       remotePort: c.rport,
       created: c.count,
       current: 0,
-    });
+      ...(c.cgroup ? { cgroup: c.cgroup } : {}),
+    };
+    const destination = `${c.family}|${c.raddr}|${c.rport}`;
+    tw.set(`${destination}|${c.cgroup ?? 0}`, row);
+    if (!firstRow.has(destination)) firstRow.set(destination, row);
   }
   for (const g of sockets.timewait) {
     const key = `${g.family}|${g.raddr}|${g.rport}`;
-    const known = tw.get(key);
+    const known = firstRow.get(key);
     if (known) known.current = g.count;
     else
       tw.set(key, {

@@ -684,6 +684,12 @@ export interface ResetCount {
   reason: string;
   /** How many. */
   count: number;
+  /**
+   * cgroup v2 id of the sockets (as Event.cgroup): rows are kept per cgroup
+   * too. Absent when unknown (resets answering a packet no socket took, or
+   * sent by a timewait socket).
+   */
+  cgroup?: number | undefined;
 }
 
 /** TIME_WAIT per destination (remote address and port). */
@@ -696,10 +702,22 @@ export interface TimewaitDestination {
   remoteAddr: string;
   /** Remote port. */
   remotePort: number;
-  /** TIME_WAIT sockets made toward it since the agent started. */
+  /**
+   * TIME_WAIT sockets made toward it since the agent started (by sockets of
+   * this row's cgroup, when it has one).
+   */
   created: number;
-  /** TIME_WAIT sockets toward it now. */
+  /**
+   * TIME_WAIT sockets toward it now (timewait sockets have no cgroup: when a
+   * destination has rows for several cgroups, this is on one of them only, so
+   * the rows still add up).
+   */
   current: number;
+  /**
+   * cgroup v2 id of the sockets that went to TIME_WAIT (as Event.cgroup):
+   * rows are kept per cgroup too. Absent when unknown.
+   */
+  cgroup?: number | undefined;
 }
 
 /** Plain facts from /proc and /sys of the traced namespace. */
@@ -3909,7 +3927,7 @@ export const Listener: MessageFns<Listener> = {
 };
 
 function createBaseResetCount(): ResetCount {
-  return { direction: 0, netns: 0, localPort: 0, state: "", reason: "", count: 0 };
+  return { direction: 0, netns: 0, localPort: 0, state: "", reason: "", count: 0, cgroup: undefined };
 }
 
 export const ResetCount: MessageFns<ResetCount> = {
@@ -3931,6 +3949,9 @@ export const ResetCount: MessageFns<ResetCount> = {
     }
     if (message.count !== 0) {
       writer.uint32(48).uint64(message.count);
+    }
+    if (message.cgroup !== undefined) {
+      writer.uint32(56).uint64(message.cgroup);
     }
     return writer;
   },
@@ -3996,6 +4017,14 @@ export const ResetCount: MessageFns<ResetCount> = {
             message.count = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.cgroup = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4020,6 +4049,7 @@ export const ResetCount: MessageFns<ResetCount> = {
       state: isSet(object.state) ? globalThis.String(object.state) : "",
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
       count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      cgroup: isSet(object.cgroup) ? globalThis.Number(object.cgroup) : undefined,
     };
   },
 
@@ -4043,12 +4073,15 @@ export const ResetCount: MessageFns<ResetCount> = {
     if (message.count !== 0) {
       obj.count = Math.round(message.count);
     }
+    if (message.cgroup !== undefined) {
+      obj.cgroup = Math.round(message.cgroup);
+    }
     return obj;
   },
 };
 
 function createBaseTimewaitDestination(): TimewaitDestination {
-  return { family: 0, netns: 0, remoteAddr: "", remotePort: 0, created: 0, current: 0 };
+  return { family: 0, netns: 0, remoteAddr: "", remotePort: 0, created: 0, current: 0, cgroup: undefined };
 }
 
 export const TimewaitDestination: MessageFns<TimewaitDestination> = {
@@ -4070,6 +4103,9 @@ export const TimewaitDestination: MessageFns<TimewaitDestination> = {
     }
     if (message.current !== 0) {
       writer.uint32(48).uint64(message.current);
+    }
+    if (message.cgroup !== undefined) {
+      writer.uint32(56).uint64(message.cgroup);
     }
     return writer;
   },
@@ -4135,6 +4171,14 @@ export const TimewaitDestination: MessageFns<TimewaitDestination> = {
             message.current = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.cgroup = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4163,6 +4207,7 @@ export const TimewaitDestination: MessageFns<TimewaitDestination> = {
         : 0,
       created: isSet(object.created) ? globalThis.Number(object.created) : 0,
       current: isSet(object.current) ? globalThis.Number(object.current) : 0,
+      cgroup: isSet(object.cgroup) ? globalThis.Number(object.cgroup) : undefined,
     };
   },
 
@@ -4185,6 +4230,9 @@ export const TimewaitDestination: MessageFns<TimewaitDestination> = {
     }
     if (message.current !== 0) {
       obj.current = Math.round(message.current);
+    }
+    if (message.cgroup !== undefined) {
+      obj.cgroup = Math.round(message.cgroup);
     }
     return obj;
   },
