@@ -27,8 +27,8 @@ const UID = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
 const TRAFFIC = join(ROOT, 'test/helpers/traffic.py');
 
 function fakeCri(): CriApi {
-  const pod = { id: 'sb1', metadata: { name: 'shop-7d9f', uid: UID, namespace: 'payments', attempt: 0 }, state: 0, createdAt: 1, labels: {} };
-  const container = { id: ID2, podSandboxId: 'sb1', metadata: { name: 'web', attempt: 0 }, state: 1, createdAt: 1, labels: {} };
+  const pod = { id: 'sb1', metadata: { name: 'shop-7d9f', uid: UID, namespace: 'payments', attempt: 0 }, state: 0, labels: {} };
+  const container = { id: ID2, podSandboxId: 'sb1', metadata: { name: 'web', attempt: 0 }, state: 1, labels: {} };
   return {
     version: () => Promise.resolve({ version: '0.1.0', runtimeName: 'stand-in', runtimeVersion: '1', runtimeApiVersion: 'v1' }),
     listContainers: (id?: string) => Promise.resolve(!id || id === ID2 ? [container] : []),

@@ -108,8 +108,8 @@ describe('cgroup path conventions', () => {
 
 /** A CRI that knows one pod with one container, and counts what it is asked. */
 function fakeCri(containerId: string, sandboxId: string, podUid: string): CriApi & { calls: number } {
-  const pod = { id: sandboxId, metadata: { name: 'shop-7d9f', uid: podUid, namespace: 'payments', attempt: 0 }, state: 0, createdAt: 1, labels: {} };
-  const container = { id: containerId, podSandboxId: sandboxId, metadata: { name: 'web', attempt: 0 }, state: 1, createdAt: 1, labels: {} };
+  const pod = { id: sandboxId, metadata: { name: 'shop-7d9f', uid: podUid, namespace: 'payments', attempt: 0 }, state: 0, labels: {} };
+  const container = { id: containerId, podSandboxId: sandboxId, metadata: { name: 'web', attempt: 0 }, state: 1, labels: {} };
   const cri = {
     calls: 0,
     version: () => Promise.resolve({ version: '0.1.0', runtimeName: 'fake', runtimeVersion: '1', runtimeApiVersion: 'v1' }),

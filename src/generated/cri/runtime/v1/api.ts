@@ -157,8 +157,6 @@ export interface PodSandbox {
     | undefined;
   /** Whether it is up. */
   state: PodSandboxState;
-  /** When it was made, nanoseconds since the epoch. */
-  createdAt: number;
   /** The pod's labels. */
   labels: { [key: string]: string };
 }
@@ -258,8 +256,6 @@ export interface Container {
     | undefined;
   /** Whether it runs. */
   state: ContainerState;
-  /** When it was made, nanoseconds since the epoch. */
-  createdAt: number;
   /** Its labels (the kubelet copies the pod's name and namespace here). */
   labels: { [key: string]: string };
 }
@@ -598,7 +594,7 @@ export const PodSandboxMetadata: MessageFns<PodSandboxMetadata> = {
 };
 
 function createBasePodSandbox(): PodSandbox {
-  return { id: "", metadata: undefined, state: 0, createdAt: 0, labels: {} };
+  return { id: "", metadata: undefined, state: 0, labels: {} };
 }
 
 export const PodSandbox: MessageFns<PodSandbox> = {
@@ -611,9 +607,6 @@ export const PodSandbox: MessageFns<PodSandbox> = {
     }
     if (message.state !== 0) {
       writer.uint32(24).int32(message.state);
-    }
-    if (message.createdAt !== 0) {
-      writer.uint32(32).int64(message.createdAt);
     }
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       PodSandbox_LabelsEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
@@ -658,14 +651,6 @@ export const PodSandbox: MessageFns<PodSandbox> = {
             message.state = reader.int32() as any;
             continue;
           }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.createdAt = longToNumber(reader.int64());
-            continue;
-          }
           case 5: {
             if (tag !== 42) {
               break;
@@ -694,11 +679,6 @@ export const PodSandbox: MessageFns<PodSandbox> = {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
       metadata: isSet(object.metadata) ? PodSandboxMetadata.fromJSON(object.metadata) : undefined,
       state: isSet(object.state) ? podSandboxStateFromJSON(object.state) : 0,
-      createdAt: isSet(object.createdAt)
-        ? globalThis.Number(object.createdAt)
-        : isSet(object.created_at)
-        ? globalThis.Number(object.created_at)
-        : 0,
       labels: isObject(object.labels)
         ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
           (acc: { [key: string]: string }, [key, value]: [string, any]) => {
@@ -726,9 +706,6 @@ export const PodSandbox: MessageFns<PodSandbox> = {
     }
     if (message.state !== 0) {
       obj.state = podSandboxStateToJSON(message.state);
-    }
-    if (message.createdAt !== 0) {
-      obj.createdAt = Math.round(message.createdAt);
     }
     if (message.labels) {
       const entries = globalThis.Object.entries(message.labels) as [string, string][];
@@ -1548,7 +1525,7 @@ export const ListContainersRequest: MessageFns<ListContainersRequest> = {
 };
 
 function createBaseContainer(): Container {
-  return { id: "", podSandboxId: "", metadata: undefined, state: 0, createdAt: 0, labels: {} };
+  return { id: "", podSandboxId: "", metadata: undefined, state: 0, labels: {} };
 }
 
 export const Container: MessageFns<Container> = {
@@ -1564,9 +1541,6 @@ export const Container: MessageFns<Container> = {
     }
     if (message.state !== 0) {
       writer.uint32(48).int32(message.state);
-    }
-    if (message.createdAt !== 0) {
-      writer.uint32(56).int64(message.createdAt);
     }
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       Container_LabelsEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
@@ -1619,14 +1593,6 @@ export const Container: MessageFns<Container> = {
             message.state = reader.int32() as any;
             continue;
           }
-          case 7: {
-            if (tag !== 56) {
-              break;
-            }
-
-            message.createdAt = longToNumber(reader.int64());
-            continue;
-          }
           case 8: {
             if (tag !== 66) {
               break;
@@ -1660,11 +1626,6 @@ export const Container: MessageFns<Container> = {
         : "",
       metadata: isSet(object.metadata) ? ContainerMetadata.fromJSON(object.metadata) : undefined,
       state: isSet(object.state) ? containerStateFromJSON(object.state) : 0,
-      createdAt: isSet(object.createdAt)
-        ? globalThis.Number(object.createdAt)
-        : isSet(object.created_at)
-        ? globalThis.Number(object.created_at)
-        : 0,
       labels: isObject(object.labels)
         ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
           (acc: { [key: string]: string }, [key, value]: [string, any]) => {
@@ -1695,9 +1656,6 @@ export const Container: MessageFns<Container> = {
     }
     if (message.state !== 0) {
       obj.state = containerStateToJSON(message.state);
-    }
-    if (message.createdAt !== 0) {
-      obj.createdAt = Math.round(message.createdAt);
     }
     if (message.labels) {
       const entries = globalThis.Object.entries(message.labels) as [string, string][];
@@ -2478,17 +2436,6 @@ export const RuntimeServiceClient = makeGenericClientConstructor(
   service: typeof RuntimeServiceService;
   serviceName: string;
 };
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 function isObject(value: any): boolean {
   return typeof value === "object" && value !== null;
