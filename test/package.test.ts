@@ -55,8 +55,11 @@ describeKernel('packages: the npm tarball and the .deb, on a host without a comp
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'wstrace-package-'));
-    // The developer's side: npm pack (its prepack step builds the prebuilt addon and dist/), then the .deb from it.
-    const packed = sh('npm', ['pack', '--silent', '--pack-destination', work], { cwd: ROOT }).trim().split('\n').pop()!;
+    // The developer's side, as `npm run package` does it: the prebuilt addon, npm pack, the .deb from the tarball.
+    // npm pack's own prepack step would also rebuild dist/, rewriting files that other test files running at the
+    // same time import; `npm test` has just built dist/, so the test builds the addon and packs without it.
+    sh(join(ROOT, 'scripts/prebuild.sh'), [], { cwd: ROOT });
+    const packed = sh('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', work], { cwd: ROOT }).trim().split('\n').pop()!;
     tarball = join(work, packed);
     deb = sh(join(ROOT, 'scripts/build-deb.sh'), [tarball, work], { cwd: ROOT }).trim().split('\n').pop()!;
     // The operator's side: every command of this machine but the toolchain.
@@ -111,7 +114,7 @@ describeKernel('packages: the npm tarball and the .deb, on a host without a comp
     // and would fall back to `make` and node-gyp, which this PATH lacks, if it did not.
     const install = spawnSync(
       'npm',
-      ['install', '-g', '--prefix', prefix, '--foreground-scripts', '--allow-scripts=wstrace,protobufjs', '--no-audit', '--no-fund', tarball],
+      ['install', '-g', '--prefix', prefix, '--foreground-scripts', '--allow-scripts=wstrace,protobufjs', '--prefer-offline', '--no-audit', '--no-fund', tarball],
       { env, encoding: 'utf8', timeout: 180_000 },
     );
     expect(install.status, install.stderr).toBe(0);
