@@ -16,9 +16,12 @@ node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)
 
 # Build tools for the BPF object and the addon, libbpf, and the tools the
 # tests and captures use (nstat/ip/ss from iproute2, sysctl, setpriv, tcpdump, tmux, openssl),
-# and Prometheus with promtool (the metrics tests scrape agents with a real server and check the rules).
+# and Prometheus with promtool (the metrics tests scrape agents with a real server and check the rules),
+# and containerd, runc and busybox-static (the container tests run their own containerd on a private
+# socket, with a sandbox image built from busybox; no registry needed).
 packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
-  iproute2 procps util-linux tcpdump tmux openssl bpftrace prometheus)
+  iproute2 procps util-linux tcpdump tmux openssl bpftrace prometheus
+  containerd runc busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -32,6 +35,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # system-wide one on :9090, which nobody asked for here.
   if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
     systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+  # Likewise containerd: the tests start and stop one of their own, nothing should keep running.
+  if [[ " ${missing[*]} " == *" containerd "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now containerd >/dev/null 2>&1 || true
   fi
 fi
 
