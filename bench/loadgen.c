@@ -14,7 +14,10 @@
  *              established connection (RST sent from ESTABLISHED)
  *   churn      connect, accept, client closes first: one TIME_WAIT per op
  *   slowaccept non-blocking connects to small-backlog listeners that accept
- *              only -a per second each; clients close after -H ms
+ *              only -a per second each; clients close after -H ms. With -W 1
+ *              (WebSocket-style) each client sends a request once connected
+ *              and the server reads and answers what it accepts: answers to
+ *              clients already gone abort on data (reset, no TIME_WAIT)
  *   ackstage   TCP_DEFER_ACCEPT listeners whose accept queue is filled to its
  *              limit before more handshakes send data: drops at the ACK stage
  *              only (none at the SYN stage)
@@ -52,6 +55,7 @@ struct opts {
 	double accept_rate;	/* slowaccept: accepts/s per listener */
 	int listeners;		/* slowaccept */
 	int hold_ms;		/* slowaccept */
+	int answer;		/* slowaccept: clients send a request, the server answers (-W 1) */
 };
 
 static struct opts o = {
@@ -332,6 +336,15 @@ static void *slow_acceptor(void *arg)
 				int fd = accept4(slow_lfds[l], NULL, NULL, SOCK_NONBLOCK);
 
 				if (fd >= 0) {
+					if (o.answer) {
+						/* Read the request so close() sends a FIN, not a reset for unread data. */
+						char req[256];
+						static const char ans[] = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
+
+						while (recv(fd, req, sizeof(req), MSG_DONTWAIT) > 0)
+							;
+						(void)!send(fd, ans, sizeof(ans) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+					}
 					close(fd);
 					atomic_fetch_add(&accepted, 1);
 				}
@@ -365,6 +378,12 @@ static void *slow_client(void *arg)
 				if (fd == -2)
 					note_error();
 				continue;
+			}
+			if (o.answer) {
+				/* Sent if the handshake is already done (loopback, queue not full), else never. */
+				static const char req[] = "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+
+				(void)!send(fd, req, sizeof(req) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 			}
 			if (tail - head == cap) {
 				close(fds[head % cap]);
@@ -466,7 +485,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: wsload rst|churn|slowaccept|ackstage [-r RATE] [-d SECONDS] [-n COUNT] [-t THREADS]\n"
 		"              [-p PORT] [-c CLOSED_PORT] [-l LINGER_EVERY] [-D DESTS] [-b BACKLOG]\n"
-		"              [-a ACCEPTS_PER_S] [-L LISTENERS] [-H HOLD_MS]\n");
+		"              [-a ACCEPTS_PER_S] [-L LISTENERS] [-H HOLD_MS] [-W 1]\n");
 	exit(1);
 }
 
@@ -490,7 +509,7 @@ int main(int argc, char **argv)
 		usage();
 	o.mode = m;
 	optind = 2;
-	while ((opt = getopt(argc, argv, "r:d:n:t:p:c:l:D:b:a:L:H:")) != -1) {
+	while ((opt = getopt(argc, argv, "r:d:n:t:p:c:l:D:b:a:L:H:W:")) != -1) {
 		switch (opt) {
 		case 'r': o.rate = atof(optarg); break;
 		case 'd': o.seconds = atof(optarg); break;
@@ -504,6 +523,7 @@ int main(int argc, char **argv)
 		case 'a': o.accept_rate = atof(optarg); break;
 		case 'L': o.listeners = atoi(optarg); break;
 		case 'H': o.hold_ms = atoi(optarg); break;
+		case 'W': o.answer = atoi(optarg); break;
 		default: usage();
 		}
 	}

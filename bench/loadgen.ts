@@ -41,7 +41,7 @@ export interface LoadSpec {
   readonly seconds: number;
   readonly count: number;
   readonly threads?: number;
-  /** Extra wsload flags (-l, -D, -b, -a, -L, -H). */
+  /** Extra wsload flags (-l, -D, -b, -a, -L, -H, -W). */
   readonly flags?: Record<string, number>;
 }
 

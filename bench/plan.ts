@@ -136,6 +136,21 @@ function slowAccept(rate: number, seconds: number): Omit<Step, 'reps'> {
   };
 }
 
+/**
+ * The WebSocket shape of issue 15: clients send their request and leave
+ * after 50 ms, many before a slow server answers; those answers abort on
+ * data (a reset, FIN_WAIT2 -> CLOSE without a timewait socket), the rest
+ * end in TIME_WAIT on the server. TIME_WAIT must still equal the kernel's.
+ */
+function lateAnswers(rate: number, seconds: number): Omit<Step, 'reps'> {
+  const base = slowAccept(rate, seconds);
+  return {
+    ...base,
+    label: `slow accept, late answers, ${label(rate)}`,
+    load: { ...base.load, flags: { L: 4, b: 16, a: 200, H: 50, W: 1, p: LISTEN_PORT } },
+  };
+}
+
 function ackStage(seconds: number): Omit<Step, 'reps'> {
   return {
     scenario: 'acceptq',
@@ -149,7 +164,7 @@ function ackStage(seconds: number): Omit<Step, 'reps'> {
 export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
   const t = quick ? 0.8 : 4;
   const steps: Array<Omit<Step, 'reps'>> = quick
-    ? [resets(20_000, t), resets(0, t), churn(0, t), churnWithResets(10_000, t, false), slowAccept(20_000, t), ackStage(t)]
+    ? [resets(20_000, t), resets(0, t), churn(0, t), churnWithResets(10_000, t, false), slowAccept(20_000, t), lateAnswers(5_000, t), ackStage(t)]
     : [
         resets(5_000, t),
         resets(20_000, t),
@@ -164,6 +179,7 @@ export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
         slowAccept(5_000, t),
         slowAccept(20_000, t),
         slowAccept(0, t),
+        lateAnswers(5_000, t),
         ackStage(t),
       ];
   const want = new Set(only.length ? only : SCENARIOS);

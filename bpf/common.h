@@ -357,6 +357,71 @@ static __always_inline bool skb_tuple(const struct sk_buff *skb, struct wst_even
 }
 
 /*
+ * The state a socket left when moved to CLOSE, for the reset the kernel
+ * sends right after it in the same call (tcp_disconnect(), tcp_close() with
+ * linger 0 or unread data), so that reset can say what it aborted. Only an
+ * interrupt runs between the two, so a few slots per CPU hold it: a store,
+ * where an LRU entry per socket cost more than the rest of the close. Were
+ * the task moved to another CPU in between (full preemption), that reset
+ * shows state CLOSE: its count is kept, only the state it left is lost.
+ * Shared by both objects (the loader hands the extra one the core's map).
+ */
+#define CLOSED_SLOTS 4
+
+struct closed_from {
+	__u64 sk[CLOSED_SLOTS];
+	__u64 ident[CLOSED_SLOTS];	/* skc_daddr, skc_dport: another connection at the same address differs */
+	__u8 state[CLOSED_SLOTS];
+	__u32 next;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct closed_from);
+} closed SEC(".maps");
+
+static __always_inline __u64 conn_ident(const struct sock *sk, bool direct)
+{
+	return ((__u64)RD(direct, sk, __sk_common.skc_daddr) << 16) | RD(direct, sk, __sk_common.skc_dport);
+}
+
+static __always_inline void closed_put(const struct sock *sk, __u8 state, bool direct)
+{
+	__u32 zero = 0;
+	struct closed_from *c = bpf_map_lookup_elem(&closed, &zero);
+	__u32 i;
+
+	if (!c)
+		return;
+	/* Claim the slot before filling it: an interrupt's close on this CPU takes the next one. */
+	i = c->next++ % CLOSED_SLOTS;
+	c->sk[i] = (__u64)(unsigned long)sk;
+	c->ident[i] = conn_ident(sk, direct);
+	c->state[i] = state;
+}
+
+/* The state sk left on its way to CLOSE just now on this CPU, or 0; the slot is spent. */
+static __always_inline __u8 closed_take(const struct sock *sk, bool direct)
+{
+	__u32 zero = 0;
+	struct closed_from *c = bpf_map_lookup_elem(&closed, &zero);
+	__u64 key = (__u64)(unsigned long)sk;
+
+	if (!c)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < CLOSED_SLOTS; i++) {
+		if (c->sk[i] == key) {
+			c->sk[i] = 0;
+			return c->ident[i] == conn_ident(sk, direct) ? c->state[i] : 0;
+		}
+	}
+	return 0;
+}
+
+/*
  * The tuple of a reset sent, from this host's side: skb is the packet it
  * answers (NULL for a reset sent on close or abort). The socket is asked
  * first (namespace, filters, state, cgroup). But a listener has no peer, and

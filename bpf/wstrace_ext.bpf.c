@@ -394,6 +394,13 @@ static __always_inline void send_reset(const struct sock *sk, const struct sk_bu
 	/* A listener's, request's or timewait's reset takes both ends from the packet, as the tracepoint's does. */
 	if (!reset_tuple(sk, skb, &e, false))
 		return;
+	if (sk && e.state == TCP_CLOSE) {
+		/* Closed just before (data on an orphan, linger2 < 0): say what it left. */
+		__u8 from = closed_take(sk, false);
+
+		if (from)
+			e.state = from;
+	}
 	e.kind = WST_RESET_SENT;
 	e.reason = WST_NO_REASON;
 	int fold = count_reset(&e);

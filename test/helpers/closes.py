@@ -8,6 +8,7 @@ here, so a caller in another namespace, like the kernel-matrix probe, has the
 referee too). The kernel paths each mode takes are named in its docstring.
 """
 import json
+import os
 import random
 import socket
 import struct
@@ -307,6 +308,21 @@ def abort_overflow(port, backlog, extra):
     return {"client_ports": ports, "reset": reset}
 
 
+def matrix_timewait(port):
+    """The kernel matrix's check, in one run (the caller gives it a fresh
+    namespace): aborts on data, linger2 < 0 both ways, then active closes
+    past a tcp_max_tw_buckets 3 above what the namespace holds."""
+    late_answer(8, port)
+    linger2(5, port, False)
+    linger2(5, port, True)
+    with open("/proc/net/sockstat") as f:
+        tw = int(next(l for l in f if l.startswith("TCP:")).split("tw")[1].split()[0])
+    with open("/proc/sys/net/ipv4/tcp_max_tw_buckets", "w") as f:
+        f.write(str(tw + 3))
+    active_close(8, port)
+    return {}
+
+
 def main():
     mode, a = sys.argv[1], sys.argv[2:]
     before = mib()
@@ -324,9 +340,12 @@ def main():
         out = stray_acks(int(a[0]), int(a[1]), a[2] if len(a) > 2 else HOST)
     elif mode == "abort-overflow":
         out = abort_overflow(int(a[0]), int(a[1]), int(a[2]))
+    elif mode == "matrix-timewait":
+        out = matrix_timewait(int(a[0]))
     else:
         raise SystemExit("unknown mode " + mode)
     out["mib"] = rise(before, mib())
+    out["netns"] = os.stat("/proc/self/ns/net").st_ino
     print(json.dumps(out), flush=True)
 
 

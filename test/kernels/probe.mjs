@@ -11,15 +11,18 @@ import { cgroup2Mount, openTracer } from '../../dist/kernel/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TRAFFIC = join(here, '..', 'helpers', 'traffic.py');
+const CLOSES = join(here, '..', 'helpers', 'closes.py');
 
 /** Each variant, the programs whose hit counters prove it fired, and the traffic that makes it fire. */
 const VARIANTS = [
-  { signal: 'reset_sent', variant: 'tp_btf', programs: ['wst_rst_sent_btf'], traffic: ['closed-port', 20, 7916] },
-  { signal: 'reset_sent', variant: 'raw_tp', programs: ['wst_rst_sent'], traffic: ['closed-port', 20, 7901] },
+  // listenerPeer: a listener's resets to stray ACKs name each ACK's source, not the listener's empty peer.
+  { signal: 'reset_sent', variant: 'tp_btf', programs: ['wst_rst_sent_btf'], traffic: ['closed-port', 20, 7916], listenerPeer: true },
+  { signal: 'reset_sent', variant: 'raw_tp', programs: ['wst_rst_sent'], traffic: ['closed-port', 20, 7901], listenerPeer: true },
   { signal: 'reset_received', variant: 'tp_btf', programs: ['wst_rst_recv_btf'], traffic: ['closed-port', 20, 7917] },
   { signal: 'reset_received', variant: 'raw_tp', programs: ['wst_rst_recv'], traffic: ['closed-port', 20, 7902] },
-  { signal: 'timewait', variant: 'tp_btf', programs: ['wst_timewait_btf'], traffic: ['timewait', 10, 7918] },
-  { signal: 'timewait', variant: 'raw_tp', programs: ['wst_timewait'], traffic: ['timewait', 10, 7903] },
+  // exactTimewait: closes without a timewait socket (aborts on data, linger2 < 0, a full tcp_max_tw_buckets) count none.
+  { signal: 'timewait', variant: 'tp_btf', programs: ['wst_timewait_btf', 'wst_tw_made_btf'], traffic: ['timewait', 10, 7918], exactTimewait: true },
+  { signal: 'timewait', variant: 'raw_tp', programs: ['wst_timewait', 'wst_tw_made'], traffic: ['timewait', 10, 7903], exactTimewait: true },
   { signal: 'accept_queue_full', variant: 'tp_btf', programs: ['wst_acceptq_btf'], traffic: ['full-queue', 7919, 1, 4, 0.5], count: 'acceptQueueFull' },
   { signal: 'accept_queue_full', variant: 'raw_tp', programs: ['wst_acceptq'], traffic: ['full-queue', 7904, 1, 4, 0.5], count: 'acceptQueueFull' },
   { signal: 'accept_queue_full', variant: 'fexit', programs: ['wst_queue_add_fexit'], traffic: ['full-queue', 7914, 1, 4, 0.5], count: 'acceptQueueFull' },
@@ -97,6 +100,19 @@ function probeCgroup() {
         timeout: 120_000,
       });
     },
+    /**
+     * Runs a closes.py mode inside the cgroup and in a network namespace of
+     * its own (its sysctls and MIB counters are its own, even on the host):
+     * its JSON line, with the namespace's inode.
+     */
+    closes(args) {
+      const out = execFileSync(
+        'sh',
+        ['-c', 'echo $$ > "$0" && exec unshare -n sh -c \'ip link set lo up && exec "$@"\' sh "$@"', `${child}/cgroup.procs`, 'python3', CLOSES, ...args.map(String)],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000 },
+      );
+      return JSON.parse(out.trim().split('\n').pop());
+    },
     remove() {
       for (const dir of [child, parent]) {
         try {
@@ -123,6 +139,7 @@ for (const force of ROUNDS) {
   try {
     tracer = await openTracer({ variants: force, countHits: true, resolveOwners: false, ports: [...mine.map(portOf), OUTSIDER_PORT], cgroups: [cg.filter] });
     const events = [];
+    const closed = [];
     tracer.subscribe((batch) => events.push(...batch));
     mine.forEach((v, i) => {
       const row = rows[i];
@@ -139,6 +156,8 @@ for (const force of ROUNDS) {
       if (v.exact) {
         rows[i].listenOverflows = after.TcpExtListenOverflows - before.TcpExtListenOverflows;
       }
+      if (v.exactTimewait) closed[i] = cg.closes(['matrix-timewait', portOf(v)]);
+      if (v.listenerPeer) closed[i] = cg.closes(['stray-acks', 5, portOf(v)]);
     }
     // Resets from this process's own cgroup: the filter must keep them out.
     execFileSync('python3', [TRAFFIC, 'closed-port', 5, OUTSIDER_PORT], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
@@ -170,6 +189,24 @@ for (const force of ROUNDS) {
         }
         const counted = row.synDrops + (row.ackDrops ?? 0);
         row.exact = counted === row.listenOverflows && counted > 0;
+      }
+      if (v.exactTimewait && closed[i]) {
+        // TIME_WAITs in that namespace against the timewait sockets its kernel made (TW + TWKilled), with
+        // closes that made none in between: aborts on data and on linger, and an overflow of the buckets.
+        const { mib, netns } = closed[i];
+        row.twMade = mib.TW + mib.TWKilled;
+        row.twCounted = c.timewaits.filter((t) => t.netns === netns).reduce((s, t) => s + t.count, 0);
+        row.exact = row.twCounted === row.twMade && row.twMade > 0 && mib.TCPAbortOnData > 0 && mib.TCPTimeWaitOverflow > 0;
+      }
+      if (v.listenerPeer && closed[i]) {
+        // Each stray ACK's reset, from state LISTEN, names that ACK's source port and address.
+        const { source_ports: sports, netns } = closed[i];
+        const got = events.filter((e) => e.kind === 'reset_sent' && e.netns === netns && e.state === 'LISTEN');
+        row.listenerResets = got.length;
+        row.exact =
+          got.length === sports.length &&
+          got.every((e) => e.raddr === '127.0.0.1' && e.laddr === '127.0.0.1') &&
+          [...got.map((e) => e.rport)].sort().join() === [...sports].sort().join();
       }
     });
   } catch (err) {
