@@ -36,8 +36,8 @@ const VARIANTS = [
   { signal: 'syn_drop', variant: 'kprobe', programs: ['wst_conn_req_kprobe', 'wst_conn_req_kretprobe'], traffic: ['full-queue', 7909, 1, 6, 0.5], exact: true },
   { signal: 'accept_residency', variant: 'fexit', programs: ['wst_accept_fexit'], traffic: ['timewait', 5, 7910], count: 'accepted' },
   { signal: 'accept_residency', variant: 'kretprobe', programs: ['wst_accept_kretprobe'], traffic: ['timewait', 5, 7911], count: 'accepted' },
-  { signal: 'reset_no_socket', variant: 'fentry', programs: ['wst_send_reset_fentry'], traffic: ['closed-port', 20, 7912] },
-  { signal: 'reset_no_socket', variant: 'kprobe', programs: ['wst_send_reset_kprobe'], traffic: ['closed-port', 20, 7913] },
+  { signal: 'reset_no_socket', variant: 'fentry', programs: ['wst_send_reset_fentry'], traffic: ['closed-port', 20, 7912], listenerPeer: true },
+  { signal: 'reset_no_socket', variant: 'kprobe', programs: ['wst_send_reset_kprobe'], traffic: ['closed-port', 20, 7913], listenerPeer: true },
 ];
 
 function mib() {
