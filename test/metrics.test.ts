@@ -24,6 +24,8 @@ const FAMILIES = {
   wstrace_listen_drops_total: 'counter',
   wstrace_listener_queue_full_total: 'counter',
   wstrace_listener_enqueued_total: 'counter',
+  wstrace_listener_syncookies_sent_total: 'counter',
+  wstrace_listener_synack_retransmits_total: 'counter',
   wstrace_listener_queue_depth: 'gauge',
   wstrace_listener_queue_limit: 'gauge',
   wstrace_listener_queue_peak: 'gauge',
@@ -84,7 +86,9 @@ function listener(port: number, overflows: number, peak = 3): ListenerCounter {
     backlog: 2,
     depth: 0,
     inode: 0,
-    synDrops: { acceptQueueFull: 0, synQueueFull: 0, unprovenPeer: 0, other: 0 },
+    synDrops: { acceptQueueFull: 1, synQueueFull: 2, unprovenPeer: 3, other: 4 },
+    cookiesSent: 5,
+    synackRetrans: 6,
   } as ListenerCounter;
 }
 
@@ -168,6 +172,17 @@ describe('metrics from a fake source (no kernel)', () => {
     expect(s.get('wstrace_hook_attached{signal="accept_residency",hook="inet_csk_accept",variant=""}')).toBe(0);
     expect(s.get('wstrace_subscribers')).toBe(2);
     expect(s.get('wstrace_build_info{version="0.0.0-test"}')).toBe(1);
+  });
+
+  it('SYN-stage drops by cause, SYN cookies and SYN-ACK retransmits per listener', async () => {
+    const s = samples(await buildRegistry(source).metrics());
+    const l = 'netns="4026531999",listener="10.0.0.1:8080"';
+    const causes = Object.fromEntries(
+      ['ack_stage', 'syn_stage', 'reqq_full', 'unproven_peer', 'syn_other'].map((c) => [c, s.get(`wstrace_listen_drops_total{${l},cause="${c}"}`)]),
+    );
+    expect(causes).toEqual({ ack_stage: 5, syn_stage: 1, reqq_full: 2, unproven_peer: 3, syn_other: 4 });
+    expect(s.get(`wstrace_listener_syncookies_sent_total{${l}}`)).toBe(5);
+    expect(s.get(`wstrace_listener_synack_retransmits_total{${l}}`)).toBe(6);
   });
 
   it('a listener sock_diag lists but the maps never counted has its drop series at 0 (so its first drops are an increase)', async () => {

@@ -168,16 +168,24 @@ export function buildRegistry(src: MetricsSource): Registry {
       return rows.samples;
     },
   );
-  family(registry, 'wstrace_listener_queue_full_total', 'counter', 'Enqueues that left a listener accept queue full.', () => {
-    const rows = new Rows();
-    for (const l of counters().listeners) rows.add(listenerLabels(l.netns, l.addr, l.port), l.fullHits);
-    return rows.samples;
-  });
-  family(registry, 'wstrace_listener_enqueued_total', 'counter', 'Connections queued on a listener accept queue.', () => {
-    const rows = new Rows();
-    for (const l of counters().listeners) rows.add(listenerLabels(l.netns, l.addr, l.port), l.enqueued);
-    return rows.samples;
-  });
+  const listenerCounter = (name: string, help: string, of: (l: ListenerCounter) => number) =>
+    family(registry, name, 'counter', help, () => {
+      const rows = new Rows();
+      for (const l of counters().listeners) rows.add(listenerLabels(l.netns, l.addr, l.port), of(l));
+      return rows.samples;
+    });
+  listenerCounter('wstrace_listener_queue_full_total', 'Enqueues that left a listener accept queue full.', (l) => l.fullHits);
+  listenerCounter('wstrace_listener_enqueued_total', 'Connections queued on a listener accept queue.', (l) => l.enqueued);
+  listenerCounter(
+    'wstrace_listener_syncookies_sent_total',
+    'SYN cookies a listener sent (its SYN queue was full), from the SYN-stage tracepoint route (SyncookiesSent per listener).',
+    (l) => l.cookiesSent,
+  );
+  listenerCounter(
+    'wstrace_listener_synack_retransmits_total',
+    'SYN-ACKs a listener retransmitted (the handshake was not completed in time), from the SYN-stage tracepoint route.',
+    (l) => l.synackRetrans,
+  );
   const listenerGauge = (name: string, help: string, of: (l: SocketDump['listeners'][number]) => number) =>
     family(registry, name, 'gauge', help, async () => {
       const rows = new Rows('max');
