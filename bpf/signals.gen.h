@@ -64,15 +64,16 @@ enum wst_prog {
 	WST_P_SYN_CONSUMED = 16,	/* syn_drop raw_tp */
 	WST_P_SYN_FREED = 17,	/* syn_drop raw_tp */
 	WST_P_SYNACK_RTX = 18,	/* syn_drop raw_tp */
-	WST_P_CONN_REQ_FENTRY = 19,	/* syn_drop fentry */
-	WST_P_CONN_REQ_FEXIT = 20,	/* syn_drop fentry */
-	WST_P_CONN_REQ_KPROBE = 21,	/* syn_drop kprobe */
-	WST_P_CONN_REQ_KRETPROBE = 22,	/* syn_drop kprobe */
-	WST_P_ACCEPT_FEXIT = 23,	/* accept_residency fexit */
-	WST_P_ACCEPT_KRETPROBE = 24,	/* accept_residency kretprobe */
-	WST_P_SEND_RESET_FENTRY = 25,	/* reset_no_socket fentry */
-	WST_P_SEND_RESET_KPROBE = 26,	/* reset_no_socket kprobe */
-	WST_P__MAX = 27,
+	WST_P_SYN_LISTEN = 19,	/* syn_drop raw_tp */
+	WST_P_CONN_REQ_FENTRY = 20,	/* syn_drop fentry */
+	WST_P_CONN_REQ_FEXIT = 21,	/* syn_drop fentry */
+	WST_P_CONN_REQ_KPROBE = 22,	/* syn_drop kprobe */
+	WST_P_CONN_REQ_KRETPROBE = 23,	/* syn_drop kprobe */
+	WST_P_ACCEPT_FEXIT = 24,	/* accept_residency fexit */
+	WST_P_ACCEPT_KRETPROBE = 25,	/* accept_residency kretprobe */
+	WST_P_SEND_RESET_FENTRY = 26,	/* reset_no_socket fentry */
+	WST_P_SEND_RESET_KPROBE = 27,	/* reset_no_socket kprobe */
+	WST_P__MAX = 28,
 };
 
 #endif /* WSTRACE_SIGNALS_GEN_H */

@@ -392,10 +392,12 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
  * on that CPU.
  *
  * Races and edges, named:
- * - The first end seen for a namespace on a CPU has no "before": it takes
- *   every CPU's current counts as the baseline, so drops in flight on another
- *   CPU at that instant, and this packet's own, are not attributed (at most
- *   one packet per CPU, once per namespace, at start).
+ * - A listener made while tracing (listen(): inet_sock_set_state to LISTEN)
+ *   sets the baseline of its namespace on every CPU before its first SYN.
+ *   Otherwise the first end seen for a namespace on a CPU has no "before":
+ *   it takes every CPU's current counts as the baseline, so drops in flight
+ *   on another CPU at that instant, and this packet's own, are not
+ *   attributed (at most one packet per CPU, once per namespace, at start).
  * - An end in process context that a softirq interrupts: the softirq's end
  *   sees the CPU busy and leaves its counts for the next end on this CPU, the
  *   sum stays exact but can land on another listener of the namespace. The
@@ -647,7 +649,7 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, co
 	if ((flags & 0x12) == 0x02) {
 		/* A SYN: its drop's cause, from which counter rose with ListenDrops. */
 		__u64 full = d->overflows, reqq = d->reqq_full, rest = 0;
-		__u32 cause = WST_SYN_CAUSE_ACCEPT_QUEUE_FULL;
+		__u32 cause = WST_SYN_CAUSE_ACCEPT_QUEUE_FULL, other = WST_SYN_CAUSE_OTHER;
 
 		if (d->drops > full + reqq)
 			rest = d->drops - full - reqq;
@@ -660,17 +662,21 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, co
 		if (reqq)
 			__sync_fetch_and_add(&v->syn_drops[WST_SYN_CAUSE_SYN_QUEUE_FULL], reqq);
 		if (rest) {
-			/* tcp_conn_request's other drop with a counter of its own is none: without cookies, unproven peers. */
+			/*
+			 * Dropped without a counter of its own: without cookies,
+			 * tcp_conn_request's drop of unproven peers (SYN queue
+			 * three-quarters of tcp_max_syn_backlog); else something rarer.
+			 */
 			struct net *net = packet_net(skb);
 			struct netns_ipv4 *v4 = __builtin_preserve_access_index(&net->ipv4);
-			__u32 cookies = BPF_CORE_READ_BITFIELD_PROBED(v4, sysctl_tcp_syncookies);
-			__u32 other = cookies ? WST_SYN_CAUSE_OTHER : WST_SYN_CAUSE_UNPROVEN_PEER;
 
+			if (!BPF_CORE_READ_BITFIELD_PROBED(v4, sysctl_tcp_syncookies))
+				other = WST_SYN_CAUSE_UNPROVEN_PEER;
 			__sync_fetch_and_add(&v->syn_drops[other & (WST_SYN_CAUSE__MAX - 1)], rest);
 		}
 		count_n(WST_CNT_SYN_DROP, full + reqq + rest);
 		if (!full)
-			cause = reqq ? WST_SYN_CAUSE_SYN_QUEUE_FULL : WST_SYN_CAUSE_OTHER;
+			cause = reqq ? WST_SYN_CAUSE_SYN_QUEUE_FULL : other;
 		if (now - v->last_syn_event_ns < full_event_interval_ns)
 			return;
 		v->last_syn_event_ns = now;
@@ -733,6 +739,37 @@ static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason)
 	*busy = 1;
 	settle_end(skb, drop_reason);
 	*busy = 0;
+}
+
+/*
+ * inet_sock_set_state(sk, old, new) to LISTEN: a listener begins. Its
+ * namespace's counts so far are nobody's (the baseline, on every CPU, before
+ * any SYN can reach it), and it gets its row under its bound address now, so
+ * its drops find it even before it queues a child.
+ */
+SEC("raw_tp/inet_sock_set_state")
+int wst_syn_listen(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	struct wst_event e = {};
+	struct net *net;
+	__u64 stats;
+	__u32 netns;
+
+	hit(WST_P_SYN_LISTEN);
+	if ((int)ctx->args[2] != TCP_LISTEN || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	netns = BPF_CORE_READ(net, ns.inum);
+	if (!netns_wanted(netns))
+		return 0;
+	stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
+	if (stats)
+		mib_seed(netns, stats);
+	/* listen() without bind() takes its port after this: no row for port 0. */
+	if (sk_tuple(sk, &e, true, false) && e.lport)
+		listener_entry(&e, sk, false);
+	return 0;
 }
 
 /* consume_skb(skb, location): where tcp_rcv_state_process() leaves a SYN, taken or dropped. */

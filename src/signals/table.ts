@@ -266,9 +266,9 @@ export const SIGNALS = [
       {
         variant: 'raw_tp',
         object: 'core',
-        hook: 'consume_skb, kfree_skb, tcp_retransmit_synack',
-        programs: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'],
-        hits: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'],
+        hook: 'consume_skb, kfree_skb, tcp_retransmit_synack, inet_sock_set_state',
+        programs: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx', 'wst_syn_listen'],
+        hits: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx', 'wst_syn_listen'],
         needs: {
           btf: 'struct',
           type: 'trace_event_raw_consume_skb',
