@@ -139,6 +139,32 @@ function suite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
       }
     });
 
+    it('IPv6 active closes, then past tcp_max_tw_buckets: each timewait socket made counts, no other', async () => {
+      const N = 20;
+      const port = 7507;
+      const tw0 = ns.sockstatTcp().tw ?? 0;
+      events = [];
+      let total0 = tracer.totals();
+      const open = await closes(ns, 'active-close', N, port, '::1');
+      expect(twMade(open)).toBe(N);
+      expect(tracer.totals().timewait - total0.timewait).toBe(N);
+      const tw = take('timewait', port);
+      expect(tw).toHaveLength(N);
+      for (const e of tw) expect(e).toMatchObject({ family: 'ipv6', raddr: '::1', laddr: '::1', state: 'FIN_WAIT2' });
+      // sockstat's tw counts IPv4 and IPv6 timewait sockets alike.
+      await ns.exec('sysctl', ['-q', '-w', `net.ipv4.tcp_max_tw_buckets=${(ns.sockstatTcp().tw ?? 0) + 2}`]);
+      try {
+        total0 = tracer.totals();
+        const full = await closes(ns, 'active-close', N, port + 1, '::1');
+        expect(twMade(full)).toBe(2);
+        expect(full.mib.TCPTimeWaitOverflow).toBe(N - 2);
+        expect(tracer.totals().timewait - total0.timewait).toBe(2);
+      } finally {
+        await ns.exec('sysctl', ['-q', '-w', 'net.ipv4.tcp_max_tw_buckets=262144']);
+      }
+      expect((ns.sockstatTcp().tw ?? 0) - tw0).toBe(N + 2);
+    });
+
     it('a WebSocket-style storm (slow accept, clients leaving mid-handshake): TIME_WAIT and resets exact', async () => {
       const port = 7505;
       events = [];

@@ -146,15 +146,15 @@ def fin_timeout(n, port, hold):
     return {"closes": n, "client_ports": ports}
 
 
-def active_close(n, port):
+def active_close(n, port, host=HOST):
     """n connections the client closes first, each after the server has
     answered and read: with the namespace's tcp_max_tw_buckets below n, the
     kernel makes timewait sockets until the limit, then closes the rest
     without one (TCPTimeWaitOverflow)."""
-    srv = listener(port, 128)
+    srv = listener(port, 128, host)
     ports = []
     for _ in range(n):
-        cli = socket.create_connection((HOST, port), timeout=5)
+        cli = socket.create_connection((host, port), timeout=5)
         conn, _ = srv.accept()
         ports.append(cli.getsockname()[1])
         cli.close()
@@ -333,7 +333,7 @@ def main():
     elif mode == "fin-timeout":
         out = fin_timeout(int(a[0]), int(a[1]), float(a[2]))
     elif mode == "active-close":
-        out = active_close(int(a[0]), int(a[1]))
+        out = active_close(int(a[0]), int(a[1]), a[2] if len(a) > 2 else HOST)
     elif mode == "ws-storm":
         out = ws_storm(int(a[0]), int(a[1]), int(a[2]), float(a[3]), int(a[4]))
     elif mode == "stray-acks":
