@@ -24,6 +24,7 @@ import type {
   ResetReasonRow,
   TimewaitDestRow,
   TimewaitHostRow,
+  Workload,
 } from './view.js';
 
 export interface Who {
@@ -80,6 +81,7 @@ export function listenerRows(rec: SourceRecord, w: SourceWindow, who: Who): List
       netns: l.netns,
       ...(l.pid !== undefined ? { pid: l.pid } : {}),
       comm: l.comm,
+      ...(l.workload ? { workload: l.workload } : {}),
       live: l.live,
       queue: l.queue,
       limit: l.limit,
@@ -134,12 +136,13 @@ export function resetRows(w: SourceWindow, who: Who): ResetRows {
         count: sent + received,
       });
     }
-    const byPeer = new Map<string, { sent: number; received: number }>();
+    const byPeer = new Map<string, { sent: number; received: number; workload?: Workload }>();
     for (const b of w.buckets) {
       for (const [addr, c] of b.peers) {
         const t = byPeer.get(addr) ?? { sent: 0, received: 0 };
         t.sent += c.sent;
         t.received += c.received;
+        if (c.workload) t.workload = c.workload;
         byPeer.set(addr, t);
       }
     }
@@ -152,6 +155,7 @@ export function resetRows(w: SourceWindow, who: Who): ResetRows {
         receivedPerSec: c.received / w.seconds,
         perSec: (c.sent + c.received) / w.seconds,
         count: c.sent + c.received,
+        ...(c.workload ? { workload: c.workload } : {}),
       });
     }
   }
@@ -198,6 +202,7 @@ export function timewaitRows(w: SourceWindow, who: Who): { host: TimewaitHostRow
     const createdPerSec = known ? rate(d.created, was?.created ?? 0, w) : undefined;
     if (d.current === 0 && !createdPerSec) continue;
     const occupancy = d.port !== undefined && range ? d.current / range.size : undefined;
+    const workload = d.port !== undefined ? lastTwOwner(w, `${d.addr}|${d.port}`) : undefined;
     destinations.push({
       key: `${who.source}|${k}`,
       ...who,
@@ -208,9 +213,19 @@ export function timewaitRows(w: SourceWindow, who: Who): { host: TimewaitHostRow
       ...(createdPerSec !== undefined ? { createdPerSec } : {}),
       ...(occupancy !== undefined ? { occupancy } : {}),
       level: occupancyLevel(occupancy),
+      ...(workload ? { workload } : {}),
     });
   }
   return { host, destinations };
+}
+
+/** The workload the newest slot that saw a TIME_WAIT to `key` (address|port) named. */
+function lastTwOwner(w: SourceWindow, key: string): Workload | undefined {
+  for (let i = w.buckets.length - 1; i >= 0; i--) {
+    const o = w.buckets[i]!.twOwners.get(key);
+    if (o) return o;
+  }
+  return undefined;
 }
 
 export function capacityRow(rec: SourceRecord, w: SourceWindow, who: Who): CapacityRow {

@@ -5,6 +5,7 @@
  * connection, and 60 s of samples stay small.
  */
 import { Direction, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
+import { workloadOf, type Workload } from './view.js';
 import { familyFromProto } from '../protocol/convert.js';
 import { listenerKey } from '../signals/event.js';
 
@@ -21,6 +22,7 @@ export interface ListenerSample {
   readonly netns: number;
   readonly pid?: number;
   readonly comm: string;
+  readonly workload?: Workload;
   readonly live: boolean;
   readonly queue: number;
   readonly limit: number;
@@ -156,6 +158,7 @@ export function reduceSnapshot(snap: SnapshotResponse, at: number): Sample {
       netns: l.netns,
       ...(l.pid !== undefined ? { pid: l.pid } : {}),
       comm: l.comm,
+      ...(workloadOf(l) ? { workload: workloadOf(l)! } : {}),
       live: l.live,
       queue: l.queue,
       limit: l.backlog,

@@ -16,6 +16,7 @@ import {
   type Summary,
   type WatchResponse,
 } from '../generated/wstrace/v1/tracer.js';
+import { workloadOf, type Workload } from './view.js';
 import { UnknownKinds } from '../protocol/convert.js';
 import { kindOfProto } from '../signals/kinds.js';
 import { attribute, portKey } from './attribute.js';
@@ -35,7 +36,12 @@ export const OTHER_PEERS = '(other peers)';
 export interface PeerCount {
   sent: number;
   received: number;
+  /** Our side's container and pod in the last of them, when named. */
+  workload?: Workload;
 }
+
+/** TIME_WAIT destinations whose workload is remembered per slot. */
+const MAX_TW_OWNERS_PER_SLOT = 256;
 
 export interface Bucket {
   /** floor(arrival time / SLOT_MS). */
@@ -44,6 +50,8 @@ export interface Bucket {
   readonly peers: Map<string, PeerCount>;
   /** Deepest queue a listener event reported, per namespace|port. */
   readonly queuePeak: Map<string, number>;
+  /** The workload of the last connection to go to TIME_WAIT, per destination address|port. */
+  readonly twOwners: Map<string, Workload>;
   lost: number;
   /** Events that arrived in summary rows. */
   summarised: number;
@@ -127,7 +135,7 @@ export class SourceRecord {
     const slot = Math.floor(at / SLOT_MS);
     const last = this.buckets[this.buckets.length - 1];
     if (last && last.slot >= slot) return last;
-    const b: Bucket = { slot, peers: new Map(), queuePeak: new Map(), lost: 0, summarised: 0 };
+    const b: Bucket = { slot, peers: new Map(), queuePeak: new Map(), twOwners: new Map(), lost: 0, summarised: 0 };
     this.buckets.push(b);
     while (this.buckets.length > 0 && this.buckets[0]!.slot < slot - KEEP_MS / SLOT_MS) this.buckets.shift();
     return b;
@@ -165,7 +173,13 @@ export class SourceRecord {
   }
 
   /** `n` events like `ev` (one event, or a summary row of n) into bucket `b`; false for a kind this build does not know. */
-  private count(b: Bucket, ev: Pick<Summary, 'kind' | 'remoteAddr' | 'netns' | 'localPort' | 'reason'> & { queue?: number }, n: number): boolean {
+  private count(
+    b: Bucket,
+    ev: Pick<Summary, 'kind' | 'remoteAddr' | 'remotePort' | 'netns' | 'localPort' | 'reason' | 'container' | 'containerName' | 'pod' | 'namespace'> & {
+      queue?: number;
+    },
+    n: number,
+  ): boolean {
     switch (ev.kind) {
       case EventKind.EVENT_KIND_RESET_SENT:
       case EventKind.EVENT_KIND_RESET_RECEIVED: {
@@ -174,7 +188,15 @@ export class SourceRecord {
         const p = b.peers.get(addr) ?? { sent: 0, received: 0 };
         if (ev.kind === EventKind.EVENT_KIND_RESET_SENT) p.sent += n;
         else p.received += n;
+        const w = workloadOf(ev);
+        if (w) p.workload = w;
         b.peers.set(addr, p);
+        return true;
+      }
+      case EventKind.EVENT_KIND_TIMEWAIT: {
+        const w = workloadOf(ev);
+        const k = `${ev.remoteAddr}|${ev.remotePort}`;
+        if (w && (b.twOwners.has(k) || b.twOwners.size < MAX_TW_OWNERS_PER_SLOT)) b.twOwners.set(k, w);
         return true;
       }
       case EventKind.EVENT_KIND_ACCEPT_QUEUE_FULL:

@@ -61,6 +61,27 @@ export type FdFigure =
   /** Local, but not read (yet), or the process is gone. */
   | { readonly kind: 'unknown' };
 
+/** Who a socket's cgroup belongs to, as the agent named it (any part may be unknown). */
+export interface Workload {
+  /** Container id (64 hex digits, or a ctr id). */
+  readonly container?: string;
+  readonly containerName?: string;
+  readonly pod?: string;
+  /** Kubernetes namespace of the pod. */
+  readonly namespace?: string;
+}
+
+/** The workload fields of an Event, Summary or Listener message; undefined when it names none. */
+export function workloadOf(m: { container?: string; containerName?: string; pod?: string; namespace?: string }): Workload | undefined {
+  if (!m.container && !m.pod) return undefined;
+  return {
+    ...(m.container ? { container: m.container } : {}),
+    ...(m.containerName ? { containerName: m.containerName } : {}),
+    ...(m.pod ? { pod: m.pod } : {}),
+    ...(m.namespace ? { namespace: m.namespace } : {}),
+  };
+}
+
 export interface ListenerRow {
   /** Unique across sources. */
   readonly key: string;
@@ -74,6 +95,8 @@ export interface ListenerRow {
   readonly netns: number;
   readonly pid?: number;
   readonly comm: string;
+  /** The container and pod of the listening socket, when the agent knew them. */
+  readonly workload?: Workload;
   /** False when only the counters remember it (closed since). */
   readonly live: boolean;
   /** Children waiting now, and the accept-queue limit (min(backlog, somaxconn), as the kernel applied it). */
@@ -120,6 +143,8 @@ export interface ResetPeerRow {
   readonly receivedPerSec: number;
   readonly perSec: number;
   readonly count: number;
+  /** The container and pod of our side of the last reset with this peer, when named. */
+  readonly workload?: Workload;
 }
 
 export interface ResetPortRow {
@@ -175,6 +200,8 @@ export interface TimewaitDestRow {
   /** current / size of ip_local_port_range; undefined for inbound groups. */
   readonly occupancy?: number;
   readonly level: Level;
+  /** The container and pod whose connections to it last went to TIME_WAIT, when named. */
+  readonly workload?: Workload;
 }
 
 export interface TimewaitView {

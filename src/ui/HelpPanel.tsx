@@ -11,7 +11,7 @@ const LINES: Array<[string, string]> = [
   ['tab, shift-tab', 'next, previous panel'],
   ['↑ ↓', 'select a row in the panel'],
   ['s', 'sort the panel by its next column'],
-  ['/', 'filter by port or address (enter applies, esc clears)'],
+  ['/', 'filter by port, address, pod or container (enter applies, esc clears)'],
   ['w', 'rates over 1 s, 10 s or 60 s'],
   ['p', 'pause the screen (counting goes on)'],
   ['c', 'capture the selected listener, peer or port on its agent'],

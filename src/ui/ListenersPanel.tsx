@@ -2,7 +2,7 @@
 import { Box, Text } from 'ink';
 import type { ListenerRow } from '../aggregate/index.js';
 import type { Column } from './columns.js';
-import { compact, fds, perSec, processName } from './format.js';
+import { compact, fds, perSec, processName, workloadLabel } from './format.js';
 import { PanelTitle } from './PanelTitle.js';
 import { Table } from './Table.js';
 
@@ -24,12 +24,16 @@ export const ATTRIBUTED_MARK = '~';
 /** Queue depths stay exact up to somaxconn's usual range (4096, 65535): "4096/4096" not "4.1k/4.1k". */
 const depth = (n: number) => (n < 100_000 ? String(n) : compact(n));
 
-function columns(multiHost: boolean, wide: boolean): Column<ListenerRow>[] {
+/** Pod or container of the listening socket; a column only where some listener has one (a host without containers keeps its width). */
+const WORKLOAD: Column<ListenerRow> = { title: 'POD/CONTAINER', width: 22, priority: 3.5, cell: (r) => workloadLabel(r.workload) || { text: '-', dim: true } };
+
+function columns(multiHost: boolean, wide: boolean, workloads: boolean): Column<ListenerRow>[] {
   const cols: Column<ListenerRow>[] = [];
   if (multiHost) cols.push({ title: 'HOST', width: 8, cell: (r) => r.host });
   cols.push(
     { title: 'ADDRESS:PORT', width: 14, flex: true, cell: (r) => r.endpoint },
     { title: 'PROCESS', width: 14, priority: 5, cell: (r) => (r.live ? processName(r.comm, r.pid) : { text: 'closed', dim: true }) },
+    ...(workloads ? [WORKLOAD] : []),
     {
       title: 'QUEUE',
       width: 10,
@@ -97,7 +101,7 @@ export function ListenersPanel({ rows, width, height, active, selected, multiHos
         {sort !== 'trouble' ? `  sort: ${sort}` : ''}
       </PanelTitle>
       <Table
-        columns={columns(multiHost, wide)}
+        columns={columns(multiHost, wide, rows.some((r) => r.workload))}
         rows={rows}
         rowKey={(r) => r.key}
         width={width}

@@ -2,7 +2,7 @@
 import { Box } from 'ink';
 import type { ResetPeerRow, ResetPortRow, ResetReasonRow, ResetsView } from '../aggregate/index.js';
 import type { Column } from './columns.js';
-import { compact, perSec } from './format.js';
+import { compact, perSec, workloadLabel } from './format.js';
 import { Figure } from './Figure.js';
 import { PanelTitle } from './PanelTitle.js';
 import { Table } from './Table.js';
@@ -33,10 +33,13 @@ function reasonColumns(multiHost: boolean, wide: boolean): Column<ResetReasonRow
   ];
 }
 
-function peerColumns(multiHost: boolean, wide: boolean): Column<ResetPeerRow>[] {
+function peerColumns(multiHost: boolean, wide: boolean, peersNamed: boolean): Column<ResetPeerRow>[] {
   return [
     ...(multiHost ? [host<ResetPeerRow>()] : []),
     { title: 'PEER', width: 11, flex: true, cell: (r) => r.addr },
+    ...(wide && peersNamed
+      ? [{ title: 'OURS', width: 14, priority: 0, cell: (r) => workloadLabel(r.workload) || { text: '-', dim: true } } satisfies Column<ResetPeerRow>]
+      : []),
     ...(wide
       ? ([
           { title: 'SENT/s', width: 6, align: 'right', cell: (r) => perSec(r.sentPerSec) },
@@ -87,7 +90,7 @@ export function ResetsPanel({ resets, peers, ports, width, height, active, selec
         </Box>
         <Box width={peersWidth}>
           <Table
-            columns={peerColumns(multiHost, wide)}
+            columns={peerColumns(multiHost, wide, peers.some((r) => r.workload))}
             rows={peers}
             rowKey={(r) => r.key}
             width={peersWidth}

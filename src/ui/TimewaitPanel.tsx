@@ -3,7 +3,7 @@ import { Box } from 'ink';
 import type { TimewaitDestRow, TimewaitView } from '../aggregate/index.js';
 import { worst } from '../aggregate/levels.js';
 import type { Column } from './columns.js';
-import { compact, percent, perSec } from './format.js';
+import { compact, percent, perSec, workloadLabel } from './format.js';
 import { Figure } from './Figure.js';
 import { PanelTitle } from './PanelTitle.js';
 import { Table } from './Table.js';
@@ -20,7 +20,7 @@ type Props = {
   readonly filtered: boolean;
 };
 
-function columns(multiHost: boolean): Column<TimewaitDestRow>[] {
+function columns(multiHost: boolean, named: boolean): Column<TimewaitDestRow>[] {
   return [
     ...(multiHost ? [{ title: 'HOST', width: 8, priority: 1, cell: (r) => r.host } satisfies Column<TimewaitDestRow>] : []),
     { title: 'DESTINATION', width: 21, flex: true, cell: (r) => r.endpoint },
@@ -32,6 +32,8 @@ function columns(multiHost: boolean): Column<TimewaitDestRow>[] {
       cell: (r) => (r.occupancy === undefined ? { text: 'inbound', dim: true } : { text: percent(r.occupancy), level: r.level }),
     },
     { title: 'MADE/s', width: 7, align: 'right', cell: (r) => perSec(r.createdPerSec) },
+    // Whose connections they were, where the agent named them; only when some are.
+    ...(named ? [{ title: 'FROM', width: 22, priority: 0, cell: (r) => workloadLabel(r.workload) || { text: '-', dim: true } } satisfies Column<TimewaitDestRow>] : []),
   ];
 }
 
@@ -56,7 +58,7 @@ export function TimewaitPanel({ timewait, rows, width, height, active, selected,
         {sort !== 'now' ? `sort: ${sort}` : ''}
       </PanelTitle>
       <Table
-        columns={columns(multiHost)}
+        columns={columns(multiHost, rows.some((r) => r.workload))}
         rows={rows}
         rowKey={(r) => r.key}
         width={width}

@@ -1,5 +1,5 @@
 /** Numbers as a person reads them in a narrow column. */
-import type { FdFigure } from '../aggregate/index.js';
+import type { FdFigure, Workload } from '../aggregate/index.js';
 
 /** A count or size: 950, 1.2k, 34k, 1.2M. */
 export function compact(n: number): string {
@@ -55,4 +55,21 @@ export function age(ms: number | undefined): string {
 export function processName(comm: string, pid: number | undefined): string {
   if (pid === undefined) return comm || '-';
   return `${comm || '?'}[${pid}]`;
+}
+
+/**
+ * A workload as short as it stays clear: `namespace/pod/container` for a
+ * pod, the container's name or its id's first 12 digits (as docker shows
+ * it) otherwise; empty when unknown.
+ */
+export function workloadLabel(w: Workload | undefined): string {
+  if (!w) return '';
+  const container = w.containerName ?? (w.container && /^[0-9a-f]{64}$/.test(w.container) ? w.container.slice(0, 12) : w.container);
+  if (w.pod) return [w.namespace, w.pod, container].filter(Boolean).join('/');
+  return container ?? '';
+}
+
+/** Every name a `/` filter may match in a workload: pod, namespace, container name and id. */
+export function workloadText(w: Workload | undefined): string {
+  return w ? [w.namespace, w.pod, w.containerName, w.container].filter(Boolean).join(' ') : '';
 }

@@ -12,7 +12,9 @@ import {
   type TimewaitDestRow,
   type TopView,
   type WindowSec,
+  type Workload,
 } from '../aggregate/index.js';
+import { workloadText } from './format.js';
 
 export const PANELS = ['listeners', 'resets', 'timewait', 'capacity'] as const;
 export type PanelId = (typeof PANELS)[number];
@@ -28,7 +30,7 @@ export interface UiState {
   readonly panel: PanelId;
   readonly selected: Readonly<Record<PanelId, number>>;
   readonly sort: Readonly<Record<PanelId, number>>;
-  /** Applied filter: a port, or part of an address. */
+  /** Applied filter: a port, or part of an address, pod, namespace or container. */
   readonly filter: string;
   /** The filter being typed after `/`, undefined when not typing. */
   readonly editing?: string;
@@ -67,17 +69,18 @@ export function sortName(ui: UiState, panel: PanelId = ui.panel): string {
   return names[ui.sort[panel] % names.length] ?? names[0]!;
 }
 
-function matches(filter: string, addr: string, port: number | undefined, text: string): boolean {
+/** The filter is a port, or part of an address, pod, namespace, container name or id. */
+function matches(filter: string, addr: string, port: number | undefined, text: string, workload?: Workload): boolean {
   if (filter === '') return true;
   const f = filter.toLowerCase();
   if (/^\d+$/.test(f) && port !== undefined && port === Number(f)) return true;
-  return addr.toLowerCase().includes(f) || text.toLowerCase().includes(f);
+  return addr.toLowerCase().includes(f) || text.toLowerCase().includes(f) || workloadText(workload).toLowerCase().includes(f);
 }
 
 const drops = (r: ListenerRow) => (r.ackDropsPerSec ?? 0) + (r.synDropsPerSec ?? 0);
 
 export function listenerRowsOf(view: TopView, ui: UiState): ListenerRow[] {
-  const rows = view.listeners.filter((r) => matches(ui.filter, r.addr, r.port, r.endpoint));
+  const rows = view.listeners.filter((r) => matches(ui.filter, r.addr, r.port, r.endpoint, r.workload));
   const order: Record<string, (a: ListenerRow, b: ListenerRow) => number> = {
     trouble: byTrouble,
     drops: (a, b) => drops(b) - drops(a) || byTrouble(a, b),
@@ -91,7 +94,7 @@ export function listenerRowsOf(view: TopView, ui: UiState): ListenerRow[] {
 }
 
 export function peerRowsOf(view: TopView, ui: UiState): ResetPeerRow[] {
-  const rows = view.resets.peers.filter((r) => matches(ui.filter, r.addr, undefined, r.addr));
+  const rows = view.resets.peers.filter((r) => matches(ui.filter, r.addr, undefined, r.addr, r.workload));
   if (sortName(ui, 'resets') === 'address') rows.sort((a, b) => a.addr.localeCompare(b.addr) || a.host.localeCompare(b.host));
   return rows;
 }
@@ -103,7 +106,7 @@ export function portRowsOf(view: TopView, ui: UiState): ResetPortRow[] {
 }
 
 export function destinationRowsOf(view: TopView, ui: UiState): TimewaitDestRow[] {
-  const rows = view.timewait.destinations.filter((r) => matches(ui.filter, r.addr, r.port, r.endpoint));
+  const rows = view.timewait.destinations.filter((r) => matches(ui.filter, r.addr, r.port, r.endpoint, r.workload));
   const s = sortName(ui, 'timewait');
   if (s === 'made') rows.sort((a, b) => (b.createdPerSec ?? 0) - (a.createdPerSec ?? 0) || b.current - a.current);
   if (s === 'address') rows.sort((a, b) => a.endpoint.localeCompare(b.endpoint) || a.host.localeCompare(b.host));
