@@ -17,6 +17,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compileFilters } from '../src/agent/filter.js';
+import type { Event, EventFilter } from '../src/generated/wstrace/v1/tracer.js';
 import { cgroup2Mount, cgroupComponents } from '../src/kernel/cgroup.js';
 import { TestCgroup } from './helpers/cgroup.js';
 import { CLI, spawnCli } from './helpers/cli.js';
@@ -193,11 +195,16 @@ describeKernel('the socket\'s cgroup in the kernel (real cgroups, a test netns)'
     const connections = 40;
     const server = a.spawn('ip', ['netns', 'exec', ns.name, 'python3', '-c', ABORT_SERVER, port, 64, 'abort']);
     await server.waitForLine(/listening/);
+    // An agent that keeps every cgroup: with --connect, the agent filters the stream itself.
+    const sock = join(dir, 'filter.sock');
+    const agent = spawnCli(['agent', '--listen', `unix:${sock}`, '--netns', ns.path, '--event-budget', '0'], { stdout: 'ignore' });
+    await agent.waitStderr('listening on');
     // a by its path relative to the mount, b by its full path, their parent by its relative path.
     const watches = {
       a: spawnCli(['watch', '--json', '--event-budget', '0', '--netns', ns.name, '--cgroup', a.rel]),
       b: spawnCli(['watch', '--json', '--event-budget', '0', '--netns', ns.name, '--cgroup', b.path]),
       both: spawnCli(['watch', '--json', '--event-budget', '0', '--netns', ns.name, '--cgroup', top.rel]),
+      remote: spawnCli(['watch', '--json', '--connect', `unix:${sock}`, '--cgroup', top.rel]),
     };
     for (const w of Object.values(watches)) await w.waitStderr('live:');
     expect(watches.a.stderr()).toContain(`cgroup ${a.rel} and below`);
@@ -216,14 +223,26 @@ describeKernel('the socket\'s cgroup in the kernel (real cgroups, a test netns)'
     expect([sent, aborts, received]).toEqual([connections, connections, connections]);
 
     const count = (w: keyof typeof watches, kind: string) => jsonLines(watches[w].stdout()).filter((l) => l.kind === kind).length;
-    await until(() => count('a', 'reset_sent') >= sent && count('b', 'reset_received') >= received && count('both', 'reset_received') >= received, {
-      what: 'every reset in the watches',
-    });
+    await until(
+      () =>
+        count('a', 'reset_sent') >= sent &&
+        count('b', 'reset_received') >= received &&
+        count('both', 'reset_received') >= received &&
+        count('remote', 'reset_received') >= received,
+      { what: 'every reset in the watches' },
+    );
     for (const w of Object.values(watches)) {
       w.child.kill('SIGINT');
       expect(await w.closed).toBe(0);
     }
-    const lines = { a: jsonLines(watches.a.stdout()), b: jsonLines(watches.b.stdout()), both: jsonLines(watches.both.stdout()) };
+    agent.child.kill('SIGINT');
+    await agent.closed;
+    const lines = {
+      a: jsonLines(watches.a.stdout()),
+      b: jsonLines(watches.b.stdout()),
+      both: jsonLines(watches.both.stdout()),
+      remote: jsonLines(watches.remote.stdout()),
+    };
     const tally = (ls: JsonLine[]) => {
       const t: Record<string, number> = {};
       for (const l of ls) t[`${String(l.kind)} ${String(l.cgroup)}`] = (t[`${String(l.kind)} ${String(l.cgroup)}`] ?? 0) + 1;
@@ -234,7 +253,38 @@ describeKernel('the socket\'s cgroup in the kernel (real cgroups, a test netns)'
     expect(tally(lines.b)).toEqual({ [`reset_received ${b.id()}`]: received });
     // The parent keeps both of its children's.
     expect(tally(lines.both)).toEqual({ [`reset_sent ${a.id()}`]: sent, [`reset_received ${b.id()}`]: received });
+    // The same through an agent that traced everything, filtered by it for this stream.
+    expect(tally(lines.remote)).toEqual(tally(lines.both));
     for (const l of lines.a) expect(l).toMatchObject({ lport: port, netns: ns.inode() });
+  });
+
+  it('a Watch filter by cgroup path keeps that cgroup and those below it, one made later too; an id keeps that cgroup alone', async () => {
+    const none: EventFilter = { kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [], cgroups: [] };
+    const ev = (cgroup?: number): Event => ({
+      timeUnixMicros: 0,
+      kind: 1,
+      family: 1,
+      localAddr: '127.0.0.1',
+      localPort: 1,
+      remoteAddr: '127.0.0.1',
+      remotePort: 2,
+      netns: 1,
+      state: '',
+      reason: '',
+      comm: '',
+      ...(cgroup ? { cgroup } : {}),
+    });
+    const byPath = compileFilters([{ ...none, cgroups: [top.rel] }], []);
+    expect([top.id(), a.id(), b.id()].map((id) => byPath(ev(id)))).toEqual([true, true, true]);
+    expect([byPath(ev(1)), byPath(ev())]).toEqual([false, false]);
+    // A cgroup made after the filter (a container started later in a pod) is found on a later look.
+    const late = top.child('late');
+    await until(() => byPath(ev(late.id())), { what: 'a cgroup made later to match its parent\'s filter', timeoutMs: 5_000 });
+    const byId = compileFilters([{ ...none, cgroups: [String(top.id())] }], []);
+    expect([byId(ev(top.id())), byId(ev(a.id()))]).toEqual([true, false]);
+    expect(() => compileFilters([{ ...none, cgroups: [`${top.rel}/../../etc`] }], [])).toThrow(
+      /^filter cgroup ".*" is not a cgroup of the agent: give a path of its cgroup2 hierarchy \(under its mount, or relative to it\) or a cgroup id\.$/,
+    );
   });
 
   it('a --cgroup that names no cgroup is refused in one sentence, before anything loads', async () => {
@@ -256,8 +306,8 @@ describeKernel('the socket\'s cgroup in the kernel (real cgroups, a test netns)'
     expect(await refused(['agent', '--listen', `unix:${join(dir, 'x.sock')}`, ...Array.from({ length: 9 }, () => ['--cgroup', a.rel]).flat()])).toBe(
       'wstrace: at most 8 cgroups can be watched at once.',
     );
-    expect(await refused(['watch', '--connect', `unix:${join(dir, 'none.sock')}`, '--cgroup', a.rel])).toMatch(
-      /--cgroup filters in the kernel of an agent this command starts/,
+    expect(await refused(['top', '--connect', `unix:${join(dir, 'none.sock')}`, '--cgroup', a.rel])).toMatch(
+      /^wstrace: --port, --netns, --cgroup, --ring-bytes and --event-budget shape an agent top starts itself/,
     );
   });
 });

@@ -179,6 +179,7 @@ describe('Watch filters on raw records', () => {
       localAddrs: some(ADDR_TEXTS, 0.15),
       remoteAddrs: some(ADDR_TEXTS, 0.15),
       netns: some(NETNS.map(String), 0.2),
+      cgroups: some(['1', '4242', String(2 ** 40 + 7)], 0.15),
     });
     let passed = 0;
     let judged = 0;
@@ -207,7 +208,7 @@ describe('Watch filters on raw records', () => {
     const decoded = typed(batch);
     const { records } = new EventEncoder().encode(raw);
     for (const text of ADDR_TEXTS) {
-      const filter = compileFilters([{ kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [text], remoteAddrs: [], netns: [] }], []);
+      const filter = compileFilters([{ kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [text], remoteAddrs: [], netns: [], cgroups: [] }], []);
       const hits = decoded.flatMap((e, j) => (filter.raw(raw, records[j]!) ? [e.localAddr] : []));
       expect(hits.every((a) => a === text)).toBe(true);
       expect(hits.length).toBe(decoded.filter((e) => e.localAddr === text).length);

@@ -152,7 +152,7 @@ describe('events from one encode, shared', () => {
     const hub = new EventHub(1000);
     const all = new OpenCall();
     const some = new OpenCall();
-    const filter = compileFilters([{ kinds: [], ports: [], localPorts: [], remotePorts: [40003, 40007], localAddrs: ['127.0.0.1'], remoteAddrs: [], netns: ['1'] }], []);
+    const filter = compileFilters([{ kinds: [], ports: [], localPorts: [], remotePorts: [40003, 40007], localAddrs: ['127.0.0.1'], remoteAddrs: [], netns: ['1'], cgroups: [] }], []);
     hub.add(new Subscriber(all as never, everything, true));
     hub.add(new Subscriber(some as never, filter, true));
     const batch = records(0, 10);
@@ -169,7 +169,7 @@ describe('events from one encode, shared', () => {
   it('a filtered stream that is not read holds copies of its own events, not the batches they came in', async () => {
     const call = new StalledCall();
     const limits = { maxQueued: 100, maxBatch: 100 };
-    const filter = compileFilters([{ kinds: [], ports: [], localPorts: [], remotePorts: [40000], localAddrs: [], remoteAddrs: [], netns: [] }], []);
+    const filter = compileFilters([{ kinds: [], ports: [], localPorts: [], remotePorts: [40000], localAddrs: [], remoteAddrs: [], netns: [], cgroups: [] }], []);
     const sub = new Subscriber(call as never, filter, true, limits);
     const encoder = new EventEncoder();
     // 20,000 events a batch, one of which this stream wants.

@@ -234,7 +234,7 @@ describeKernel('summaries through the agent and every consumer (real BPF, reset 
       expect((await source.info()).eventBudget).toBe(100);
       const all = watchTally(source, 7501);
       // A second stream filtered to the other kind: the filter applies to summary rows as to events.
-      const received = watchTally(source, 7501, { allow: [{ kinds: [EventKind.EVENT_KIND_RESET_RECEIVED], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [] }] });
+      const received = watchTally(source, 7501, { allow: [{ kinds: [EventKind.EVENT_KIND_RESET_RECEIVED], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [], cgroups: [] }] });
       await Promise.all([all.following, received.following]);
       const t0 = Date.now() * 1000;
       const before = ns.nstat();

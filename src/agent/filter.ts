@@ -11,7 +11,7 @@
  */
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { EventKind, WatchRequest, type Event, type EventFilter } from '../generated/wstrace/v1/tracer.js';
-import { parseAddress, resolveNetns, type AddressBytes, type RawBatch } from '../kernel/index.js';
+import { CgroupSubtree, parseAddress, resolveCgroup, resolveNetns, type AddressBytes, type RawBatch } from '../kernel/index.js';
 import { clip, isPort } from '../protocol/address.js';
 
 export type EventPredicate = (ev: Event) => boolean;
@@ -55,6 +55,30 @@ function netnsInode(spec: string): number {
   );
 }
 
+/** Does a socket's cgroup id (0: unknown) match. */
+type CgroupMatch = (id: number) => boolean;
+
+/**
+ * A filter's cgroup: a number is that id alone; a path is that cgroup and
+ * every one below it, resolved under the agent's cgroup2 mount only (the
+ * checks of resolveCgroup: no `..`, no link followed), and refused in the
+ * same sentence whatever the reason, as netns is.
+ */
+function cgroupMatch(spec: string): CgroupMatch {
+  if (/^\d{1,16}$/.test(spec) && Number(spec) > 0 && Number.isSafeInteger(Number(spec))) {
+    const id = Number(spec);
+    return (x) => x === id;
+  }
+  try {
+    const subtree = new CgroupSubtree(resolveCgroup(spec));
+    return (x) => x !== 0 && subtree.has(x);
+  } catch {
+    throw new FilterError(
+      `filter cgroup "${clip(spec)}" is not a cgroup of the agent: give a path of its cgroup2 hierarchy (under its mount, or relative to it) or a cgroup id.`,
+    );
+  }
+}
+
 /**
  * Addresses as record bytes. A text no event prints as (a typo, a leading
  * zero) matches nothing, as it does in the decoded predicate; the field still
@@ -80,6 +104,7 @@ function compileOne(f: EventFilter): { event: EventPredicate; raw: RawPredicate 
   const laddrs = new Set(f.localAddrs);
   const raddrs = new Set(f.remoteAddrs);
   const netns = new Set(f.netns.map(netnsInode));
+  const cgroups = f.cgroups.map(cgroupMatch);
   const event: EventPredicate = (ev) =>
     (kinds.size === 0 || kinds.has(ev.kind)) &&
     (ports.size === 0 || ports.has(ev.localPort) || ports.has(ev.remotePort)) &&
@@ -87,7 +112,8 @@ function compileOne(f: EventFilter): { event: EventPredicate; raw: RawPredicate 
     (rports.size === 0 || rports.has(ev.remotePort)) &&
     (laddrs.size === 0 || laddrs.has(ev.localAddr)) &&
     (raddrs.size === 0 || raddrs.has(ev.remoteAddr)) &&
-    (netns.size === 0 || netns.has(ev.netns));
+    (netns.size === 0 || netns.has(ev.netns)) &&
+    (cgroups.length === 0 || cgroups.some((m) => m(ev.cgroup ?? 0)));
   const lbytes = addressBytes(f.localAddrs);
   const rbytes = addressBytes(f.remoteAddrs);
   const raw: RawPredicate = (b, i) =>
@@ -97,7 +123,8 @@ function compileOne(f: EventFilter): { event: EventPredicate; raw: RawPredicate 
     (rports.size === 0 || rports.has(b.rport(i))) &&
     (laddrs.size === 0 || lbytes.some((a) => b.addrIs(i, 'local', a))) &&
     (raddrs.size === 0 || rbytes.some((a) => b.addrIs(i, 'remote', a))) &&
-    (netns.size === 0 || netns.has(b.netns(i)));
+    (netns.size === 0 || netns.has(b.netns(i))) &&
+    (cgroups.length === 0 || cgroups.some((m) => m(b.cgroup(i))));
   return { event, raw };
 }
 

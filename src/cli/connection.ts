@@ -6,7 +6,6 @@
 import { z } from 'zod';
 import { resolveCgroups } from '../kernel/index.js';
 import { DEFAULT_SOCKET } from '../protocol/address.js';
-import { UserError } from '../protocol/errors.js';
 import { flag } from './flags.js';
 
 const optionalString = z.string().optional();
@@ -35,19 +34,18 @@ export const cgroupOptions = z.object({
   cgroups: flag(z.array(z.string()).default([]), {
     flags: '--cgroup <path>',
     help:
-      'only sockets in this cgroup or any cgroup below it (a pod includes its containers), filtered in the kernel: a directory of the cgroup2 hierarchy, as a path under its mount or relative to it (repeatable, up to 8); events with no socket cgroup (timewait sockets, resets answering no socket) are left out',
+      'only sockets in this cgroup or any cgroup below it (a pod includes its containers), filtered in the kernel (with --connect, by the agent, in its hierarchy): a directory of the cgroup2 hierarchy, as a path under its mount or relative to it (repeatable, up to 8); events with no socket cgroup (timewait sockets, resets answering no socket) are left out',
   }),
 });
 
 /**
- * --cgroup is a kernel filter of the agent this command starts: refused with
- * --connect (that agent's programs are loaded already), resolved here
- * otherwise so a path that is not a cgroup is said before BPF is loaded.
+ * --cgroup is a kernel filter of the agent a command starts, resolved here so
+ * a path that is not a cgroup is said before BPF is loaded. With --connect it
+ * goes in the Watch request instead (EventFilter.cgroups), for the agent to
+ * resolve in its own cgroup2 hierarchy.
  */
 export function checkCgroups(cgroups: readonly string[], connect: string | undefined): void {
-  if (!cgroups.length) return;
-  if (connect) throw new UserError('--cgroup filters in the kernel of an agent this command starts: with --connect, start `wstrace agent` with --cgroup.');
-  resolveCgroups(cgroups);
+  if (cgroups.length && !connect) resolveCgroups(cgroups);
 }
 
 /** The agent's side, shaped as protocol/tls.ts's TlsFiles plus the address and the plain-TCP opt-in. */

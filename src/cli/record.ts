@@ -13,7 +13,7 @@ import { DEFAULT_EVENT_BUDGET, resolveNetns } from '../kernel/index.js';
 import { toJsonEvent, toJsonSummary } from './format.js';
 import { openSource } from './source.js';
 import { afterSeconds, catchStopSignals } from './signals.js';
-import { clientOptions } from './connection.js';
+import { cgroupOptions, checkCgroups, clientOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { eventBudget, kind, olderParts, partBytes, port, repeated, seconds } from './values.js';
 
@@ -35,6 +35,7 @@ export const recordOptions = z.object({
     flags: '--event-budget <n>',
     help: `events per second recorded one by one (default ${DEFAULT_EVENT_BUDGET}), beyond it exact summaries; 0 records every event (in-process agent)`,
   }),
+  ...cgroupOptions.shape,
   ...clientOptions.shape,
 });
 
@@ -50,6 +51,7 @@ const RECORD_EVENTS = 64;
 export async function runRecord(opts: RecordOptions, err: Writable): Promise<number> {
   // Before anything loads: a namespace that is not one is one sentence here, not a failure deep in the agent.
   if (opts.netns !== undefined && !opts.connect) resolveNetns(opts.netns);
+  checkCgroups(opts.cgroups, opts.connect);
   const signals = opts.stopped ? undefined : catchStopSignals();
   try {
     return await recordUntilStopped(opts, err, opts.stopped ?? signals!.stopped);
@@ -66,6 +68,7 @@ async function recordUntilStopped(opts: RecordOptions, err: Writable, stopped: P
       ports: opts.ports,
       ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
       ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
+      ...(opts.cgroups.length ? { cgroups: opts.cgroups } : {}),
     },
   });
   const { source } = opened;
@@ -92,9 +95,11 @@ async function recordUntilStopped(opts: RecordOptions, err: Writable, stopped: P
     if (opts.ports.length) filter.ports = opts.ports;
     if (opts.kinds.length) filter.kinds = opts.kinds.map(kindToProto);
     if (opts.netns !== undefined) filter.netns = [opts.netns];
+    // In this process's own agent the kernel keeps only these cgroups already.
+    if (opts.connect && opts.cgroups.length) filter.cgroups = opts.cgroups;
     const stream = source.watch({
       allow: Object.keys(filter).length
-        ? [{ kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [], ...filter }]
+        ? [{ kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [], cgroups: [], ...filter }]
         : [],
       follow: true,
     });

@@ -110,8 +110,10 @@ async function watchUntilStopped(opts: WatchOptions, io: WatchIo, stopped: Promi
     if (opts.ports.length) filter.ports = opts.ports;
     if (opts.kinds.length) filter.kinds = opts.kinds.map(kindToProto);
     if (opts.netns !== undefined) filter.netns = [opts.netns];
+    // In this process's own agent the kernel keeps only these cgroups already.
+    if (opts.connect && opts.cgroups.length) filter.cgroups = opts.cgroups;
     const stream = source.watch({
-      allow: Object.keys(filter).length ? [{ kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [], ...filter }] : [],
+      allow: Object.keys(filter).length ? [{ kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [], cgroups: [], ...filter }] : [],
       follow: true,
       last: opts.last ?? 0,
       sinceUnixMicros: opts.sinceMs !== undefined ? Math.round(opts.sinceMs * 1000) : 0,

@@ -13,7 +13,7 @@
  * opened with O_NOFOLLOW | O_DIRECTORY and checked again through its own
  * descriptor.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, statfsSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
 import { clip } from '../protocol/address.js';
 import { UserError } from '../protocol/errors.js';
 
@@ -27,6 +27,8 @@ export interface CgroupRef {
   readonly id: number;
   /** Depth below the root (the root is 0). */
   readonly level: number;
+  /** Its directory, under the mount. */
+  readonly dir: string;
 }
 
 /** `\040`-style escapes of /proc/self/mountinfo, undone. */
@@ -113,7 +115,7 @@ export function resolveCgroup(spec: string, mount: string | undefined = cgroup2M
     if (!st.isDirectory() || st.dev !== dev || statfsSync(path).type !== CGROUP2_SUPER_MAGIC) {
       throw new UserError(`"${clip(spec)}" is not a cgroup under ${clip(base)}: ${ACCEPTED}`);
     }
-    return { path: name, id: st.ino, level: parts.length };
+    return { path: name, id: st.ino, level: parts.length, dir: path };
   } catch (err) {
     if (err instanceof UserError) throw err;
     throw cgroupError(spec, base, err);
@@ -128,4 +130,65 @@ function cgroupError(spec: string, base: string, err: unknown): UserError {
   if (code === 'ENOTDIR' || code === 'ELOOP') return new UserError(`"${clip(spec)}" is not a cgroup under ${clip(base)}: ${ACCEPTED}`);
   if (code === 'EACCES' || code === 'EPERM') return new UserError(`cannot read cgroup "${clip(spec)}": permission denied (run wstrace as root).`);
   return new UserError(`cannot read cgroup "${clip(spec)}": ${code ?? String(err)}.`);
+}
+
+/** Directories one walk of a subtree looks at, at most: a runaway hierarchy costs a bounded time. */
+const MAX_WALK = 4096;
+/** An id not found is looked for again (a new walk) at most this often. */
+const REWALK_MS = 1000;
+
+/**
+ * A cgroup and every cgroup below it, as the set of their ids, for matching
+ * in user space (a Watch filter) what the kernel filter matches through each
+ * socket's ancestors. Walked when made, and again when an id not seen before
+ * turns up, at most once a second: a container started later under a pod's
+ * cgroup joins on its first event, and a storm of unknown ids costs one
+ * bounded walk a second. Directory entries are read by type, so no link is
+ * followed.
+ */
+export class CgroupSubtree {
+  private ids = new Set<number>();
+  private walkedAt = 0;
+
+  constructor(
+    readonly ref: CgroupRef,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.walk();
+  }
+
+  has(id: number): boolean {
+    if (this.ids.has(id)) return true;
+    if (this.now() - this.walkedAt < REWALK_MS) return false;
+    this.walk();
+    return this.ids.has(id);
+  }
+
+  private walk(): void {
+    const ids = new Set<number>([this.ref.id]);
+    const queue = [this.ref.dir];
+    let seen = 0;
+    while (queue.length && seen < MAX_WALK) {
+      const dir = queue.shift()!;
+      let entries;
+      try {
+        entries = readdirSync(dir, { withFileTypes: true });
+      } catch {
+        continue; // removed while walking
+      }
+      for (const e of entries) {
+        if (!e.isDirectory() || seen >= MAX_WALK) continue;
+        const path = `${dir}/${e.name}`;
+        try {
+          ids.add(lstatSync(path).ino);
+          queue.push(path);
+          seen++;
+        } catch {
+          /* removed while walking */
+        }
+      }
+    }
+    this.ids = ids;
+    this.walkedAt = this.now();
+  }
 }

@@ -1,6 +1,6 @@
 /** The kernel layer's public face: everything above src/kernel imports from here, never from its files. */
 export { openTracer, Tracer, blindNotes, DEFAULT_RING_BYTES, DEFAULT_EVENT_BUDGET, resolveCgroups } from './tracer.js';
-export { cgroup2Mount, resolveCgroup, type CgroupRef } from './cgroup.js';
+export { cgroup2Mount, CgroupSubtree, resolveCgroup, type CgroupRef } from './cgroup.js';
 export type { TracerOptions, HookStatus, BatchListener, RawBatchListener, Signal } from './tracer.js';
 export type { RawBatch, Side } from './raw.js';
 export { parseAddress, type AddressBytes } from './addr.js';

@@ -340,6 +340,13 @@ export interface EventFilter {
    * seen by the agent.
    */
   netns: string[];
+  /**
+   * Cgroups of the event's socket (Event.cgroup): a path of the agent's
+   * cgroup2 hierarchy (under its mount, or relative to it) matches that
+   * cgroup and every cgroup below it; a number matches that cgroup id alone.
+   * Events whose socket's cgroup is unknown match none.
+   */
+  cgroups: string[];
 }
 
 /** Arguments of Watch. */
@@ -1238,7 +1245,16 @@ export const Event: MessageFns<Event> = {
 };
 
 function createBaseEventFilter(): EventFilter {
-  return { kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [] };
+  return {
+    kinds: [],
+    ports: [],
+    localPorts: [],
+    remotePorts: [],
+    localAddrs: [],
+    remoteAddrs: [],
+    netns: [],
+    cgroups: [],
+  };
 }
 
 export const EventFilter: MessageFns<EventFilter> = {
@@ -1279,6 +1295,9 @@ export const EventFilter: MessageFns<EventFilter> = {
     }
     for (const v of message.netns) {
       writer.uint32(58).string(v!);
+    }
+    for (const v of message.cgroups) {
+      writer.uint32(66).string(v!);
     }
     return writer;
   },
@@ -1392,6 +1411,14 @@ export const EventFilter: MessageFns<EventFilter> = {
             message.netns.push(reader.string());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.cgroups.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1431,6 +1458,7 @@ export const EventFilter: MessageFns<EventFilter> = {
       netns: globalThis.Array.isArray(object?.netns)
         ? object.netns.map((e: any) => globalThis.String(e))
         : [],
+      cgroups: globalThis.Array.isArray(object?.cgroups) ? object.cgroups.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -1456,6 +1484,9 @@ export const EventFilter: MessageFns<EventFilter> = {
     }
     if (message.netns?.length) {
       obj.netns = message.netns;
+    }
+    if (message.cgroups?.length) {
+      obj.cgroups = message.cgroups;
     }
     return obj;
   },
