@@ -1,7 +1,8 @@
 /**
  * A real Prometheus (Debian's 2.42) scrapes two agents, one per network
  * namespace, while each namespace gets real traffic: a listener that drops
- * at the ACK stage, connects to a closed port, client-closed connections. What
+ * at the ACK stage, one that drops SYNs, connects to a closed port,
+ * client-closed connections. What
  * Prometheus stored must equal what each namespace's kernel counted (nstat),
  * and the shipped rules must fire on it.
  */
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { spawnCli } from './helpers/cli.js';
 import { delta, describeKernel, ROOT, TestNetns } from './helpers/kernel.js';
-import { prometheusMissing, startPrometheus, type RunningPrometheus } from './helpers/prometheus.js';
+import { prometheusMissing, startPrometheus, type PromAlert, type RunningPrometheus } from './helpers/prometheus.js';
 import { until } from './helpers/until.js';
 
 const RULES = join(ROOT, 'contrib/prometheus/wstrace.rules.yml');
@@ -21,7 +22,7 @@ const missing = prometheusMissing();
 /** Namespace A gets a ten-port ephemeral range, so a few TIME_WAIT sockets fill most of it. */
 const SMALL_RANGE = [40000, 40009] as const;
 const TIMEWAITS = { a: 9, b: 4 };
-const PORTS = { overflow: 7611, closed: 7612, timewait: 7613 };
+const PORTS = { overflow: 7611, closed: 7612, timewait: 7613, full: 7614 };
 
 /**
  * traffic.py's ack-overflow in two steps: the listener (backlog 2, deferred
@@ -163,6 +164,8 @@ function suite(): void {
       accept: (r) => r.length === 2,
     });
     for (const [i, k] of (['a', 'b'] as const).entries()) {
+      // SYN-stage drops: a backlog-1 listener that never accepts, 8 connects.
+      await ns[k].traffic('full-queue', PORTS.full, 1, 8, 0.5);
       expect(await listeners[i]!.overflow()).toEqual({ connects: 4 });
       await ns[k].traffic('closed-port', 3, PORTS.closed);
       await ns[k].traffic('timewait', TIMEWAITS[k], PORTS.timewait);
@@ -194,6 +197,12 @@ function suite(): void {
       };
       expect(got, `namespace ${k} (${inst[k]}): Prometheus vs nstat`).toEqual(want);
       expect(want.listenDrops).toBeGreaterThan(0);
+      // Each listener's drops under its own cause: ACK stage for the deferred-accept one, SYN stage for the full one.
+      const byCause = await p.query(`sum by (listener, cause) (wstrace_listen_drops_total{instance="${inst[k]}"}) > 0`, t1);
+      expect(byCause.map((r) => `${r.labels.listener} ${r.labels.cause}`).sort()).toEqual([
+        `127.0.0.1:${PORTS.overflow} ack_stage`,
+        `127.0.0.1:${PORTS.full} syn_stage`,
+      ]);
       expect(want.timewaitMade).toBe(TIMEWAITS[k]);
       expect(want.resetsSent).toBeGreaterThanOrEqual(3);
     }
@@ -206,15 +215,15 @@ function suite(): void {
     expect(shareOf(inst.b)).toBeLessThan(0.01);
 
     // The rules: both listeners dropping; TIME_WAIT over 80% of the range only in A.
+    const overflowing = `127.0.0.1:${PORTS.overflow}`;
+    const isDropping = (a: PromAlert, i: string) =>
+      a.labels.alertname === 'WstraceListenerDropping' && a.labels.instance === i && a.labels.listener === overflowing;
     const firing = await until(async () => (await p.alerts()).filter((a) => a.state === 'firing'), {
-      what: 'WstraceListenerDropping for both agents and WstraceTimewaitPortRange for A to fire',
-      accept: (as) =>
-        [inst.a, inst.b].every((i) => as.some((a) => a.labels.alertname === 'WstraceListenerDropping' && a.labels.instance === i)) &&
-        as.some((a) => a.labels.alertname === 'WstraceTimewaitPortRange'),
+      what: `WstraceListenerDropping for ${overflowing} in both namespaces and WstraceTimewaitPortRange for A to fire`,
+      accept: (as) => [inst.a, inst.b].every((i) => as.some((a) => isDropping(a, i))) && as.some((a) => a.labels.alertname === 'WstraceTimewaitPortRange'),
       timeoutMs: 30_000,
     });
-    const dropping = firing.find((a) => a.labels.alertname === 'WstraceListenerDropping' && a.labels.instance === inst.a)!;
-    expect(dropping.labels.listener).toBe(`127.0.0.1:${PORTS.overflow}`);
+    const dropping = firing.find((a) => isDropping(a, inst.a))!;
     expect(dropping.annotations.runbook).toContain(`wstrace doctor --connect unix:/run/wstrace/agent.sock --port ${PORTS.overflow}`);
     const tw = firing.filter((a) => a.labels.alertname === 'WstraceTimewaitPortRange');
     expect(tw.map((a) => [a.labels.instance, a.labels.destination])).toEqual([[inst.a, `127.0.0.1:${PORTS.timewait}`]]);
@@ -224,7 +233,8 @@ function suite(): void {
     for (const a of agents) a.child.kill('SIGTERM');
     for (const a of agents) expect(await a.closed).toBe(0);
     await until(async () => (await p.query('up{job="wstrace"} == 0')).length, { what: 'Prometheus to see both agents down', accept: (n) => n === 2 });
-  });
+    // Two agents, a Prometheus and four kinds of traffic in two namespaces on two shared cores: more than the default minute.
+  }, 180_000);
 }
 
 if (missing && process.env.WSTRACE_REQUIRE_KERNEL === '1') {
