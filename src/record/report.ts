@@ -47,6 +47,12 @@ export interface Report {
   readonly timeline: SecondRow[];
   readonly worst: SecondRow[];
   readonly listeners: Array<{ listener: string; overflows: number; synDrops: number; fullHits: number; peak: number; backlog: number }>;
+  /**
+   * Which pods (or bare containers) had the most listen drops: `drops` from
+   * their listeners' kernel counters (ACK- and SYN-stage, exact, over the
+   * recording), `events` the listen-drop events named after them.
+   */
+  readonly workloadDrops: Array<{ workload: string; drops: number; events: number }>;
   /** Resets by reason and by peer count events and summary rows alike (a folded peer port shows as `*`). */
   readonly resetReasons: Array<{ reason: string; count: number }>;
   readonly resetPeers: Array<{ peer: string; count: number }>;
@@ -86,6 +92,17 @@ function top<T>(m: ReadonlyMap<string, number>, n: number, make: (k: string, v: 
     .sort((a, b) => b[1] - a[1])
     .slice(0, n)
     .map(([k, v]) => make(k, v));
+}
+
+/**
+ * A pod as namespace/pod (its containers' drops are the pod's), a container
+ * outside any pod by its name or short id; undefined when the agent named neither.
+ */
+export function workloadKey(m: { container?: string; containerName?: string; pod?: string; namespace?: string }): string | undefined {
+  if (m.pod) return m.namespace ? `${m.namespace}/${m.pod}` : m.pod;
+  if (m.containerName) return m.containerName;
+  if (m.container) return /^[0-9a-f]{64}$/.test(m.container) ? m.container.slice(0, 12) : m.container;
+  return undefined;
 }
 
 const drops = (s: SnapshotResponse) => (s.totals?.listenOverflows ?? 0) + (s.totals?.synDrops ?? 0);
@@ -152,6 +169,8 @@ export class ReportBuilder {
   private readonly reasons = new BoundedCounts();
   private readonly peers = new BoundedCounts();
   private readonly tw = new BoundedCounts(REPORT_KEYS, Math.max);
+  /** Listen-drop events per workload. */
+  private readonly workloadEvents = new BoundedCounts();
   private readonly unknown = new UnknownKinds();
 
   add(e: RecordEntry): void {
@@ -209,7 +228,7 @@ export class ReportBuilder {
   }
 
   private tally(
-    p: { kind: string; reason?: string; state?: string; raddr: string; rport: number },
+    p: { kind: string; reason?: string; state?: string; raddr: string; rport: number; container?: string; containerName?: string; pod?: string; namespace?: string },
     n: number,
     summarised: boolean,
   ): void {
@@ -217,6 +236,10 @@ export class ReportBuilder {
     if (summarised) k.summarised += n;
     else k.events += n;
     this.kinds.set(p.kind, k);
+    if (p.kind === 'listen_overflow' || p.kind === 'syn_drop') {
+      const w = workloadKey(p);
+      if (w) this.workloadEvents.add(w, n);
+    }
     if (p.kind !== 'reset_sent' && p.kind !== 'reset_received') return;
     this.reasons.add(`${p.kind === 'reset_sent' ? 'sent' : 'received'} ${p.reason ?? p.state ?? 'unknown'}`, n);
     const port = p.rport ? String(p.rport) : '*';
@@ -249,6 +272,27 @@ export class ReportBuilder {
       })
       .filter((l) => l.overflows + l.synDrops + l.fullHits > 0)
       .sort((a, b) => b.overflows + b.synDrops + b.fullHits - (a.overflows + a.synDrops + a.fullHits));
+
+    // Exact drops per workload: each listener's counter deltas, under the name its last row had.
+    const byWorkload = new Map<string, { drops: number; events: number }>();
+    for (const l of last?.listeners ?? []) {
+      const w = workloadKey(l);
+      if (!w) continue;
+      const row = listeners.find((x) => x.listener === `${l.addr}:${l.port}`);
+      const t = byWorkload.get(w) ?? { drops: 0, events: 0 };
+      t.drops += row ? row.overflows + row.synDrops : 0;
+      byWorkload.set(w, t);
+    }
+    for (const { workload, events } of this.workloadEvents.top(REPORT_KEYS, (workload, events) => ({ workload, events }))) {
+      const t = byWorkload.get(workload) ?? { drops: 0, events: 0 };
+      t.events = events;
+      byWorkload.set(workload, t);
+    }
+    const workloadDrops = [...byWorkload.entries()]
+      .map(([workload, c]) => ({ workload, ...c }))
+      .filter((w) => w.drops + w.events > 0)
+      .sort((a, b) => b.drops - a.drops || b.events - a.events)
+      .slice(0, 10);
 
     const sysctls = first?.host?.sysctls ?? {};
     const settings = Object.fromEntries(SETTINGS.filter((k) => k in sysctls).map((k) => [k, sysctls[k]!]));
@@ -291,6 +335,7 @@ export class ReportBuilder {
       timeline,
       worst,
       listeners: listeners.slice(0, 10),
+      workloadDrops,
       resetReasons: this.reasons.top(10, (reason, count) => ({ reason, count })),
       resetPeers: this.peers.top(10, (peer, count) => ({ peer, count })),
       resetPeersOffBy: this.peers.offBy,
@@ -375,6 +420,10 @@ export function renderReport(r: Report): string {
   if (r.listeners.length) {
     lines.push('', 'Listeners by overflow');
     for (const l of r.listeners) lines.push(`  ${l.listener.padEnd(28)} ACK-stage ${l.overflows}  SYN-stage ${l.synDrops}  full ${l.fullHits}  peak ${l.peak}/${l.backlog}`);
+  }
+  if (r.workloadDrops.length) {
+    lines.push('', 'Pods and containers by listen drops (kernel counters of their listeners; events named after them)');
+    for (const w of r.workloadDrops) lines.push(`  ${w.workload.padEnd(36)} drops ${w.drops}  events ${w.events}`);
   }
   if (r.resetReasons.length) {
     lines.push('', r.summarised ? 'Resets by reason (events, summary rows included)' : 'Resets by reason (events)');
