@@ -1,5 +1,6 @@
 /** The report as markdown tables: what `npm run bench` prints and BENCHMARKS.md holds. */
 import type { CeilingResult, LossResult } from './pipeline.js';
+import type { RecorderResult } from './recorder.js';
 import { accounted, type StalledResult } from './stalled.js';
 import { BPFTRACE_TOLERANCE, loadLimited, RECEIVED_REFEREE, type Goal, type StepSummary } from './summary.js';
 import type { Machine } from './machine.js';
@@ -32,6 +33,7 @@ export interface Report {
   readonly reps: number;
   readonly steps: StepSummary[];
   readonly ceilings: CeilingResult[];
+  readonly recorders: RecorderResult[];
   readonly losses: LossResult[];
   readonly stalled: StalledResult[];
   readonly goals: Goal[];
@@ -138,6 +140,20 @@ export function renderMarkdown(r: Report): string {
           c.ringDrops,
           c.lost,
         ]),
+      ),
+    );
+  }
+
+  if (r.recorders.length) {
+    out.push(
+      '',
+      '### Recorder',
+      '',
+      '`wstrace record --connect` to an agent stopped while a closed-port storm fills its ring, then released: the recorder writes the Watch messages as the agent sent them. Its CPU from the release until the file stops growing, per 100k events written.',
+      '',
+      table(
+        ['events recorded', 'emitted', 'seconds', 'events/s', 'recorder CPU s / 100k events', 'recorder peak RSS', 'file'],
+        r.recorders.map((c) => [c.recorded, c.emitted, c.seconds.toFixed(3), k(c.eventsPerSecond), c.cpuPer100k.toFixed(3), mb(c.peakRssBytes), mb(c.fileBytes)]),
       ),
     );
   }

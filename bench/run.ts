@@ -24,6 +24,7 @@ import { describeMachine } from './machine.js';
 import { renderMarkdown, type Report } from './markdown.js';
 import { mibDelta } from './netns.js';
 import { addonCeiling, grpcCeiling, lossCheck, type CeilingResult, type LossResult } from './pipeline.js';
+import { recorderCost, type RecorderResult } from './recorder.js';
 import { ARMS, armOrder, makePlan, SCENARIOS, type Arm, type ScenarioName } from './plan.js';
 import { loadAverage } from './proc.js';
 import { stalledRun, type StalledResult } from './stalled.js';
@@ -207,6 +208,20 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     }
   }
 
+  const recorders: RecorderResult[] = [];
+  if (plan.pipeline) {
+    const cctx = { root: ROOT, loadgen, cleanup, nsName, tmpDir, connects: plan.ceilingConnects };
+    for (let rep = 0; rep < (plan.quick ? 1 : 2); rep++) {
+      const c = await recorderCost(cctx).catch((err: unknown) => failed('recorder cost', err));
+      if (!c) continue;
+      recorders.push(c);
+      say(
+        `bench: recorder #${rep + 1}: ${c.recorded} events in ${c.seconds.toFixed(3)} s (${Math.round(c.eventsPerSecond)} events/s), ` +
+          `${c.cpuPer100k.toFixed(3)} CPU s per 100k events`,
+      );
+    }
+  }
+
   const losses: LossResult[] = [];
   if (plan.pipeline) {
     const l = await lossCheck({ root: ROOT, loadgen, cleanup, nsName, tmpDir, connects: plan.ceilingConnects }).catch((err: unknown) =>
@@ -245,6 +260,7 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     reps: plan.reps,
     steps,
     ceilings,
+    recorders,
     losses,
     stalled,
     goals: goals(steps, ceilings, losses, stalled),

@@ -4,8 +4,10 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { kindToProto, UnknownKinds } from '../protocol/convert.js';
 import type { RecordEntry } from '../generated/wstrace/v1/record.js';
-import type { EventFilter, SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
-import { describeDamage, openRecording } from '../record/format.js';
+import { WatchResponse, type EventFilter, type SnapshotResponse, type WatchRequest } from '../generated/wstrace/v1/tracer.js';
+import type { EventSource } from '../client/connect.js';
+import { describeDamage, frame, openRecording } from '../record/format.js';
+import { peekWatch, watchRecord } from '../record/passthrough.js';
 import { readReport, renderReport } from '../record/report.js';
 import { DEFAULT_OLDER_PARTS, DEFAULT_PART_BYTES, RecordingWriter } from '../record/writer.js';
 import { VERSION } from '../agent/version.js';
@@ -45,8 +47,18 @@ export type RecordOptions = z.infer<typeof recordOptions> & {
 };
 
 const now = () => Date.now() * 1000;
-/** Events per batch record. */
-const RECORD_EVENTS = 64;
+/** Summary rows per record: a second's rows arrive in one message, and a record should stay small next to the size cap. */
+const RECORD_ROWS = 64;
+
+/** The Watch stream as the agent's bytes; a source without that (none today) has its messages encoded here. */
+function watchBytes(source: EventSource, request: Partial<WatchRequest>): AsyncIterable<Uint8Array> & { cancel(): void } {
+  if (source.watchBytes) return source.watchBytes(request);
+  const typed = source.watch(request);
+  const encoded = (async function* () {
+    for await (const msg of typed) yield WatchResponse.encode(msg).finish();
+  })();
+  return Object.assign(encoded, { cancel: () => typed.cancel() });
+}
 
 export async function runRecord(opts: RecordOptions, err: Writable): Promise<number> {
   // Before anything loads: a namespace that is not one is one sentence here, not a failure deep in the agent.
@@ -97,12 +109,13 @@ async function recordUntilStopped(opts: RecordOptions, err: Writable, stopped: P
     if (opts.netns !== undefined) filter.netns = [opts.netns];
     // In this process's own agent the kernel keeps only these cgroups already.
     if (opts.connect && opts.cgroups.length) filter.cgroups = opts.cgroups;
-    const stream = source.watch({
+    const request = {
       allow: Object.keys(filter).length
         ? [{ kinds: [], ports: [], localPorts: [], remotePorts: [], localAddrs: [], remoteAddrs: [], netns: [], cgroups: [], ...filter }]
         : [],
       follow: true,
-    });
+    };
+    const stream = watchBytes(source, request);
     const messages = stream[Symbol.asyncIterator]();
     const first = await messages.next();
     err.write(`wstrace: recording into ${opts.out} (Ctrl-C to stop)\n`);
@@ -140,41 +153,50 @@ async function recordUntilStopped(opts: RecordOptions, err: Writable, stopped: P
     // A full disk stops the writer: stop the stream and the snapshot timer too, or nothing ends.
     void w.failed.then(stop);
 
-    const handle = (msg: import('../generated/wstrace/v1/tracer.js').WatchResponse): boolean => {
+    const write = (msg: Uint8Array | WatchResponse): boolean => {
+      const record =
+        msg instanceof Uint8Array
+          ? watchRecord(now(), msg)
+          : frame({ timeUnixMicros: now(), entry: { $case: 'watch', value: msg } });
+      if (w.writeRecord(record)) return true;
+      if (!w.failure) err.write(`wstrace: ${opts.out} reached --max-size; recording stopped (use --rotate N to keep going)\n`);
+      void stop();
+      return false;
+    };
+    /**
+     * Each message is written as the agent sent it. Only messages that are not
+     * event batches are decoded (a few a second): a summary batch to count its
+     * events and split a large one (its rows come all at once each second),
+     * a status to see the stream's end.
+     */
+    const handle = (bytes: Uint8Array): boolean => {
+      const { kind, events: n } = peekWatch(bytes);
       // While stopping, what the agent still hands over belongs to the recording: the events the
       // kernel had, the last summary rows and the losses it reports at close.
-      const c = msg.response?.$case;
-      if (stopping && c !== 'batch' && c !== 'summaries' && c !== 'lost') return true;
-      if (!w.write({ timeUnixMicros: now(), entry: { $case: 'watch', value: msg } })) {
-        if (!w.failure) err.write(`wstrace: ${opts.out} reached --max-size; recording stopped (use --rotate N to keep going)\n`);
-        void stop();
-        return false;
+      if (stopping && kind !== 'batch' && kind !== 'summaries' && kind !== 'lost') return true;
+      if (kind === 'batch') {
+        if (!write(bytes)) return false;
+        events += n;
+        return true;
       }
-      if (msg.response?.$case === 'batch') events += msg.response.value.events.length;
-      if (msg.response?.$case === 'summaries') summarised += msg.response.value.summaries.reduce((n, s) => n + s.count, 0);
-      return !(msg.response?.$case === 'status' && msg.response.value.end);
-    };
-    // Batches (of events or summary rows) are split so no record is large next to the size cap.
-    const pieces = (msg: import('../generated/wstrace/v1/tracer.js').WatchResponse) => {
+      const msg = WatchResponse.decode(bytes);
       const r = msg.response;
-      const out = [];
-      if (r?.$case === 'batch' && r.value.events.length > RECORD_EVENTS) {
-        for (let i = 0; i < r.value.events.length; i += RECORD_EVENTS) {
-          out.push({ response: { $case: 'batch' as const, value: { events: r.value.events.slice(i, i + RECORD_EVENTS) } } });
+      if (r?.$case === 'summaries') {
+        for (let i = 0; i < r.value.summaries.length || i === 0; i += RECORD_ROWS) {
+          const rows = r.value.summaries.slice(i, i + RECORD_ROWS);
+          const piece = r.value.summaries.length > RECORD_ROWS ? { response: { $case: 'summaries' as const, value: { ...r.value, summaries: rows } } } : bytes;
+          if (!write(piece)) return false;
+          summarised += rows.reduce((sum, row) => sum + row.count, 0);
         }
-      } else if (r?.$case === 'summaries' && r.value.summaries.length > RECORD_EVENTS) {
-        for (let i = 0; i < r.value.summaries.length; i += RECORD_EVENTS) {
-          out.push({ response: { $case: 'summaries' as const, value: { ...r.value, summaries: r.value.summaries.slice(i, i + RECORD_EVENTS) } } });
-        }
-      } else {
-        out.push(msg);
+        return true;
       }
-      return out;
+      if (!write(bytes)) return false;
+      return !(r?.$case === 'status' && r.value.end);
     };
-    let going = first.done ? true : pieces(first.value).every(handle);
+    let going = first.done ? true : handle(first.value);
     if (going) {
       for await (const msg of { [Symbol.asyncIterator]: () => messages }) {
-        going = pieces(msg).every(handle);
+        going = handle(msg);
         if (!going) break;
       }
     }

@@ -6,6 +6,7 @@
 import { Metadata, type ClientReadableStream } from '@grpc/grpc-js';
 import {
   TracerClient,
+  TracerService,
   type Capture,
   type DoctorRequest,
   type DoctorResponse,
@@ -29,6 +30,11 @@ export interface EventSource {
   snapshot(): Promise<SnapshotResponse>;
   /** Messages of one Watch stream; break out of the loop to cancel it. */
   watch(request: Partial<WatchRequest>): AsyncIterable<WatchResponse> & { cancel(): void };
+  /**
+   * The same stream as each message's bytes, as the agent sent them: for a
+   * consumer that stores them (the recorder) and need not decode each event.
+   */
+  watchBytes?(request: Partial<WatchRequest>): AsyncIterable<Buffer> & { cancel(): void };
   /** Only a live agent can capture; a recording cannot. */
   startCapture?(request: Partial<StartCaptureRequest>): Promise<Capture>;
   listCaptures?(): Promise<Capture[]>;
@@ -62,6 +68,21 @@ const CAPTURE_DEFAULTS: StartCaptureRequest = {
 
 const WATCH_DEFAULTS: WatchRequest = { allow: [], deny: [], last: 0, sinceUnixMicros: 0, follow: true };
 
+/** A server stream as an async iterable that ends quietly when we cancel it. */
+function follow<T>(call: ClientReadableStream<T>, where: string): AsyncIterable<T> & { cancel(): void } {
+  const iterate = async function* (): AsyncGenerator<T> {
+    try {
+      for await (const msg of call) yield msg as T;
+    } catch (err) {
+      if ((err as { code?: number }).code === 1) return; // cancelled by us
+      throw agentError(err, where);
+    } finally {
+      call.cancel();
+    }
+  };
+  return Object.assign(iterate(), { cancel: () => call.cancel() });
+}
+
 export function connectAgent(address: string | ListenAddress, tls: ClientTls = {}): EventSource {
   const a = typeof address === 'string' ? parseListen(address) : address;
   const where = typeof address === 'string' ? address : grpcTarget(a);
@@ -76,19 +97,19 @@ export function connectAgent(address: string | ListenAddress, tls: ClientTls = {
     info: () => unary<GetInfoResponse>((cb) => client.getInfo({}, new Metadata(), deadline(), cb)),
     snapshot: () => unary<SnapshotResponse>((cb) => client.snapshot({}, new Metadata(), deadline(), cb)),
     watch(request) {
-      const call: ClientReadableStream<WatchResponse> = client.watch({ ...WATCH_DEFAULTS, ...request });
-      const iterate = async function* (): AsyncGenerator<WatchResponse> {
-        try {
-          for await (const msg of call) yield msg as WatchResponse;
-        } catch (err) {
-          if ((err as { code?: number }).code === 1) return; // cancelled by us
-          throw agentError(err, where);
-        } finally {
-          call.cancel();
-        }
-      };
-      const it = iterate();
-      return Object.assign(it, { cancel: () => call.cancel() });
+      return follow(client.watch({ ...WATCH_DEFAULTS, ...request }) as ClientReadableStream<WatchResponse>, where);
+    },
+    watchBytes(request) {
+      const m = TracerService.watch;
+      const call = client.makeServerStreamRequest<WatchRequest, Buffer>(
+        m.path,
+        m.requestSerialize,
+        (b: Buffer) => b,
+        { ...WATCH_DEFAULTS, ...request },
+        new Metadata(),
+        {},
+      );
+      return follow(call, where);
     },
     startCapture: (request) =>
       unary<StartCaptureResponse>((cb) =>

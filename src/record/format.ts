@@ -24,7 +24,11 @@ export const MAX_RECORD = 64 << 20;
 export const CHUNK = 1 << 20;
 
 export function frame(entry: RecordEntry): Buffer {
-  const payload = Buffer.from(RecordEntry.encode(entry).finish());
+  return framePayload(RecordEntry.encode(entry).finish());
+}
+
+/** A record around a payload that is already a RecordEntry's bytes. */
+export function framePayload(payload: Uint8Array): Buffer {
   const head = Buffer.alloc(FRAME);
   MAGIC.copy(head, 0);
   head.writeUInt32LE(payload.length, 4);

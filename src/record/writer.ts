@@ -125,8 +125,12 @@ export class RecordingWriter {
 
   /** False once the writer has stopped (see `stopped` and `failure`). */
   write(entry: RecordEntry): boolean {
+    return this.stopped ? false : this.writeRecord(frame(entry));
+  }
+
+  /** A whole record already framed (format.ts framePayload); false once the writer has stopped. */
+  writeRecord(bytes: Buffer): boolean {
     if (this.stopped) return false;
-    const bytes = frame(entry);
     try {
       if (this.size + bytes.length > this.cap) {
         if (!this.keepOlder) {
