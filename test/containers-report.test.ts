@@ -6,7 +6,7 @@
  * names as the Watch and Snapshot messages do, so nothing else is needed.
  */
 import { describe, expect, it } from 'vitest';
-import { Event, EventKind, GetInfoResponse, Listener, SnapshotResponse, Summary, Totals } from '../src/generated/wstrace/v1/tracer.js';
+import { Event, EventKind, GetInfoResponse, Listener, SnapshotResponse, Summary, SummaryBatch, Totals } from '../src/generated/wstrace/v1/tracer.js';
 import type { RecordEntry } from '../src/generated/wstrace/v1/record.js';
 import { renderReport, ReportBuilder, workloadKey } from '../src/record/report.js';
 
@@ -64,7 +64,7 @@ describe('report: pods by listen drops', () => {
       entry: { $case: 'watch', value: { response: { $case: 'batch', value: { events: [dropEvent(8080, SHOP), dropEvent(8080, SHOP), dropEvent(7070, BARE)] } } } },
     });
     const summary: Summary = { ...empty(Summary), kind: EventKind.EVENT_KIND_LISTEN_OVERFLOW, family: 1, localPort: 9090, count: 7, firstUnixMicros: at(1), lastUnixMicros: at(2), ...CART };
-    b.add({ timeUnixMicros: at(2), entry: { $case: 'watch', value: { response: { $case: 'summaries', value: { summaries: [summary] } } } } });
+    b.add({ timeUnixMicros: at(2), entry: { $case: 'watch', value: { response: { $case: 'summaries', value: { ...empty(SummaryBatch), summaries: [summary] } } } } });
     b.add(snapshot(3, [listener(8080, 40, 25, SHOP), listener(8081, 3, 0, { ...SHOP, containerName: 'sidecar' }), listener(9090, 130, 0, CART), listener(7070, 1, 0, BARE), listener(22, 90, 0, {})]));
     const r = b.finish({ skipped: 0, damagedBytes: 0, truncated: false });
 
