@@ -187,10 +187,11 @@ describe('the options a command runs with', () => {
       insecure: false,
       allowCaptures: false,
       ports: [],
+      cgroups: [],
       captures: { dir: '/var/lib/wstrace/captures', limits: {} },
     });
-    expect(options(['watch'])).toEqual({ json: false, ports: [], kinds: [], tls: {} });
-    expect(options(['top'])).toEqual({ connect: [], tls: {}, ports: [], window: 10 });
+    expect(options(['watch'])).toEqual({ json: false, ports: [], kinds: [], cgroups: [], tls: {} });
+    expect(options(['top'])).toEqual({ connect: [], tls: {}, ports: [], cgroups: [], window: 10 });
     expect(options(['replay', 'f.wsr'])).toEqual({ speed: 1 });
     expect(options(['doctor'])).toEqual({ json: false, ports: [], tls: {} });
     expect(options(['record', '-o', 'f.wsr'])).toMatchObject({ out: 'f.wsr', maxSize: DEFAULT_PART_BYTES, rotate: DEFAULT_OLDER_PARTS });
@@ -210,6 +211,13 @@ describe('the options a command runs with', () => {
       connect: 'tcp://h:1',
       tls: { ca: 'ca.pem', cert: 'c.pem', key: 'k.pem' },
     });
+    // --cgroup is repeatable on every command that loads BPF itself (the paths are resolved when it runs).
+    for (const cmd of [['watch'], ['top'], ['agent'], ['record', '-o', 'f.wsr']]) {
+      expect(options([...cmd, '--cgroup', '/kubepods.slice', '--cgroup', 'system.slice/x.service']).cgroups).toEqual([
+        '/kubepods.slice',
+        'system.slice/x.service',
+      ]);
+    }
     expect(watch.sinceMs).toBeGreaterThanOrEqual(before - 300_000);
     expect(watch.sinceMs).toBeLessThanOrEqual(Date.now() - 300_000);
     expect(options(['top', '--connect', 'unix:/a.sock,tcp://b:1', '--connect', 'unix:/c.sock', '--window', '60s', '--insecure'])).toMatchObject({
