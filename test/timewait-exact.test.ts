@@ -4,8 +4,9 @@
  * the way a TIME_WAIT entry does, but without one (or, for the orphan
  * FIN_WAIT2 timer, either way), so wstrace's count must follow the kernel's
  * own: TcpExtTW + TcpExtTWKilled (both counted when a timewait socket's timer
- * is armed, by how long it is: TWKilled for 4 s or less), in a namespace of
- * this file's, against both hook variants.
+ * is armed, by how long it is: TWKilled for 4 s or less; so since about 5.18,
+ * 5.10 counts them when the socket expires: the kernel matrix uses sockstat's
+ * tw there), in a namespace of this file's, against both hook variants.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openTracer, type TraceEvent, type Tracer } from '../src/kernel/index.js';
