@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../src/agent/agent.js';
 import { ContainerResolver, CriClient, findCgroup2Mount } from '../src/containers/index.js';
 import { containerdBlocker, TestContainerd } from './helpers/containerd.js';
+import { spawnCli } from './helpers/cli.js';
 import { following, tracerClient, unary } from './helpers/grpc.js';
 import { describeKernel } from './helpers/kernel.js';
 import { until } from './helpers/until.js';
@@ -135,6 +136,32 @@ describeKernel('real containerd: containers and pods named in events and Snapsho
       } finally {
         resolver.close();
       }
+    }, 60_000);
+
+    it('capture --pod finds the pod through the CRI and runs tcpdump in its network namespace', async () => {
+      expect(pod).toBeDefined();
+      const run = spawnCli(['capture', '--pod', 'payments/shop', '--cri-socket', ctd.socket, '--port', String(POD_PORT), '--duration', '2', '--json']);
+      expect(await run.closed).toBe(0);
+      expect(run.stderr()).toMatch(/pod payments\/shop: network namespace \/proc\/\d+\/ns\/net/);
+      const c = JSON.parse(run.stdout().trim()) as { state: string; file: string; bytes: number; filter: string };
+      try {
+        expect(c).toMatchObject({ state: 'done' });
+        expect(c.filter).toContain(String(POD_PORT));
+        // More than the pcap header: the pod's own connects to its listener were seen there.
+        expect(statSync(c.file).size).toBeGreaterThan(24);
+      } finally {
+        rmSync(c.file, { force: true });
+      }
+    }, 60_000);
+
+    it('capture --pod refuses, in one sentence, a pod the runtime does not run and a runtime that does not answer', async () => {
+      const none = spawnCli(['capture', '--pod', 'payments/nosuch', '--cri-socket', ctd.socket, '--duration', '1']);
+      expect(await none.closed).toBe(1);
+      expect(none.stderr().trim()).toMatch(/^wstrace: no running pod is named nosuch in namespace payments in the runtime at \S+: check the name with `kubectl get pods -A`\.$/);
+      const gone = spawnCli(['capture', '--pod', 'shop', '--cri-socket', join(dir, 'no-such.sock'), '--duration', '1']);
+      expect(await gone.closed).toBe(1);
+      expect(gone.stderr().trim().split('\n')).toHaveLength(1);
+      expect(gone.stderr()).toMatch(/no container runtime answered at .*no-such\.sock .*--cri-socket/);
     }, 60_000);
   });
 });

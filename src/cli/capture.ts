@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { Capture } from '../generated/wstrace/v1/tracer.js';
 import { UserError } from '../protocol/errors.js';
 import { resolveNetns } from '../kernel/index.js';
+import { resolvePodNetns } from '../containers/index.js';
 import { catchStopSignals } from './signals.js';
 import { openSource } from './source.js';
 import { clientOptions } from './connection.js';
@@ -21,6 +22,11 @@ export const captureOptions = z.object({
   snaplen: flag(count.optional(), { flags: '--snaplen <n>', help: 'bytes kept per packet (default 128)' }),
   preSec: flag(count.optional(), { flags: '--pre <seconds>', help: "keep the seconds before now, from the agent's pre-trigger ring" }),
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'capture in this network namespace (in-process agent)' }),
+  pod: flag(z.string().optional(), {
+    flags: '--pod <[namespace/]name>',
+    help: "capture in this Kubernetes pod's network namespace, found through the container runtime's CRI socket (in-process agent)",
+  }),
+  criSocket: flag(z.string().optional(), { flags: '--cri-socket <path>', help: "the container runtime's CRI socket, for --pod (default: containerd's, CRI-O's or cri-dockerd's)" }),
   json: flag(z.boolean().default(false), { flags: '--json', help: 'print the capture record as JSON' }),
   ...clientOptions.shape,
 });
@@ -41,6 +47,14 @@ function describe(c: Capture): string {
 }
 
 export async function runCapture(opts: CaptureCliOptions, out: Writable, err: Writable): Promise<number> {
+  if (opts.pod !== undefined) {
+    // The pod is found on this host: a remote agent's pods are its own.
+    if (opts.connect) throw new UserError('--pod is resolved on this host: run capture here without --connect, or start the remote agent with --netns.');
+    if (opts.netns !== undefined) throw new UserError('give --pod or --netns, not both: a pod names its network namespace.');
+    const found = await resolvePodNetns(opts.pod, opts.criSocket);
+    err.write(`wstrace: pod ${found.namespace}/${found.pod}: network namespace ${found.netnsPath}\n`);
+    opts = { ...opts, netns: found.netnsPath };
+  }
   // Before anything loads: tcpdump would otherwise fail in nsenter, after the agent attached its BPF.
   if (opts.netns !== undefined && !opts.connect) resolveNetns(opts.netns);
   // Stop signals stop the capture, they do not abandon it. From the start: a signal while the agent loads must still close it and remove its private socket.

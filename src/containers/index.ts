@@ -3,3 +3,4 @@ export * from './cgroupfs.js';
 export * from './conventions.js';
 export * from './cri.js';
 export * from './resolver.js';
+export * from './pod.js';
