@@ -36,14 +36,19 @@ const NO_SYN_DROPS = {
   synDropsSynQueueFull: 0,
   synDropsUnprovenPeer: 0,
   synDropsOther: 0,
+  syncookiesSent: 0,
+  synackRetransmits: 0,
 };
 
+/** The listener's SYN-stage counts (drops by cause, cookies, SYN-ACK retransmits). */
 function synDrops(c: ListenerCounter): typeof NO_SYN_DROPS {
   return {
     synDropsAcceptQueueFull: c.synDrops.acceptQueueFull,
     synDropsSynQueueFull: c.synDrops.synQueueFull,
     synDropsUnprovenPeer: c.synDrops.unprovenPeer,
     synDropsOther: c.synDrops.other,
+    syncookiesSent: c.cookiesSent,
+    synackRetransmits: c.synackRetrans,
   };
 }
 

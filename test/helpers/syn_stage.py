@@ -87,12 +87,40 @@ def cookie_acks(port, backlog, k, hold):
     return {"connects": k, "established": established}
 
 
+def ack_overflow_resent(port, backlog, extra, hold):
+    """ACK-stage drops whose requests the server then resends a SYN-ACK for,
+    without iptables (for kernels in the matrix): with TCP_DEFER_ACCEPT of
+    1 s a finished handshake stays a request until data comes; the accept
+    queue is filled to its limit, `extra` more handshakes finish, then all
+    send data: the first child fills the queue, the rest are dropped at the
+    ACK stage and their requests, acked, get a SYN-ACK again at the first
+    timer (1 s), within `hold` seconds."""
+    srv = listener(port, backlog, defer_accept=1)
+    clients = []
+    for _ in range(backlog):
+        c = socket.create_connection((HOST, port), timeout=5)
+        c.send(b"x")
+        clients.append(c)
+    time.sleep(0.1)
+    pending = [socket.create_connection((HOST, port), timeout=5) for _ in range(extra)]
+    for c in pending:
+        c.send(b"x")
+    clients += pending
+    time.sleep(hold)
+    for c in clients:
+        abort(c)
+    srv.close()
+    return {"connects": backlog + extra}
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "held-acks":
         out = held_acks(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
     elif mode == "cookie-acks":
         out = cookie_acks(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
+    elif mode == "ack-overflow-resent":
+        out = ack_overflow_resent(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
     else:
         raise SystemExit("unknown mode " + mode)
     print(json.dumps(out), flush=True)

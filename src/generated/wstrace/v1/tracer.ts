@@ -637,7 +637,7 @@ export interface Listener {
   comm: string;
   /** False when the listener is only in the counters (closed since). */
   live: boolean;
-  /** SYN-stage drops because the accept queue was full (needs the tcp_conn_request hook). */
+  /** SYN-stage drops because the accept queue was full (needs a syn_drop hook). */
   synDropsAcceptQueueFull: number;
   /** SYN-stage drops because the SYN queue was full without syncookies. */
   synDropsSynQueueFull: number;
@@ -670,7 +670,20 @@ export interface Listener {
     | string
     | undefined;
   /** The pod's Kubernetes namespace, from the CRI (not a network namespace). */
-  namespace?: string | undefined;
+  namespace?:
+    | string
+    | undefined;
+  /**
+   * SYN cookies this listener sent (its share of TcpExtSyncookiesSent); 0
+   * unless syn_drop's tracepoint route (raw_tp) is live.
+   */
+  syncookiesSent: number;
+  /**
+   * SYN-ACKs it retransmitted (its share of TcpExtTCPSynRetrans, which also
+   * counts clients' SYN retransmits): handshakes whose final ACK did not come
+   * or was dropped at a full queue; 0 unless the tracepoint route is live.
+   */
+  synackRetransmits: number;
 }
 
 /** Resets counted per local port, direction, state and reason. */
@@ -3529,6 +3542,8 @@ function createBaseListener(): Listener {
     containerName: undefined,
     pod: undefined,
     namespace: undefined,
+    syncookiesSent: 0,
+    synackRetransmits: 0,
   };
 }
 
@@ -3605,6 +3620,12 @@ export const Listener: MessageFns<Listener> = {
     }
     if (message.namespace !== undefined) {
       writer.uint32(194).string(message.namespace);
+    }
+    if (message.syncookiesSent !== 0) {
+      writer.uint32(200).uint64(message.syncookiesSent);
+    }
+    if (message.synackRetransmits !== 0) {
+      writer.uint32(208).uint64(message.synackRetransmits);
     }
     return writer;
   },
@@ -3814,6 +3835,22 @@ export const Listener: MessageFns<Listener> = {
             message.namespace = reader.string();
             continue;
           }
+          case 25: {
+            if (tag !== 200) {
+              break;
+            }
+
+            message.syncookiesSent = longToNumber(reader.uint64());
+            continue;
+          }
+          case 26: {
+            if (tag !== 208) {
+              break;
+            }
+
+            message.synackRetransmits = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3876,6 +3913,16 @@ export const Listener: MessageFns<Listener> = {
         : undefined,
       pod: isSet(object.pod) ? globalThis.String(object.pod) : undefined,
       namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : undefined,
+      syncookiesSent: isSet(object.syncookiesSent)
+        ? globalThis.Number(object.syncookiesSent)
+        : isSet(object.syncookies_sent)
+        ? globalThis.Number(object.syncookies_sent)
+        : 0,
+      synackRetransmits: isSet(object.synackRetransmits)
+        ? globalThis.Number(object.synackRetransmits)
+        : isSet(object.synack_retransmits)
+        ? globalThis.Number(object.synack_retransmits)
+        : 0,
     };
   },
 
@@ -3952,6 +3999,12 @@ export const Listener: MessageFns<Listener> = {
     }
     if (message.namespace !== undefined) {
       obj.namespace = message.namespace;
+    }
+    if (message.syncookiesSent !== 0) {
+      obj.syncookiesSent = Math.round(message.syncookiesSent);
+    }
+    if (message.synackRetransmits !== 0) {
+      obj.synackRetransmits = Math.round(message.synackRetransmits);
     }
     return obj;
   },
