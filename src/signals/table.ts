@@ -152,7 +152,7 @@ export const SIGNALS = [
       },
     ],
     notes:
-      'FIN_WAIT2/CLOSING → CLOSE right after the kernel set up a timewait socket for that connection (its timer, `timer_init`): not the same move made by data on an orphan, `TCP_LINGER2` < 0, an orphan FIN_WAIT2 timer giving up, a full `tcp_max_tw_buckets` or a reset. Equals `TcpExtTW` + `TcpExtTWKilled`',
+      'FIN_WAIT2/CLOSING → CLOSE right after the kernel set up a timewait socket for that connection (its timer, `timer_init`): not the same move made by data on an orphan, `TCP_LINGER2` < 0, an orphan FIN_WAIT2 timer giving up, a full `tcp_max_tw_buckets` or a reset. Equals `TcpExtTW` + `TcpExtTWKilled` where the kernel counts them as it makes them (about 5.18 on; 5.10 counts at expiry: there the rise of sockstat `tw`)',
   },
   {
     name: 'accept_queue_full',
