@@ -1,6 +1,7 @@
 /** The report as markdown tables: what `npm run bench` prints and BENCHMARKS.md holds. */
 import type { CeilingResult, LossResult } from './pipeline.js';
 import type { RecorderResult } from './recorder.js';
+import type { SoakResult } from './soak.js';
 import { accounted, type StalledResult } from './stalled.js';
 import { BPFTRACE_TOLERANCE, loadLimited, RECEIVED_REFEREE, type Goal, type StepSummary } from './summary.js';
 import type { Machine } from './machine.js';
@@ -34,6 +35,7 @@ export interface Report {
   readonly steps: StepSummary[];
   readonly ceilings: CeilingResult[];
   readonly recorders: RecorderResult[];
+  readonly soaks: SoakResult[];
   readonly losses: LossResult[];
   readonly stalled: StalledResult[];
   readonly goals: Goal[];
@@ -154,6 +156,32 @@ export function renderMarkdown(r: Report): string {
       table(
         ['events recorded', 'emitted', 'seconds', 'events/s', 'recorder CPU s / 100k events', 'recorder peak RSS', 'file'],
         r.recorders.map((c) => [c.recorded, c.emitted, c.seconds.toFixed(3), k(c.eventsPerSecond), c.cpuPer100k.toFixed(3), mb(c.peakRssBytes), mb(c.fileBytes)]),
+      ),
+    );
+  }
+
+  if (r.soaks.length) {
+    out.push(
+      '',
+      '### Soak',
+      '',
+      'A `wstrace agent` with its default settings and one reading subscriber under a paced closed-port load (two events a connect); its VmRSS sampled every second. The slope is a least-squares fit after the warm-up (the first minute, or fifth of a shorter run).',
+      '',
+      table(
+        ['minutes', 'events/s', 'emitted', '(delivered + summarised + lost) ÷ emitted', 'RSS start', 'after warm-up', 'end', 'peak', 'slope MB/min', 'fitted rise', 'agent CPU s / 100k events'],
+        r.soaks.map((s) => [
+          s.minutes,
+          k(s.eventsPerSecond),
+          s.emitted,
+          ratio(s.accounted),
+          mb(s.rss.start),
+          mb(s.rss.warm),
+          mb(s.rss.end),
+          mb(s.rss.peak),
+          (s.slopeBytesPerMinute / 1e6).toFixed(2),
+          mb(s.fittedRiseBytes),
+          s.agentCpuPer100k.toFixed(3),
+        ]),
       ),
     );
   }

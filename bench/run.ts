@@ -25,6 +25,7 @@ import { renderMarkdown, type Report } from './markdown.js';
 import { mibDelta } from './netns.js';
 import { addonCeiling, grpcCeiling, lossCheck, type CeilingResult, type LossResult } from './pipeline.js';
 import { recorderCost, type RecorderResult } from './recorder.js';
+import { SOAK_EVENTS_PER_SECOND, SOAK_MINUTES, soakGoal, soakRun, type SoakResult } from './soak.js';
 import { ARMS, armOrder, makePlan, SCENARIOS, type Arm, type ScenarioName } from './plan.js';
 import { loadAverage } from './proc.js';
 import { stalledRun, type StalledResult } from './stalled.js';
@@ -33,12 +34,14 @@ import { runTrial, type Trial } from './trial.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT_DIR = join(ROOT, 'build', 'bench');
-const USAGE = `usage: npm run bench [-- --quick] [--scenario ${SCENARIOS.join('|')}]... [--json-only]`;
+const USAGE = `usage: npm run bench [-- --quick] [--scenario ${SCENARIOS.join('|')}]... [--soak] [--soak-minutes N] [--json-only]`;
 
 interface Flags {
   readonly quick: boolean;
   readonly jsonOnly: boolean;
   readonly scenarios: ScenarioName[];
+  /** Minutes of the soak (--soak: SOAK_MINUTES); undefined: no soak. */
+  readonly soakMinutes: number | undefined;
 }
 
 function parseFlags(argv: string[]): Flags | 'help' {
@@ -50,6 +53,8 @@ function parseFlags(argv: string[]): Flags | 'help' {
         quick: { type: 'boolean' },
         scenario: { type: 'string', multiple: true },
         'json-only': { type: 'boolean' },
+        soak: { type: 'boolean' },
+        'soak-minutes': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -75,7 +80,13 @@ function parseFlags(argv: string[]): Flags | 'help' {
       throw new BenchError(`unknown scenario "${s}": choose from ${SCENARIOS.join(', ')}.`);
     }
   }
-  return { quick: values.quick ?? false, jsonOnly: values['json-only'] ?? false, scenarios: scenarios as ScenarioName[] };
+  let soakMinutes = values.soak ? SOAK_MINUTES : undefined;
+  if (values['soak-minutes'] !== undefined) {
+    const m = Number(values['soak-minutes']);
+    if (!Number.isFinite(m) || m <= 0 || m > 24 * 60) throw new BenchError(`--soak-minutes takes minutes from 0 to 1440 (fractions allowed), not "${values['soak-minutes']}".`);
+    soakMinutes = m;
+  }
+  return { quick: values.quick ?? false, jsonOnly: values['json-only'] ?? false, scenarios: scenarios as ScenarioName[], soakMinutes };
 }
 
 function checkMachine(): void {
@@ -128,7 +139,10 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
   checkMachine();
   removeStaleNamespaces();
   const started = Date.now();
-  const plan = makePlan(flags.quick, flags.scenarios);
+  // --soak alone runs the soak alone; with --scenario, those scenarios too.
+  const soakOnly = flags.soakMinutes !== undefined && !flags.scenarios.length;
+  const full = makePlan(flags.quick, flags.scenarios);
+  const plan = soakOnly ? { ...full, steps: [], pipeline: false, stalled: [] } : full;
   const machine = await describeMachine();
   const loadgen = buildLoadgen(ROOT);
   const tmpDir = mkdtempSync(join(tmpdir(), 'wstrace-bench-'));
@@ -252,6 +266,16 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     );
   }
 
+  const soaks: SoakResult[] = [];
+  if (flags.soakMinutes !== undefined) {
+    say(`bench: soak: ${flags.soakMinutes} min at ${SOAK_EVENTS_PER_SECOND / 1000}k events/s, agent RSS sampled every second`);
+    const s = await soakRun({ root: ROOT, loadgen, cleanup, nsName, tmpDir }, flags.soakMinutes).catch((err: unknown) => failed('soak', err));
+    if (s) {
+      soaks.push(s);
+      say(`bench: soak: ${soakGoal(soaks).measured}`);
+    }
+  }
+
   machine.loadAfter = loadAverage();
   const steps = plan.steps.map((s) => summarizeStep(s, trials));
   const report: Report = {
@@ -263,7 +287,8 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     recorders,
     losses,
     stalled,
-    goals: goals(steps, ceilings, losses, stalled),
+    soaks,
+    goals: [...goals(steps, ceilings, losses, stalled), ...(soaks.length || flags.soakMinutes !== undefined ? [soakGoal(soaks)] : [])],
     hooks,
     blind,
     bpftrace: bpftraceInfo ?? '',
