@@ -88,6 +88,7 @@ describeKernel('container and pod names on real cgroups, through the agent', () 
       listen: { kind: 'unix', path: join(dir, 'agent.sock') },
       tracer: { netns: ns.path },
       containers: { cri: fakeCri(), walkIntervalMs: 100 },
+      metrics: '127.0.0.1:0',
     });
     client = tracerClient(`unix://${join(dir, 'agent.sock')}`);
     call = client.watch({ follow: true });
@@ -157,6 +158,20 @@ describeKernel('container and pod names on real cgroups, through the agent', () 
       { what: 'the Snapshot row of the listener on 7463, named', timeoutMs: 20_000 },
     );
     expect(row).toMatchObject({ container: ID2, containerName: 'web', pod: 'shop-7d9f', namespace: 'payments' });
+
+    // Prometheus: one info series for the named listener, to join its counters on (netns, listener).
+    const scrape = async () => (await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).text();
+    const info = await until(async () => (await scrape()).split('\n').find((l) => l.startsWith('wstrace_listener_info{') && l.includes('127.0.0.1:7463')), {
+      what: 'wstrace_listener_info of the listener on 7463',
+      timeoutMs: 20_000,
+    });
+    expect(info).toMatch(/pod="shop-7d9f"/);
+    expect(info).toMatch(/namespace="payments"/);
+    expect(info).toMatch(/container="web"/);
+    expect(info).toMatch(new RegExp(`netns="${ns.inode()}"`));
+    expect(info).toMatch(/ 1$/);
+    // The counters keep their label sets: no pod label on them.
+    expect((await scrape()).split('\n').filter((l) => l.startsWith('wstrace_listen_drops_total{') && l.includes('pod='))).toEqual([]);
     hold.stdin!.end();
   });
 

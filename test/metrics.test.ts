@@ -28,6 +28,7 @@ const FAMILIES = {
   wstrace_listener_synack_retransmits_total: 'counter',
   wstrace_listener_queue_depth: 'gauge',
   wstrace_listener_queue_limit: 'gauge',
+  wstrace_listener_info: 'gauge',
   wstrace_listener_queue_peak: 'gauge',
   wstrace_listener_accept_wait_seconds: 'histogram',
   wstrace_resets_total: 'counter',

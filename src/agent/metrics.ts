@@ -37,6 +37,8 @@ export interface MetricsSource {
   readonly version: string;
   /** Extra labels of a namespace's series (container, pod), when something knows them. */
   netnsLabels?(netns: number): Readonly<Record<string, string>>;
+  /** Who a cgroup belongs to, from a cache that never waits (src/containers); absent: no wstrace_listener_info. */
+  workload?(cgroup: number): { containerId?: string; containerName?: string; pod?: string; namespace?: string } | undefined;
 }
 
 /** Distinct label sets each family keeps before folding into `other`. */
@@ -193,6 +195,33 @@ export function buildRegistry(src: MetricsSource): Registry {
       return rows.samples;
     });
   listenerGauge('wstrace_listener_queue_depth', 'Connections waiting in a listener accept queue now (sock_diag; `other`: the largest folded).', (l) => l.queue);
+  // Pod and container labels live on this one family, joined on (netns, listener): the
+  // listeners' counters keep their label sets when a name becomes known (no series moves),
+  // and it has one series per named listener the listeners cap admitted, never more.
+  family(
+    registry,
+    'wstrace_listener_info',
+    'gauge',
+    "A listener's Kubernetes pod, namespace and container, 1 per named listener (join: `* on(netns, listener) group_left(pod, namespace, container)`); only listeners within the listeners cap.",
+    async () => {
+      const rows = new Rows('max');
+      if (!src.workload) return rows.samples;
+      const seen = new Set<string>();
+      const add = (netns: number, addr: string, port: number, cgroup: number | undefined) => {
+        const w = cgroup ? src.workload!(cgroup) : undefined;
+        if (!w) return;
+        const labels = listenerLabels(netns, addr, port);
+        const key = `${labels.netns}|${labels.listener}`;
+        if (labels.listener === OTHER || seen.has(key)) return;
+        seen.add(key);
+        const container = w.containerName ?? (w.containerId && /^[0-9a-f]{64}$/.test(w.containerId) ? w.containerId.slice(0, 12) : w.containerId);
+        rows.add({ ...labels, pod: w.pod ?? '', namespace: w.namespace ?? '', container: container ?? '' }, 1);
+      };
+      for (const l of (await src.sockets()).listeners) add(src.dumpNetns, l.addr, l.port, l.cgroup);
+      for (const l of counters().listeners) add(l.netns, l.addr, l.port, l.cgroup);
+      return rows.samples;
+    },
+  );
   listenerGauge('wstrace_listener_queue_limit', 'Accept-queue limit the kernel applies to a listener (sock_diag; `other`: the largest folded).', (l) => l.backlog);
   family(
     registry,
