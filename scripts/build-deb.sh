@@ -50,6 +50,7 @@ sed -e "s/@VERSION@/$version/" -e "s/@INSTALLED_SIZE@/$size/" packaging/deb/cont
 # Files owned by root, readable by all, writable by root only, whatever the umask was.
 chmod -R u=rwX,go=rX "$tree/usr" "$tree/lib" "$tree/etc"
 deb="$outdir/wstrace_${version}_amd64.deb"
-dpkg-deb --root-owner-group -Zxz --build "$tree" "$deb" >/dev/null
+# gzip: every dpkg reads it, and it packs this tree in a fifth of the time xz takes.
+dpkg-deb --root-owner-group -Zgzip --build "$tree" "$deb" >/dev/null
 printf 'build-deb: %s\n' "${deb#"$root"/}" >&2
 echo "$deb"

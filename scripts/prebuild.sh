@@ -29,7 +29,7 @@ cp scripts/link-flags.sh "$scratch/scripts/"
 ln -s "$root/node_modules" "$scratch/node_modules"
 # Run through npm, which hands node-gyp its settings (Node's own headers, no download).
 cat >"$scratch/package.json" <<'JSON'
-{"name": "wstrace-prebuild", "private": true, "scripts": {"addon": "make -s bpf && node-gyp rebuild --loglevel=error"}}
+{"name": "wstrace-prebuild", "private": true, "scripts": {"addon": "make -s -j2 bpf && node-gyp rebuild --jobs=max --loglevel=error"}}
 JSON
 (cd "$scratch" && WSTRACE_LIBBPF_A="$libbpf" npm run --silent addon >"$scratch/build.log" 2>&1) ||
   { tail -20 "$scratch/build.log" >&2; die "the addon did not build."; }

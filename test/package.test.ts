@@ -10,7 +10,7 @@
  * addon in a scratch copy, so the clone's own build is left alone.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -156,7 +156,21 @@ describeKernel('packages: the npm tarball and the .deb, on a host without a comp
     expect(sent).toHaveLength(delta(ns.nstat(), before, 'TcpOutRsts'));
     expect(sent).toHaveLength(4);
     expect(w.stderr()).toMatch(/4 resets sent/);
-  });
+
+    // A host no prebuilt fits and where nothing was compiled: one sentence naming the fix, exit 1.
+    renameSync(join(pkg, 'prebuilds'), join(pkg, 'prebuilds.away'));
+    try {
+      const none = spawnSync(wstrace, ['--version'], { env, encoding: 'utf8' });
+      expect(none.status).toBe(1);
+      expect(none.stdout).toBe(`wstrace ${VERSION}\n`);
+      expect(none.stderr.trim().split('\n')).toEqual([
+        'wstrace: no native addon for linux-x64 is in the package or built here: compile one where a compiler is present, with `npm install -g --allow-scripts=wstrace` and the package, or ./setup.sh in a clone.',
+      ]);
+    } finally {
+      renameSync(join(pkg, 'prebuilds.away'), join(pkg, 'prebuilds'));
+    }
+    // npm install and a cold agent start take tens of seconds on a busy two-core machine.
+  }, 180_000);
 
   it('the .deb installs the same tree, /usr/bin/wstrace, the unit and its conffile, and the agent runs from it as the unit starts it', async () => {
     const info = sh('dpkg-deb', ['--field', deb, 'Package', 'Version', 'Architecture', 'Depends']);
@@ -231,5 +245,6 @@ describeKernel('packages: the npm tarball and the .deb, on a host without a comp
     expect(await agent.closed).toBe(0);
     expect(existsSync(socket)).toBe(false);
     expect(await waitProgramsGone(ids)).toEqual([]);
-  });
+    // npm install and a cold agent start take tens of seconds on a busy two-core machine.
+  }, 180_000);
 });

@@ -33,7 +33,7 @@ export function runVersion(out: Writable): number {
   } catch (err) {
     // The package version is known even when the addon cannot load: say both.
     out.write(`wstrace ${VERSION}\n`);
-    throw new UserError((err as Error).message);
+    throw err instanceof UserError ? err : new UserError((err as Error).message);
   }
   out.write(`${versionLines(VERSION, build, process.version).join('\n')}\n`);
   return 0;

@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { UserError } from '../protocol/errors.js';
 import type { Family } from '../signals/event.js';
 import { canLoadBpf, NEEDS_PRIVILEGE } from './errors.js';
 
@@ -198,11 +199,15 @@ function addonPath(root: string): string {
   try {
     return locate.path(root);
   } catch {
-    throw new Error(
-      `the native addon is not built and no prebuilt one matches ${process.platform}-${process.arch}: run ./setup.sh in a clone, or reinstall the package.`,
+    throw new UserError(
+      `no native addon for ${process.platform}-${process.arch} is in the package or built here: ${BUILD_IT}.`,
     );
   }
 }
+
+/** The fix when no addon fits this host: compile one (npm 11 runs a package's install step only when allowed by name). */
+const BUILD_IT =
+  'compile one where a compiler is present, with `npm install -g --allow-scripts=wstrace` and the package, or ./setup.sh in a clone';
 
 /** Loads the addon once. */
 export function loadBinding(): Binding {
@@ -212,9 +217,10 @@ export function loadBinding(): Binding {
   try {
     native = createRequire(import.meta.url)(path) as typeof native;
   } catch (err) {
-    // dlopen's own text names what is missing, e.g. "libelf.so.1: cannot open shared object file".
+    // dlopen's own text names what is missing: "libelf.so.1: cannot open shared object file", or "version `GLIBC_2.36' not found".
     const why = ((err as Error).message.split('\n')[0] ?? '').replace(/\.$/, '');
-    throw new Error(`cannot load the native addon ${path} (${why}): install libelf1 and zlib1g, or rebuild it with ./setup.sh.`);
+    const fix = /lib(elf|z)\.so/.test(why) ? 'install libelf1 and zlib1g' : BUILD_IT;
+    throw new UserError(`cannot load the native addon ${path} (${why}): ${fix}.`);
   }
   loadedFrom = { path, native };
   loaded = { ...native, loadBlocker };
