@@ -5,7 +5,9 @@
  * the resolver the agent uses, with a stand-in CRI for the names.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -226,6 +228,57 @@ describe.skipIf(!isRoot || !mount)('real cgroups of every convention', () => {
       const pending = resolver.resolve(lateId);
       t += 1000;
       expect(await pending).toMatchObject({ runtime: 'docker', containerId: ID2 });
+    } finally {
+      resolver.close();
+    }
+  });
+});
+
+describe.skipIf(!isRoot || !mount)('a runtime that is absent or stuck', () => {
+  const base = `/wstrace-cri-test-${process.pid}`;
+  const paths = [`${base}/kubepods/burstable/pod${UID}/${ID}`, `${base}/kubepods/burstable/pod${UID}/${ID2}`];
+  let dir: string;
+  let silent: Server;
+  const conns: Socket[] = [];
+
+  beforeAll(async () => {
+    for (const p of paths) mkdirSync(join(mount!, p), { recursive: true });
+    dir = mkdtempSync(join(tmpdir(), 'wst-cri-'));
+    // Accepts and never answers: what a hung runtime looks like from here.
+    silent = createServer((c) => conns.push(c));
+    await new Promise<void>((r) => silent.listen(join(dir, 'silent.sock'), r));
+  });
+
+  afterAll(async () => {
+    for (const c of conns) c.destroy();
+    await new Promise((r) => silent.close(r));
+    rmSync(dir, { recursive: true, force: true });
+    for (const p of [...paths, `${base}/kubepods/burstable/pod${UID}`, `${base}/kubepods/burstable`, `${base}/kubepods`, base]) {
+      try {
+        rmdirSync(join(mount!, p));
+      } catch {
+        // already gone
+      }
+    }
+  });
+
+  it.each([
+    ['no socket at all', () => join(dir, 'none.sock')],
+    ['a socket that never answers', () => join(dir, 'silent.sock')],
+  ])('%s: containers keep their ids and pod UIDs, without names, and it is said once', async (_what, socket) => {
+    const said: string[] = [];
+    const resolver = new ContainerResolver({ mount: mount!, cri: socket(), criTimeoutMs: 300, walkIntervalMs: 0, log: (l) => said.push(l) });
+    try {
+      const started = Date.now();
+      for (const p of paths) {
+        const a = await resolver.resolve(statSync(join(mount!, p)).ino);
+        expect(a).toMatchObject({ containerId: p.endsWith(ID) ? ID : ID2, podUid: UID, qos: 'burstable' });
+        expect(a).not.toHaveProperty('pod');
+      }
+      // One failed call, then the runtime is left alone for criRetryMs: no call per id, no line per id.
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(said).toHaveLength(1);
+      expect(said[0]).toMatch(/^wstrace: no container runtime answers at .*: containers are shown by id, without pod names$/);
     } finally {
       resolver.close();
     }

@@ -44,6 +44,8 @@ export interface ResolverOptions {
   readonly walkIntervalMs?: number;
   /** A runtime that did not answer is asked again after this long. */
   readonly criRetryMs?: number;
+  /** Each CRI call's deadline. */
+  readonly criTimeoutMs?: number;
   /** Ids waiting for the worker at most; more are dropped and asked again on their next event. */
   readonly maxPending?: number;
   readonly walkLimits?: WalkLimits;
@@ -285,7 +287,7 @@ export class ContainerResolver {
       this.criDownUntil = this.now() + this.criRetryMs;
       return undefined;
     }
-    return (this.cri = new CriClient(socket));
+    return (this.cri = new CriClient(socket, this.options.criTimeoutMs));
   }
 
   private criDown(err: unknown): void {
