@@ -170,6 +170,7 @@ async function assemble(opts: AgentOptions, creds: ServerCredentials, grant: Con
       recordBytes: Math.ceil((EVENT_LAYOUT.size + 8) / 8) * 8,
       hooks: tracer.hooks,
       version: VERSION,
+      ...(containers ? { workload: (cgroup: number) => containers.peek(cgroup) } : {}),
     });
     const metrics = await serveMetrics(registry, opts.metrics);
     teardown.add('metrics server', () => closeHttp(metrics.server));
@@ -247,6 +248,7 @@ function snapshotOf(
     const [socks, host] = await Promise.all([sockets(), hostFacts(tracer.netns?.path)]);
     return buildSnapshot({
       counters: tracer.counters(),
+      skippedRuns: tracer.skippedRuns(),
       sockets: socks,
       dumpNetns,
       host,
@@ -266,7 +268,14 @@ function peekNames(containers: ContainerResolver, cgroup: number | undefined, pi
 /** The doctor's checks, with the hooks and queue peaks this agent has already seen. */
 async function doctorOf(tracer: Tracer, req: DoctorRequest): Promise<DoctorResponse> {
   const peaks = new Map(
-    tracer.counters().listeners.map((l) => [`${l.addr}|${l.port}`, { peak: l.peak, overflows: l.overflows + l.synDrops.acceptQueueFull }]),
+    tracer.counters().listeners.map((l) => [
+      `${l.addr}|${l.port}`,
+      {
+        peak: l.peak,
+        overflows: l.overflows + l.synDrops.acceptQueueFull,
+        syn: { queueFull: l.synDrops.synQueueFull, unproven: l.synDrops.unprovenPeer, cookies: l.cookiesSent, synackRetrans: l.synackRetrans },
+      },
+    ]),
   );
   const hooks = tracer.hooks.map((h) => ({ signal: h.signal, attached: h.attached, variant: h.variant, ...(h.error ? { error: h.error } : {}) }));
   const findings = runChecks(

@@ -24,6 +24,16 @@ export interface Finding {
   readonly evidence: string;
 }
 
+/** A listener's SYN stage as a running agent counted it (syn_drop's tracepoint route; zeros elsewhere). */
+export interface SynStageFacts {
+  /** SYNs dropped with the SYN queue full and cookies off (TCPReqQFullDrop). */
+  readonly queueFull: number;
+  /** SYNs of unproven peers dropped, the SYN queue three-quarters full without cookies. */
+  readonly unproven: number;
+  readonly cookies: number;
+  readonly synackRetrans: number;
+}
+
 export interface ListenerFacts extends ListenerSocket {
   readonly pid?: number;
   readonly comm?: string;
@@ -32,6 +42,7 @@ export interface ListenerFacts extends ListenerSocket {
   readonly peak?: number;
   /** Overflow drops seen by a running agent. */
   readonly overflows?: number;
+  readonly syn?: SynStageFacts;
 }
 
 export interface DoctorFacts {
@@ -112,6 +123,7 @@ function acceptQueue(f: DoctorFacts): Finding[] {
         `TcpExtListenOverflows ${overflows} since boot` +
         (l.overflows !== undefined ? `; ${l.overflows} drops seen by the agent` : ''),
     });
+    if (l.syn) out.push(...synStage(l, l.syn, s.tcpSyncookies));
   }
   out.push({
     area: 'accept queue',
@@ -133,6 +145,34 @@ function acceptQueue(f: DoctorFacts): Finding[] {
     evidence: `TcpExtTCPReqQFullDrop ${reqDrops} since boot`,
   });
   return out;
+}
+
+/**
+ * The SYN queue of one listener, from the agent's per-listener counts: SYNs
+ * refused (SYN queue full without cookies, unproven peers), cookies sent
+ * (the queue was full), SYN-ACKs resent (handshakes whose last ACK did not
+ * come, or came to a full accept queue and was dropped with
+ * tcp_abort_on_overflow 0). Said only when something happened.
+ */
+function synStage(l: ListenerFacts, syn: SynStageFacts, syncookies: number): Finding[] {
+  const refused = syn.queueFull + syn.unproven;
+  if (!refused && !syn.cookies && !syn.synackRetrans) return [];
+  const fix: string[] = [];
+  if (syn.queueFull && syncookies === 0) fix.push('net.ipv4.tcp_syncookies = 1');
+  if (syn.queueFull || syn.cookies) fix.push(`# raise this server's listen() backlog above ${l.backlog}: it also bounds its SYN queue`);
+  if (syn.unproven) fix.push('net.ipv4.tcp_syncookies = 1', '# or raise net.ipv4.tcp_max_syn_backlog: unproven peers are refused past three quarters of it');
+  if (!fix.length) fix.push('# SYN-ACKs resent: clients\' last ACKs are lost, or dropped at a full accept queue (see the accept-queue check)');
+  return [
+    {
+      area: 'accept queue',
+      check: `SYN queue of ${l.addr.includes(':') ? `[${l.addr}]` : l.addr}:${l.port}${l.comm ? ` (${l.comm})` : ''}`,
+      status: refused ? 'fail' : 'warn',
+      value: `${syn.queueFull} SYNs dropped with the SYN queue full, ${syn.unproven} unproven peers dropped, ${syn.cookies} SYN cookies sent, ${syn.synackRetrans} SYN-ACKs resent`,
+      limits: 'handshakes in progress: the SYN queue holds as many as the accept queue; past it, cookies or drops',
+      fix: [...new Set(fix)],
+      evidence: `counted per listener by the agent (SYN-stage tracepoints); net.ipv4.tcp_syncookies ${syncookies}`,
+    },
+  ];
 }
 
 function ports(f: DoctorFacts): Finding[] {

@@ -6,12 +6,19 @@ import { netnsReader, readCurrentNetns, readOptional } from '../host/read.js';
 import { loadBinding, openTracer, resolveNetns, SocketOwners } from '../kernel/index.js';
 import { checkPort } from '../protocol/address.js';
 import { UserError } from '../protocol/errors.js';
-import type { DoctorFacts, ListenerFacts } from './checks.js';
+import type { DoctorFacts, ListenerFacts, SynStageFacts } from './checks.js';
+
+/** What a running agent saw of a listener: queue peak, overflow drops, its SYN stage. */
+export interface SeenListener {
+  readonly peak: number;
+  readonly overflows: number;
+  readonly syn?: SynStageFacts;
+}
 
 export interface GatherOptions {
   readonly netns?: string;
   /** Hooks and queue peaks already known (the agent passes its own). */
-  readonly known?: { hooks: NonNullable<DoctorFacts['hooks']>; peaks: Map<string, { peak: number; overflows: number }> };
+  readonly known?: { hooks: NonNullable<DoctorFacts['hooks']>; peaks: Map<string, SeenListener> };
   readonly ports: readonly number[];
   readonly pid?: number;
 }
@@ -68,7 +75,7 @@ export async function gatherFacts(o: GatherOptions): Promise<DoctorFacts> {
   for (const name of EXTRA) extra[name] = await readOptional(read, `/proc/sys/${name.replaceAll('.', '/')}`);
   const dump = await binding.dumpSockets(ns ? { netns: ns.path } : {});
 
-  let peaks = new Map<string, { peak: number; overflows: number }>();
+  let peaks = new Map<string, SeenListener>();
   let hooks: DoctorFacts['hooks'];
   if (o.known) {
     hooks = o.known.hooks;
@@ -95,7 +102,7 @@ export async function gatherFacts(o: GatherOptions): Promise<DoctorFacts> {
       ...l,
       ...(owner ? { pid: owner.pid, comm: owner.comm } : {}),
       ...(fds ? { fds: { open: fds.open, soft: fds.soft, hard: fds.hard } } : {}),
-      ...(seen ? { peak: seen.peak, overflows: seen.overflows } : {}),
+      ...(seen ? { peak: seen.peak, overflows: seen.overflows, ...(seen.syn ? { syn: seen.syn } : {}) } : {}),
     });
   }
   return { host, extra, listeners, timewait: dump.timewait, pageSize: pageSize(), ...(hooks ? { hooks } : {}) };
