@@ -181,7 +181,18 @@ function checks(t: Trial, step: Step): Check[] {
       note: `SYN-stage blind on this kernel (no tcp_conn_request hook): wstrace sees the ${c.listenOverflows} ACK-stage drops; the other ${overflows - c.listenOverflows} are SYN-stage drops only the kernel counts`,
     });
   }
-  return out.filter((x) => x.kernel !== 0 || x.wstrace !== 0);
+  // A count short of the kernel's by no more than the runs the kernel skipped is said to be explained by them.
+  const skipped = c.skippedRuns ?? 0;
+  return out
+    .filter((x) => x.kernel !== 0 || x.wstrace !== 0)
+    .map((x) => {
+      if (!x.comparable || x.wstrace >= x.kernel) return x;
+      const gap = x.kernel - x.wstrace;
+      const why = skipped
+        ? `${gap} short; the kernel skipped ${skipped} runs of wstrace's programs as nested (recursion_misses, all namespaces)${gap <= skipped ? '' : `: ${gap - skipped} not explained by them`}`
+        : `${gap} short; the kernel reports no skipped run (recursion_misses 0)`;
+      return { ...x, note: x.note ? `${x.note}; ${why}` : why };
+    });
 }
 
 function distance(w: number, k: number): number {

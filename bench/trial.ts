@@ -22,6 +22,8 @@ export interface WstraceCounts {
   readonly synDrops: number;
   readonly lostKernelRing: number;
   readonly mapFull: number;
+  /** Program runs the kernel skipped as nested (recursion_misses of the agent's programs, every namespace): events in no count. */
+  readonly skippedRuns: number;
 }
 
 export interface WstraceTrial {
@@ -125,6 +127,7 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
           synDrops: t.synDrops,
           lostKernelRing: t.lostKernelRing,
           mapFull: t.mapFull,
+          skippedRuns: t.skippedRuns,
         },
         emitted,
         received: { ...agent.received },

@@ -29,6 +29,8 @@ export interface SnapshotInputs {
    */
   readonly names?: (cgroup: number | undefined, pid: number | undefined) => CgroupNames | undefined;
   readonly nowMs: number;
+  /** Program runs the kernel skipped as nested (Tracer.skippedRuns): events in no count. */
+  readonly skippedRuns?: number;
 }
 
 const NO_SYN_DROPS = {
@@ -181,6 +183,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       summarised: t.summarised,
       summaryLost: t.summaryLost,
       eventsSent: t.events,
+      skippedRuns: inp.skippedRuns ?? 0,
     },
     listeners: [...listeners.values()],
     resets: resetRows(counters),

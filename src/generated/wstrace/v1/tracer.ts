@@ -593,6 +593,13 @@ export interface Totals {
   summaryLost: number;
   /** Events written to the kernel ring in full (within the budget). */
   eventsSent: number;
+  /**
+   * BPF program runs the kernel skipped because they would have nested in a
+   * run of the same program on the same CPU (bpf_prog_info.recursion_misses,
+   * summed over wstrace's programs): their events are in no count above, so a
+   * counter that falls short of the kernel's own by up to this many is said.
+   */
+  skippedRuns: number;
 }
 
 /** How long children waited in an accept queue before accept(). */
@@ -3129,6 +3136,7 @@ function createBaseTotals(): Totals {
     summarised: 0,
     summaryLost: 0,
     eventsSent: 0,
+    skippedRuns: 0,
   };
 }
 
@@ -3172,6 +3180,9 @@ export const Totals: MessageFns<Totals> = {
     }
     if (message.eventsSent !== 0) {
       writer.uint32(104).uint64(message.eventsSent);
+    }
+    if (message.skippedRuns !== 0) {
+      writer.uint32(112).uint64(message.skippedRuns);
     }
     return writer;
   },
@@ -3293,6 +3304,14 @@ export const Totals: MessageFns<Totals> = {
             message.eventsSent = longToNumber(reader.uint64());
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.skippedRuns = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3360,6 +3379,11 @@ export const Totals: MessageFns<Totals> = {
         : isSet(object.events_sent)
         ? globalThis.Number(object.events_sent)
         : 0,
+      skippedRuns: isSet(object.skippedRuns)
+        ? globalThis.Number(object.skippedRuns)
+        : isSet(object.skipped_runs)
+        ? globalThis.Number(object.skipped_runs)
+        : 0,
     };
   },
 
@@ -3403,6 +3427,9 @@ export const Totals: MessageFns<Totals> = {
     }
     if (message.eventsSent !== 0) {
       obj.eventsSent = Math.round(message.eventsSent);
+    }
+    if (message.skippedRuns !== 0) {
+      obj.skippedRuns = Math.round(message.skippedRuns);
     }
     return obj;
   },
