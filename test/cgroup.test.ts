@@ -33,20 +33,41 @@ const TRAFFIC = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'traffi
 type Any = any;
 type JsonLine = Record<string, unknown>;
 
-/** A listener that accepts each connection and closes it with SO_LINGER 0: one RST per connection. */
+/**
+ * A listener: "abort" accepts each connection and closes it with SO_LINGER 0
+ * (one RST per connection); "hold" never accepts (its queue fills).
+ */
 const ABORT_SERVER = `
-import socket, struct, sys
+import socket, struct, sys, time
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1])))
 s.listen(int(sys.argv[2]))
 print("listening", flush=True)
-mode = sys.argv[3]
+while sys.argv[3] == "hold":
+    time.sleep(3600)
 while True:
-    if mode == "hold":
-        s.accept()  # never returns while nobody connects: a listener that only sits there
     c, _ = s.accept()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+`;
+
+/** k connections left open a moment (never accepted), then closed. */
+const FILL_CLIENT = `
+import socket, sys, time
+port, k = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(k):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    held.append(c)
+    time.sleep(0.02)
+time.sleep(0.3)
+for c in held:
     c.close()
 `;
 
@@ -145,9 +166,12 @@ describeKernel('the socket\'s cgroup in the kernel (real cgroups, a test netns)'
     call.on('error', () => {});
     try {
       await following(call);
-      // Listener and clients in cgroup a: the queue going full on 7611 (and its resets, its ACK-stage drops).
-      const overflow = a.spawn('ip', ['netns', 'exec', ns.name, 'python3', TRAFFIC, 'ack-overflow', 7611, 2, 3, 0.3]);
-      expect(await overflow.closed).toBe(0);
+      // A listener of cgroup a that never accepts, its queue filled by clients of cgroup b: the kernel
+      // sees it full while handling b's packets (on loopback, in b's task), yet it is a's socket.
+      const full = a.spawn('ip', ['netns', 'exec', ns.name, 'python3', '-c', ABORT_SERVER, 7611, 1, 'hold']);
+      await full.waitForLine(/listening/);
+      const clients = b.spawn('ip', ['netns', 'exec', ns.name, 'python3', '-c', FILL_CLIENT, 7611, 4]);
+      expect(await clients.closed).toBe(0);
       // A listener in cgroup b that nobody connects to: the kernel never sees it, sock_diag does.
       const idle = b.spawn('ip', ['netns', 'exec', ns.name, 'python3', '-c', ABORT_SERVER, 7612, 8, 'hold']);
       await idle.waitForLine(/listening/);
@@ -167,6 +191,9 @@ describeKernel('the socket\'s cgroup in the kernel (real cgroups, a test netns)'
       const listenerEvents = onPort(7611).filter((e) => e.kind === 'EVENT_KIND_LISTEN_OVERFLOW' || e.kind === 'EVENT_KIND_ACCEPT_QUEUE_FULL');
       expect(listenerEvents.length).toBeGreaterThan(0);
       for (const e of onPort(7611)) expect({ kind: e.kind, cgroup: e.cgroup }).toEqual({ kind: e.kind, cgroup: a.id() });
+      // Closed: its Snapshot row is then the kernel's own.
+      full.process.kill('SIGKILL');
+      await full.closed;
       for (const e of touching(7614)) expect({ kind: e.kind, cgroup: e.cgroup }).toEqual({ kind: e.kind, cgroup: a.id() });
       for (const e of touching(7613)) expect({ kind: e.kind, cgroup: e.cgroup }).toEqual({ kind: e.kind, cgroup: ownCgroupId() });
 
