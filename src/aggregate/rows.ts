@@ -62,6 +62,8 @@ export function listenerRows(rec: SourceRecord, w: SourceWindow, who: Who): List
       ? rate(l.synDrops, b?.synDrops, w)
       : rate(latest.attributed.get(l.key) ?? 0, base?.attributed.get(l.key) ?? 0, w);
     const resetsPerSec = rate(resetsOnPort(latest, l.netns, l.port), base ? resetsOnPort(base, l.netns, l.port) : undefined, w);
+    const cookiesPerSec = rate(l.cookiesSent, b?.cookiesSent, w);
+    const synackResentPerSec = rate(l.synackRetrans, b?.synackRetrans, w);
     const busy = [fullPerSec, ackDropsPerSec, synDropsPerSec, resetsPerSec].some((r) => r !== undefined && r > 0);
     // A closed listener stays only while its last moments are in the window.
     if (!l.live && !busy) continue;
@@ -95,6 +97,8 @@ export function listenerRows(rec: SourceRecord, w: SourceWindow, who: Who): List
       synDropsAttributed: !exact,
       dropLevel: dropLevel(ackDropsPerSec, synDropsPerSec),
       ...(resetsPerSec !== undefined ? { resetsPerSec } : {}),
+      ...(cookiesPerSec !== undefined ? { cookiesPerSec } : {}),
+      ...(synackResentPerSec !== undefined ? { synackResentPerSec } : {}),
       fds: fdFigure(rec, l.pid),
     });
   }

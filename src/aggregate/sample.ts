@@ -30,6 +30,9 @@ export interface ListenerSample {
   readonly overflows: number;
   /** SYN-stage drops of every reason, from the SYN hook (0 without it). */
   readonly synDrops: number;
+  /** SYN cookies it sent and SYN-ACKs it resent (syn_drop's tracepoint route; 0 without it). */
+  readonly cookiesSent: number;
+  readonly synackRetrans: number;
 }
 
 export interface ResetReasonSample {
@@ -165,6 +168,8 @@ export function reduceSnapshot(snap: SnapshotResponse, at: number): Sample {
       fullHits: l.fullHits,
       overflows: l.overflows,
       synDrops: l.synDropsAcceptQueueFull + l.synDropsSynQueueFull + l.synDropsUnprovenPeer + l.synDropsOther,
+      cookiesSent: l.syncookiesSent,
+      synackRetrans: l.synackRetransmits,
     });
   }
 

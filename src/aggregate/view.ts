@@ -114,6 +114,9 @@ export interface ListenerRow {
   readonly ackDropsPerSec?: number;
   /** SYN-stage drops per second: exact with a SYN hook, else attributed from the MIB. */
   readonly synDropsPerSec?: number;
+  /** SYN cookies sent and SYN-ACKs resent per second (the SYN-stage tracepoint route; absent without a window or the route). */
+  readonly cookiesPerSec?: number;
+  readonly synackResentPerSec?: number;
   readonly synDropsAttributed: boolean;
   readonly dropLevel: Level;
   /** Resets sent or received on this port, per second. */

@@ -86,6 +86,21 @@ function columns(multiHost: boolean, wide: boolean, workloads: boolean): Column<
       priority: 0,
       cell: (r) => (r.cappedBySomaxconn ? { text: 'somaxconn', level: 'warn' } : { text: 'backlog', dim: true }),
     });
+    // The SYN queue under pressure: cookies sent, and SYN-ACKs resent (handshakes whose last ACK did not come or was dropped).
+    cols.push({
+      title: 'COOKIE/s',
+      width: 8,
+      align: 'right',
+      priority: 0,
+      cell: (r) => ({ text: perSec(r.cookiesPerSec), level: r.cookiesPerSec ? 'warn' : 'ok' }),
+    });
+    cols.push({
+      title: 'RESENT/s',
+      width: 8,
+      align: 'right',
+      priority: 0,
+      cell: (r) => ({ text: perSec(r.synackResentPerSec), level: r.synackResentPerSec ? 'warn' : 'ok' }),
+    });
   }
   return cols;
 }
