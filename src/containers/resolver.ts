@@ -178,7 +178,18 @@ export class ContainerResolver {
   private queue(id: number): void {
     if (this.pending.has(id) || this.pending.size >= this.maxPending || this.closed) return;
     this.pending.add(id);
-    this.working ??= this.work().finally(() => (this.working = undefined));
+    this.kick();
+  }
+
+  /** Starts the worker unless it runs; an id queued as it was finishing starts it again. */
+  private kick(): void {
+    if (this.working || this.closed) return;
+    this.working = this.work()
+      .catch((err: unknown) => this.log(`wstrace: looking up cgroups failed: ${String(err)}`))
+      .finally(() => {
+        this.working = undefined;
+        if (this.pending.size) this.kick();
+      });
   }
 
   /** Waits until the worker has nothing left. */
