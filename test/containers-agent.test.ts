@@ -45,6 +45,9 @@ describeKernel('container and pod names on real cgroups, through the agent', () 
     docker: `${base}/system.slice/docker-${ID}.scope`,
     kube: `${base}/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID.replace(/-/g, '_')}.slice/cri-containerd-${ID2}.scope`,
     plain: `${base}/system.slice/plain.service`,
+    crio: `${base}/machine.slice/crio-${ID}.scope`,
+    podman: `${base}/machine.slice/libpod-${ID2}.scope`,
+    kubeCgroupfs: `${base}/kubepods/besteffort/pod${UID}/${ID}`,
   };
   const made: string[] = [];
   const children: ChildProcess[] = [];
@@ -173,6 +176,15 @@ describeKernel('container and pod names on real cgroups, through the agent', () 
     // The counters keep their label sets: no pod label on them.
     expect((await scrape()).split('\n').filter((l) => l.startsWith('wstrace_listen_drops_total{') && l.includes('pod='))).toEqual([]);
     hold.stdin!.end();
+  });
+
+  it.each([
+    ['CRI-O', 'crio', 7466, { container: ID }],
+    ['podman', 'podman', 7467, { container: ID2 }],
+    ['kubepods (cgroupfs driver)', 'kubeCgroupfs', 7468, { container: ID }],
+  ] as const)('names a %s container by its id', async (_name, shape, port, want) => {
+    const evs = await namedEvents(shapes[shape], port);
+    expect(evs.at(-1)).toMatchObject({ cgroup: statSync(join(mount, shapes[shape])).ino, ...want });
   });
 
   it('leaves a cgroup that is no container as its id', async () => {
