@@ -45,4 +45,6 @@ mkdir -p "$out"
 # Debug info out, symbols kept (a crash still names the function); the BPF objects are data and stay.
 strip --strip-debug -o "$out/wstrace.napi.glibc.node" "$addon"
 (cd "$scratch/bpf/.output" && sha256sum wstrace.bpf.o wstrace_ext.bpf.o) >"$out/bpf-objects.sha256"
-printf 'prebuild: %s (libbpf %s linked in)\n' "$out/wstrace.napi.glibc.node" "$(basename "$(dirname "$(dirname "$libbpf")")")" >&2
+# libbpf itself knows only its major.minor (v1.1); the Debian source version names the exact code linked in.
+dpkg-query -W -f='${source:Version}\n' libbpf-dev >"$out/libbpf.version"
+printf 'prebuild: %s (libbpf %s linked in)\n' "$out/wstrace.napi.glibc.node" "$(cat "$out/libbpf.version")" >&2

@@ -83,6 +83,7 @@ describeKernel('packages: the npm tarball and the .deb, on a host without a comp
       'package/proto/wstrace/v1/tracer.proto',
       'package/prebuilds/linux-x64/wstrace.napi.glibc.node',
       'package/prebuilds/linux-x64/bpf-objects.sha256',
+      'package/prebuilds/linux-x64/libbpf.version',
       // What `node-gyp-build` compiles from when no prebuilt matches the host.
       'package/binding.gyp',
       'package/Makefile',
@@ -127,7 +128,10 @@ describeKernel('packages: the npm tarball and the .deb, on a host without a comp
     expect(version).toMatch(new RegExp(`^wstrace ${VERSION.replace(/\./g, '\\.')}\n`));
     expect(version).toMatch(/^addon: prebuilt /m);
     expect(version).toContain(join(pkg, 'prebuilds/linux-x64/wstrace.napi.glibc.node'));
-    expect(version).toMatch(/^libbpf: v1\.\d+/m);
+    // The exact libbpf linked in: the version of the Debian source the prebuild compiled (that of libbpf-dev here).
+    const libbpfSource = sh('dpkg-query', ['-W', '-f=${source:Version}', 'libbpf-dev']).trim();
+    expect(version).toMatch(/^libbpf: v1\.\d+ \(/m);
+    expect(version).toContain(`(${libbpfSource}, Debian's source)`);
     // The objects compiled into the installed addon are the ones the prebuild compiled.
     expect(printedHashes(version)).toEqual(recordedHashes(join(pkg, 'prebuilds/linux-x64/bpf-objects.sha256')));
     expect(Object.keys(printedHashes(version)).sort()).toEqual(['wstrace', 'wstrace_ext']);

@@ -178,7 +178,7 @@ export interface AddonBuild {
    * when no prebuilt matched), linked to the system's libbpf.
    */
   readonly origin: 'prebuilt' | 'source';
-  /** libbpf's own version string (v1.1): the copy linked into a prebuilt, the system's for a source build. */
+  /** libbpf's own version string (v1.1), for a prebuilt with the exact source version linked in; a source build's is the system's. */
   readonly libbpf: string;
   /** Each BPF object compiled into the addon, by name, with the SHA-256 of its bytes. */
   readonly bpfObjects: ReadonlyArray<{ readonly name: string; readonly sha256: string; readonly bytes: number }>;
@@ -232,10 +232,14 @@ export function addonBuild(): AddonBuild {
   loadBinding();
   const { path, native } = loadedFrom!;
   const info = native.buildInfo();
+  const origin = path.split('/').includes('prebuilds') ? 'prebuilt' : 'source';
+  // Beside a prebuilt: the exact libbpf source version linked in (scripts/prebuild.sh); libbpf says only v1.1.
+  const exact = join(dirname(path), 'libbpf.version');
+  const source = origin === 'prebuilt' && existsSync(exact) ? readFileSync(exact, 'utf8').trim() : '';
   return {
     path,
-    origin: path.split('/').includes('prebuilds') ? 'prebuilt' : 'source',
-    libbpf: info.libbpf,
+    origin,
+    libbpf: source ? `${info.libbpf} (${source}, Debian's source)` : info.libbpf,
     bpfObjects: Object.entries(info.bpfObjects).map(([name, bytes]) => ({
       name,
       sha256: createHash('sha256').update(bytes).digest('hex'),
