@@ -15,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../src/agent/agent.js';
 import { ContainerResolver, CriClient, findCgroup2Mount } from '../src/containers/index.js';
 import { containerdBlocker, TestContainerd } from './helpers/containerd.js';
-import { spawnCli } from './helpers/cli.js';
+import { CLI, spawnCli } from './helpers/cli.js';
+import { Tmux } from './helpers/tmux.js';
 import { following, tracerClient, unary } from './helpers/grpc.js';
 import { describeKernel } from './helpers/kernel.js';
 import { until } from './helpers/until.js';
@@ -137,6 +138,35 @@ describeKernel('real containerd: containers and pods named in events and Snapsho
         resolver.close();
       }
     }, 60_000);
+
+    it('watch --json and top (their own agents, --cri-socket) name the pod', async () => {
+      expect(pod).toBeDefined();
+      const w = spawnCli(['watch', '--json', '--duration', '60', '--port', String(POD_PORT), '--cri-socket', ctd.socket]);
+      await w.waitStderr('live:');
+      await until(() => w.stdout().includes('"pod":"shop"'), { what: 'a watch --json line naming the pod', timeoutMs: 30_000 }).catch((e: Error) => {
+        throw new Error(`${e.message}; watch's last lines: ${w.stdout().split('\n').slice(-3).join('\n')}; stderr: ${w.stderr()}`);
+      });
+      w.child.kill('SIGINT');
+      expect(await w.closed).toBe(0);
+      const line = w
+        .stdout()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.pod === 'shop');
+      expect(line).toMatchObject({ lport: POD_PORT, pod: 'shop', namespace: 'payments', container_name: 'web', container: pod!.containerId });
+
+      const tmux = new Tmux(`wst-ctd-top-${process.pid}`);
+      try {
+        await tmux.start('top', `${process.execPath} ${CLI} top --port ${POD_PORT} --cri-socket ${ctd.socket}; echo TOP-EXIT=$?; sleep 600`, { x: 140, y: 40 });
+        const screen = await tmux.waitScreen('top', 'the pod on its listener row', (s) => /127\.0\.0\.1:7472 .*payments\/shop\/web/.test(s), 45_000);
+        expect(screen).toContain('POD/CONTAINER');
+        await tmux.cmd('send-keys', '-t', 'top', 'q');
+        expect(await tmux.waitScreen('top', 'TOP-EXIT=0', (s) => s.includes('TOP-EXIT='))).toContain('TOP-EXIT=0');
+      } finally {
+        await tmux.destroy();
+      }
+    }, 120_000);
 
     it('capture --pod finds the pod through the CRI and runs tcpdump in its network namespace', async () => {
       expect(pod).toBeDefined();

@@ -11,7 +11,7 @@ import { catchStopSignals } from './signals.js';
 import { DEFAULT_EVENT_BUDGET, resolveCgroups, resolveNetns } from '../kernel/index.js';
 import { UserError } from '../protocol/errors.js';
 import { DEFAULT_LIMITS } from '../agent/subscriber.js';
-import { cgroupOptions, serveOptions } from './connection.js';
+import { cgroupOptions, criOptions, serveOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { count, eventBudget, port, repeated, ringBytes } from './values.js';
 
@@ -25,10 +25,7 @@ export const agentOptions = z.object({
   ports: flag(repeated(port), { flags: '--port <n>', help: 'only trace this local or remote port (repeatable)' }),
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only trace this network namespace' }),
   ...cgroupOptions.shape,
-  criSocket: flag(z.string().optional(), {
-    flags: '--cri-socket <path>',
-    help: "the container runtime's CRI socket, for pod and container names (default: containerd's, CRI-O's or cri-dockerd's, where one exists)",
-  }),
+  ...criOptions.shape,
   ringBytes: flag(ringBytes.optional(), { flags: '--ring-bytes <n>', help: 'kernel ring-buffer size in bytes (power of two)' }),
   eventBudget: flag(eventBudget.optional(), {
     flags: '--event-budget <n>',

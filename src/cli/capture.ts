@@ -8,7 +8,7 @@ import { resolveNetns } from '../kernel/index.js';
 import { resolvePodNetns } from '../containers/index.js';
 import { catchStopSignals } from './signals.js';
 import { openSource } from './source.js';
-import { clientOptions } from './connection.js';
+import { clientOptions, criOptions } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { count, port } from './values.js';
 
@@ -26,7 +26,7 @@ export const captureOptions = z.object({
     flags: '--pod <[namespace/]name>',
     help: "capture in this Kubernetes pod's network namespace, found through the container runtime's CRI socket (in-process agent)",
   }),
-  criSocket: flag(z.string().optional(), { flags: '--cri-socket <path>', help: "the container runtime's CRI socket, for --pod (default: containerd's, CRI-O's or cri-dockerd's)" }),
+  ...criOptions.shape,
   json: flag(z.boolean().default(false), { flags: '--json', help: 'print the capture record as JSON' }),
   ...clientOptions.shape,
 });
@@ -65,6 +65,7 @@ export async function runCapture(opts: CaptureCliOptions, out: Writable, err: Wr
       ...(opts.connect ? { connect: opts.connect } : {}),
       tls: opts.tls,
       tracer: { ...(opts.netns !== undefined ? { netns: opts.netns } : {}), ...(opts.port ? { ports: [opts.port] } : {}) },
+      ...(opts.criSocket ? { criSocket: opts.criSocket } : {}),
     });
   } catch (e) {
     signals.off();

@@ -30,6 +30,19 @@ export const clientOptions = z.object({
  * `--cgroup`, on every command that loads the BPF programs itself: the
  * kernel keeps only events of sockets in these cgroups or below them.
  */
+/** The CRI socket an agent asks for pod and container names (src/containers); one declaration for every command that starts or is an agent. */
+export const criOptions = z.object({
+  criSocket: flag(z.string().optional(), {
+    flags: '--cri-socket <path>',
+    help: "the container runtime's CRI socket, for pod and container names (default: containerd's, CRI-O's or cri-dockerd's, where one exists; with --connect, the agent's own)",
+  }),
+});
+
+/** --cri-socket names the runtime of an agent the command starts; a remote agent asks its own. */
+export function criWithConnect(command: string): string {
+  return `--cri-socket is for the agent ${command} starts itself; with --connect, give it to \`wstrace agent\`.`;
+}
+
 export const cgroupOptions = z.object({
   cgroups: flag(z.array(z.string()).default([]), {
     flags: '--cgroup <path>',

@@ -1,4 +1,5 @@
 /** `wstrace record`, `report` and `export`: incident forensics from a recording file. */
+import { UserError } from '../protocol/errors.js';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { z } from 'zod';
@@ -15,7 +16,7 @@ import { DEFAULT_EVENT_BUDGET, resolveNetns } from '../kernel/index.js';
 import { toJsonEvent, toJsonSummary } from './format.js';
 import { openSource } from './source.js';
 import { afterSeconds, catchStopSignals } from './signals.js';
-import { cgroupOptions, checkCgroups, clientOptions } from './connection.js';
+import { cgroupOptions, checkCgroups, clientOptions, criOptions, criWithConnect } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { eventBudget, kind, olderParts, partBytes, port, repeated, seconds } from './values.js';
 
@@ -38,6 +39,7 @@ export const recordOptions = z.object({
     help: `events per second recorded one by one (default ${DEFAULT_EVENT_BUDGET}), beyond it exact summaries; 0 records every event (in-process agent)`,
   }),
   ...cgroupOptions.shape,
+  ...criOptions.shape,
   ...clientOptions.shape,
 });
 
@@ -64,6 +66,7 @@ export async function runRecord(opts: RecordOptions, err: Writable): Promise<num
   // Before anything loads: a namespace that is not one is one sentence here, not a failure deep in the agent.
   if (opts.netns !== undefined && !opts.connect) resolveNetns(opts.netns);
   checkCgroups(opts.cgroups, opts.connect);
+  if (opts.connect && opts.criSocket) throw new UserError(criWithConnect('record'));
   const signals = opts.stopped ? undefined : catchStopSignals();
   try {
     return await recordUntilStopped(opts, err, opts.stopped ?? signals!.stopped);
@@ -82,6 +85,7 @@ async function recordUntilStopped(opts: RecordOptions, err: Writable, stopped: P
       ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
       ...(opts.cgroups.length ? { cgroups: opts.cgroups } : {}),
     },
+    ...(opts.criSocket ? { criSocket: opts.criSocket } : {}),
   });
   const { source } = opened;
   let writer: RecordingWriter | undefined;

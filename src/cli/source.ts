@@ -15,6 +15,8 @@ export interface SourceOptions {
   readonly tls: ClientTls;
   /** Kernel-side filters for an in-process agent. */
   readonly tracer: TracerOptions;
+  /** The CRI socket an in-process agent asks for pod and container names; default: the usual ones. */
+  readonly criSocket?: string;
 }
 
 export interface OpenedSource {
@@ -38,7 +40,7 @@ export async function openSource(opts: SourceOptions): Promise<OpenedSource> {
   const path = join(dir, 'agent.sock');
   let local: RunningAgent;
   try {
-    local = await startAgent({ listen: { kind: 'unix', path }, tracer: opts.tracer });
+    local = await startAgent({ listen: { kind: 'unix', path }, tracer: opts.tracer, ...(opts.criSocket ? { containers: { cri: opts.criSocket } } : {}) });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;

@@ -13,7 +13,7 @@ import { readProcessFds } from '../host/fds.js';
 import { DEFAULT_EVENT_BUDGET, resolveCgroups, resolveNetns, type TracerOptions } from '../kernel/index.js';
 import { UserError } from '../protocol/errors.js';
 import type { CaptureAsk } from '../ui/ui-state.js';
-import { cgroupOptions, clientOptions } from './connection.js';
+import { cgroupOptions, clientOptions, criOptions, criWithConnect } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { catchStopSignals } from './signals.js';
 import { openSource, type OpenedSource } from './source.js';
@@ -32,6 +32,7 @@ export const topOptions = z.object({
   ports: flag(repeated(port), { flags: '--port <n>', help: 'only trace this local or remote port (repeatable; in-process agent)' }),
   netns: flag(z.string().optional(), { flags: '--netns <name|path>', help: 'only trace this network namespace (in-process agent)' }),
   ...cgroupOptions.shape,
+  ...criOptions.shape,
   window: flag(window.default(10), { flags: '--window <seconds>', help: 'rates over 1, 10 or 60 seconds (key w switches)' }),
   ringBytes: flag(ringBytes.optional(), { flags: '--ring-bytes <n>', help: 'kernel ring-buffer size in bytes (in-process agent)' }),
   eventBudget: flag(eventBudget.optional(), {
@@ -71,6 +72,7 @@ export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
       '--port, --netns, --cgroup, --ring-bytes and --event-budget shape an agent top starts itself; with --connect, press / in the screen to filter by port or address, or give them to `wstrace agent`.',
     );
   }
+  if (opts.connect.length && opts.criSocket) throw new UserError(criWithConnect('top'));
   // Checked before anything is loaded: a namespace that is not one, or no screen to draw on, is said before BPF is attached.
   if (opts.netns !== undefined) resolveNetns(opts.netns);
   resolveCgroups(opts.cgroups);
@@ -94,7 +96,7 @@ export async function runTop(opts: TopOptions, io: TopIo): Promise<number> {
       ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
       ...(opts.cgroups.length ? { cgroups: opts.cgroups } : {}),
     };
-    local = await openSource({ tls: opts.tls, tracer });
+    local = await openSource({ tls: opts.tls, tracer, ...(opts.criSocket ? { criSocket: opts.criSocket } : {}) });
     agg.addSource('local', { local: true });
     const source = kept(local.source);
     feeds.push({ id: 'local', open: () => source, local: true });

@@ -5,13 +5,14 @@
  * count. Hooks live/blind go to stderr first; lost events are reported as
  * they are noticed; a summary with the exact counters goes last.
  */
+import { UserError } from '../protocol/errors.js';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { kindToProto, UnknownKinds } from '../protocol/convert.js';
 import { LostReason, type EventFilter, type SnapshotResponse } from '../generated/wstrace/v1/tracer.js';
 import { DEFAULT_EVENT_BUDGET, EVENT_KINDS, resolveNetns, type TracerOptions } from '../kernel/index.js';
 import { z } from 'zod';
-import { cgroupOptions, checkCgroups, clientOptions } from './connection.js';
+import { cgroupOptions, checkCgroups, clientOptions, criOptions, criWithConnect } from './connection.js';
 import { addCommand, flag, type OnAction } from './flags.js';
 import { describeBudget, describeInfo, humanLine, summaryLine, toJsonEvent, toJsonSummary } from './format.js';
 import { openSource } from './source.js';
@@ -35,6 +36,7 @@ export const watchOptions = z.object({
     help: `events per second printed one by one (default ${DEFAULT_EVENT_BUDGET}), beyond it exact summary lines; 0 prints every event (in-process agent)`,
   }),
   ...cgroupOptions.shape,
+  ...criOptions.shape,
   ...clientOptions.shape,
 });
 
@@ -73,6 +75,7 @@ export async function runWatch(opts: WatchOptions, io: WatchIo): Promise<number>
   // Before anything loads: a namespace that is not one is one sentence here, not a failure deep in the agent.
   if (opts.netns !== undefined && !opts.connect) resolveNetns(opts.netns);
   checkCgroups(opts.cgroups, opts.connect);
+  if (opts.connect && opts.criSocket) throw new UserError(criWithConnect('watch'));
   const signals = io.stopped ? undefined : catchStopSignals();
   // A reader that went away (`| head`, on stdout or on stderr with 2>&1) is a stop, as for other Unix tools: exit 0, nothing left behind.
   const readerGone = new Promise<void>((resolve) => {
@@ -94,7 +97,12 @@ async function watchUntilStopped(opts: WatchOptions, io: WatchIo, stopped: Promi
     ...(opts.eventBudget !== undefined ? { eventBudget: opts.eventBudget } : {}),
     ...(opts.cgroups.length ? { cgroups: opts.cgroups } : {}),
   };
-  const opened = await openSource({ ...(opts.connect ? { connect: opts.connect } : {}), tls: opts.tls, tracer });
+  const opened = await openSource({
+    ...(opts.connect ? { connect: opts.connect } : {}),
+    tls: opts.tls,
+    tracer,
+    ...(opts.criSocket ? { criSocket: opts.criSocket } : {}),
+  });
   const { source } = opened;
   let closed = false;
   const close = async (message?: string) => {

@@ -5,7 +5,9 @@ read on stdin, makes K connects to itself (the accept queue overflows),
 then prints one JSON line. It ends when stdin closes.
 
 With EVERY (seconds), it does a round that often instead, at most 600
-rounds: a container the CRI started has no stdin to read.
+rounds (a container the CRI started has no stdin to read), each on a new
+listener: a full queue stays full, and only a queue filling up again makes
+listener events that carry the socket's cgroup (SYN-stage drops may not).
 
 usage: overflow_server.py PORT K [EVERY]
 """
@@ -16,10 +18,17 @@ import time
 
 port, k = int(sys.argv[1]), int(sys.argv[2])
 every = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port))
-srv.listen(1)
+
+
+def listen():
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(1)
+    return s
+
+
+srv = listen()
 print(json.dumps({"listening": port}), flush=True)
 clients = []
 
@@ -37,6 +46,9 @@ for _ in rounds():
     for c in clients:
         c.close()
     clients = []
+    if every:
+        srv.close()
+        srv = listen()
     for _ in range(k):
         c = socket.socket()
         c.setblocking(False)
