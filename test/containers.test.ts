@@ -19,6 +19,7 @@ import {
   type CriApi,
   type PathFacts,
 } from '../src/containers/index.js';
+import { spawnCli } from './helpers/cli.js';
 import { isRoot } from './helpers/netns.js';
 import { until } from './helpers/until.js';
 
@@ -282,5 +283,14 @@ describe.skipIf(!isRoot || !mount)('a runtime that is absent or stuck', () => {
     } finally {
       resolver.close();
     }
+  });
+});
+
+describe('--cri-socket with --connect', () => {
+  it.each(['watch', 'record'])('%s refuses it in one sentence: a remote agent asks its own runtime', async (cmd) => {
+    const extra = cmd === 'record' ? ['-o', '/nonexistent/x.wsr'] : [];
+    const r = spawnCli([cmd, '--connect', 'unix:/nonexistent.sock', '--cri-socket', '/run/containerd/containerd.sock', ...extra]);
+    expect(await r.closed).toBe(1);
+    expect(r.stderr().trim()).toBe(`wstrace: --cri-socket is for the agent ${cmd} starts itself; with --connect, give it to \`wstrace agent\`.`);
   });
 });
