@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { UserError } from '../protocol/errors.js';
@@ -232,7 +232,7 @@ export function addonBuild(): AddonBuild {
   loadBinding();
   const { path, native } = loadedFrom!;
   const info = native.buildInfo();
-  const origin = path.split('/').includes('prebuilds') ? 'prebuilt' : 'source';
+  const origin = relative(packageRoot(), path).startsWith('prebuilds/') ? 'prebuilt' : 'source';
   // Beside a prebuilt: the exact libbpf source version linked in (scripts/prebuild.sh); libbpf says only v1.1.
   const exact = join(dirname(path), 'libbpf.version');
   const source = origin === 'prebuilt' && existsSync(exact) ? readFileSync(exact, 'utf8').trim() : '';
