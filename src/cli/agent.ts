@@ -83,12 +83,16 @@ export async function runAgent(opts: AgentCliOptions, err: Writable, stopped?: P
       ...(opts.cgroups.length ? { cgroups: opts.cgroups } : {}),
     },
   });
+  // Clients cannot tell the kernel keeps only some cgroups: the operator is told here.
+  const cgroupScope = agent.tracer.cgroups.length
+    ? `  only sockets in cgroup ${agent.tracer.cgroups.map((c) => `${c.path} (id ${c.id})`).join(', ')} and below (filtered in the kernel)\n`
+    : '';
   const warning = exposureWarning(agent.address, opts.tls, opts.insecure);
   if (warning) err.write(`wstrace agent: WARNING: ${warning}\n`);
   const metrics =
     agent.metricsPort !== undefined ? `, metrics on http://${opts.metrics!.replace(/:\d+$/, '')}:${agent.metricsPort}/metrics` : '';
   err.write(
-    `wstrace agent: listening on ${formatAddress(agent.address)}${metrics}\n  ${describeControl(agent.grant)}\n  ${describeInfo(agent.info())}\n  ${describeBudget(agent.tracer.eventBudget)}\n`,
+    `wstrace agent: listening on ${formatAddress(agent.address)}${metrics}\n  ${describeControl(agent.grant)}\n  ${describeInfo(agent.info())}\n  ${describeBudget(agent.tracer.eventBudget)}\n${cgroupScope}`,
   );
   await (stopped ?? signals!.stopped);
   err.write('wstrace agent: stopping\n');
