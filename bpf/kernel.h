@@ -187,6 +187,7 @@ struct dst_entry {
 
 struct sk_buff {
 	struct net_device *dev;
+	struct sock *sk;
 	unsigned long _skb_refdst;	/* the route, with bit 0 set when not refcounted */
 	unsigned char *head;
 	__u16 transport_header;
