@@ -212,6 +212,34 @@ describe.skipIf(!isRoot || !mount)('real cgroups of every convention', () => {
     }
   });
 
+  it('asks the runtime again, after criRetryMs, for a container it could not name: the names come once it answers', async () => {
+    let t = 0;
+    let up = false;
+    const real = fakeCri(ID2, 'sandbox-1', UID);
+    const flaky: CriApi = {
+      ...real,
+      listContainers: (id) => (up ? real.listContainers(id) : Promise.reject(Object.assign(new Error('connect ENOENT'), { code: 14 }))),
+    };
+    const said: string[] = [];
+    const resolver = new ContainerResolver({ mount: mount!, cri: flaky, walkIntervalMs: 0, criRetryMs: 1000, now: () => t, log: (l) => said.push(l) });
+    try {
+      const id = statSync(join(mount!, shapes[1]!)).ino;
+      expect(await resolver.resolve(id)).not.toHaveProperty('pod');
+      up = true;
+      // Within the pause the old answer stands and the runtime is not asked.
+      expect(resolver.peek(id)).not.toHaveProperty('pod');
+      t += 1000;
+      // Past it, the next look asks again; meanwhile it still answers what it knew.
+      expect(resolver.peek(id)).not.toHaveProperty('pod');
+      await resolver.resolve(id);
+      await until(() => resolver.peek(id)?.pod, { what: 'the pod named after the runtime came back', timeoutMs: 5000 });
+      expect(resolver.peek(id)).toMatchObject({ pod: 'shop-7d9f', namespace: 'payments', containerName: 'web' });
+      expect(said).toHaveLength(1);
+    } finally {
+      resolver.close();
+    }
+  });
+
   it('walks at most once per interval however many unknown ids come, and keeps at most maxEntries', async () => {
     let t = 0;
     const resolver = new ContainerResolver({ mount: mount!, cri: false, walkIntervalMs: 1000, maxEntries: 2, now: () => t });

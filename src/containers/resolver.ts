@@ -60,6 +60,8 @@ export interface ResolverOptions {
 interface Entry {
   readonly value: Attribution;
   used: number;
+  /** A container the runtime did not name (it was down, or did not know it yet) is asked again after this time. */
+  readonly retryAt?: number;
 }
 
 interface CriNames {
@@ -118,6 +120,8 @@ export class ContainerResolver {
     const e = this.entries.get(id);
     if (e) {
       e.used = ++this.tick;
+      // The old answer serves until the new one is in.
+      if (e.retryAt !== undefined && this.now() >= e.retryAt) this.queue(id);
       return e.value;
     }
     if (id > 0) this.queue(id);
@@ -219,7 +223,9 @@ export class ContainerResolver {
         this.pending.delete(id);
         const path = this.index.get(id);
         // Not under the mount even now (gone, or another hierarchy): asked again on its next event.
-        if (path !== undefined) this.store(await this.attribute(id, path));
+        if (path === undefined) continue;
+        const { attribution, named } = await this.attribute(id, path);
+        this.store(attribution, named);
       }
     }
   }
@@ -235,12 +241,15 @@ export class ContainerResolver {
     }
   }
 
-  private async attribute(id: number, path: string): Promise<Attribution> {
+  /** What the path and the runtime say; `named` false when the runtime should have named it and did not (asked again later). */
+  private async attribute(id: number, path: string): Promise<{ attribution: Attribution; named: boolean }> {
     const facts = parseCgroupPath(path, this.options.containerdNamespaces ?? DEFAULT_CONTAINERD_NAMESPACES);
     let names: CriNames | undefined;
-    if ((facts.containerId && facts.runtime !== 'docker') || facts.podUid) names = await this.criNames(facts.containerId, facts.podUid);
+    // docker and `ctr` containers are no CRI's (a kubelet's docker containers sit under a pod, and are asked for it).
+    const ask = (facts.containerId !== undefined && facts.runtime !== 'docker' && !facts.containerdNamespace) || facts.podUid !== undefined;
+    if (ask) names = await this.criNames(facts.containerId, facts.podUid);
     const podUid = facts.podUid ?? names?.podUid;
-    return {
+    const attribution: Attribution = {
       cgroup: id,
       path,
       ...(facts.runtime ? { runtime: facts.runtime } : {}),
@@ -252,6 +261,7 @@ export class ContainerResolver {
       ...(podUid ? { podUid } : {}),
       ...(facts.qos ? { qos: facts.qos } : {}),
     };
+    return { attribution, named: !ask || names !== undefined };
   }
 
   /** What the runtime calls this container (or pod sandbox, or pod by UID); undefined when it cannot say. */
@@ -316,9 +326,9 @@ export class ContainerResolver {
     this.criDownUntil = this.now() + this.criRetryMs;
   }
 
-  private store(a: Attribution): void {
-    if (this.entries.size >= this.max) this.evict();
-    this.entries.set(a.cgroup, { value: a, used: ++this.tick });
+  private store(a: Attribution, named: boolean): void {
+    if (!this.entries.has(a.cgroup) && this.entries.size >= this.max) this.evict();
+    this.entries.set(a.cgroup, { value: a, used: ++this.tick, ...(named ? {} : { retryAt: this.now() + this.criRetryMs }) });
     this.options.onResolved?.(a);
   }
 
