@@ -203,7 +203,8 @@ function suite(): void {
         `127.0.0.1:${PORTS.overflow} ack_stage`,
         `127.0.0.1:${PORTS.full} syn_stage`,
       ]);
-      expect(want.timewaitMade).toBe(TIMEWAITS[k]);
+      // The full-queue client whose connection was queued may end in TIME_WAIT too, depending on who closes first.
+      expect(want.timewaitMade).toBeGreaterThanOrEqual(TIMEWAITS[k]);
       expect(want.resetsSent).toBeGreaterThanOrEqual(3);
     }
     // Held now, per destination, as sockstat counts them; and as a share of each namespace's port range.
