@@ -546,6 +546,13 @@ static __always_inline struct wst_listener_val *packet_listener(struct wst_event
 	}
 	if (!v)
 		return listener_entry(e, 0, false);
+	if (k.family != e->family) {
+		/* An IPv4 peer of a dual-stack listener: as the kernel shows it, v4-mapped (::ffff:a.b.c.d). */
+		__u8 mapped[16] = { [10] = 0xff, [11] = 0xff };
+
+		__builtin_memcpy(mapped + 12, e->raddr, 4);
+		__builtin_memcpy(e->raddr, mapped, 16);
+	}
 	__builtin_memcpy(e->laddr, k.addr, 16);
 	e->family = k.family;
 	return v;

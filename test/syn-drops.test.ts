@@ -99,6 +99,28 @@ describeKernel('listen drops from tracepoints only, exact per listener', () => {
     });
   }
 
+  for (const [bind, target, port] of [
+    ['::1', '::1', 7424],
+    ['::', '127.0.0.1', 7425],
+  ] as const) {
+    it(`IPv6 (listener ${bind}, clients to ${target}): the drops land on the listener's row, with the peer as the kernel shows it`, async (ctx) => {
+      if (lacking) ctx.skip();
+      events = [];
+      await ns.exec('sysctl', ['-q', '-w', 'net.ipv4.tcp_syncookies=1']);
+      const before = ns.nstat();
+      await ns.exec('python3', [SYN_STAGE, 'slow-accept', bind, String(port), '2', '60', '2', target], 60_000);
+      const after = ns.nstat();
+      const l = listener(port);
+      expect(l).toMatchObject({ family: 'ipv6', addr: bind });
+      expect(delta(after, before, 'TcpExtListenOverflows')).toBeGreaterThan(20);
+      expect(l.synDrops.acceptQueueFull + l.overflows).toBe(delta(after, before, 'TcpExtListenOverflows'));
+      const drops = take('syn_drop', port);
+      expect(drops.length).toBeGreaterThan(0);
+      // A dual-stack listener's IPv4 peers are v4-mapped, as its accepted sockets would show them.
+      for (const e of drops) expect(e).toMatchObject({ family: 'ipv6', laddr: bind, raddr: target === '::1' ? '::1' : '::ffff:127.0.0.1' });
+    });
+  }
+
   it('ACK-stage drops of queued requests (TCP_DEFER_ACCEPT data meeting a full queue): one event each, exact', async (ctx) => {
     if (lacking) ctx.skip();
     const port = 7430;

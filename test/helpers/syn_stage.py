@@ -113,12 +113,39 @@ def ack_overflow_resent(port, backlog, extra, hold):
     return {"connects": backlog + extra}
 
 
+def slow_accept(bind, port, backlog, k, hold, target):
+    """The slow-accept shape on any address: a listener on `bind` ("::" is
+    dual-stack) that never accepts, and k non-blocking connects to `target`
+    (IPv4 or IPv6) while it is full."""
+    srv = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((bind, port))
+    srv.listen(backlog)
+    clients = []
+    for _ in range(k):
+        c = socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET)
+        c.setblocking(False)
+        try:
+            c.connect((target, port))
+        except BlockingIOError:
+            pass
+        clients.append(c)
+        time.sleep(0.01)
+    time.sleep(hold)
+    for c in clients:
+        c.close()
+    srv.close()
+    return {"connects": k}
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "held-acks":
         out = held_acks(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
     elif mode == "cookie-acks":
         out = cookie_acks(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
+    elif mode == "slow-accept":
+        out = slow_accept(args[0], int(args[1]), int(args[2]), int(args[3]), float(args[4]), args[5])
     elif mode == "ack-overflow-resent":
         out = ack_overflow_resent(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
     else:
