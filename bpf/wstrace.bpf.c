@@ -406,8 +406,9 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
  *   rows: bound address, then the wildcard (and for IPv4, a dual-stack IPv6
  *   listener). A listener never seen before gets a row under the packet's
  *   address. Two sockets on one address (SO_REUSEPORT) share their row.
- * - Counts that rise on a packet that is not TCP to this host (none should)
- *   wait for the next listener packet on the CPU.
+ * - Counts that rise on a packet that is not TCP to a listening port, or that
+ *   still has a socket when freed (none should), wait for the next listener
+ *   packet on the CPU: counted, maybe on another listener of the namespace.
  */
 /*
  * Indexes of the counters in struct linux_mib, as the running kernel numbers

@@ -244,7 +244,8 @@ export const SIGNALS = [
         hits: ['wst_synrecv_kprobe', 'wst_synrecv_kretprobe'],
       },
     ],
-    notes: 'raw_tp with `SKB_DROP_REASON_TCP_LISTEN_OVERFLOW`; the others when `tcp_v4/v6_syn_recv_sock` returns NULL on a full queue',
+    notes:
+      "raw_tp with `SKB_DROP_REASON_TCP_LISTEN_OVERFLOW`; the others when `tcp_v4/v6_syn_recv_sock` returns NULL on a full queue. Where syn_drop's raw_tp route is live it counts the ACK stage on every path (a SYN cookie's ACK too, which these miss) and these stand down",
   },
   {
     name: 'syn_drop',
