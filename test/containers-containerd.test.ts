@@ -28,6 +28,8 @@ const HELPERS = join(dirname(fileURLToPath(import.meta.url)), 'helpers');
 const CTR_PORT = 7471;
 const POD_PORT = 7472;
 const POD = { name: 'shop', namespace: 'payments', uid: '5b0c1f7e-2d3a-4c5b-9e8f-a1b2c3d4e5f6', container: 'web' };
+const OWN_PORT = 7473;
+const OWN_UID = '9d8c7b6a-5f4e-4d3c-8b2a-190817161514';
 const blocker = containerdBlocker();
 
 describeKernel('real containerd: containers and pods named in events and Snapshot', () => {
@@ -48,7 +50,7 @@ describeKernel('real containerd: containers and pods named in events and Snapsho
       agent = await startAgent({
         listen: { kind: 'unix', path: join(dir, 'agent.sock') },
         // Every namespace (the ctr container has its own), only the test's ports.
-        tracer: { ports: [CTR_PORT, POD_PORT] },
+        tracer: { ports: [CTR_PORT, POD_PORT, OWN_PORT] },
         containers: { cri: ctd.socket, walkIntervalMs: 200 },
       });
       client = tracerClient(`unix://${join(dir, 'agent.sock')}`);
@@ -168,21 +170,38 @@ describeKernel('real containerd: containers and pods named in events and Snapsho
       }
     }, 120_000);
 
-    it('capture --pod finds the pod through the CRI and runs tcpdump in its network namespace', async () => {
-      expect(pod).toBeDefined();
-      const run = spawnCli(['capture', '--pod', 'payments/shop', '--cri-socket', ctd.socket, '--port', String(POD_PORT), '--duration', '2', '--json']);
+    it('a pod in a network namespace of its own: its events name it, and capture --pod runs tcpdump in that namespace', async () => {
+      const own = await ctd.runPod({
+        name: 'cart',
+        namespace: 'shop-ns',
+        uid: OWN_UID,
+        container: 'api',
+        command: ['/usr/bin/python3', '/wst/overflow_server.py', String(OWN_PORT), '3', '0.3'],
+        ownNetns: true,
+      });
+      const named = await until(() => events.find((e) => e.localPort === OWN_PORT && e.pod), {
+        what: `an event of port ${OWN_PORT} named by its pod (container log: ${ctd.podLog(OWN_UID, 'api')})`,
+        timeoutMs: 60_000,
+      });
+      expect(named).toMatchObject({ container: own.containerId, containerName: 'api', pod: 'cart', namespace: 'shop-ns' });
+      expect(named.netns).not.toBe(statSync('/proc/self/ns/net').ino);
+
+      const run = spawnCli(['capture', '--pod', 'shop-ns/cart', '--cri-socket', ctd.socket, '--port', String(OWN_PORT), '--duration', '2', '--json']);
       expect(await run.closed).toBe(0);
-      expect(run.stderr()).toMatch(/pod payments\/shop: network namespace \/proc\/\d+\/ns\/net/);
-      const c = JSON.parse(run.stdout().trim()) as { state: string; file: string; bytes: number; filter: string };
+      const path = /network namespace (\/proc\/\d+\/ns\/net)/.exec(run.stderr())?.[1];
+      expect(path).toBeDefined();
+      // The pod's namespace (the one its events came from), not the host's.
+      expect(statSync(path!).ino).toBe(named.netns);
+      const c = JSON.parse(run.stdout().trim()) as { state: string; file: string; filter: string };
       try {
         expect(c).toMatchObject({ state: 'done' });
-        expect(c.filter).toContain(String(POD_PORT));
-        // More than the pcap header: the pod's own connects to its listener were seen there.
+        expect(c.filter).toContain(String(OWN_PORT));
+        // More than the pcap header: the pod's own connects to its listener, on its own loopback.
         expect(statSync(c.file).size).toBeGreaterThan(24);
       } finally {
         rmSync(c.file, { force: true });
       }
-    }, 60_000);
+    }, 120_000);
 
     it('capture --pod refuses, in one sentence, a pod the runtime does not run and a runtime that does not answer', async () => {
       const none = spawnCli(['capture', '--pod', 'payments/nosuch', '--cri-socket', ctd.socket, '--duration', '1']);

@@ -2,13 +2,15 @@
  * A containerd of the test's own: Debian's containerd and runc, started with
  * a config under a temp dir (its own root, state and socket), the CRI plugin
  * on with a sandbox image built here (oci_image.py; no registry is reachable)
- * and pods on the host network (no CNI bridge on a shared machine). Containers
- * run the host's /usr bind-mounted read-only, so python3 is there.
+ * and pods on the host network, or in a network namespace of their own made
+ * without a bridge or a host route (CNI host-device on a veth end made here;
+ * a shared machine). Containers run the host's /usr bind-mounted read-only,
+ * so python3 is there.
  *
  * stop() undoes everything, even after a failed test: pods and containers,
  * shims (found by this instance's socket path in their command line, each
  * killed by pid), mounts under the dir, the cgroups the runtime made in
- * every hierarchy, containerd itself, the dir.
+ * every hierarchy, the veth, containerd itself, the dir.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -44,6 +46,12 @@ export interface PodSpec {
   readonly container: string;
   /** argv of the container's process (the host's /usr is there). */
   readonly command: readonly string[];
+  /**
+   * A network namespace of the pod's own (CNI host-device: one end of a veth
+   * pair made here becomes its eth0, 192.0.2.2/24 from TEST-NET-1, nothing
+   * routed on the host); otherwise the pod is on the host's network.
+   */
+  readonly ownNetns?: boolean;
 }
 
 export class TestContainerd {
@@ -53,6 +61,7 @@ export class TestContainerd {
   private readonly podCgroups: string[] = [];
   private cri: Any;
   private stopped = false;
+  private vethMade = false;
 
   private constructor(
     readonly dir: string,
@@ -61,6 +70,11 @@ export class TestContainerd {
 
   get socket(): string {
     return join(this.dir, 'containerd.sock');
+  }
+
+  /** The device the CNI config moves into a pod of its own network (a name per test process, under 15 characters). */
+  get podDevice(): string {
+    return `wstc${process.pid % 100000}`;
   }
 
   /** The log containerd wrote, for a failure's message. */
@@ -92,6 +106,15 @@ export class TestContainerd {
     ].join('\n');
     writeFileSync(join(dir, 'config.toml'), config + '\n');
     mkdirSync(join(dir, 'cni'));
+    // Pods of their own network get a device made by runPod (host-device), an address from TEST-NET-1, no route on the host.
+    writeFileSync(
+      join(dir, 'cni', '10-wstrace-test.conflist'),
+      JSON.stringify({
+        cniVersion: '0.4.0',
+        name: 'wstrace-test',
+        plugins: [{ type: 'host-device', device: `wstc${process.pid % 100000}`, ipam: { type: 'static', addresses: [{ address: '192.0.2.2/24' }] } }],
+      }),
+    );
     const out = openSync(join(dir, 'containerd.log'), 'a');
     const proc = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: ['ignore', out, out] });
     closeSync(out);
@@ -159,12 +182,19 @@ export class TestContainerd {
    * container in it.
    */
   async runPod(spec: PodSpec): Promise<{ sandboxId: string; containerId: string }> {
+    if (spec.ownNetns) {
+      // The CNI config names this device: one pod with its own namespace at a time.
+      if (this.vethMade) throw new Error('TestContainerd: one pod with its own network namespace at a time');
+      await run('ip', ['link', 'add', this.podDevice, 'type', 'veth', 'peer', 'name', `${this.podDevice}h`]);
+      this.vethMade = true;
+    }
+    const network = spec.ownNetns ? 0 : 2; // NamespaceMode POD (its own, through CNI) or NODE (the host's)
     const cgroupParent = `/kubepods/besteffort/pod${spec.uid}`;
     this.podCgroups.push(cgroupParent);
     const sandboxConfig = {
       metadata: { name: spec.name, uid: spec.uid, namespace: spec.namespace, attempt: 0 },
       logDirectory: join(this.dir, 'pods', spec.uid),
-      linux: { cgroupParent, securityContext: { namespaceOptions: { network: 2, pid: 1, ipc: 0 } } },
+      linux: { cgroupParent, securityContext: { namespaceOptions: { network, pid: 1, ipc: 0 } } },
     };
     mkdirSync(sandboxConfig.logDirectory, { recursive: true });
     const { podSandboxId } = await this.call<{ podSandboxId: string }>('runPodSandbox', { config: sandboxConfig });
@@ -241,6 +271,8 @@ export class TestContainerd {
       for (const m of this.mountsUnder()) await run('umount', ['-l', m]).catch(() => undefined);
     });
     await step('cgroups', () => this.removeCgroups());
+    // Removing the host end removes the pair, wherever the other end went back to.
+    if (this.vethMade) await run('ip', ['link', 'del', `${this.podDevice}h`]).catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
     if (errors.length) process.stderr.write(`TestContainerd.stop: ${errors.join('; ')}\n`);
   }
