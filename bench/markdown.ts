@@ -133,7 +133,7 @@ export function renderMarkdown(r: Report): string {
       'A closed-port storm fills the kernel ring while the consumer is held (JS thread blocked, or the agent stopped with SIGSTOP); then the consumer is released and timed until it has taken every event.',
       '',
       table(
-        ['path', 'events', 'seconds', 'events/s', 'ring drops', 'lost (reported)'],
+        ['path', 'events', 'seconds', 'events/s', 'ring drops', 'lost (reported)', 'agent CPU s / 100k events'],
         r.ceilings.map((c) => [
           c.path === 'addon' ? 'ring → addon → decode → JS (in-process tracer.subscribe)' : 'ring → agent → gRPC → one subscriber',
           c.events,
@@ -141,6 +141,7 @@ export function renderMarkdown(r: Report): string {
           k(c.eventsPerSecond),
           c.ringDrops,
           c.lost,
+          c.agentCpuPer100k === undefined ? '—' : fixed(c.agentCpuPer100k, 3),
         ]),
       ),
     );

@@ -28,6 +28,8 @@ export interface CeilingResult {
   /** Events lost on the way (gRPC: slow-subscriber drops), reported. */
   readonly lost: number;
   readonly delivered: number;
+  /** gRPC path: the agent's CPU (utime + stime) while it drained the backlog, per 100k events: its cost at saturation. */
+  readonly agentCpuPer100k?: number;
 }
 
 export interface CeilingContext {
@@ -105,6 +107,7 @@ export async function grpcCeiling(ctx: CeilingContext): Promise<CeilingResult> {
     await runLoad(ctx.loadgen, ns.name, storm(ctx.connects), ctx.cleanup);
     const emitted = await agent.emitted();
     const r = agent.received;
+    const cpu0 = agent.cpuSeconds();
     const start = performance.now();
     let lastAt = start;
     let seen = 0;
@@ -118,8 +121,10 @@ export async function grpcCeiling(ctx: CeilingContext): Promise<CeilingResult> {
       }
     }
     const seconds = (lastAt - start) / 1000;
+    const cpu = agent.cpuSeconds() - cpu0;
     return {
       path: 'grpc',
+      agentCpuPer100k: r.delivered ? (cpu / r.delivered) * 1e5 : Number.NaN,
       events: emitted.events,
       seconds,
       eventsPerSecond: r.delivered / seconds,

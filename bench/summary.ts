@@ -380,12 +380,13 @@ export function goals(steps: StepSummary[], ceilings: CeilingResult[], losses: L
       met: cs.length ? m >= want : null,
     });
   }
-  const saturated = steps.filter((s) => loadLimited(s) && Number.isFinite(s.footprint.cpuSecondsPer100k) && s.footprint.cpuSecondsPer100k > 0);
-  const worstCpu = saturated.reduce<StepSummary | undefined>((a, s) => (!a || s.footprint.cpuSecondsPer100k > a.footprint.cpuSecondsPer100k ? s : a), undefined);
+  // Saturation: the agent draining the gRPC ceiling's backlog as fast as it can (every event, no budget).
+  const cpus = ceilings.filter((c) => c.path === 'grpc' && c.agentCpuPer100k !== undefined && Number.isFinite(c.agentCpuPer100k)).map((c) => c.agentCpuPer100k!);
+  const cpu = median(cpus);
   out.push({
     goal: `agent CPU ≤ ${AGENT_CPU_GOAL} s per 100k events at saturation`,
-    measured: worstCpu ? `worst ${worstCpu.footprint.cpuSecondsPer100k.toFixed(3)} s (${worstCpu.scenario} ${worstCpu.step}); machine-limited steps only` : 'no machine-limited wstrace step ran',
-    met: worstCpu ? worstCpu.footprint.cpuSecondsPer100k <= AGENT_CPU_GOAL : null,
+    measured: cpus.length ? `${cpu.toFixed(3)} s (median of ${cpus.length}; the agent draining the gRPC ceiling's backlog, every event sent)` : 'not run (pipeline scenario)',
+    met: cpus.length ? cpu <= AGENT_CPU_GOAL : null,
   });
   const rss = Math.max(0, ...steps.map((s) => s.footprint.peakRssBytes));
   out.push({
