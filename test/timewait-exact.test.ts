@@ -10,7 +10,8 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openTracer, type TraceEvent, type Tracer } from '../src/kernel/index.js';
-import { describeKernel, TestNetns } from './helpers/kernel.js';
+import { delta, describeKernel, TestNetns } from './helpers/kernel.js';
+import { until } from './helpers/until.js';
 import { closes, twMade } from './helpers/closes.js';
 
 function suite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
@@ -45,24 +46,31 @@ function suite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
       expect(hook?.variant).toBe(variant ?? 'tp_btf');
     });
 
-    it('late answers to clients that left: every abort on data is a reset, none a TIME_WAIT', async () => {
+    it('late answers to clients that left: every abort on data is a reset, no TIME_WAIT but those the kernel made', async () => {
       const N = 40;
       const port = 7501;
       events = [];
       const total0 = tracer.totals();
       const out = await closes(ns, 'late-answer', N, port);
-      expect(out.mib.TCPAbortOnData).toBe(N);
-      expect(twMade(out)).toBe(0);
-      expect(tracer.totals().timewait - total0.timewait).toBe(0);
-      expect(timewaitsTo(port)).toBe(0);
-      expect(take('timewait', port)).toHaveLength(0);
-      // Each client's orphan reset the server: a reset per abort, from the client's port, equal to OutRsts.
+      // Mostly the path: the answer carries the ACK of the orphan's FIN, which aborts on data. Where
+      // the delayed ACK went alone first (a slow server), the orphan became a timewait socket in its
+      // FIN_WAIT2 substate, which the answer then resets: the kernel made that one, so it counts.
+      const made = twMade(out);
+      expect(out.mib.TCPAbortOnData + made).toBe(N);
+      expect(out.mib.TCPAbortOnData).toBeGreaterThan(N / 2);
+      expect(tracer.totals().timewait - total0.timewait).toBe(made);
+      expect(timewaitsTo(port)).toBe(made);
+      expect(take('timewait', port)).toHaveLength(made);
+      // Each client's orphan (or its timewait socket) reset the server: a reset per close, from the client's port.
       const sent = take('reset_sent', port).filter((e) => e.rport === port);
       expect(sent).toHaveLength(N);
       expect(new Set(sent.map((e) => e.lport))).toEqual(new Set(out.client_ports));
       expect(tracer.totals().resetSent - total0.resetSent).toBe(out.mib.OutRsts);
-      // The reset says what the orphan left: FIN_WAIT2 (tcp_done() just before) or FIN_WAIT1 (tcp_reset()).
-      for (const e of sent) expect(['FIN_WAIT2', 'FIN_WAIT1']).toContain(e.state);
+      // The reset says what the orphan left, FIN_WAIT2, where the answer carried the ACK of its FIN
+      // (tcp_done() just before). Where the answer met an orphan already in FIN_WAIT2, tcp_reset() closed
+      // it with an error first: CLOSE. A timewait socket's reset says TIME_WAIT.
+      for (const e of sent) expect(['FIN_WAIT2', 'CLOSE', 'TIME_WAIT']).toContain(e.state);
+      expect(sent.filter((e) => e.state === 'TIME_WAIT')).toHaveLength(made);
       expect(sent.some((e) => e.state === 'FIN_WAIT2')).toBe(true);
     });
 
@@ -169,16 +177,34 @@ function suite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
     it('a WebSocket-style storm (slow accept, clients leaving mid-handshake): TIME_WAIT and resets exact', async () => {
       const port = 7505;
       events = [];
+      const nstat0 = ns.nstat();
       const total0 = tracer.totals();
+      const skipped0 = tracer.skippedRuns();
       const out = await closes(ns, 'ws-storm', 300, port, 16, 0.002, 15);
-      tracer.flush();
-      const total1 = tracer.totals();
-      // The storm made every kind of close (the referee says so), and each count matches the kernel's.
+      // The storm made every kind of close (the referee says so).
       expect(out.mib.TCPAbortOnData).toBeGreaterThan(0);
       expect(twMade(out)).toBeGreaterThan(0);
-      expect(total1.timewait - total0.timewait).toBe(twMade(out));
-      expect(total1.resetSent - total0.resetSent).toBe(out.mib.OutRsts);
-      expect(tracer.skippedRuns()).toBe(0);
+      // Its last resets can still be on their way (a SYN-ACK resent to a client that left is answered
+      // with one): compare the kernel's counts and wstrace's read together, until both have settled.
+      // Short only by runs the kernel skipped as nested in the same program on a CPU (counted; on a machine
+      // this busy the timer and packet programs can interrupt themselves).
+      const settled = await until(
+        () => {
+          const total1 = tracer.totals();
+          const nstat1 = ns.nstat();
+          const made = delta(nstat1, nstat0, 'TcpExtTW') + delta(nstat1, nstat0, 'TcpExtTWKilled');
+          const twShort = made - (total1.timewait - total0.timewait);
+          const rstShort = delta(nstat1, nstat0, 'TcpOutRsts') - (total1.resetSent - total0.resetSent);
+          const skipped = tracer.skippedRuns() - skipped0;
+          return { made, twShort, rstShort, skipped };
+        },
+        {
+          what: 'TIME_WAIT and resets sent counted as the kernel did',
+          timeoutMs: 20_000,
+          accept: (r) => r.twShort >= 0 && r.rstShort >= 0 && r.twShort + r.rstShort <= r.skipped,
+        },
+      );
+      expect(settled.made).toBeGreaterThanOrEqual(twMade(out));
     });
   });
 }

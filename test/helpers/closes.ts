@@ -9,8 +9,21 @@ import type { TestNetns } from './netns.js';
 
 export const CLOSES = join(dirname(fileURLToPath(import.meta.url)), 'closes.py');
 
+/** The counters closes.py measures (MIB in closes.py), by their nstat names without the table. */
+export type MibName =
+  | 'TW'
+  | 'TWKilled'
+  | 'TCPTimeWaitOverflow'
+  | 'TCPAbortOnData'
+  | 'TCPAbortOnLinger'
+  | 'ListenOverflows'
+  | 'ListenDrops'
+  | 'OutRsts';
+
 export interface ClosesResult {
-  readonly mib: Readonly<Record<string, number>>;
+  readonly mib: Readonly<Record<MibName, number>>;
+  /** The rise of sockstat's tw (timewait sockets held) around the traffic. */
+  readonly tw: number;
   readonly client_ports: readonly number[];
   readonly source_ports: readonly number[];
   readonly [key: string]: unknown;
@@ -23,5 +36,5 @@ export async function closes(ns: TestNetns, mode: string, ...args: Array<string 
 
 /** Timewait sockets the kernel made: TcpExtTW and TcpExtTWKilled both count one when its timer is armed. */
 export function twMade(out: ClosesResult): number {
-  return (out.mib.TW ?? 0) + (out.mib.TWKilled ?? 0);
+  return out.mib.TW + out.mib.TWKilled;
 }
