@@ -406,9 +406,10 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
  *   rows: bound address, then the wildcard (and for IPv4, a dual-stack IPv6
  *   listener). A listener never seen before gets a row under the packet's
  *   address. Two sockets on one address (SO_REUSEPORT) share their row.
- * - Counts that rise on a packet that is not TCP to a listening port, or that
- *   still has a socket when freed (none should), wait for the next listener
- *   packet on the CPU: counted, maybe on another listener of the namespace.
+ * - Counts that rise on a packet that is not TCP, neither a SYN nor to a
+ *   listening port, or that still has a socket when freed (none should), wait
+ *   for the next listener packet on the CPU: counted, maybe on another
+ *   listener of the namespace.
  */
 /*
  * Indexes of the counters in struct linux_mib, as the running kernel numbers
@@ -632,8 +633,12 @@ static __always_inline bool segment_tuple(const struct sk_buff *skb, struct wst_
 	return true;
 }
 
-/* What the counts rose by, given to the listener of the packet that made them rise. */
-static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, const struct mib_seen *d,
+/*
+ * What the counts rose by, given to the listener of the packet that made them
+ * rise. False when the packet cannot be a listener's (not TCP, or neither a
+ * SYN nor to a port that listens): the counts then wait for the next end.
+ */
+static __always_inline bool attribute(const struct sk_buff *skb, __u32 netns, const struct mib_seen *d,
 				      __u32 drop_reason)
 {
 	struct wst_listener_val *v;
@@ -641,12 +646,14 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, co
 	__u8 flags = 0;
 	__u64 now;
 
-	/* Only a segment to a port with a listener makes a row (a stray count must not invent one). */
-	if (!segment_tuple(skb, &e, &flags) || !port_wanted(e.lport, 0) || !is_listen_port(e.lport))
-		return;
+	/* A stray count must not invent a row: a SYN, or a segment to a port that listens (listen() marks it). */
+	if (!segment_tuple(skb, &e, &flags) || (!is_listen_port(e.lport) && (flags & 0x12) != 0x02))
+		return false;
+	if (!port_wanted(e.lport, 0))
+		return true;
 	v = packet_listener(&e);
 	if (!v || !row_cgroup_wanted(v))
-		return;
+		return true;
 	e.cgroup = v->cgroup;
 	e.inode = v->inode;
 	e.queue = v->depth;
@@ -664,7 +671,7 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, co
 		if (d->cookies)
 			__sync_fetch_and_add(&v->cookies_sent, d->cookies);
 		if (!full && !reqq && !rest)
-			return;
+			return true;
 		if (full)
 			__sync_fetch_and_add(&v->syn_drops[WST_SYN_CAUSE_ACCEPT_QUEUE_FULL], full);
 		if (reqq)
@@ -686,14 +693,14 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, co
 		if (!full)
 			cause = reqq ? WST_SYN_CAUSE_SYN_QUEUE_FULL : other;
 		if (now - v->last_syn_event_ns < full_event_interval_ns)
-			return;
+			return true;
 		v->last_syn_event_ns = now;
 		e.kind = WST_SYN_DROP;
 		e.reason = cause;
 	} else {
 		/* An ACK (or anything else) to a listener: the ACK stage, one event per packet. */
 		if (!d->overflows)
-			return;
+			return true;
 		__sync_fetch_and_add(&v->overflows, d->overflows);
 		count_n(WST_CNT_LISTEN_OVERFLOW, d->overflows);
 		e.kind = WST_LISTEN_OVERFLOW;
@@ -701,6 +708,7 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, co
 	}
 	e.ts_ns = now;
 	emit(&e, WST_KEEP_LPORT);
+	return true;
 }
 
 static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_reason)
@@ -733,8 +741,8 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 	d.drops = now.drops - was->drops;
 	d.reqq_full = now.reqq_full - was->reqq_full;
 	d.cookies = now.cookies - was->cookies;
-	*was = now;
-	attribute(skb, k.netns, &d, drop_reason);
+	if (attribute(skb, k.netns, &d, drop_reason))
+		*was = now;
 }
 
 static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason)
