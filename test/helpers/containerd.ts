@@ -327,7 +327,8 @@ export class TestContainerd {
               }
               return true;
             },
-            { what: `cgroup ${d} removed`, timeoutMs: 10_000 },
+            // Killed processes leave their cgroup only once reaped: slow on a loaded machine.
+            { what: `cgroup ${d} removed`, timeoutMs: 30_000 },
           );
         }
       }
