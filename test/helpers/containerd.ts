@@ -307,6 +307,7 @@ export class TestContainerd {
       .filter((l) => / - cgroup2? /.test(l))
       .map((l) => l.split(' ')[4]!);
     const roots = [...this.ctrIds.map((id) => `/default/${id}`), ...this.podCgroups];
+    const failed: string[] = [];
     for (const m of mounts) {
       for (const r of roots) {
         const top = join(m, r);
@@ -318,6 +319,7 @@ export class TestContainerd {
         };
         walk(top);
         for (const d of dirs.reverse()) {
+          // One that stays busy is reported, and the rest are still removed.
           await until(
             () => {
               try {
@@ -329,7 +331,7 @@ export class TestContainerd {
             },
             // Killed processes leave their cgroup only once reaped: slow on a loaded machine.
             { what: `cgroup ${d} removed`, timeoutMs: 30_000 },
-          );
+          ).catch((err: unknown) => failed.push(String(err)));
         }
       }
       // The shared parents go only when nothing else is in them.
@@ -341,5 +343,6 @@ export class TestContainerd {
         }
       }
     }
+    if (failed.length) throw new Error(failed.join('; '));
   }
 }
