@@ -17,11 +17,12 @@ node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)
 # Build tools for the BPF object and the addon, libbpf, and the tools the
 # tests and captures use (nstat/ip/ss from iproute2, sysctl, setpriv, tcpdump, tmux, openssl),
 # and Prometheus with promtool (the metrics tests scrape agents with a real server and check the rules),
-# and containerd, runc and busybox-static (the container tests run their own containerd on a private
-# socket, with a sandbox image built from busybox; no registry needed).
+# and containerd, runc, busybox-static and the CNI plugins (the container tests run their own containerd
+# on a private socket, with a sandbox image built from busybox, no registry needed; a pod of its own
+# network gets a veth end through CNI host-device).
 packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
   iproute2 procps util-linux tcpdump tmux openssl bpftrace prometheus
-  containerd runc busybox-static)
+  containerd runc busybox-static containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -33,8 +33,8 @@ type Any = any;
 /** Why containerd cannot run here, or undefined when it can (tools present, root, cgroup2 mounted). */
 export function containerdBlocker(): string | undefined {
   if (process.getuid?.() !== 0) return 'containerd tests need root';
-  for (const tool of ['/usr/bin/containerd', '/usr/bin/ctr', '/usr/sbin/runc', '/usr/bin/busybox']) {
-    if (!existsSync(tool) && !existsSync(tool.replace('/usr/sbin/', '/usr/bin/'))) return `${tool} is missing: run ./setup.sh (it installs containerd, runc and busybox-static)`;
+  for (const tool of ['/usr/bin/containerd', '/usr/bin/ctr', '/usr/sbin/runc', '/usr/bin/busybox', '/usr/lib/cni/host-device']) {
+    if (!existsSync(tool) && !existsSync(tool.replace('/usr/sbin/', '/usr/bin/'))) return `${tool} is missing: run ./setup.sh (it installs containerd, runc, busybox-static and containernetworking-plugins)`;
   }
   return undefined;
 }
