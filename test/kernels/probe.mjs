@@ -195,12 +195,15 @@ for (const force of ROUNDS) {
       }
       if (v.exactTimewait && closed[i]) {
         // TIME_WAITs in that namespace against the timewait sockets its kernel made, with closes that made
-        // none in between: aborts on data and on linger, and an overflow of the buckets. The referee is the
-        // rise of sockstat's tw in the new namespace (none ends within 60 s): 5.10 counts TcpExtTW only
-        // when a timewait socket expires. A namespace's inode can be reused by the next: its port too.
+        // none in between: aborts on data and on linger, and an overflow of the buckets. The referee is
+        // TcpExtTW + TWKilled where the kernel counts them as it makes them (6.1 on); 5.10 counts them when
+        // one expires (none does within 60 s: they stay 0), so there the rise of sockstat's tw in the new
+        // namespace, which a timewait socket ended early (a late answer resets one) would undercount.
+        // A namespace's inode can be reused by the next: the port is matched too.
         const { mib, netns, tw } = closed[i];
-        row.twMade = tw;
         row.twMib = mib.TW + mib.TWKilled;
+        row.twSockstat = tw;
+        row.twMade = row.twMib > 0 ? row.twMib : tw;
         row.twCounted = c.timewaits.filter((t) => t.netns === netns && t.rport === portOf(v)).reduce((s, t) => s + t.count, 0);
         row.exact = row.twCounted === row.twMade && row.twMade > 0 && mib.TCPAbortOnData > 0 && mib.TCPTimeWaitOverflow > 0;
       }
