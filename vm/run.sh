@@ -30,14 +30,16 @@ fi
 
 cmd=$(printf '%q ' "$@" | base64 -w0)
 log=$(mktemp)
+# A token of this run only: cleanup stops this guest, never another run's from the same checkout.
+run_token="wstrace.run=$$.$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
 qemu-system-x86_64 "${accel[@]}" -m 2G -smp 2 -nodefaults -display none -no-reboot -nic none \
   -serial stdio -kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" \
-  -append "console=ttyS0 quiet loglevel=1 panic=-1 wstrace.cmd=$cmd wstrace.project=$project" \
+  -append "console=ttyS0 quiet loglevel=1 panic=-1 wstrace.cmd=$cmd wstrace.project=$project $run_token" \
   -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
   -virtfs "local,path=$project,mount_tag=project,security_model=none,multidevs=remap" \
   </dev/null 2>&1 | tr -d '\r' | tee "$log" &
 qemu_pid=$!
-cleanup() { pkill -P $$ qemu-system-x86 2>/dev/null || true; pkill -f "wstrace.project=$project" 2>/dev/null || true; rm -f "$log"; }
+cleanup() { pkill -P $$ qemu-system-x86 2>/dev/null || true; pkill -f "$run_token" 2>/dev/null || true; rm -f "$log"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
