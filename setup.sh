@@ -20,7 +20,7 @@ node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)
 # and containerd, runc, busybox-static and the CNI plugins (the container tests run their own containerd
 # on a private socket, with a sandbox image built from busybox, no registry needed; a pod of its own
 # network gets a veth end through CNI host-device).
-packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
+packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config xz-utils patch
   iproute2 procps util-linux tcpdump tmux openssl bpftrace prometheus
   containerd runc busybox-static containernetworking-plugins)
 missing=()

@@ -100,6 +100,9 @@ export class TestContainerd {
       `  sandbox_image = "${SANDBOX_IMAGE}"`,
       // Where this process may not lower oom_score_adj (a sandboxed CI), the CRI's -998 for sandboxes fails runc.
       '  restrict_oom_score_adj = true',
+      // The native snapshotter (plain copies): overlayfs cannot stack on a root or /tmp that is itself overlayfs (fresh CI roots are).
+      '  [plugins."io.containerd.grpc.v1.cri".containerd]',
+      '    snapshotter = "native"',
       '  [plugins."io.containerd.grpc.v1.cri".cni]',
       '    bin_dir = "/usr/lib/cni"',
       `    conf_dir = "${dir}/cni"`,
@@ -122,7 +125,7 @@ export class TestContainerd {
     try {
       await until(async () => (await c.ctr(['version'], 5000)).includes('Server:'), { what: 'containerd answering on its socket', timeoutMs: 30_000 });
       await run('python3', [join(HERE, 'oci_image.py'), join(dir, 'pause.tar'), SANDBOX_IMAGE]);
-      await c.ctr(['-n', 'k8s.io', 'images', 'import', join(dir, 'pause.tar')], 60_000);
+      await c.ctr(['-n', 'k8s.io', 'images', 'import', '--snapshotter', 'native', join(dir, 'pause.tar')], 60_000);
     } catch (err) {
       await c.stop();
       throw new Error(`containerd did not start: ${String(err)}\n${c.log().slice(-2000)}`);
