@@ -4,46 +4,10 @@
  * (the one BPF reads from the socket), so id → path is a walk that stats
  * directories; there is no reverse lookup short of open_by_handle_at.
  */
-import { readFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/**
- * The cgroup2 mount point from /proc/self/mountinfo text: /sys/fs/cgroup on
- * a pure v2 host, /sys/fs/cgroup/unified on a v1+v2 hybrid. The mount of the
- * hierarchy's root is preferred (a bind mount of a subtree would give ids
- * their paths relative to that subtree).
- */
-export function parseCgroup2Mount(mountinfo: string): string | undefined {
-  let best: string | undefined;
-  for (const line of mountinfo.split('\n')) {
-    // id parent major:minor root mountpoint options [optional…] - fstype source superopts
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const fstype = line.slice(sep + 3).split(' ')[0];
-    if (fstype !== 'cgroup2') continue;
-    const fields = line.slice(0, sep).split(' ');
-    const root = fields[3];
-    const mountPoint = unescapeMount(fields[4] ?? '');
-    if (root === '/') return mountPoint;
-    best ??= mountPoint;
-  }
-  return best;
-}
-
-/** mountinfo writes space, tab, newline and backslash as octal escapes. */
-function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** This host's cgroup2 mount, or undefined when there is none (a v1-only host). */
-export function findCgroup2Mount(mountinfoPath = '/proc/self/mountinfo'): string | undefined {
-  try {
-    return parseCgroup2Mount(readFileSync(mountinfoPath, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
+export { findCgroup2Mount, parseCgroup2Mount } from '../host/cgroup-mount.js';
 
 export interface WalkLimits {
   /** Directories visited at most: a host with more cgroups than this is indexed in part, and says so. */

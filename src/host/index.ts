@@ -65,3 +65,4 @@ export async function readHostFacts(options: HostFactsOptions = {}): Promise<Hos
     sysctls: parseSysctls(sysctlTexts, tcpMem),
   };
 }
+export * from './cgroup-mount.js';

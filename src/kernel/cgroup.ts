@@ -13,7 +13,8 @@
  * opened with O_NOFOLLOW | O_DIRECTORY and checked again through its own
  * descriptor.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, statfsSync } from 'node:fs';
+import { findCgroup2Mount, parseCgroup2Mount } from '../host/cgroup-mount.js';
 import { clip } from '../protocol/address.js';
 import { UserError } from '../protocol/errors.js';
 
@@ -31,35 +32,9 @@ export interface CgroupRef {
   readonly dir: string;
 }
 
-/** `\040`-style escapes of /proc/self/mountinfo, undone. */
-function unescapeMountField(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-/**
- * Where the cgroup2 hierarchy is mounted, from mountinfo text (this
- * process's own by default); undefined when none is. A mount of a subtree
- * (field 4 not `/`, as inside a container with a cgroup namespace) still
- * counts: paths are then relative to what this process sees.
- */
+/** Where the cgroup2 hierarchy is mounted, from mountinfo text (this process's own by default); undefined when none is. */
 export function cgroup2Mount(mountinfo?: string): string | undefined {
-  let text = mountinfo;
-  if (text === undefined) {
-    try {
-      text = readFileSync('/proc/self/mountinfo', 'utf8');
-    } catch {
-      return undefined;
-    }
-  }
-  for (const line of text.split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const fstype = line.slice(sep + 3).split(' ')[0];
-    if (fstype !== 'cgroup2') continue;
-    const mountPoint = line.slice(0, sep).split(' ')[4];
-    if (mountPoint) return unescapeMountField(mountPoint);
-  }
-  return undefined;
+  return mountinfo === undefined ? findCgroup2Mount() : parseCgroup2Mount(mountinfo);
 }
 
 const ACCEPTED = 'give a directory of the cgroup2 hierarchy, as a path under its mount or relative to it (/system.slice/x.service).';
