@@ -326,8 +326,9 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     return it == force_.end() ? "" : it->second;
   }
 
-  // The SNMP counters syn_drop's tracepoint route reads, as this kernel
-  // numbers them (0: not found, and the route counts nothing).
+  // The SNMP counters the programs read where they rise (syn_drop's
+  // tracepoint route, resets received that no peer sent), as this kernel
+  // numbers them (0: not found, and that reading is skipped).
   template <typename Rodata>
   static void SetMibIndexes(Rodata* r, const KernelTypes& kernel) {
     auto index = [&](const char* name) -> uint32_t {
@@ -338,6 +339,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     r->mib_listen_drops = index("LINUX_MIB_LISTENDROPS");
     r->mib_reqq_full_drop = index("LINUX_MIB_TCPREQQFULLDROP");
     r->mib_syncookies_sent = index("LINUX_MIB_SYNCOOKIESSENT");
+    r->mib_abort_on_data = index("LINUX_MIB_TCPABORTONDATA");
   }
 
   // Opens, configures and loads the core object. A tp_btf program the

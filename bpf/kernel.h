@@ -23,6 +23,7 @@ enum {
 	TCP_TIME_WAIT = 6,
 	TCP_CLOSE = 7,
 	TCP_CLOSE_WAIT = 8,
+	TCP_LAST_ACK = 9,
 	TCP_LISTEN = 10,
 	TCP_CLOSING = 11,
 	TCP_NEW_SYN_RECV = 12,
@@ -36,9 +37,38 @@ struct ns_common {
 	unsigned int inum;
 } CORE;
 
+/* The established hash: a timewait socket is put in a bucket's chain (nulls list: the end is an odd pointer). */
+struct hlist_nulls_node {
+	struct hlist_nulls_node *next;
+} CORE;
+
+struct hlist_nulls_head {
+	struct hlist_nulls_node *first;
+} CORE;
+
+struct inet_ehash_bucket {
+	struct hlist_nulls_head chain;
+} CORE;
+
+struct inet_hashinfo {
+	struct inet_ehash_bucket *ehash;
+	unsigned int ehash_mask;
+} CORE;
+
+/* The namespace's TCP hash tables (its own with tcp_child_ehash_entries, 6.1+; else the global one). */
+struct inet_timewait_death_row {
+	struct inet_hashinfo *hashinfo;
+} CORE;
+
 struct netns_ipv4 {
 	__u8 sysctl_tcp_syncookies;
 	int sysctl_max_syn_backlog;
+	struct inet_timewait_death_row tcp_death_row;
+} CORE;
+
+/* 5.17 to 6.0 allocated it apart: a pointer there. */
+struct netns_ipv4___dr_ptr {
+	struct inet_timewait_death_row *tcp_death_row;
 } CORE;
 
 /*
@@ -54,6 +84,10 @@ struct net {
 	struct ns_common ns;
 	struct netns_ipv4 ipv4;
 	struct netns_mib mib;
+} CORE;
+
+struct net___dr_ptr {
+	struct netns_ipv4___dr_ptr ipv4;
 } CORE;
 
 typedef struct {
@@ -78,6 +112,8 @@ struct sock_common {
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
 	struct sock *skc_listener;	/* request sockets: the listener (in a union) */
+	unsigned long skc_flags;	/* full sockets: sk_flags (in that union) */
+	struct hlist_nulls_node skc_nulls_node;	/* its link in an ehash chain (in a union) */
 } CORE;
 
 struct inode {
@@ -125,8 +161,17 @@ struct sock_cgroup_data___val {
 	__u64 val;
 } CORE;
 
+/* Bit numbers in sk_flags (CO-RE takes the running kernel's values). */
+enum sock_flags {
+	SOCK_DEAD = 0,
+	SOCK_DONE = 1,
+	SOCK_LINGER = 4,
+};
+
 struct sock {
 	struct sock_common __sk_common;
+	unsigned long sk_lingertime;
+	__u8 sk_shutdown;	/* a 2-bit field on older kernels: read with BPF_CORE_READ_BITFIELD_PROBED */
 	int sk_err;
 	atomic_t sk_drops;
 	__u16 sk_protocol;
@@ -136,20 +181,17 @@ struct sock {
 	struct sock_cgroup_data sk_cgrp_data;
 } CORE;
 
+/* Sequence numbers: what arrived in order, and what the reader took. */
+struct tcp_sock {
+	__u32 rcv_nxt;
+	__u32 copied_seq;
+} CORE;
+
 /* Full sockets only: keeps the source port after tcp_set_state(CLOSE) clears skc_num. */
 struct inet_sock {
 	__be16 inet_sport;
 } CORE;
 
-/* Only its place in inet_timewait_sock is used: no field is read. */
-struct timer_list {
-} CORE;
-
-struct inet_timewait_sock {
-	struct sock_common __tw_common;
-	__be16 tw_sport;
-	struct timer_list tw_timer;
-} CORE;
 
 struct request_sock {
 	struct sock_common __req_common;

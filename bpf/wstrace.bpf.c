@@ -29,113 +29,320 @@ char LICENSE[] SEC("license") = "GPL";
  * move without one: data reaching an orphan (TCPAbortOnData), TCP_LINGER2 < 0,
  * an orphan's FIN_WAIT2 timer giving up, tcp_max_tw_buckets reached
  * (inet_twsk_alloc() fails: TCPTimeWaitOverflow), a reset, an abort. No
- * tracepoint names the timewait socket, but inet_twsk_alloc() sets up its
- * timer once the socket has its identity (timer:timer_init, on 4.15 and every
- * kernel since; TcpExtTW/TWKilled count it a moment later when the timer is
- * armed). That memo, keyed by the connection, is claimed by the full
- * socket's move to CLOSE that follows in the same call (tcp_time_wait() →
- * tcp_done()).
+ * tracepoint names the timewait socket. But tcp_time_wait() puts it in the
+ * established hash, in the bucket of the full socket it replaces (the same
+ * hash), before tcp_done() moves the full socket to CLOSE; when there is no
+ * timewait socket nothing of that connection is left in the table (the close
+ * unhashes the full socket before the tracepoint). So at that move, a
+ * TIME_WAIT entry of this connection in the socket's own bucket is the sign,
+ * on every kernel (the hash dance has come before tcp_done() since 2.6).
  *
  * Races, and why they do not miscount:
- * - Allocation and close run in one task under the socket lock, in order; the
- *   memo is in a map every CPU sees, so a task moved to another CPU in
- *   between (process context, full preemption) still finds it.
- * - An interrupt between the two (another socket's timewait, on this CPU)
- *   writes its own key: memos are per connection, not per CPU slot.
- * - Any timer's setup runs the memo's program, which recognises a timewait
- *   socket by reading the bytes around the timer. Another object that happens
- *   to look like one leaves a key no closing socket has: it costs an entry,
- *   never a count.
- * - A memo not claimed at once (a DCCP timewait socket, a socket filtered
- *   out) is trusted for TW_MEMO_VALID_NS only, and evicted as entries turn over.
- * - The program is skipped when it would nest in itself on a CPU (the
- *   kernel's recursion guard, counted in Tracer.skippedRuns()): that one
- *   TIME_WAIT would be missed, and said.
+ * - The look-up runs in the call that made the timewait socket, under the
+ *   socket's lock, microseconds after. Its timer (at least the RTO) has not
+ *   run; only a new connection on this very 4-tuple (tcp_tw_reuse) could
+ *   kill it first: that TIME_WAIT would be missed.
+ * - Sockets hashed into the same bucket meanwhile go in at the head: the
+ *   chain is walked for up to TW_CHAIN_MAX entries (the kernel sizes the
+ *   table to about one socket per bucket).
+ * - An older timewait socket of the same 4-tuple cannot be there: the
+ *   kernel kills it before it hashes a new connection on that 4-tuple.
+ * - The chain is walked under RCU (a BPF program runs inside a read-side
+ *   section) with probe reads: a node freed under the walk reads as another
+ *   socket, or ends the walk.
  */
-struct tw_key {
+#define TW_CHAIN_MAX 8
+
+static __always_inline const struct inet_hashinfo *tcp_hashinfo_of(const struct net *net)
+{
+	if (bpf_core_field_exists(struct netns_ipv4, tcp_death_row))
+		return BPF_CORE_READ(net, ipv4.tcp_death_row.hashinfo);
+	if (bpf_core_field_exists(struct netns_ipv4___dr_ptr, tcp_death_row))
+		return BPF_CORE_READ((const struct net___dr_ptr *)net, ipv4.tcp_death_row, hashinfo);
+	return 0;
+}
+
+/*
+ * True when the established hash holds a TIME_WAIT socket of this full
+ * socket's connection. The close has unhashed the port (skc_num 0): the
+ * source port is read from inet_sport, which keeps it.
+ */
+static __always_inline bool timewait_made(const struct sock *sk, bool direct)
+{
+	const struct net *net = RD(direct, sk, __sk_common.skc_net.net);
+	__u32 hash = RD(direct, sk, __sk_common.skc_hash);
+	__be32 daddr = RD(direct, sk, __sk_common.skc_daddr);
+	__be16 dport = RD(direct, sk, __sk_common.skc_dport);
+	__u16 num = __builtin_bswap16(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	const struct inet_hashinfo *hi = tcp_hashinfo_of(net);
+	__u64 node_off = bpf_core_field_offset(struct sock_common, skc_nulls_node);
+	const struct hlist_nulls_node *node;
+	const void *bucket;
+
+	if (!hi)
+		return false;
+	bucket = (const void *)BPF_CORE_READ(hi, ehash) +
+		 (__u64)(hash & BPF_CORE_READ(hi, ehash_mask)) * bpf_core_type_size(struct inet_ehash_bucket);
+	node = BPF_CORE_READ((const struct inet_ehash_bucket *)bucket, chain.first);
+#pragma unroll
+	for (int i = 0; i < TW_CHAIN_MAX; i++) {
+		const struct sock_common *c = (const void *)node - node_off;
+
+		/* A nulls list ends in an odd pointer (the bucket's number, tagged). */
+		if (!node || ((unsigned long)node & 1))
+			return false;
+		if (BPF_CORE_READ(c, skc_hash) == hash && BPF_CORE_READ(c, skc_state) == TCP_TIME_WAIT &&
+		    BPF_CORE_READ(c, skc_dport) == dport && BPF_CORE_READ(c, skc_num) == num &&
+		    BPF_CORE_READ(c, skc_daddr) == daddr && BPF_CORE_READ(c, skc_net.net) == net)
+			return true;
+		node = BPF_CORE_READ(node, next);
+	}
+	return false;
+}
+
+/*
+ * ---- The kernel's own counters, read where they rise ----
+ *
+ * The namespace's SNMP counters are per CPU (NET_INC_STATS is a this-CPU
+ * add), so a program can read this CPU's copy and see what a call just
+ * counted on it. Two routes use that: which reset "received" came from no
+ * reset (below), and the SYN-stage listen drops (further down).
+ */
+#define WST_MAX_CPUS 512
+
+struct mib_key {
 	__u32 netns;
-	__u32 hash;		/* skc_hash: the ehash bucket, mixing in both addresses (IPv6 too) */
-	__u32 daddr;		/* skc_daddr (for IPv6 sockets a fixed stand-in) */
-	__u32 ports;		/* skc_dport << 16 | source port, network order each */
+	__u32 cpu;
 };
 
-#define TW_MEMO_VALID_NS 1000000000ULL
+/* This CPU's per-CPU offset (0 until first computed), and its address is how it is computed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} cpu_offset SEC(".maps");
 
-/* Each CPU evicts from its own LRU list: no lock shared by every CPU's closes. */
+/* Set while an end is being settled on this CPU, so an interrupting one does not interleave. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} settling SEC(".maps");
+
+
+/* A pointer's value as a plain number (copied through memory: the verifier allows no arithmetic on map pointers). */
+static __always_inline __u64 address_of(const void *p)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), &p);
+	return v;
+}
+
+/* pptrs[0] of cpu_offset: the per-CPU pointer a lookup resolves per CPU. */
+static __always_inline __u64 percpu_base(void)
+{
+	__u64 at = address_of(&cpu_offset) + bpf_core_field_offset(struct bpf_array, pptrs);
+	__u64 base = 0;
+
+	bpf_probe_read_kernel(&base, sizeof(base), (const void *)at);
+	return base;
+}
+
+static __always_inline __u64 this_cpu_offset(void)
+{
+	__u32 zero = 0;
+	__u64 *slot = bpf_map_lookup_elem(&cpu_offset, &zero);
+	__u64 base;
+
+	if (!slot)
+		return 0;
+	if (*slot)
+		return *slot;
+	base = percpu_base();
+	if (!base)
+		return 0;
+	*slot = address_of(slot) - base;
+	return *slot;
+}
+
+/* This CPU's copy of mibs[idx] of the namespace (struct linux_mib is unsigned long mibs[]); false if unreadable. */
+static __always_inline bool mib_now(const struct net *net, __u32 idx, __u64 *v)
+{
+	__u64 stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
+	__u64 offset;
+
+	if (!idx || !stats)
+		return false;
+	offset = this_cpu_offset();
+	if (!offset)
+		return false;
+	return !bpf_probe_read_kernel(v, sizeof(*v), (const __u64 *)(stats + offset) + idx);
+}
+
+/*
+ * ---- A reset "received" that no peer sent ----
+ *
+ * tcp_receive_reset fires in tcp_reset(), and tcp_reset() is also how the
+ * kernel ends a socket it has closed for reading when data still reaches it
+ * (tcp_rcv_state_process(), step 7: an orphan in FIN_WAIT1/2, or CLOSING,
+ * LAST_ACK, CLOSE_WAIT): it counts TCPAbortOnData, calls tcp_reset() at once,
+ * and its caller sends a reset. Nothing on the socket tells the two apart at
+ * the tracepoint, but the counter does: in that path it rose on this CPU
+ * just before, with nothing in between. So where the state allows it, a
+ * reset "received" is one only if this CPU's TCPAbortOnData has not risen
+ * since last looked at; the rest are counted nowhere (the reset the kernel
+ * sends for it is counted as sent).
+ *
+ * The other places that count TCPAbortOnData are looked at too, so their
+ * rises are not taken for one of these:
+ * - tcp_done() then the count in FIN_WAIT1 (linger2 < 0, data after the
+ *   FIN): the reset the caller then sends (socket in CLOSE, with the packet)
+ *   settles it.
+ * - close() with SO_LINGER 0 counts after its reset (tcp_send_active_reset:
+ *   socket in CLOSE, no packet, SO_LINGER with 0, nothing unread, shut down
+ *   both ways): that reset leaves one count owed, which the next rise pays.
+ *
+ * Races, named: a close that migrates to another CPU between its reset and
+ * its count, or a softirq that interrupts it there (microseconds) and resets
+ * an orphan on that CPU, takes one real reset for one of these and the next
+ * of these for a real one: the sum stays exact, the two swap. Process and
+ * softirq context on one CPU share its entry without a lock.
+ */
+const volatile __u32 mib_abort_on_data = 0;
+
+struct abort_seen {
+	__u64 seen;	/* TCPAbortOnData on this CPU when last looked at */
+	__u64 owed;	/* counts announced (a linger-0 close's reset) that have not risen yet */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct tw_key);
-	__type(value, __u64);
-} tw_made SEC(".maps");
+	__uint(max_entries, 16384);
+	__type(key, struct mib_key);
+	__type(value, struct abort_seen);
+} abort_seen SEC(".maps");
 
 /*
- * timer_init(timer): if the timer is a timewait socket's tw_timer, note its
- * connection. Probe reads throughout: for any other timer the bytes read are
- * another object's (a fault reads as 0). Most timers leave at the first read.
+ * The baseline: this CPU's count when a socket of the namespace starts to
+ * close on it (FIN_WAIT1 or CLOSE_WAIT, seen by the timewait program), and
+ * where the kernel has bpf_map_lookup_percpu_elem (5.19+) every CPU's count
+ * at the namespace's first such close: no socket of it can be closed for
+ * reading before. Older kernels give no other CPU's offset, so there a CPU
+ * that meets one of these before any close starts on it takes that one for
+ * a real reset (once per CPU and namespace).
  */
-static __always_inline void on_timer_init(__u64 timer)
-{
-	const struct inet_timewait_sock *tw =
-		(const void *)(timer - bpf_core_field_offset(struct inet_timewait_sock, tw_timer));
-	unsigned short family;
-	struct tw_key k;
-	__u64 now;
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} abort_seeded SEC(".maps");	/* the namespace this CPU last saw seeded: spares the hash look-up */
 
-	if (BPF_CORE_READ(tw, __tw_common.skc_state) != TCP_TIME_WAIT)
+static __always_inline void abort_seed(const struct net *net, __u32 netns)
+{
+	struct mib_key k = { .netns = netns, .cpu = bpf_get_smp_processor_id() };
+	struct abort_seen a = {};
+	__u32 zero = 0;
+	__u32 *last = bpf_map_lookup_elem(&abort_seeded, &zero);
+	__u64 stats, base;
+
+	if (!last || *last == netns)
 		return;
-	family = BPF_CORE_READ(tw, __tw_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
+	*last = netns;
+	if (bpf_map_lookup_elem(&abort_seen, &k))
 		return;
-	k.netns = BPF_CORE_READ(tw, __tw_common.skc_net.net, ns.inum);
-	if (!netns_wanted(k.netns))
+	stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
+	base = percpu_base();
+	if (!mib_abort_on_data || !stats)
 		return;
-	k.hash = BPF_CORE_READ(tw, __tw_common.skc_hash);
-	k.daddr = BPF_CORE_READ(tw, __tw_common.skc_daddr);
-	k.ports = ((__u32)BPF_CORE_READ(tw, __tw_common.skc_dport) << 16) | BPF_CORE_READ(tw, tw_sport);
-	now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&tw_made, &k, &now, BPF_ANY);
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_map_lookup_percpu_elem) || !base) {
+		if (mib_now(net, mib_abort_on_data, &a.seen))
+			bpf_map_update_elem(&abort_seen, &k, &a, BPF_NOEXIST);
+		return;
+	}
+#pragma clang loop unroll(disable)
+	for (__u32 cpu = 0; cpu < WST_MAX_CPUS; cpu++) {
+		void *slot = bpf_map_lookup_percpu_elem(&cpu_offset, &zero, cpu);
+
+		if (!slot)
+			break;	/* past the last possible CPU */
+		k.cpu = cpu;
+		if (!bpf_probe_read_kernel(&a.seen, sizeof(a.seen),
+					   (const __u64 *)(stats + address_of(slot) - base) + mib_abort_on_data))
+			bpf_map_update_elem(&abort_seen, &k, &a, BPF_NOEXIST);
+	}
 }
 
-SEC("tp_btf/timer_init")
-int wst_tw_made_btf(__u64 *ctx)
+/* What this CPU's TCPAbortOnData rose by since last looked at that nothing explains; owe: counts to come. */
+static __always_inline __u64 abort_settle(const struct net *net, __u32 netns, __u64 owe)
 {
-	hit(WST_P_TW_MADE_BTF);
-	on_timer_init(ctx[0]);
-	return 0;
+	struct mib_key k = { .netns = netns, .cpu = bpf_get_smp_processor_id() };
+	struct abort_seen *a;
+	__u64 now, rise, paid;
+
+	if (!mib_now(net, mib_abort_on_data, &now))
+		return 0;
+	a = bpf_map_lookup_elem(&abort_seen, &k);
+	if (!a) {
+		/* First look on this CPU: nothing before it is anyone's. */
+		struct abort_seen fresh = { .seen = now, .owed = owe };
+
+		bpf_map_update_elem(&abort_seen, &k, &fresh, BPF_NOEXIST);
+		return 0;
+	}
+	rise = now - a->seen;
+	paid = rise < a->owed ? rise : a->owed;
+	a->seen = now;
+	a->owed = a->owed - paid + owe;
+	return rise - paid;
 }
 
-SEC("raw_tp/timer_init")
-int wst_tw_made(struct bpf_raw_tracepoint_args *ctx)
-{
-	hit(WST_P_TW_MADE);
-	on_timer_init(ctx->args[0]);
-	return 0;
-}
+#define RCV_SHUTDOWN 1
+#define SHUTDOWN_MASK 3
+/* States in which data to a socket closed for reading makes tcp_reset() (step 7 of tcp_rcv_state_process()). */
+#define WST_ABORT_STATES ((1 << TCP_FIN_WAIT1) | (1 << TCP_FIN_WAIT2) | (1 << TCP_CLOSING) | \
+			  (1 << TCP_LAST_ACK) | (1 << TCP_CLOSE_WAIT))
 
-/*
- * True (and the memo gone) when a timewait socket was just made for this
- * full socket's connection. The close has unhashed the port (skc_num 0):
- * the source port is read from inet_sport, which keeps it.
- */
-static __always_inline bool tw_take(const struct sock *sk, __u32 netns, bool direct)
+/* A reset "received" in tcp_reset() for data on a socket closed for reading, not from the peer. */
+static __always_inline bool aborted_on_data(const struct sock *sk, __u32 netns, bool direct)
 {
-	struct tw_key k = {
-		.netns = netns,
-		.hash = RD(direct, sk, __sk_common.skc_hash),
-		.daddr = RD(direct, sk, __sk_common.skc_daddr),
-		.ports = ((__u32)RD(direct, sk, __sk_common.skc_dport) << 16) |
-			 BPF_CORE_READ((struct inet_sock *)sk, inet_sport),
-	};
-	__u64 *ts = bpf_map_lookup_elem(&tw_made, &k);
-	bool fresh;
+	unsigned char state = RD(direct, sk, __sk_common.skc_state);
 
-	if (!ts)
+	if (!((1 << state) & WST_ABORT_STATES))
 		return false;
-	fresh = bpf_ktime_get_ns() - *ts <= TW_MEMO_VALID_NS;
-	bpf_map_delete_elem(&tw_made, &k);
-	return fresh;
+	if (!(BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & RCV_SHUTDOWN))
+		return false;
+	return abort_settle(RD(direct, sk, __sk_common.skc_net.net), netns, 0) > 0;
+}
+
+/*
+ * A reset sent by a socket just moved to CLOSE: settle TCPAbortOnData on this
+ * CPU, and note the count that close() with SO_LINGER 0 makes after its
+ * reset. Unread data would make it TCPAbortOnClose instead: unread is what
+ * lies between what the reader took and what arrived, less a FIN (SOCK_DONE).
+ */
+static __always_inline void abort_settle_sent(const struct sock *sk, const struct sk_buff *skb, bool direct)
+{
+	__u32 netns = sk_netns(sk, direct);
+	__u64 owe = 0;
+
+	if (!netns_wanted(netns))
+		return;
+	if (!skb && BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) == SHUTDOWN_MASK) {
+		unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+		if ((flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_LINGER))) && !BPF_CORE_READ(sk, sk_lingertime)) {
+			__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+			__u32 fin = (flags >> bpf_core_enum_value(enum sock_flags, SOCK_DONE)) & 1;
+
+			owe = unread <= fin;
+		}
+	}
+	abort_settle(RD(direct, sk, __sk_common.skc_net.net), netns, owe);
 }
 
 /* The closed slots (closed_put, closed_take) live in common.h: the send-reset functions' variants read them too. */
@@ -145,6 +352,8 @@ static __always_inline void on_reset_sent(const struct sock *sk, const struct sk
 {
 	struct wst_event e = {};
 
+	if (sk && RD(direct, sk, __sk_common.skc_state) == TCP_CLOSE)
+		abort_settle_sent(sk, skb, direct);
 	/* With the send-reset functions hooked, those resets are counted there. */
 	if (skb && switch_on(reset_fn_hooked))
 		return;
@@ -190,8 +399,15 @@ int wst_rst_sent(struct bpf_raw_tracepoint_args *ctx)
 static __always_inline void on_reset_received(const struct sock *sk, bool direct)
 {
 	struct wst_event e = {};
+	__u32 netns;
 
 	if (!sk)
+		return;
+	netns = sk_netns(sk, direct);
+	if (!netns_wanted(netns))
+		return;
+	/* tcp_reset() on data to a socket closed for reading: the kernel sends that reset, none came (before any filter: it settles the count). */
+	if (aborted_on_data(sk, netns, direct))
 		return;
 	e.kind = WST_RESET_RECEIVED;
 	e.reason = WST_NO_REASON;
@@ -224,8 +440,8 @@ int wst_rst_recv(struct bpf_raw_tracepoint_args *ctx)
 /*
  * inet_sock_set_state(sk, old, new). The timewait socket itself never passes
  * here: tcp_time_wait() creates it, then tcp_done() moves the full socket from
- * FIN_WAIT2 or CLOSING to CLOSE. That move, when the timewait socket's memo
- * (tw_made) is there to claim, is one TIME_WAIT entry. This runs on every
+ * FIN_WAIT2 or CLOSING to CLOSE. That move, when the timewait socket is in
+ * the established hash (timewait_made), is one TIME_WAIT entry. This runs on every
  * state change of every socket: all but moves to CLOSE from the few states
  * that matter leave at the first test.
  */
@@ -235,12 +451,19 @@ static __always_inline void on_set_state(const struct sock *sk, int oldstate, in
 	bool may_tw = oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING;
 	__u32 netns;
 
+	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_CLOSE_WAIT) {
+		/* The first close in a namespace: baselines for resets received that no peer sent. */
+		netns = sk_netns(sk, direct);
+		if (netns_wanted(netns))
+			abort_seed(RD(direct, sk, __sk_common.skc_net.net), netns);
+		return;
+	}
 	if (newstate != TCP_CLOSE || !(may_tw || ((1 << oldstate) & WST_RESET_MAY_FOLLOW)))
 		return;
 	netns = sk_netns(sk, direct);
 	if (RD(direct, sk, sk_protocol) != IPPROTO_TCP || !netns_wanted(netns))
 		return;
-	if (!may_tw || !tw_take(sk, netns, direct)) {
+	if (!may_tw || !timewait_made(sk, direct)) {
 		/*
 		 * No timewait socket: a reset may follow in this call (abort,
 		 * linger 0, unread data, data on an orphan in FIN_WAIT2, linger2
@@ -429,11 +652,6 @@ struct mib_seen {
 	__u64 cookies;		/* SyncookiesSent */
 };
 
-struct mib_key {
-	__u32 netns;
-	__u32 cpu;
-};
-
 /* The counts last settled, per namespace and CPU (only that CPU writes its entry). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -441,60 +659,6 @@ struct {
 	__type(key, struct mib_key);
 	__type(value, struct mib_seen);
 } mib_settled SEC(".maps");
-
-/* This CPU's per-CPU offset (0 until first computed), and its address is how it is computed. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} cpu_offset SEC(".maps");
-
-/* Set while an end is being settled on this CPU, so an interrupting one does not interleave. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} settling SEC(".maps");
-
-#define WST_MAX_CPUS 512
-
-/* A pointer's value as a plain number (copied through memory: the verifier allows no arithmetic on map pointers). */
-static __always_inline __u64 address_of(const void *p)
-{
-	__u64 v = 0;
-
-	bpf_probe_read_kernel(&v, sizeof(v), &p);
-	return v;
-}
-
-/* pptrs[0] of cpu_offset: the per-CPU pointer a lookup resolves per CPU. */
-static __always_inline __u64 percpu_base(void)
-{
-	__u64 at = address_of(&cpu_offset) + bpf_core_field_offset(struct bpf_array, pptrs);
-	__u64 base = 0;
-
-	bpf_probe_read_kernel(&base, sizeof(base), (const void *)at);
-	return base;
-}
-
-static __always_inline __u64 this_cpu_offset(void)
-{
-	__u32 zero = 0;
-	__u64 *slot = bpf_map_lookup_elem(&cpu_offset, &zero);
-	__u64 base;
-
-	if (!slot)
-		return 0;
-	if (*slot)
-		return *slot;
-	base = percpu_base();
-	if (!base)
-		return 0;
-	*slot = address_of(slot) - base;
-	return *slot;
-}
 
 /* One CPU's copy of the four counts (struct linux_mib is unsigned long mibs[]). */
 static __always_inline bool mib_read(__u64 stats, __u64 offset, struct mib_seen *m)

@@ -40,7 +40,7 @@ function suite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
       return tracer.counters().timewaits.filter((t) => t.rport === port).reduce((s, t) => s + t.count, 0);
     }
 
-    it('hooks timewait with the variant asked for, timer_init with it', () => {
+    it('hooks timewait with the variant asked for', () => {
       const hook = tracer.hooks.find((h) => h.signal === 'timewait');
       expect(hook?.attached).toBe(true);
       expect(hook?.variant).toBe(variant ?? 'tp_btf');
@@ -72,6 +72,26 @@ function suite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
       for (const e of sent) expect(['FIN_WAIT2', 'CLOSE', 'TIME_WAIT']).toContain(e.state);
       expect(sent.filter((e) => e.state === 'TIME_WAIT')).toHaveLength(made);
       expect(sent.some((e) => e.state === 'FIN_WAIT2')).toBe(true);
+    });
+
+    it('data to a socket closed for reading: tcp_reset() is no reset received; real ones around it still count', async () => {
+      const N = 25;
+      const port = 7507;
+      events = [];
+      const total0 = tracer.totals();
+      const out = await closes(ns, 'abort-mix', N, port);
+      // Each round: an orphan in FIN_WAIT2 meets data (TCPAbortOnData, tcp_reset(), no reset came) and resets
+      // its server (a real one, in CLOSE_WAIT); a linger-0 close (TCPAbortOnData counted after its reset)
+      // resets a server closed for reading (a real one, in FIN_WAIT2).
+      expect(out.mib.TCPAbortOnData).toBe(2 * N);
+      expect(out.mib.OutRsts).toBe(2 * N);
+      const received = take('reset_received', port);
+      expect(received.filter((e) => e.lport !== port)).toEqual([]);
+      expect(received).toHaveLength(2 * N);
+      expect(received.filter((e) => e.state === 'CLOSE_WAIT')).toHaveLength(N);
+      expect(received.filter((e) => e.state === 'FIN_WAIT2')).toHaveLength(N);
+      expect(tracer.totals().resetReceived - total0.resetReceived).toBe(2 * N);
+      expect(tracer.totals().resetSent - total0.resetSent).toBe(out.mib.OutRsts);
     });
 
     it('TCP_LINGER2 < 0: the orphan closes on the ACK of its FIN with a reset, no TIME_WAIT', async () => {

@@ -134,25 +134,11 @@ export const SIGNALS = [
     kind: { code: 3, proto: 3, protoDoc: ['A socket entered TIME_WAIT (this host closed first).'] },
     counters: [{ name: 'timewait', doc: 'TIME_WAIT entries' }],
     hooks: [
-      // Each rides along on timer_init: inet_twsk_alloc() sets up the timewait socket's timer, the one sign one was made.
-      // (The hook names one tracepoint: the loader looks up a tp_btf variant's BTF by it.)
-      {
-        variant: 'tp_btf',
-        object: 'core',
-        hook: 'inet_sock_set_state',
-        programs: ['wst_timewait_btf', 'wst_tw_made_btf'],
-        hits: ['wst_timewait_btf', 'wst_tw_made_btf'],
-      },
-      {
-        variant: 'raw_tp',
-        object: 'core',
-        hook: 'inet_sock_set_state',
-        programs: ['wst_timewait', 'wst_tw_made'],
-        hits: ['wst_timewait', 'wst_tw_made'],
-      },
+      { variant: 'tp_btf', object: 'core', hook: 'inet_sock_set_state', programs: ['wst_timewait_btf'], hits: ['wst_timewait_btf'] },
+      { variant: 'raw_tp', object: 'core', hook: 'inet_sock_set_state', programs: ['wst_timewait'], hits: ['wst_timewait'] },
     ],
     notes:
-      'FIN_WAIT2/CLOSING → CLOSE right after the kernel set up a timewait socket for that connection (its timer, `timer_init`): not the same move made by data on an orphan, `TCP_LINGER2` < 0, an orphan FIN_WAIT2 timer giving up, a full `tcp_max_tw_buckets` or a reset. Equals `TcpExtTW` + `TcpExtTWKilled` where the kernel counts them as it makes them (about 5.18 on; 5.10 counts at expiry: there the rise of sockstat `tw`)',
+      'FIN_WAIT2/CLOSING → CLOSE with a timewait socket of that connection in the established hash (`tcp_time_wait()` put it there just before): not the same move made by data on an orphan, `TCP_LINGER2` < 0, an orphan FIN_WAIT2 timer giving up, a full `tcp_max_tw_buckets` or a reset. Equals `TcpExtTW` + `TcpExtTWKilled` where the kernel counts them as it makes them (about 5.18 on; 5.10 counts at expiry: there the rise of sockstat `tw`)',
   },
   {
     name: 'accept_queue_full',

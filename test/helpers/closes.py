@@ -18,7 +18,7 @@ import time
 
 HOST = "127.0.0.1"
 MIB = ("TW", "TWKilled", "TCPTimeWaitOverflow", "TCPAbortOnData", "TCPAbortOnLinger", "ListenOverflows",
-       "ListenDrops", "OutRsts")
+       "ListenDrops", "OutRsts", "EstabResets")
 
 
 def mib():
@@ -318,6 +318,54 @@ def abort_overflow(port, backlog, extra):
     return {"client_ports": ports, "reset": reset}
 
 
+def wait_state(sock, state, timeout=5):
+    deadline = time.monotonic() + timeout
+    while tcp_state(sock) != state and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return tcp_state(sock) == state
+
+
+def abort_mix(n, port):
+    """Resets "received" that no peer sent, between real ones, on one CPU.
+    Each round: (a) a client shuts down its side, waits for FIN_WAIT2 and
+    closes (TCP_LINGER2 120 s keeps the orphan a full socket rather than a
+    timewait one); the server, in CLOSE_WAIT, then writes: the orphan meets
+    data while closed for reading, counts TCPAbortOnData and calls
+    tcp_reset() (no reset came), and resets the server, which gets a real
+    one in CLOSE_WAIT. (b) a server shuts down both ways (FIN_WAIT2, closed
+    for reading) and its client closes with SO_LINGER 0: the server gets a
+    real reset in FIN_WAIT2, and close() counts TCPAbortOnData after that
+    reset. Real resets received: 2 per round, both on the server's port;
+    TCPAbortOnData: 2 per round; resets sent: 2 per round."""
+    srv = listener(port, 128)
+    for _ in range(n):
+        # (a) data to an orphan in FIN_WAIT2
+        cli = socket.create_connection((HOST, port), timeout=5)
+        cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_LINGER2, 120)
+        conn, _ = srv.accept()
+        cli.shutdown(socket.SHUT_WR)
+        conn.settimeout(5)
+        conn.recv(1)  # the client's FIN: the server is in CLOSE_WAIT, the client soon in FIN_WAIT2
+        wait_state(cli, 5)
+        cli.close()
+        conn.sendall(b"late")
+        drain(conn)
+        conn.close()
+        # (b) a linger-0 close to a server closed for reading
+        cli = socket.create_connection((HOST, port), timeout=5)
+        cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn, _ = srv.accept()
+        conn.shutdown(socket.SHUT_RDWR)
+        cli.settimeout(5)
+        cli.recv(1)  # the server's FIN: acked, the server goes to FIN_WAIT2
+        wait_state(conn, 5)
+        cli.close()
+        drain(conn)
+        conn.close()
+    srv.close()
+    return {"rounds": n}
+
+
 def matrix_timewait(port):
     """The kernel matrix's check, in one run (the caller gives it a fresh
     namespace): aborts on data, linger2 < 0 both ways, then active closes
@@ -349,6 +397,8 @@ def main():
         out = stray_acks(int(a[0]), int(a[1]), a[2] if len(a) > 2 else HOST)
     elif mode == "abort-overflow":
         out = abort_overflow(int(a[0]), int(a[1]), int(a[2]))
+    elif mode == "abort-mix":
+        out = abort_mix(int(a[0]), int(a[1]))
     elif mode == "matrix-timewait":
         out = matrix_timewait(int(a[0]))
     else:

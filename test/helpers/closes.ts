@@ -18,7 +18,8 @@ export type MibName =
   | 'TCPAbortOnLinger'
   | 'ListenOverflows'
   | 'ListenDrops'
-  | 'OutRsts';
+  | 'OutRsts'
+  | 'EstabResets';
 
 export interface ClosesResult {
   readonly mib: Readonly<Record<MibName, number>>;
