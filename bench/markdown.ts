@@ -3,7 +3,8 @@ import type { CeilingResult, LossResult } from './pipeline.js';
 import type { RecorderResult } from './recorder.js';
 import type { SoakResult } from './soak.js';
 import { accounted, type StalledResult } from './stalled.js';
-import { BPFTRACE_TOLERANCE, loadLimited, RECEIVED_REFEREE, type Goal, type StepSummary } from './summary.js';
+import { ARM_TITLES } from './plan.js';
+import { BPFTRACE_TOLERANCE, EVERY_EVENT_GOAL, loadLimited, RECEIVED_REFEREE, type Delivery, type Footprint, type Goal, type StepSummary } from './summary.js';
 import type { Machine } from './machine.js';
 
 function table(head: string[], rows: Array<Array<string | number>>): string {
@@ -25,6 +26,22 @@ function ratio(x: number | undefined | null, digits = 3): string {
   return x.toFixed(digits);
 }
 
+function deliveryRow(step: string, arm: string, d: Delivery, f: Footprint): Array<string | number> {
+  return [
+    step,
+    arm,
+    d.emitted,
+    d.delivered,
+    d.summarised,
+    d.lostKernelRing,
+    d.lostSlow,
+    ratio(d.deliveredRatio),
+    ratio(d.accountedRatio),
+    Number.isFinite(f.cpuSecondsPer100k) ? f.cpuSecondsPer100k.toFixed(2) : '—',
+    f.peakRssBytes ? mb(f.peakRssBytes) : '—',
+  ];
+}
+
 const fixed = (x: number | undefined, digits: number) => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits));
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
@@ -32,6 +49,8 @@ export interface Report {
   readonly machine: Machine;
   readonly quick: boolean;
   readonly reps: number;
+  /** Repetitions of the every-event arm (--event-budget 0) on unpaced steps. */
+  readonly everyEventReps: number;
   readonly steps: StepSummary[];
   readonly ceilings: CeilingResult[];
   readonly recorders: RecorderResult[];
@@ -51,6 +70,7 @@ export function renderMarkdown(r: Report): string {
   out.push(
     `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB, Linux ${m.kernel}, Node ${m.node}, ${r.bpftrace}.`,
     `Run: ${r.quick ? '--quick' : 'full'}, ${r.reps} repetitions per arm${r.quick ? ' on unpaced steps, 1 on paced ones' : ''}, arms alternated (rotated order each repetition), ` +
+      `"wstrace, every event" (--event-budget 0) on unpaced steps only, ${r.everyEventReps} repetition${r.everyEventReps === 1 ? '' : 's'}; ` +
       `${r.seconds.toFixed(0)} s. Load average ${m.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ` +
       `${m.loadAfter.map((x) => x.toFixed(2)).join(' ')} after; CPUs ${Math.round(m.busyOutsideBench * 100)}% busy with other work just before the run.`,
     `wstrace hooks live: ${r.hooks.join(', ') || 'none'}. Blind: ${r.blind.join('; ') || 'none'}.`,
@@ -68,7 +88,7 @@ export function renderMarkdown(r: Report): string {
     const steps = r.steps.filter((s) => s.scenario === sc);
     out.push('', `### ${TITLES[sc] ?? sc}`, '');
     out.push(
-      '**Exactness** (wstrace agent limited to the bench namespace, vs the namespace\'s own counters; the worst trial shown)',
+      '**Exactness** (wstrace agent limited to the bench namespace, vs the namespace\'s own counters; trials of both agent arms, default budget and every event; the worst trial shown)',
       '',
       table(
         ['step', 'events/s', 'counter', 'wstrace', 'kernel', 'referee', 'ratio', 'exact trials'],
@@ -86,40 +106,35 @@ export function renderMarkdown(r: Report): string {
         ),
       ),
       '',
-      '**Delivery and footprint** (one gRPC subscriber; all wstrace trials of the step summed; ratios of the worst trial)',
+      '**Delivery and footprint** (one gRPC subscriber; all trials of the step and arm summed; ratios of the worst trial. "every event": the agent with --event-budget 0, so nothing is summarised and delivered + lost must equal emitted)',
       '',
       table(
-        ['step', 'emitted', 'delivered', 'summarised', 'lost: kernel', 'lost: slow', '(delivered + summarised) ÷ emitted', '(delivered + summarised + lost) ÷ emitted', 'agent CPU s / 100k events', 'agent peak RSS'],
-        steps.map((s) => [
-          s.step,
-          s.delivery.emitted,
-          s.delivery.delivered,
-          s.delivery.summarised,
-          s.delivery.lostKernelRing,
-          s.delivery.lostSlow,
-          ratio(s.delivery.deliveredRatio),
-          ratio(s.delivery.accountedRatio),
-          Number.isFinite(s.footprint.cpuSecondsPer100k) ? s.footprint.cpuSecondsPer100k.toFixed(2) : '—',
-          s.footprint.peakRssBytes ? mb(s.footprint.peakRssBytes) : '—',
+        ['step', 'arm', 'emitted', 'delivered', 'summarised', 'lost: kernel', 'lost: slow', '(delivered + summarised) ÷ emitted', '(delivered + summarised + lost) ÷ emitted', 'agent CPU s / 100k events', 'agent peak RSS'],
+        steps.flatMap((s) => [
+          deliveryRow(s.step, ARM_TITLES.wstrace, s.delivery, s.footprint),
+          ...(s.everyEvent ? [deliveryRow(s.step, ARM_TITLES['wstrace-all'], s.everyEvent.delivery, s.everyEvent.footprint)] : []),
         ]),
       ),
       '',
-      '**Overhead** (work rate achieved by the same load generator; medians; generator CPU per op shows the in-kernel cost even when the rate is paced)',
+      '**Overhead** (work rate achieved by the same load generator; medians; generator CPU per op shows the in-kernel cost even when the rate is paced; ' +
+        'wstrace: default settings; every event (e): the same agent with --event-budget 0, unpaced steps only)',
       '',
       table(
-        ['step', 'unit', 'untraced', 'wstrace', 'bpftrace', 'wstrace ÷ untraced', 'bpftrace ÷ untraced', 'wstrace ÷ bpftrace', 'gen CPU µs/op u / w / b', 'BPF ns/op w / b', 'BPF ns/run w / b'],
+        ['step', 'unit', 'untraced', 'wstrace', 'bpftrace', 'every event', 'wstrace ÷ untraced', 'bpftrace ÷ untraced', 'wstrace ÷ bpftrace', 'every event ÷ untraced', 'gen CPU µs/op u / w / b / e', 'BPF ns/op w / b / e', 'BPF ns/run w / b / e'],
         steps.map((s) => [
           s.step + (loadLimited(s) ? '' : ' (paced: target reached)'),
           s.unit,
           k(s.arms.untraced?.median ?? NaN),
           k(s.arms.wstrace?.median ?? NaN),
           k(s.arms.bpftrace?.median ?? NaN),
+          k(s.arms['wstrace-all']?.median ?? NaN),
           ratio(s.overhead.wstrace),
           ratio(s.overhead.bpftrace),
           ratio(s.overhead.wstraceVsBpftrace),
-          (['untraced', 'wstrace', 'bpftrace'] as const).map((a) => s.arms[a]?.cpuUsPerOp.toFixed(2) ?? '—').join(' / '),
-          (['wstrace', 'bpftrace'] as const).map((a) => fixed(s.arms[a]?.bpfNsPerOp, 0)).join(' / '),
-          (['wstrace', 'bpftrace'] as const).map((a) => fixed(s.arms[a]?.bpfNsPerRun, 0)).join(' / '),
+          ratio(s.overhead.everyEvent),
+          (['untraced', 'wstrace', 'bpftrace', 'wstrace-all'] as const).map((a) => s.arms[a]?.cpuUsPerOp.toFixed(2) ?? '—').join(' / '),
+          (['wstrace', 'bpftrace', 'wstrace-all'] as const).map((a) => fixed(s.arms[a]?.bpfNsPerOp, 0)).join(' / '),
+          (['wstrace', 'bpftrace', 'wstrace-all'] as const).map((a) => fixed(s.arms[a]?.bpfNsPerRun, 0)).join(' / '),
         ]),
       ),
     );
@@ -239,8 +254,8 @@ export function renderMarkdown(r: Report): string {
     '- TIME_WAIT referee: TcpExtTW, which this kernel counts as each timewait socket is made (checked: it equals the sockstat `tw` rise in the churn steps, where no TIME_WAIT can end early). The sockstat `tw` rise alone undercounts when the server holds the TIME_WAIT and a client reuses the port (a SYN on the same 4-tuple ends it); the table notes where the two differ. Each trial has a fresh namespace with `tcp_tw_reuse=0` and `tcp_rfc1337=1`, lasts well under 60 s and stays under `tcp_max_tw_buckets`.',
     '- Listen overflows: ListenOverflows counts both the SYN stage and the ACK stage. wstrace counts both with tracepoints alone (Linux 6.3+): where each SYN or ACK to a listener ends (consume_skb, kfree_skb), the rise of that CPU\'s ListenOverflows goes to the packet\'s listener, whichever path dropped it (a SYN at a full queue, a queued request\'s ACK, a SYN cookie\'s ACK); elsewhere fentry/kprobe on tcp_conn_request count the SYN stage. Only where neither exists does the table say "blind" instead of printing a ratio. The ACK-stage step is built so every overflow happens at the ACK stage (checked: ListenOverflows equals the drops the generator built).',
     '- BPF ns/op and ns/run: the kernel\'s own accounting of the arm\'s probe programs (kernel.bpf_stats_enabled, on for the whole run, so both traced arms pay its clock reads), over the load, divided by the generator\'s ops or by program runs. The probes fire for every namespace, so other traffic on the machine lands here too. What the wstrace arm loses beyond this is user space: the agent draining the ring, encoding and sending, and the subscriber decoding, on the same CPUs as the load.',
-    '- Emitted = the kernel side\'s own totals (records written + ring reserve failures + events beyond the rate budget counted in summary rows + those the summary table had no room for), read from the agent\'s BPF map with bpftool, not through the agent. Summarised = events the subscriber got in summary rows (the wstrace arm runs the agent\'s default budget); the pipeline ceiling, ring-loss and stalled-client runs use --event-budget 0, as they measure the event path.',
-    `- Overhead is judged on steps whose rate the machine sets (unpaced, or a paced target not reached); paced steps that reach their target show ~1.000 by construction, and their generator CPU per op shows the in-kernel cost instead. "Not worse than bpftrace" allows ${BPFTRACE_TOLERANCE * 100}% run-to-run noise. The wstrace arm includes one gRPC subscriber in the bench process; bpftrace counts in kernel maps only and prints at exit.`,
+    '- Emitted = the kernel side\'s own totals (records written + ring reserve failures + events beyond the rate budget counted in summary rows + those the summary table had no room for), read from the agent\'s BPF map with bpftool, not through the agent. Summarised = events the subscriber got in summary rows (the wstrace arm runs the agent\'s default budget); the "every event" arm, the pipeline ceiling, ring-loss and stalled-client runs use --event-budget 0, as they measure the event path.',
+    `- Overhead is judged on steps whose rate the machine sets (unpaced, or a paced target not reached); paced steps that reach their target show ~1.000 by construction, and their generator CPU per op shows the in-kernel cost instead. "Not worse than bpftrace" allows ${BPFTRACE_TOLERANCE * 100}% run-to-run noise. Both agent arms include one gRPC subscriber in the bench process; "every event ÷ untraced" (the agent with --event-budget 0) is judged against ${EVERY_EVENT_GOAL.toFixed(2)} on the unpaced steps, where it runs; bpftrace counts in kernel maps only and prints at exit.`,
   );
   return out.join('\n');
 }

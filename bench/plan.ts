@@ -7,8 +7,23 @@ import type { LoadSpec } from './loadgen.js';
 export const SCENARIOS = ['resets', 'churn', 'acceptq', 'pipeline', 'stalled'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
-export const ARMS = ['untraced', 'wstrace', 'bpftrace'] as const;
+/**
+ * `wstrace-all`: the same agent and subscriber as `wstrace`, started with
+ * `--event-budget 0`, so every event travels the ring, the agent and gRPC
+ * (the forensics setting). It runs on machine-limited steps only: a paced
+ * step that reaches its target would show ~1.000 by construction.
+ */
+export const ARMS = ['untraced', 'wstrace', 'bpftrace', 'wstrace-all'] as const;
 export type Arm = (typeof ARMS)[number];
+/** Arms that run a wstrace agent (exactness, delivery and footprint come from their trials). */
+export const AGENT_ARMS: readonly Arm[] = ['wstrace', 'wstrace-all'];
+/** How the tables name each arm. */
+export const ARM_TITLES: Record<Arm, string> = {
+  untraced: 'untraced',
+  wstrace: 'wstrace',
+  bpftrace: 'bpftrace',
+  'wstrace-all': 'wstrace, every event',
+};
 
 export interface Step {
   readonly scenario: Exclude<ScenarioName, 'pipeline' | 'stalled'>;
@@ -32,12 +47,19 @@ export interface Step {
   readonly neighbourElsewhere?: boolean;
   /** Repetitions per arm for this step. */
   readonly reps: number;
+  /** Repetitions of the `wstrace-all` arm (the first ones of `reps`); 0 on paced steps. */
+  readonly everyEventReps: number;
 }
+
+/** A step before its repetitions are set. */
+type StepShape = Omit<Step, 'reps' | 'everyEventReps'>;
 
 export interface Plan {
   readonly quick: boolean;
   /** Repetitions per arm of machine-limited steps. */
   readonly reps: number;
+  /** Repetitions of the `wstrace-all` arm on machine-limited steps. */
+  readonly everyEventReps: number;
   readonly steps: Step[];
   readonly pipeline: boolean;
   /** Closed-port connects queued for the pipeline ceiling (two events each). */
@@ -57,6 +79,9 @@ export interface StalledStep {
   readonly subscriberQueue?: number;
 }
 
+/** --quick: repetitions of the every-event arm on each unpaced step (keeps --quick under two minutes). */
+export const QUICK_EVERY_EVENT_REPS = 2;
+
 const LISTEN_PORT = 5000;
 const CLOSED_PORT = 9;
 /** sockstat tw must not overflow net.ipv4.tcp_max_tw_buckets (131072 in a new namespace). */
@@ -67,7 +92,7 @@ function label(rate: number, threads = 1): string {
   return threads > 1 ? `${r}, ${threads} threads` : r;
 }
 
-function resets(rate: number, seconds: number, threads = 1): Omit<Step, 'reps'> {
+function resets(rate: number, seconds: number, threads = 1): StepShape {
   return {
     scenario: 'resets',
     label: label(rate, threads),
@@ -84,7 +109,7 @@ function resets(rate: number, seconds: number, threads = 1): Omit<Step, 'reps'> 
   };
 }
 
-function churn(rate: number, seconds: number): Omit<Step, 'reps'> {
+function churn(rate: number, seconds: number): StepShape {
   return {
     scenario: 'churn',
     label: label(rate),
@@ -103,7 +128,7 @@ function churn(rate: number, seconds: number): Omit<Step, 'reps'> {
  * Churn with a linger-0 reset storm beside it: resets sent after the socket
  * reached CLOSE (linger 0) next to sockets entering TIME_WAIT.
  */
-function churnWithResets(rate: number, seconds: number, elsewhere: boolean): Omit<Step, 'reps'> {
+function churnWithResets(rate: number, seconds: number, elsewhere: boolean): StepShape {
   const base = churn(rate, seconds);
   return {
     ...base,
@@ -120,7 +145,7 @@ function churnWithResets(rate: number, seconds: number, elsewhere: boolean): Omi
   };
 }
 
-function slowAccept(rate: number, seconds: number): Omit<Step, 'reps'> {
+function slowAccept(rate: number, seconds: number): StepShape {
   return {
     scenario: 'acceptq',
     label: `slow accept, ${label(rate)}`,
@@ -142,7 +167,7 @@ function slowAccept(rate: number, seconds: number): Omit<Step, 'reps'> {
  * data (a reset, FIN_WAIT2 -> CLOSE without a timewait socket), the rest
  * end in TIME_WAIT on the server. TIME_WAIT must still equal the kernel's.
  */
-function lateAnswers(rate: number, seconds: number): Omit<Step, 'reps'> {
+function lateAnswers(rate: number, seconds: number): StepShape {
   const base = slowAccept(rate, seconds);
   return {
     ...base,
@@ -151,7 +176,7 @@ function lateAnswers(rate: number, seconds: number): Omit<Step, 'reps'> {
   };
 }
 
-function ackStage(seconds: number): Omit<Step, 'reps'> {
+function ackStage(seconds: number): StepShape {
   return {
     scenario: 'acceptq',
     label: 'ACK-stage, max',
@@ -163,7 +188,7 @@ function ackStage(seconds: number): Omit<Step, 'reps'> {
 
 export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
   const t = quick ? 0.8 : 4;
-  const steps: Array<Omit<Step, 'reps'>> = quick
+  const steps: Array<StepShape> = quick
     ? [resets(20_000, t), resets(0, t), churn(0, t), churnWithResets(10_000, t, false), slowAccept(20_000, t), lateAnswers(5_000, t), ackStage(t)]
     : [
         resets(5_000, t),
@@ -185,11 +210,16 @@ export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
   const want = new Set(only.length ? only : SCENARIOS);
   // --quick: alternation and medians where the machine sets the rate (overhead
   // is judged there); paced steps once per arm (exactness needs no median).
-  const reps = (s: Omit<Step, 'reps'>) => (!quick ? 3 : s.load.rate === 0 ? 2 : 1);
+  const reps = (s: StepShape) => (!quick ? 3 : s.load.rate === 0 ? 2 : 1);
+  // The every-event arm where the machine sets the rate only (the goal is judged there).
+  const everyEventReps = quick ? QUICK_EVERY_EVENT_REPS : 3;
   return {
     quick,
     reps: quick ? 2 : 3,
-    steps: steps.filter((s) => want.has(s.scenario)).map((s) => ({ ...s, reps: reps(s) })),
+    everyEventReps,
+    steps: steps
+      .filter((s) => want.has(s.scenario))
+      .map((s) => ({ ...s, reps: reps(s), everyEventReps: s.load.rate === 0 ? Math.min(everyEventReps, reps(s)) : 0 })),
     pipeline: want.has('pipeline'),
     ceilingConnects: quick ? 100_000 : 400_000,
     settleMs: quick ? 3000 : 6000,
@@ -212,6 +242,11 @@ function stalledSteps(quick: boolean): StalledStep[] {
     { stormEvents: 3_000_000, stalledClient: true, subscriberQueue: 1000 },
     { stormEvents: 3_000_000, stalledClient: true, subscriberQueue: 100_000 },
   ];
+}
+
+/** The arms repetition `rep` of `step` runs, of those available (bpftrace may be missing), before rotation. */
+export function stepArms(step: Step, rep: number, available: readonly Arm[]): Arm[] {
+  return available.filter((a) => a !== 'wstrace-all' || rep < step.everyEventReps);
 }
 
 /** Arm order for repetition `rep`: rotated, so no arm always runs first (A/B/C, B/C/A, ...). */

@@ -2,7 +2,8 @@
  * `npm run bench [-- --quick] [--scenario NAME]... [--json-only]`
  *
  * Runs every scenario's rate steps with the arms alternated (untraced,
- * wstrace agent + one gRPC subscriber, bpftrace), each trial in a fresh
+ * wstrace agent + one gRPC subscriber, bpftrace; on unpaced steps also the
+ * agent with no event budget), each trial in a fresh
  * network namespace, then the pipeline ceiling and a Watch client that never
  * reads through reset storms of millions of events; writes build/bench/results.json
  * and results.md and prints the markdown (or, with --json-only, the JSON).
@@ -26,7 +27,7 @@ import { mibDelta } from './netns.js';
 import { addonCeiling, grpcCeiling, lossCheck, type CeilingResult, type LossResult } from './pipeline.js';
 import { recorderCost, type RecorderResult } from './recorder.js';
 import { SOAK_EVENTS_PER_SECOND, SOAK_MINUTES, soakGoal, soakRun, type SoakResult } from './soak.js';
-import { ARMS, armOrder, makePlan, SCENARIOS, type Arm, type ScenarioName } from './plan.js';
+import { ARMS, armOrder, makePlan, SCENARIOS, stepArms, type Arm, type ScenarioName } from './plan.js';
 import { loadAverage } from './proc.js';
 import { stalledRun, type StalledResult } from './stalled.js';
 import { goals, summarizeStep } from './summary.js';
@@ -178,12 +179,14 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     say(`bench: ${msg}`);
     return undefined;
   };
-  const total = plan.steps.reduce((n, s) => n + s.reps, 0) * arms.length;
+  let total = 0;
+  for (const s of plan.steps) for (let rep = 0; rep < s.reps; rep++) total += stepArms(s, rep, arms).length;
   const trials: Trial[] = [];
   const ctx = { root: ROOT, loadgen, cleanup, tmpDir, bpftraceScript: script, settleMs: plan.settleMs, nsName };
   for (const step of plan.steps) {
     for (let rep = 0; rep < step.reps; rep++) {
-      for (const arm of armOrder(rep, arms)) {
+      // Rotated among the arms this repetition runs (the every-event arm: unpaced steps only).
+      for (const arm of armOrder(rep, stepArms(step, rep, arms))) {
         if (cleanup.stopping) return;
         const began = Date.now();
         // One failed trial (a generator that died, say) is tried once more, then left out and reported.
@@ -282,6 +285,7 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     machine,
     quick: plan.quick,
     reps: plan.reps,
+    everyEventReps: plan.everyEventReps,
     steps,
     ceilings,
     recorders,

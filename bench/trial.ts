@@ -1,6 +1,6 @@
 /**
  * One trial: a fresh namespace, one arm attached (nothing, a wstrace agent
- * with a subscriber, or bpftrace), the step's load, and every count the
+ * with a subscriber at its default budget or with none, or bpftrace), the step's load, and every count the
  * report needs, read once the namespace has gone quiet.
  */
 import { AgentArm, type Emitted, type Received } from './agent.js';
@@ -73,13 +73,15 @@ export interface TrialContext {
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: number): Promise<Trial> {
-  const ns = await BenchNetns.create(ctx.nsName(`${arm.slice(0, 4)}${rep}`), ctx.cleanup);
+  const ns = await BenchNetns.create(ctx.nsName(`${arm === 'wstrace-all' ? 'wall' : arm.slice(0, 4)}${rep}`), ctx.cleanup);
   const other = step.neighbourElsewhere ? await BenchNetns.create(ctx.nsName(`nb${rep}`), ctx.cleanup) : undefined;
   let agent: AgentArm | undefined;
   let bpftrace: BpftraceArm | undefined;
   try {
-    if (arm === 'wstrace') {
-      agent = await AgentArm.start({ root: ctx.root, netns: ns.name, socket: `${ctx.tmpDir}/agent.sock` }, ctx.cleanup);
+    if (arm === 'wstrace' || arm === 'wstrace-all') {
+      // wstrace-all: no rate budget, so every event is a ring record sent to the subscriber (none summarised).
+      const budget = arm === 'wstrace-all' ? { eventBudget: 0 } : {};
+      agent = await AgentArm.start({ root: ctx.root, netns: ns.name, socket: `${ctx.tmpDir}/agent.sock`, ...budget }, ctx.cleanup);
     } else if (arm === 'bpftrace' && ctx.bpftraceScript) {
       bpftrace = await BpftraceArm.start(ctx.bpftraceScript, ctx.cleanup);
     }
