@@ -70,7 +70,8 @@ export function renderMarkdown(r: Report): string {
   out.push(
     `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB, Linux ${m.kernel}, Node ${m.node}, ${r.bpftrace}.`,
     `Run: ${r.quick ? '--quick' : 'full'}, ${r.reps} repetitions per arm${r.quick ? ' on unpaced steps, 1 on paced ones' : ''}, arms alternated (rotated order each repetition), ` +
-      `"wstrace, every event" (--event-budget 0) on unpaced steps only, ${r.everyEventReps} repetition${r.everyEventReps === 1 ? '' : 's'}; ` +
+      `"wstrace, every event" (--event-budget 0) on unpaced steps only, ${r.everyEventReps} repetition${r.everyEventReps === 1 ? '' : 's'}` +
+      `${r.everyEventReps < r.reps ? ' (fewer than the other arms, to keep --quick under two minutes)' : ''}; ` +
       `${r.seconds.toFixed(0)} s. Load average ${m.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ` +
       `${m.loadAfter.map((x) => x.toFixed(2)).join(' ')} after; CPUs ${Math.round(m.busyOutsideBench * 100)}% busy with other work just before the run.`,
     `wstrace hooks live: ${r.hooks.join(', ') || 'none'}. Blind: ${r.blind.join('; ') || 'none'}.`,
