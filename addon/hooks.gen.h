@@ -49,7 +49,7 @@ static const std::vector<SignalDef> kSignals = {
      -1},
     {"syn_drop",
      {
-         {"raw_tp", true, "consume_skb, kfree_skb, tcp_retransmit_synack, inet_sock_set_state", {"wst_syn_consumed", "wst_syn_freed", "wst_synack_rtx", "wst_syn_listen"}, KernelCheck{false, "trace_event_raw_consume_skb", "location", "the tracepoint route needs Linux 6.3+ (consume_skb with a location)"}, static_cast<int>(offsetof(struct wst_switches, listen_drops_settled))},
+         {"raw_tp", true, "consume_skb, kfree_skb, tcp_retransmit_synack", {"wst_syn_consumed", "wst_syn_freed", "wst_synack_rtx"}, KernelCheck{false, "trace_event_raw_consume_skb", "location", "the tracepoint route needs Linux 6.3+ (consume_skb with a location)"}, static_cast<int>(offsetof(struct wst_switches, listen_drops_settled))},
          {"fentry", false, "tcp_conn_request", {"wst_conn_req_fentry", "wst_conn_req_fexit"}, std::nullopt},
          {"kprobe", false, "tcp_conn_request", {"wst_conn_req_kprobe", "wst_conn_req_kretprobe"}, std::nullopt},
      },
@@ -114,7 +114,6 @@ static const NamedValue kHitIndexes[] = {
     {"wst_syn_consumed", WST_P_SYN_CONSUMED},
     {"wst_syn_freed", WST_P_SYN_FREED},
     {"wst_synack_rtx", WST_P_SYNACK_RTX},
-    {"wst_syn_listen", WST_P_SYN_LISTEN},
     {"wst_conn_req_fentry", WST_P_CONN_REQ_FENTRY},
     {"wst_conn_req_fexit", WST_P_CONN_REQ_FEXIT},
     {"wst_conn_req_kprobe", WST_P_CONN_REQ_KPROBE},

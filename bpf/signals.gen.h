@@ -62,16 +62,15 @@ enum wst_prog {
 	WST_P_SYN_CONSUMED = 14,	/* syn_drop raw_tp */
 	WST_P_SYN_FREED = 15,	/* syn_drop raw_tp */
 	WST_P_SYNACK_RTX = 16,	/* syn_drop raw_tp */
-	WST_P_SYN_LISTEN = 17,	/* syn_drop raw_tp */
-	WST_P_CONN_REQ_FENTRY = 18,	/* syn_drop fentry */
-	WST_P_CONN_REQ_FEXIT = 19,	/* syn_drop fentry */
-	WST_P_CONN_REQ_KPROBE = 20,	/* syn_drop kprobe */
-	WST_P_CONN_REQ_KRETPROBE = 21,	/* syn_drop kprobe */
-	WST_P_ACCEPT_FEXIT = 22,	/* accept_residency fexit */
-	WST_P_ACCEPT_KRETPROBE = 23,	/* accept_residency kretprobe */
-	WST_P_SEND_RESET_FENTRY = 24,	/* reset_no_socket fentry */
-	WST_P_SEND_RESET_KPROBE = 25,	/* reset_no_socket kprobe */
-	WST_P__MAX = 26,
+	WST_P_CONN_REQ_FENTRY = 17,	/* syn_drop fentry */
+	WST_P_CONN_REQ_FEXIT = 18,	/* syn_drop fentry */
+	WST_P_CONN_REQ_KPROBE = 19,	/* syn_drop kprobe */
+	WST_P_CONN_REQ_KRETPROBE = 20,	/* syn_drop kprobe */
+	WST_P_ACCEPT_FEXIT = 21,	/* accept_residency fexit */
+	WST_P_ACCEPT_KRETPROBE = 22,	/* accept_residency kretprobe */
+	WST_P_SEND_RESET_FENTRY = 23,	/* reset_no_socket fentry */
+	WST_P_SEND_RESET_KPROBE = 24,	/* reset_no_socket kprobe */
+	WST_P__MAX = 25,
 };
 
 #endif /* WSTRACE_SIGNALS_GEN_H */

@@ -434,79 +434,6 @@ int wst_rst_recv(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* The states whose move to CLOSE a reset may follow in the same call chain (tcp_need_reset()). */
-#define WST_RESET_MAY_FOLLOW ((1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT) | (1 << TCP_FIN_WAIT1) | (1 << TCP_SYN_RECV))
-
-/*
- * inet_sock_set_state(sk, old, new). The timewait socket itself never passes
- * here: tcp_time_wait() creates it, then tcp_done() moves the full socket from
- * FIN_WAIT2 or CLOSING to CLOSE. That move, when the timewait socket is in
- * the established hash (timewait_made), is one TIME_WAIT entry. This runs on every
- * state change of every socket: all but moves to CLOSE from the few states
- * that matter leave at the first test.
- */
-static __always_inline void on_set_state(const struct sock *sk, int oldstate, int newstate, bool direct)
-{
-	struct wst_event e = {};
-	bool may_tw = oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING;
-	__u32 netns;
-
-	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_CLOSE_WAIT) {
-		/* The first close in a namespace: baselines for resets received that no peer sent. */
-		netns = sk_netns(sk, direct);
-		if (netns_wanted(netns))
-			abort_seed(RD(direct, sk, __sk_common.skc_net.net), netns);
-		return;
-	}
-	if (newstate != TCP_CLOSE || !(may_tw || ((1 << oldstate) & WST_RESET_MAY_FOLLOW)))
-		return;
-	netns = sk_netns(sk, direct);
-	if (RD(direct, sk, sk_protocol) != IPPROTO_TCP || !netns_wanted(netns))
-		return;
-	if (!may_tw || !timewait_made(sk, direct)) {
-		/*
-		 * No timewait socket: a reset may follow in this call (abort,
-		 * linger 0, unread data, data on an orphan in FIN_WAIT2, linger2
-		 * < 0): note the state left for it. Not after SYN_SENT, LAST_ACK
-		 * or the TIME_WAIT states, nor when an error closes it (a reset
-		 * received, a timeout: sk_err is set before the close and the
-		 * kernel sends no reset after).
-		 */
-		if (!RD(direct, sk, sk_err))
-			closed_put(sk, oldstate, direct);
-		return;
-	}
-
-	e.kind = WST_TIMEWAIT;
-	e.reason = WST_NO_REASON;
-	if (!sk_tuple(sk, &e, false, direct))
-		return;
-	e.state = oldstate;
-
-	struct wst_tw_key k = { .cgroup = e.cgroup, .netns = e.netns, .rport = e.rport, .family = e.family };
-	__builtin_memcpy(k.raddr, e.raddr, 16);
-	count(WST_CNT_TIMEWAIT);
-	add_keyed(&timewaits, &k);
-	e.ts_ns = bpf_ktime_get_ns();
-	emit(&e, WST_FOLD_UNLESS_LISTENER);
-}
-
-SEC("tp_btf/inet_sock_set_state")
-int wst_timewait_btf(__u64 *ctx)
-{
-	hit(WST_P_TIMEWAIT_BTF);
-	on_set_state((const struct sock *)ctx[0], (int)ctx[1], (int)ctx[2], true);
-	return 0;
-}
-
-SEC("raw_tp/inet_sock_set_state")
-int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
-{
-	hit(WST_P_TIMEWAIT);
-	on_set_state((const struct sock *)ctx->args[0], (int)ctx->args[1], (int)ctx->args[2], false);
-	return 0;
-}
-
 /*
  * sk_data_ready(sk) on a listener: a child was just queued, at the queue's
  * tail. The kernel refuses new connections while depth > limit
@@ -679,7 +606,8 @@ static __always_inline void mib_seed(__u32 netns, __u64 stats)
 	__u64 base = percpu_base();
 	__u32 zero = 0;
 
-	if (!base)
+	/* The route runs on 6.3+, but this is in the timewait program too: where the helper is missing (before 5.19) the verifier refuses any call to it it can reach, so this constant keeps it out of reach. */
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_map_lookup_percpu_elem) || !base)
 		return;
 #pragma clang loop unroll(disable)
 	for (__u32 cpu = 0; cpu < WST_MAX_CPUS; cpu++) {
@@ -931,33 +859,108 @@ static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason)
 }
 
 /*
- * inet_sock_set_state(sk, old, new) to LISTEN: a listener begins. Its
- * namespace's counts so far are nobody's (the baseline, on every CPU, before
- * any SYN can reach it), and it gets its row under its bound address now, so
- * its drops find it even before it queues a child.
+ * inet_sock_set_state(sk, old, new) to LISTEN, from the timewait program
+ * (one program per tracepoint: every state change of every socket runs it):
+ * a listener begins. Its namespace's counts so far are nobody's (the
+ * baseline, on every CPU, before any SYN can reach it), and it gets its row
+ * under its bound address now, so its drops find it even before it queues a
+ * child. Only while the tracepoint route is live.
  */
-SEC("raw_tp/inet_sock_set_state")
-int wst_syn_listen(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline void syn_listen(const struct sock *sk)
 {
-	const struct sock *sk = (const struct sock *)ctx->args[0];
 	struct wst_event e = {};
 	struct net *net;
 	__u64 stats;
 	__u32 netns;
 
-	hit(WST_P_SYN_LISTEN);
-	if ((int)ctx->args[2] != TCP_LISTEN || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
+	if (!switch_on(listen_drops_settled) || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return;
 	net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
 	netns = BPF_CORE_READ(net, ns.inum);
 	if (!netns_wanted(netns))
-		return 0;
+		return;
 	stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
 	if (stats)
 		mib_seed(netns, stats);
 	/* listen() without bind() takes its port after this: no row for port 0. */
 	if (sk_tuple(sk, &e, true, false) && e.lport)
 		listener_entry(&e, sk, false);
+}
+
+/* The states whose move to CLOSE a reset may follow in the same call chain (tcp_need_reset()). */
+#define WST_RESET_MAY_FOLLOW ((1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT) | (1 << TCP_FIN_WAIT1) | (1 << TCP_SYN_RECV))
+
+/*
+ * inet_sock_set_state(sk, old, new). The timewait socket itself never passes
+ * here: tcp_time_wait() creates it, then tcp_done() moves the full socket from
+ * FIN_WAIT2 or CLOSING to CLOSE. That move, when the timewait socket is in
+ * the established hash (timewait_made), is one TIME_WAIT entry. This runs on every
+ * state change of every socket: all but moves to CLOSE from the few states
+ * that matter leave at the first test.
+ */
+static __always_inline void on_set_state(const struct sock *sk, int oldstate, int newstate, bool direct)
+{
+	struct wst_event e = {};
+	bool may_tw = oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING;
+	__u32 netns;
+
+	if (newstate == TCP_LISTEN) {
+		syn_listen(sk);
+		return;
+	}
+	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_CLOSE_WAIT) {
+		/* The first close in a namespace: baselines for resets received that no peer sent. */
+		netns = sk_netns(sk, direct);
+		if (netns_wanted(netns))
+			abort_seed(RD(direct, sk, __sk_common.skc_net.net), netns);
+		return;
+	}
+	if (newstate != TCP_CLOSE || !(may_tw || ((1 << oldstate) & WST_RESET_MAY_FOLLOW)))
+		return;
+	netns = sk_netns(sk, direct);
+	if (RD(direct, sk, sk_protocol) != IPPROTO_TCP || !netns_wanted(netns))
+		return;
+	if (!may_tw || !timewait_made(sk, direct)) {
+		/*
+		 * No timewait socket: a reset may follow in this call (abort,
+		 * linger 0, unread data, data on an orphan in FIN_WAIT2, linger2
+		 * < 0): note the state left for it. Not after SYN_SENT, LAST_ACK
+		 * or the TIME_WAIT states, nor when an error closes it (a reset
+		 * received, a timeout: sk_err is set before the close and the
+		 * kernel sends no reset after).
+		 */
+		if (!RD(direct, sk, sk_err))
+			closed_put(sk, oldstate, direct);
+		return;
+	}
+
+	e.kind = WST_TIMEWAIT;
+	e.reason = WST_NO_REASON;
+	if (!sk_tuple(sk, &e, false, direct))
+		return;
+	e.state = oldstate;
+
+	struct wst_tw_key k = { .cgroup = e.cgroup, .netns = e.netns, .rport = e.rport, .family = e.family };
+	__builtin_memcpy(k.raddr, e.raddr, 16);
+	count(WST_CNT_TIMEWAIT);
+	add_keyed(&timewaits, &k);
+	e.ts_ns = bpf_ktime_get_ns();
+	emit(&e, WST_FOLD_UNLESS_LISTENER);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int wst_timewait_btf(__u64 *ctx)
+{
+	hit(WST_P_TIMEWAIT_BTF);
+	on_set_state((const struct sock *)ctx[0], (int)ctx[1], (int)ctx[2], true);
+	return 0;
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
+{
+	hit(WST_P_TIMEWAIT);
+	on_set_state((const struct sock *)ctx->args[0], (int)ctx->args[1], (int)ctx->args[2], false);
 	return 0;
 }
 

@@ -125,7 +125,8 @@ export const SIGNALS = [
       { variant: 'tp_btf', object: 'core', hook: 'tcp_receive_reset', programs: ['wst_rst_recv_btf'], hits: ['wst_rst_recv_btf'] },
       { variant: 'raw_tp', object: 'core', hook: 'tcp_receive_reset', programs: ['wst_rst_recv'], hits: ['wst_rst_recv'] },
     ],
-    notes: 'tuple and state (the kernel gives no reason)',
+    notes:
+      'tuple and state (the kernel gives no reason). Not the `tcp_reset()` the kernel runs on its own socket when data reaches it after it was closed for reading (an orphan in FIN_WAIT2: `TcpExtTCPAbortOnData`, told apart by that counter rising on the CPU just before): no reset arrived, and the reset the kernel sends for it counts as sent',
   },
   {
     name: 'timewait',
@@ -253,9 +254,9 @@ export const SIGNALS = [
       {
         variant: 'raw_tp',
         object: 'core',
-        hook: 'consume_skb, kfree_skb, tcp_retransmit_synack, inet_sock_set_state',
-        programs: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx', 'wst_syn_listen'],
-        hits: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx', 'wst_syn_listen'],
+        hook: 'consume_skb, kfree_skb, tcp_retransmit_synack',
+        programs: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'],
+        hits: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'],
         needs: {
           btf: 'struct',
           type: 'trace_event_raw_consume_skb',

@@ -14,16 +14,20 @@ const TRAFFIC = join(here, '..', 'helpers', 'traffic.py');
 const SYN_STAGE = join(here, '..', 'helpers', 'syn_stage.py');
 const CLOSES = join(here, '..', 'helpers', 'closes.py');
 
+/** Rounds of closes.py's abort-mix for each reset_received variant. */
+const ABORT_ROUNDS = 6;
+
 /** Each variant, the programs whose hit counters prove it fired, and the traffic that makes it fire. */
 const VARIANTS = [
   // listenerPeer: a listener's resets to stray ACKs name each ACK's source, not the listener's empty peer.
   { signal: 'reset_sent', variant: 'tp_btf', programs: ['wst_rst_sent_btf'], traffic: ['closed-port', 20, 7916], listenerPeer: true },
   { signal: 'reset_sent', variant: 'raw_tp', programs: ['wst_rst_sent'], traffic: ['closed-port', 20, 7901], listenerPeer: true },
-  { signal: 'reset_received', variant: 'tp_btf', programs: ['wst_rst_recv_btf'], traffic: ['closed-port', 20, 7917] },
-  { signal: 'reset_received', variant: 'raw_tp', programs: ['wst_rst_recv'], traffic: ['closed-port', 20, 7902] },
+  // exactAbort: tcp_reset() on data to a socket closed for reading is no reset received; the real ones around it are.
+  { signal: 'reset_received', variant: 'tp_btf', programs: ['wst_rst_recv_btf'], traffic: ['closed-port', 20, 7917], exactAbort: true },
+  { signal: 'reset_received', variant: 'raw_tp', programs: ['wst_rst_recv'], traffic: ['closed-port', 20, 7902], exactAbort: true },
   // exactTimewait: closes without a timewait socket (aborts on data, linger2 < 0, a full tcp_max_tw_buckets) count none.
-  { signal: 'timewait', variant: 'tp_btf', programs: ['wst_timewait_btf', 'wst_tw_made_btf'], traffic: ['timewait', 10, 7918], exactTimewait: true },
-  { signal: 'timewait', variant: 'raw_tp', programs: ['wst_timewait', 'wst_tw_made'], traffic: ['timewait', 10, 7903], exactTimewait: true },
+  { signal: 'timewait', variant: 'tp_btf', programs: ['wst_timewait_btf'], traffic: ['timewait', 10, 7918], exactTimewait: true },
+  { signal: 'timewait', variant: 'raw_tp', programs: ['wst_timewait'], traffic: ['timewait', 10, 7903], exactTimewait: true },
   { signal: 'accept_queue_full', variant: 'tp_btf', programs: ['wst_acceptq_btf'], traffic: ['full-queue', 7919, 1, 4, 0.5], count: 'acceptQueueFull' },
   { signal: 'accept_queue_full', variant: 'raw_tp', programs: ['wst_acceptq'], traffic: ['full-queue', 7904, 1, 4, 0.5], count: 'acceptQueueFull' },
   { signal: 'accept_queue_full', variant: 'fexit', programs: ['wst_queue_add_fexit'], traffic: ['full-queue', 7914, 1, 4, 0.5], count: 'acceptQueueFull' },
@@ -32,7 +36,7 @@ const VARIANTS = [
   { signal: 'listen_overflow', variant: 'fexit', programs: ['wst_synrecv_fexit'], traffic: ['ack-overflow', 7906, 2, 2, 0.5], count: 'listenOverflow' },
   { signal: 'listen_overflow', variant: 'kprobe', programs: ['wst_synrecv_kprobe', 'wst_synrecv_kretprobe'], traffic: ['ack-overflow', 7907, 2, 2, 0.5], count: 'listenOverflow' },
   // The tracepoint route counts both stages (and SYN-ACK retransmits: the ACK-stage drops leave requests to resend).
-  { signal: 'syn_drop', variant: 'raw_tp', programs: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx', 'wst_syn_listen'], traffic: ['ack-overflow-resent', 7920, 2, 3, 1.8], script: SYN_STAGE, exact: true, bothStages: true },
+  { signal: 'syn_drop', variant: 'raw_tp', programs: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'], traffic: ['ack-overflow-resent', 7920, 2, 3, 1.8], script: SYN_STAGE, exact: true, bothStages: true },
   { signal: 'syn_drop', variant: 'fentry', programs: ['wst_conn_req_fentry', 'wst_conn_req_fexit'], traffic: ['full-queue', 7908, 1, 6, 0.5], exact: true },
   { signal: 'syn_drop', variant: 'kprobe', programs: ['wst_conn_req_kprobe', 'wst_conn_req_kretprobe'], traffic: ['full-queue', 7909, 1, 6, 0.5], exact: true },
   { signal: 'accept_residency', variant: 'fexit', programs: ['wst_accept_fexit'], traffic: ['timewait', 5, 7910], count: 'accepted' },
@@ -160,6 +164,7 @@ for (const force of ROUNDS) {
       }
       if (v.exactTimewait) closed[i] = cg.closes(['matrix-timewait', portOf(v)]);
       if (v.listenerPeer) closed[i] = cg.closes(['stray-acks', 5, portOf(v)]);
+      if (v.exactAbort) closed[i] = cg.closes(['abort-mix', ABORT_ROUNDS, portOf(v)]);
     }
     // Resets from this process's own cgroup: the filter must keep them out.
     execFileSync('python3', [TRAFFIC, 'closed-port', 5, OUTSIDER_PORT], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
@@ -206,6 +211,15 @@ for (const force of ROUNDS) {
         row.twMade = row.twMib > 0 ? row.twMib : tw;
         row.twCounted = c.timewaits.filter((t) => t.netns === netns && t.rport === portOf(v)).reduce((s, t) => s + t.count, 0);
         row.exact = row.twCounted === row.twMade && row.twMade > 0 && mib.TCPAbortOnData > 0 && mib.TCPTimeWaitOverflow > 0;
+      }
+      if (v.exactAbort && closed[i]) {
+        // Per round two real resets reach servers on the port (CLOSE_WAIT, FIN_WAIT2) and two aborts on data
+        // happen, one of them in tcp_reset() on the client: received on the port, never on a client's.
+        const { mib, netns } = closed[i];
+        const got = events.filter((e) => e.kind === 'reset_received' && e.netns === netns);
+        row.resetsReceived = got.filter((e) => e.lport === portOf(v)).length;
+        row.abortsTakenForResets = got.filter((e) => e.rport === portOf(v)).length;
+        row.exact = mib.TCPAbortOnData === 2 * ABORT_ROUNDS && row.resetsReceived === 2 * ABORT_ROUNDS && row.abortsTakenForResets === 0;
       }
       if (v.listenerPeer && closed[i]) {
         // Each stray ACK's reset, from state LISTEN, names that ACK's source port and address.
