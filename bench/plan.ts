@@ -81,8 +81,9 @@ export interface StalledStep {
 
 /**
  * --quick: repetitions of the every-event arm on each unpaced step. One, not
- * the other arms' two: with two, --quick took 131 s on the 2-core machine
- * (each agent trial costs ~2.5 s), over its two-minute bound.
+ * the other arms' two: with two, --quick took 115 s on the quiet 2-core
+ * machine and 131 s with one VM running beside it (each agent trial costs
+ * ~2.5 s), too close to or over its two-minute bound.
  */
 export const QUICK_EVERY_EVENT_REPS = 1;
 
