@@ -201,11 +201,12 @@ static __always_inline bool mib_now(const struct net *net, __u32 idx, __u64 *v)
  * - tcp_done() then the count in FIN_WAIT1 (linger2 < 0, data after the
  *   FIN): the reset the caller then sends (socket in CLOSE, with the packet)
  *   settles it.
- * - close() with SO_LINGER 0 counts after its reset (tcp_send_active_reset:
- *   socket in CLOSE, no packet, SO_LINGER with 0, nothing unread, shut down
- *   both ways): that reset leaves one count owed, which the next rise pays.
+ * - close() with SO_LINGER 0 counts after its move to CLOSE and its reset
+ *   (if the state needs one): that move (shut down both ways, SO_LINGER
+ *   with 0, nothing unread, no error) leaves one count owed, which the next
+ *   rise pays.
  *
- * Races, named: a close that migrates to another CPU between its reset and
+ * Races, named: a close that migrates to another CPU between its move and
  * its count, or a softirq that interrupts it there (microseconds) and resets
  * an orphan on that CPU, takes one real reset for one of these and the next
  * of these for a real one: the sum stays exact, the two swap. Process and
@@ -306,6 +307,10 @@ static __always_inline __u64 abort_settle(const struct net *net, __u32 netns, __
 #define WST_ABORT_STATES ((1 << TCP_FIN_WAIT1) | (1 << TCP_FIN_WAIT2) | (1 << TCP_CLOSING) | \
 			  (1 << TCP_LAST_ACK) | (1 << TCP_CLOSE_WAIT))
 
+/* sk_shutdown: a 2-bit field before 6.2ish, a byte after; direct loads where the pointer allows them. */
+#define SK_SHUTDOWN(sk, direct) \
+	((direct) ? BPF_CORE_READ_BITFIELD(sk, sk_shutdown) : BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown))
+
 /* A reset "received" in tcp_reset() for data on a socket closed for reading, not from the peer. */
 static __always_inline bool aborted_on_data(const struct sock *sk, __u32 netns, bool direct)
 {
@@ -313,36 +318,35 @@ static __always_inline bool aborted_on_data(const struct sock *sk, __u32 netns, 
 
 	if (!((1 << state) & WST_ABORT_STATES))
 		return false;
-	if (!(BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & RCV_SHUTDOWN))
+	if (!(SK_SHUTDOWN(sk, direct) & RCV_SHUTDOWN))
 		return false;
 	return abort_settle(RD(direct, sk, __sk_common.skc_net.net), netns, 0) > 0;
 }
 
 /*
- * A reset sent by a socket just moved to CLOSE: settle TCPAbortOnData on this
- * CPU, and note the count that close() with SO_LINGER 0 makes after its
- * reset. Unread data would make it TCPAbortOnClose instead: unread is what
- * lies between what the reader took and what arrived, less a FIN (SOCK_DONE).
+ * A socket moved to CLOSE by close() with SO_LINGER 0 (shut both ways, the
+ * flag set with a 0 time, nothing unread, no error: tcp_disconnect() from
+ * __tcp_close()): close() counts TCPAbortOnData once it returns, after the
+ * reset if it sends one, so the count is owed from here. With unread data
+ * close() takes the other branch (TCPAbortOnClose): unread is what lies
+ * between what the reader took and what arrived, less a FIN (SOCK_DONE).
  */
-static __always_inline void abort_settle_sent(const struct sock *sk, const struct sk_buff *skb, bool direct)
+static __always_inline void abort_owe_close(const struct sock *sk, __u32 netns, bool direct)
 {
-	__u32 netns = sk_netns(sk, direct);
-	__u64 owe = 0;
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	unsigned long flags;
+	__u32 unread;
 
-	if (!netns_wanted(netns))
+	if (SK_SHUTDOWN(sk, direct) != SHUTDOWN_MASK)
 		return;
-	if (!skb && BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) == SHUTDOWN_MASK) {
-		unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
-		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-
-		if ((flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_LINGER))) && !BPF_CORE_READ(sk, sk_lingertime)) {
-			__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
-			__u32 fin = (flags >> bpf_core_enum_value(enum sock_flags, SOCK_DONE)) & 1;
-
-			owe = unread <= fin;
-		}
-	}
-	abort_settle(RD(direct, sk, __sk_common.skc_net.net), netns, owe);
+	flags = RD(direct, sk, __sk_common.skc_flags);
+	if (!(flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_LINGER))) || RD(direct, sk, sk_lingertime))
+		return;
+	/* tcp_sock lies beyond struct sock, where a BTF pointer to a sock may not reach: probe reads. */
+	unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+	if (unread > ((flags >> bpf_core_enum_value(enum sock_flags, SOCK_DONE)) & 1))
+		return;
+	abort_settle(RD(direct, sk, __sk_common.skc_net.net), netns, 1);
 }
 
 /* The closed slots (closed_put, closed_take) live in common.h: the send-reset functions' variants read them too. */
@@ -352,8 +356,16 @@ static __always_inline void on_reset_sent(const struct sock *sk, const struct sk
 {
 	struct wst_event e = {};
 
-	if (sk && RD(direct, sk, __sk_common.skc_state) == TCP_CLOSE)
-		abort_settle_sent(sk, skb, direct);
+	/*
+	 * Answering a packet from CLOSE: tcp_done() then TCPAbortOnData in FIN_WAIT1
+	 * (linger2 < 0, data after the FIN) came just before; settle it here.
+	 */
+	if (sk && skb && RD(direct, sk, __sk_common.skc_state) == TCP_CLOSE) {
+		__u32 netns = sk_netns(sk, direct);
+
+		if (netns_wanted(netns))
+			abort_settle(RD(direct, sk, __sk_common.skc_net.net), netns, 0);
+	}
 	/* With the send-reset functions hooked, those resets are counted there. */
 	if (skb && switch_on(reset_fn_hooked))
 		return;
@@ -953,10 +965,15 @@ static __always_inline void on_set_state(const struct sock *sk, int oldstate, in
 			abort_seed(RD(direct, sk, __sk_common.skc_net.net), netns);
 		return;
 	}
-	if (newstate != TCP_CLOSE || !(may_tw || ((1 << oldstate) & WST_RESET_MAY_FOLLOW)))
+	if (newstate != TCP_CLOSE || oldstate == TCP_LISTEN)
 		return;
 	netns = sk_netns(sk, direct);
 	if (RD(direct, sk, sk_protocol) != IPPROTO_TCP || !netns_wanted(netns))
+		return;
+	/* Not when an error closes it (a reset received, a timeout: sk_err is set before the close). */
+	if (!RD(direct, sk, sk_err))
+		abort_owe_close(sk, netns, direct);
+	if (!(may_tw || ((1 << oldstate) & WST_RESET_MAY_FOLLOW)))
 		return;
 	if (!may_tw || !timewait_made(sk, direct)) {
 		/*
