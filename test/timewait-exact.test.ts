@@ -13,6 +13,7 @@ import { openTracer, type TraceEvent, type Tracer } from '../src/kernel/index.js
 import { delta, describeKernel, TestNetns } from './helpers/kernel.js';
 import { until } from './helpers/until.js';
 import { closes, twMade } from './helpers/closes.js';
+import { resetsReallyReceived, TraceInstance } from './helpers/ftrace.js';
 
 function suite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
   describeKernel(name, () => {
@@ -195,11 +196,19 @@ function suite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
     });
 
     it('a WebSocket-style storm (slow accept, clients leaving mid-handshake): TIME_WAIT and resets exact', async () => {
-      const port = 7505;
+      // Its own port per suite: the trace events below are not per namespace, and the other suite's storm
+      // can still be resetting late SYN-ACK retransmits on its port.
+      const port = variant ? 7515 : 7505;
       events = [];
+      // The kernel's own tcp_receive_reset events on this port, and every tcp_send_reset (ftrace, not BPF).
+      const trace = TraceInstance.open(`wst-twx-${process.pid}-${variant ?? 'auto'}`, [
+        { event: 'tcp/tcp_receive_reset', filter: `sport == ${port} || dport == ${port}` },
+        { event: 'tcp/tcp_send_reset' },
+      ]);
       const nstat0 = ns.nstat();
       const total0 = tracer.totals();
       const skipped0 = tracer.skippedRuns();
+      try {
       const out = await closes(ns, 'ws-storm', 300, port, 16, 0.002, 15);
       // The storm made every kind of close (the referee says so).
       expect(out.mib.TCPAbortOnData).toBeGreaterThan(0);
@@ -215,16 +224,29 @@ function suite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
           const made = delta(nstat1, nstat0, 'TcpExtTW') + delta(nstat1, nstat0, 'TcpExtTWKilled');
           const twShort = made - (total1.timewait - total0.timewait);
           const rstShort = delta(nstat1, nstat0, 'TcpOutRsts') - (total1.resetSent - total0.resetSent);
+          // Resets received have no counter of their own: the kernel's own trace events are the referee.
+          const { received, abortsOnData } = resetsReallyReceived(trace.lines(), port);
+          const rcvShort = received - (total1.resetReceived - total0.resetReceived);
+          // Listen drops, both stages, every cause: ListenDrops.
+          const drops = delta(nstat1, nstat0, 'TcpExtListenDrops');
+          const dropShort = drops - (total1.synDrop - total0.synDrop + total1.listenOverflow - total0.listenOverflow);
           const skipped = tracer.skippedRuns() - skipped0;
-          return { made, twShort, rstShort, skipped };
+          return { made, twShort, rstShort, received, abortsOnData, rcvShort, drops, dropShort, skipped };
         },
         {
-          what: 'TIME_WAIT and resets sent counted as the kernel did',
+          what: 'TIME_WAIT, resets sent and received, and listen drops counted as the kernel did',
           timeoutMs: 20_000,
-          accept: (r) => r.twShort >= 0 && r.rstShort >= 0 && r.twShort + r.rstShort <= r.skipped,
+          accept: (r) =>
+            r.twShort >= 0 && r.rstShort >= 0 && r.rcvShort >= 0 && r.dropShort >= 0 && r.twShort + r.rstShort + r.rcvShort + r.dropShort <= r.skipped,
         },
       );
+      expect(trace.overruns()).toBe(0);
       expect(settled.made).toBeGreaterThanOrEqual(twMade(out));
+      expect(settled.received).toBeGreaterThan(0);
+      expect(settled.drops).toBeGreaterThan(0);
+      } finally {
+        trace.close();
+      }
     });
   });
 }
