@@ -4,7 +4,8 @@ import type { RecorderResult } from './recorder.js';
 import type { SoakResult } from './soak.js';
 import { accounted, type StalledResult } from './stalled.js';
 import { ARM_TITLES } from './plan.js';
-import { BPFTRACE_TOLERANCE, EVERY_EVENT_GOAL, loadLimited, RECEIVED_REFEREE, type Delivery, type Footprint, type Goal, type StepSummary } from './summary.js';
+import { BPFTRACE_TOLERANCE, EVERY_EVENT_GOAL, loadLimited, RECEIVED_REFEREE,
+  TRACED_RECEIVED_REFEREE, type Delivery, type Footprint, type Goal, type StepSummary } from './summary.js';
 import type { Machine } from './machine.js';
 
 function table(head: string[], rows: Array<Array<string | number>>): string {
@@ -100,7 +101,7 @@ export function renderMarkdown(r: Report): string {
             e.counter,
             e.wstrace,
             e.kernel,
-            e.referee === RECEIVED_REFEREE ? 'derived (see notes)' : e.referee,
+            e.referee === RECEIVED_REFEREE ? 'derived (see notes)' : e.referee === TRACED_RECEIVED_REFEREE ? 'trace events (see notes)' : e.referee,
             ratio(e.ratio) + (e.note && e.ratio !== null ? ` (${e.note})` : e.note ? ` — ${e.note}` : ''),
             `${e.exactTrials}/${e.trials}`,
           ]),
@@ -252,6 +253,7 @@ export function renderMarkdown(r: Report): string {
     '',
     `- Resets received have no MIB counter of their own. Referee: ${RECEIVED_REFEREE}. ` +
       'TcpEstabResets alone is wrong twice over: it counts the aborting side of a linger-0 or unread-data close (which receives no reset) and misses refused connects (a reset received in SYN_SENT, counted in TcpAttemptFails); a reset to a request socket (EmbryonicRsts) fires no tcp_receive_reset.',
+    `- Resets received in the late-answers step: the derivation cannot follow that load (resets reaching closing sockets, FIN_WAIT1/2, are in neither TcpEstabResets nor TcpAttemptFails, and its aborts on data leave FIN_WAIT1/2, not ESTABLISHED). Referee there: the kernel's own tcp_receive_reset events on the step's ports (a private ftrace instance, in every arm's trial alike, with its overrun count checked), less those its own socket answered at once, on the same CPU, with a reset: tcp_reset() on data to a socket closed for reading (TCPAbortOnData), which no peer sent. A real reset is never answered with one.`,
     '- TIME_WAIT referee: TcpExtTW, which this kernel counts as each timewait socket is made (checked: it equals the sockstat `tw` rise in the churn steps, where no TIME_WAIT can end early). The sockstat `tw` rise alone undercounts when the server holds the TIME_WAIT and a client reuses the port (a SYN on the same 4-tuple ends it); the table notes where the two differ. Each trial has a fresh namespace with `tcp_tw_reuse=0` and `tcp_rfc1337=1`, lasts well under 60 s and stays under `tcp_max_tw_buckets`.',
     '- Listen overflows: ListenOverflows counts both the SYN stage and the ACK stage. wstrace counts both with tracepoints alone (Linux 6.3+): where each SYN or ACK to a listener ends (consume_skb, kfree_skb), the rise of that CPU\'s ListenOverflows goes to the packet\'s listener, whichever path dropped it (a SYN at a full queue, a queued request\'s ACK, a SYN cookie\'s ACK); elsewhere fentry/kprobe on tcp_conn_request count the SYN stage. Only where neither exists does the table say "blind" instead of printing a ratio. The ACK-stage step is built so every overflow happens at the ACK stage (checked: ListenOverflows equals the drops the generator built).',
     '- BPF ns/op and ns/run: the kernel\'s own accounting of the arm\'s probe programs (kernel.bpf_stats_enabled, on for the whole run, so both traced arms pay its clock reads), over the load, divided by the generator\'s ops or by program runs. The probes fire for every namespace, so other traffic on the machine lands here too. What the wstrace arm loses beyond this is user space: the agent draining the ring, encoding and sending, and the subscriber decoding, on the same CPUs as the load.',

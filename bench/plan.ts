@@ -45,6 +45,14 @@ export interface Step {
    */
   readonly neighbour?: LoadSpec;
   readonly neighbourElsewhere?: boolean;
+  /**
+   * Resets received are refereed by the kernel's own trace events (an ftrace
+   * instance on these local ports, every arm alike) instead of the MIB
+   * derivation, which cannot see resets that reach closing sockets (FIN_WAIT1/2:
+   * neither TcpEstabResets nor TcpAttemptFails counts them). Only on paced steps:
+   * the trace's own cost would blur a machine-limited rate.
+   */
+  readonly traceResetPorts?: readonly number[];
   /** Repetitions per arm for this step. */
   readonly reps: number;
   /** Repetitions of the `wstrace-all` arm (the first ones of `reps`); 0 on paced steps. */
@@ -178,6 +186,7 @@ function lateAnswers(rate: number, seconds: number): StepShape {
     ...base,
     label: `slow accept, late answers, ${label(rate)}`,
     load: { ...base.load, flags: { L: 4, b: 16, a: 200, H: 50, W: 1, p: LISTEN_PORT } },
+    traceResetPorts: [LISTEN_PORT, LISTEN_PORT + 1, LISTEN_PORT + 2, LISTEN_PORT + 3],
   };
 }
 

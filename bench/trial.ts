@@ -3,6 +3,7 @@
  * with a subscriber at its default budget or with none, or bpftrace), the step's load, and every count the
  * report needs, read once the namespace has gone quiet.
  */
+import { resetsReallyReceived, TraceInstance } from '../test/helpers/ftrace.js';
 import { AgentArm, type Emitted, type Received } from './agent.js';
 import { progStats, statsDelta, type ProgStats } from './bpfstats.js';
 import { BpftraceArm } from './bpftrace.js';
@@ -58,6 +59,8 @@ export interface Trial {
   readonly bpftrace?: Record<string, number>;
   /** Runs and run time of the arm's BPF programs over the load (all namespaces: the probes fire for all). */
   readonly bpf?: ProgStats;
+  /** Steps with traceResetPorts: resets received by the kernel's own trace events, and what the trace lost. */
+  readonly tracedResets?: { readonly received: number; readonly abortsOnData: number; readonly overruns: number };
 }
 
 export interface TrialContext {
@@ -71,6 +74,35 @@ export interface TrialContext {
 }
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const TRACE_KEY = 'ftrace instance';
+
+/** The kernel's tcp_receive_reset events on these ports and every tcp_send_reset, in a private instance. */
+function openResetTrace(ctx: TrialContext, ports: readonly number[]): TraceInstance {
+  const on = ports.map((p) => `sport == ${p} || dport == ${p}`).join(' || ');
+  const trace = TraceInstance.open(`wstrace-bench-${process.pid}`, [
+    { event: 'tcp/tcp_receive_reset', filter: on },
+    { event: 'tcp/tcp_send_reset' },
+  ]);
+  ctx.cleanup.add(TRACE_KEY, () => trace.close());
+  return trace;
+}
+
+function closeResetTrace(ctx: TrialContext, trace: TraceInstance, ports: readonly number[]): Trial['tracedResets'] {
+  try {
+    const lines = trace.lines();
+    const sum = { received: 0, abortsOnData: 0, overruns: trace.overruns() };
+    for (const port of ports) {
+      const r = resetsReallyReceived(lines, port);
+      sum.received += r.received;
+      sum.abortsOnData += r.abortsOnData;
+    }
+    return sum;
+  } finally {
+    trace.close();
+    ctx.cleanup.remove(TRACE_KEY);
+  }
+}
 
 export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: number): Promise<Trial> {
   const ns = await BenchNetns.create(ctx.nsName(`${arm === 'wstrace-all' ? 'wall' : arm.slice(0, 4)}${rep}`), ctx.cleanup);
@@ -89,6 +121,7 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
     const cpuStart = agent?.cpuSeconds() ?? 0;
     const probePid = agent?.pid ?? bpftrace?.pid;
     const bpfStart = probePid ? progStats(probePid) : undefined;
+    const trace = step.traceResetPorts ? openResetTrace(ctx, step.traceResetPorts) : undefined;
     const before = await ns.counts();
     const busy = new CpuBusy();
     const [load, neighbour] = await Promise.all([
@@ -100,6 +133,7 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
 
     // The last packets of the load may still be in flight (ksoftirqd on a busy machine).
     let after = await ns.quiet();
+    const tracedResets = trace ? closeResetTrace(ctx, trace, step.traceResetPorts!) : undefined;
     let emitted: Emitted | undefined;
     let wstrace: WstraceTrial | undefined;
     if (agent) {
@@ -150,6 +184,7 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
       ...(neighbour ? { neighbour } : {}),
       before,
       after,
+      ...(tracedResets ? { tracedResets } : {}),
       hostBusy,
       ...(wstrace ? { wstrace } : {}),
       ...(bpftraceTotals ? { bpftrace: bpftraceTotals } : {}),
