@@ -49,6 +49,7 @@ static const std::vector<SignalDef> kSignals = {
      -1},
     {"syn_drop",
      {
+         {"tp_btf", true, "consume_skb, kfree_skb, tcp_retransmit_synack", {"wst_syn_consumed_btf", "wst_syn_freed_btf", "wst_synack_rtx_btf"}, KernelCheck{false, "trace_event_raw_consume_skb", "location", "the tracepoint route needs Linux 6.3+ (consume_skb with a location)"}, static_cast<int>(offsetof(struct wst_switches, listen_drops_settled))},
          {"raw_tp", true, "consume_skb, kfree_skb, tcp_retransmit_synack", {"wst_syn_consumed", "wst_syn_freed", "wst_synack_rtx"}, KernelCheck{false, "trace_event_raw_consume_skb", "location", "the tracepoint route needs Linux 6.3+ (consume_skb with a location)"}, static_cast<int>(offsetof(struct wst_switches, listen_drops_settled))},
          {"fentry", false, "tcp_conn_request", {"wst_conn_req_fentry", "wst_conn_req_fexit"}, std::nullopt},
          {"kprobe", false, "tcp_conn_request", {"wst_conn_req_kprobe", "wst_conn_req_kretprobe"}, std::nullopt},
@@ -111,6 +112,9 @@ static const NamedValue kHitIndexes[] = {
     {"wst_synrecv_fexit", WST_P_SYNRECV_FEXIT},
     {"wst_synrecv_kprobe", WST_P_SYNRECV_KPROBE},
     {"wst_synrecv_kretprobe", WST_P_SYNRECV_KRETPROBE},
+    {"wst_syn_consumed_btf", WST_P_SYN_CONSUMED_BTF},
+    {"wst_syn_freed_btf", WST_P_SYN_FREED_BTF},
+    {"wst_synack_rtx_btf", WST_P_SYNACK_RTX_BTF},
     {"wst_syn_consumed", WST_P_SYN_CONSUMED},
     {"wst_syn_freed", WST_P_SYN_FREED},
     {"wst_synack_rtx", WST_P_SYNACK_RTX},

@@ -166,8 +166,19 @@ int LoadCapturing(const std::function<int()>& load, std::string* verdict) {
   return err;
 }
 
+// name: one tracepoint, or several as "a, b, c" (a hook of several programs): all must have BTF.
 bool KernelTypes::HasTracepoint(const std::string& name) const {
-  return btf_ && btf__find_by_name_kind(btf_, ("btf_trace_" + name).c_str(), BTF_KIND_TYPEDEF) > 0;
+  if (!btf_) return false;
+  size_t from = 0;
+  while (from <= name.size()) {
+    size_t comma = name.find(',', from);
+    std::string one = name.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
+    one.erase(0, one.find_first_not_of(' '));
+    if (btf__find_by_name_kind(btf_, ("btf_trace_" + one).c_str(), BTF_KIND_TYPEDEF) <= 0) return false;
+    if (comma == std::string::npos) break;
+    from = comma + 1;
+  }
+  return true;
 }
 
 Unloaded PlanCore(const std::vector<SignalDef>& signals, struct bpf_object* core,

@@ -677,14 +677,14 @@ static __always_inline void count_n(__u32 idx, __u64 n)
  * before a listener sees the packet; its route (still attached: the SYN's
  * checks read it) has the device.
  */
-static __always_inline struct net *packet_net(const struct sk_buff *skb)
+static __always_inline struct net *packet_net(const struct sk_buff *skb, bool direct)
 {
-	struct net *net = BPF_CORE_READ(skb, dev, nd_net.net);
+	struct net *net = direct ? __builtin_preserve_access_index(skb->dev->nd_net.net) : BPF_CORE_READ(skb, dev, nd_net.net);
 	unsigned long refdst;
 
 	if (net)
 		return net;
-	refdst = BPF_CORE_READ(skb, _skb_refdst) & ~1UL;
+	refdst = RD(direct, skb, _skb_refdst) & ~1UL;
 	if (!refdst)
 		return 0;
 	return BPF_CORE_READ((const struct dst_entry *)refdst, dev, nd_net.net);
@@ -695,10 +695,10 @@ static __always_inline struct net *packet_net(const struct sk_buff *skb)
  * not TCP or its headers cannot be read. IPv4 without options and IPv6
  * without extension headers (what a SYN or handshake ACK carries).
  */
-static __always_inline bool segment_tuple(const struct sk_buff *skb, struct wst_event *e, __u8 *flags)
+static __always_inline bool segment_tuple(const struct sk_buff *skb, struct wst_event *e, __u8 *flags, bool direct)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
+	unsigned char *head = RD(direct, skb, head);
+	__u16 nh = RD(direct, skb, network_header);
 	__u8 hdr[sizeof(struct wst_ipv6hdr)];
 	struct {
 		struct wst_ports ports;
@@ -743,7 +743,7 @@ static __always_inline bool segment_tuple(const struct sk_buff *skb, struct wst_
  * SYN nor to a port that listens): the counts then wait for the next end.
  */
 static __always_inline bool attribute(const struct sk_buff *skb, __u32 netns, const struct mib_seen *d,
-				      __u32 drop_reason)
+				      __u32 drop_reason, bool direct)
 {
 	struct wst_listener_val *v;
 	struct wst_event e = { .netns = netns };
@@ -751,7 +751,7 @@ static __always_inline bool attribute(const struct sk_buff *skb, __u32 netns, co
 	__u64 now;
 
 	/* A stray count must not invent a row: a SYN, or a segment to a port that listens (listen() marks it). */
-	if (!segment_tuple(skb, &e, &flags) || (!is_listen_port(e.lport) && (flags & 0x12) != 0x02))
+	if (!segment_tuple(skb, &e, &flags, direct) || (!is_listen_port(e.lport) && (flags & 0x12) != 0x02))
 		return false;
 	if (!port_wanted(e.lport, 0))
 		return true;
@@ -786,7 +786,7 @@ static __always_inline bool attribute(const struct sk_buff *skb, __u32 netns, co
 			 * tcp_conn_request's drop of unproven peers (SYN queue
 			 * three-quarters of tcp_max_syn_backlog); else something rarer.
 			 */
-			struct net *net = packet_net(skb);
+			struct net *net = packet_net(skb, direct);
 			struct netns_ipv4 *v4 = __builtin_preserve_access_index(&net->ipv4);
 
 			if (!BPF_CORE_READ_BITFIELD_PROBED(v4, sysctl_tcp_syncookies))
@@ -836,9 +836,9 @@ struct {
 	__type(value, struct mib_fast);
 } mib_last SEC(".maps");
 
-static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_reason)
+static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_reason, bool direct)
 {
-	struct net *net = packet_net(skb);
+	struct net *net = packet_net(skb, direct);
 	struct mib_seen now, d;
 	struct mib_seen *was;
 	struct mib_fast *last;
@@ -878,7 +878,7 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 		d.drops = now.drops - was->drops;
 		d.reqq_full = now.reqq_full - was->reqq_full;
 		d.cookies = now.cookies - was->cookies;
-		if (attribute(skb, k.netns, &d, drop_reason))
+		if (attribute(skb, k.netns, &d, drop_reason, direct))
 			*was = now;
 	}
 	/* The fast path holds only what is settled: counts left for the next end keep it on the slow one. */
@@ -887,7 +887,7 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 	last->cookies = was->cookies;
 }
 
-static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason)
+static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason, bool direct)
 {
 	__u32 zero = 0;
 	__u32 *busy;
@@ -898,13 +898,13 @@ static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason)
 	 * the listener from the lookup, and a socket stolen from the packet is
 	 * cleared from it), so that one load spares the rest the counters' reads.
 	 */
-	if (!skb || BPF_CORE_READ(skb, sk))
+	if (!skb || RD(direct, skb, sk))
 		return;
 	busy = bpf_map_lookup_elem(&settling, &zero);
 	if (!busy || *busy)
 		return;
 	*busy = 1;
-	settle_end(skb, drop_reason);
+	settle_end(skb, drop_reason, direct);
 	*busy = 0;
 }
 
@@ -1020,36 +1020,64 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /* consume_skb(skb, location): where tcp_rcv_state_process() leaves a SYN, taken or dropped. */
+SEC("tp_btf/consume_skb")
+int wst_syn_consumed_btf(__u64 *ctx)
+{
+	hit(WST_P_SYN_CONSUMED_BTF);
+	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true);
+	return 0;
+}
+
 SEC("raw_tp/consume_skb")
 int wst_syn_consumed(struct bpf_raw_tracepoint_args *ctx)
 {
 	hit(WST_P_SYN_CONSUMED);
-	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON);
+	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON, false);
 	return 0;
 }
 
 /* kfree_skb(skb, location, reason[, rx_sk]): where ACK-stage drops end (and SYNs on kernels that free them). */
+SEC("tp_btf/kfree_skb")
+int wst_syn_freed_btf(__u64 *ctx)
+{
+	hit(WST_P_SYN_FREED_BTF);
+	settle((const struct sk_buff *)ctx[0], (__u32)ctx[2], true);
+	return 0;
+}
+
 SEC("raw_tp/kfree_skb")
 int wst_syn_freed(struct bpf_raw_tracepoint_args *ctx)
 {
 	hit(WST_P_SYN_FREED);
-	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2]);
+	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false);
 	return 0;
 }
 
 /* tcp_retransmit_synack(sk, req): sk is the listener; the kernel counts TCPSynRetrans just before. */
-SEC("raw_tp/tcp_retransmit_synack")
-int wst_synack_rtx(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline void on_synack_rtx(const struct sock *sk, bool direct)
 {
-	const struct sock *sk = (const struct sock *)ctx->args[0];
 	struct wst_listener_val *v;
 	struct wst_event e = {};
 
-	hit(WST_P_SYNACK_RTX);
-	if (!sk || !sk_tuple(sk, &e, true, false))
-		return 0;
-	v = listener_entry(&e, sk, false);
+	if (!sk || !sk_tuple(sk, &e, true, direct))
+		return;
+	v = listener_entry(&e, sk, direct);
 	if (v)
 		__sync_fetch_and_add(&v->synack_retrans, 1);
+}
+
+SEC("tp_btf/tcp_retransmit_synack")
+int wst_synack_rtx_btf(__u64 *ctx)
+{
+	hit(WST_P_SYNACK_RTX_BTF);
+	on_synack_rtx((const struct sock *)ctx[0], true);
+	return 0;
+}
+
+SEC("raw_tp/tcp_retransmit_synack")
+int wst_synack_rtx(struct bpf_raw_tracepoint_args *ctx)
+{
+	hit(WST_P_SYNACK_RTX);
+	on_synack_rtx((const struct sock *)ctx->args[0], false);
 	return 0;
 }

@@ -22,7 +22,8 @@ import { until } from './helpers/until.js';
 const SYN_STAGE = join(ROOT, 'test', 'helpers', 'syn_stage.py');
 const SYN_BLIND = SIGNALS.find((s) => s.name === 'syn_drop')!.blind;
 
-describeKernel('listen drops from tracepoints only, exact per listener', () => {
+function exactSuite(name: string, nsPrefix: string, variant?: 'raw_tp'): void {
+describeKernel(name, () => {
   let ns: TestNetns;
   let tracer: Tracer;
   let events: TraceEvent[] = [];
@@ -30,11 +31,11 @@ describeKernel('listen drops from tracepoints only, exact per listener', () => {
   let lacking = false;
 
   beforeAll(async () => {
-    ns = await TestNetns.create('wst-syn');
-    tracer = await openTracer({ netns: ns.path });
+    ns = await TestNetns.create(nsPrefix);
+    tracer = await openTracer({ netns: ns.path, ...(variant ? { variants: { syn_drop: variant } } : {}) });
     tracer.subscribe((batch) => events.push(...batch));
     const hook = tracer.hooks.find((h) => h.signal === 'syn_drop');
-    lacking = hook?.variant !== 'raw_tp' && /6\.3\+/.test(hook?.error ?? '');
+    lacking = !hook?.attached && /6\.3\+/.test(hook?.error ?? '');
   });
 
   afterAll(async () => {
@@ -65,7 +66,7 @@ describeKernel('listen drops from tracepoints only, exact per listener', () => {
   it('runs the tracepoint route on a kernel that has it, and nothing calls the SYN stage blind', (ctx) => {
     if (lacking) ctx.skip();
     const hook = tracer.hooks.find((h) => h.signal === 'syn_drop');
-    expect(hook).toMatchObject({ attached: true, variant: 'raw_tp' });
+    expect(hook).toMatchObject({ attached: true, variant: variant ?? 'tp_btf' });
     expect(blindNotes(tracer.hooks)).not.toContain(SYN_BLIND);
   });
 
@@ -206,6 +207,10 @@ describeKernel('listen drops from tracepoints only, exact per listener', () => {
     expect(take('syn_drop', 7435).map((e) => e.reason)).toContain('UNPROVEN_PEER');
   });
 });
+}
+
+exactSuite('listen drops from tracepoints only, exact per listener (BTF tracepoints)', 'wst-syn');
+exactSuite('listen drops from tracepoints only, exact per listener (raw tracepoints)', 'wst-synr', 'raw_tp');
 
 describeKernel('watch on the tracepoint route', () => {
   let ns: TestNetns;
@@ -222,7 +227,7 @@ describeKernel('watch on the tracepoint route', () => {
     const watch = spawnCli(['watch', '--netns', ns.path, '--json', '--event-budget', '0']);
     const start = await watch.waitStderr('live:');
     if (/syn_drop[^;]*needs Linux 6\.3\+/.test(start)) return ctx.skip(); // a kernel without the route: the matrix covers it
-    expect(start).toMatch(/syn_drop \(raw_tp/);
+    expect(start).toMatch(/syn_drop \(tp_btf/);
     expect(start).not.toContain('SYN-stage listen drops: no hook');
     const port = 7440;
     await ns.traffic('full-queue', port, 4, 100, 1.5);
@@ -267,7 +272,7 @@ describeKernel('the agent: Snapshot and doctor use the SYN-stage counts', () => 
     try {
       const info = await unary<{ hooks: Array<{ signalName: string; variant: string; error: string }> }>(client, 'getInfo');
       const syn = info.hooks.find((h) => h.signalName === 'syn_drop');
-      if (syn?.variant !== 'raw_tp' && /6\.3\+/.test(syn?.error ?? '')) return ctx.skip(); // no route before 6.3
+      if (!['tp_btf', 'raw_tp'].includes(syn?.variant ?? '') && /6\.3\+/.test(syn?.error ?? '')) return ctx.skip(); // no route before 6.3
       const port = 7450;
       await ns.exec('sysctl', ['-q', '-w', 'net.ipv4.tcp_syncookies=0']);
       // 12 handshakes on a backlog of 4 whose last ACK never comes: the SYN queue fills, SYN-ACKs are resent; held 6 s so doctor sees the listener live.

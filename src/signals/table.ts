@@ -252,6 +252,21 @@ export const SIGNALS = [
     counters: [{ name: 'synDrop', doc: 'SYN-stage listen drops' }],
     hooks: [
       {
+        variant: 'tp_btf',
+        object: 'core',
+        hook: 'consume_skb, kfree_skb, tcp_retransmit_synack',
+        programs: ['wst_syn_consumed_btf', 'wst_syn_freed_btf', 'wst_synack_rtx_btf'],
+        hits: ['wst_syn_consumed_btf', 'wst_syn_freed_btf', 'wst_synack_rtx_btf'],
+        needs: {
+          btf: 'struct',
+          type: 'trace_event_raw_consume_skb',
+          member: 'location',
+          absent: 'the tracepoint route needs Linux 6.3+ (consume_skb with a location)',
+        },
+        kernels: '6.3+',
+        switchField: 'listen_drops_settled',
+      },
+      {
         variant: 'raw_tp',
         object: 'core',
         hook: 'consume_skb, kfree_skb, tcp_retransmit_synack',

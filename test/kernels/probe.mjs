@@ -36,6 +36,7 @@ const VARIANTS = [
   { signal: 'listen_overflow', variant: 'fexit', programs: ['wst_synrecv_fexit'], traffic: ['ack-overflow', 7906, 2, 2, 0.5], count: 'listenOverflow' },
   { signal: 'listen_overflow', variant: 'kprobe', programs: ['wst_synrecv_kprobe', 'wst_synrecv_kretprobe'], traffic: ['ack-overflow', 7907, 2, 2, 0.5], count: 'listenOverflow' },
   // The tracepoint route counts both stages (and SYN-ACK retransmits: the ACK-stage drops leave requests to resend).
+  { signal: 'syn_drop', variant: 'tp_btf', programs: ['wst_syn_consumed_btf', 'wst_syn_freed_btf', 'wst_synack_rtx_btf'], traffic: ['ack-overflow-resent', 7921, 2, 3, 1.8], script: SYN_STAGE, exact: true, bothStages: true },
   { signal: 'syn_drop', variant: 'raw_tp', programs: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'], traffic: ['ack-overflow-resent', 7920, 2, 3, 1.8], script: SYN_STAGE, exact: true, bothStages: true },
   { signal: 'syn_drop', variant: 'fentry', programs: ['wst_conn_req_fentry', 'wst_conn_req_fexit'], traffic: ['full-queue', 7908, 1, 6, 0.5], exact: true },
   { signal: 'syn_drop', variant: 'kprobe', programs: ['wst_conn_req_kprobe', 'wst_conn_req_kretprobe'], traffic: ['full-queue', 7909, 1, 6, 0.5], exact: true },
@@ -60,16 +61,17 @@ function mib() {
 }
 
 /*
- * Four rounds, each opening one tracer with one variant per signal and
+ * Five rounds, each opening one tracer with one variant per signal and
  * making every kind of traffic once: opening a tracer is the slow part in an
  * emulated guest, so it is done once per round, not once per variant
- * (accept_queue_full has four variants, hence four rounds).
+ * (accept_queue_full has four variants, syn_drop five).
  */
 const ROUNDS = [
   { reset_sent: 'tp_btf', reset_received: 'tp_btf', timewait: 'tp_btf', accept_queue_full: 'raw_tp', listen_overflow: 'raw_tp', syn_drop: 'fentry', accept_residency: 'fexit', reset_no_socket: 'fentry' },
   { reset_sent: 'raw_tp', reset_received: 'raw_tp', timewait: 'raw_tp', accept_queue_full: 'fexit', listen_overflow: 'fexit', syn_drop: 'kprobe', accept_residency: 'kretprobe', reset_no_socket: 'kprobe' },
   { accept_queue_full: 'kprobe', listen_overflow: 'kprobe', syn_drop: 'none', accept_residency: 'none', reset_no_socket: 'none' },
   { accept_queue_full: 'tp_btf', listen_overflow: 'none', syn_drop: 'raw_tp', accept_residency: 'none', reset_no_socket: 'none' },
+  { listen_overflow: 'none', syn_drop: 'tp_btf', accept_residency: 'none', reset_no_socket: 'none' },
 ];
 
 /*
