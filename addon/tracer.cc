@@ -249,6 +249,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     listening_ = static_cast<volatile uint8_t*>(mapped);
 
     Attach();
+    PublishCpuOffsets();
     kernel_.reset();
     // Loading parsed the kernel's BTF once per object (tens of MB, freed
     // again); hand that memory back rather than keep it for the agent's life.
@@ -340,6 +341,8 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     r->mib_reqq_full_drop = index("LINUX_MIB_TCPREQQFULLDROP");
     r->mib_syncookies_sent = index("LINUX_MIB_SYNCOOKIESSENT");
     r->mib_abort_on_data = index("LINUX_MIB_TCPABORTONDATA");
+    int ncpu = libbpf_num_possible_cpus();
+    r->nr_cpus = ncpu > 0 ? static_cast<uint32_t>(ncpu) : 0;
   }
 
   // Opens, configures and loads the core object. A tp_btf program the
@@ -364,6 +367,20 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
       btfRefused = "load failed: " + ErrnoText(err) + (verdict.empty() ? "" : "; verifier: " + verdict);
       wstrace_bpf__destroy(skel_);
       skel_ = nullptr;
+    }
+  }
+
+  // Runs wst_publish_offset once on each CPU, so each says its per-CPU
+  // offset before any traffic: the first close in a namespace seeds every
+  // CPU's TCPAbortOnData baseline from them. A CPU it cannot run on says it
+  // the first time it traces a state change instead.
+  void PublishCpuOffsets() {
+    int fd = bpf_program__fd(skel_->progs.wst_publish_offset);
+    int ncpu = libbpf_num_possible_cpus();
+    if (fd < 0 || ncpu <= 0) return;
+    for (int cpu = 0; cpu < ncpu; cpu++) {
+      LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = static_cast<__u32>(cpu));
+      bpf_prog_test_run_opts(fd, &opts);
     }
   }
 

@@ -187,6 +187,9 @@ Unloaded PlanCore(const std::vector<SignalDef>& signals, struct bpf_object* core
   Unloaded unloaded;
   struct bpf_program* p;
   bpf_object__for_each_program(p, core) bpf_program__set_autoload(p, false);
+  // Not a hook: the loader runs it once per CPU (Tracer::PublishCpuOffsets).
+  if (struct bpf_program* pub = bpf_object__find_program_by_name(core, "wst_publish_offset"))
+    bpf_program__set_autoload(pub, true);
   for (const SignalDef& s : signals) {
     auto forced = force.find(s.name);
     bool chosen = false;

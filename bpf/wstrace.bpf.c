@@ -40,8 +40,12 @@ char LICENSE[] SEC("license") = "GPL";
  * Races, and why they do not miscount:
  * - The look-up runs in the call that made the timewait socket, under the
  *   socket's lock, microseconds after. Its timer (at least the RTO) has not
- *   run; only a new connection on this very 4-tuple (tcp_tw_reuse) could
- *   kill it first: that TIME_WAIT would be missed.
+ *   run; but a packet for this 4-tuple on another CPU in those microseconds
+ *   can end it first: a reset (tcp_rfc1337 = 0, the default, lets a reset
+ *   end a TIME_WAIT) or a new connection reusing it (tcp_tw_reuse). That
+ *   TIME_WAIT is missed (seen once in about 50 TIME_WAITs of a storm full
+ *   of resets while the whole test suite loaded a 2-CPU machine; never
+ *   seen with the storm alone).
  * - Sockets hashed into the same bucket meanwhile go in at the head: the
  *   chain is walked for up to TW_CHAIN_MAX entries (the kernel sizes the
  *   table to about one socket per bucket).
@@ -123,6 +127,17 @@ struct {
 	__type(value, __u64);
 } cpu_offset SEC(".maps");
 
+/* Each CPU's per-CPU offset, as it found it (0: not yet), so one CPU can read another's counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, WST_MAX_CPUS);
+	__type(key, __u32);
+	__type(value, __u64);
+} cpu_offsets SEC(".maps");
+
+/* Possible CPUs, from the loader. */
+const volatile __u32 nr_cpus = 0;
+
 /* Set while an end is being settled on this CPU, so an interrupting one does not interleave. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -153,9 +168,9 @@ static __always_inline __u64 percpu_base(void)
 
 static __always_inline __u64 this_cpu_offset(void)
 {
-	__u32 zero = 0;
+	__u32 zero = 0, cpu;
 	__u64 *slot = bpf_map_lookup_elem(&cpu_offset, &zero);
-	__u64 base;
+	__u64 base, *published;
 
 	if (!slot)
 		return 0;
@@ -165,6 +180,11 @@ static __always_inline __u64 this_cpu_offset(void)
 	if (!base)
 		return 0;
 	*slot = address_of(slot) - base;
+	/* Published for other CPUs (abort_seed). */
+	cpu = bpf_get_smp_processor_id();
+	published = bpf_map_lookup_elem(&cpu_offsets, &cpu);
+	if (published)
+		*published = *slot;
 	return *slot;
 }
 
@@ -180,6 +200,19 @@ static __always_inline bool mib_now(const struct net *net, __u32 idx, __u64 *v)
 	if (!offset)
 		return false;
 	return !bpf_probe_read_kernel(v, sizeof(*v), (const __u64 *)(stats + offset) + idx);
+}
+
+/*
+ * Run by the loader on each CPU in turn (BPF_PROG_TEST_RUN with a CPU, 5.10+),
+ * never attached: every CPU publishes its per-CPU offset at load, so a
+ * namespace's first close can take every CPU's baseline even on a CPU that
+ * has not traced anything yet.
+ */
+SEC("raw_tp")
+int wst_publish_offset(void *ctx)
+{
+	this_cpu_offset();
+	return 0;
 }
 
 /*
@@ -227,13 +260,12 @@ struct {
 } abort_seen SEC(".maps");
 
 /*
- * The baseline: this CPU's count when a socket of the namespace starts to
- * close on it (FIN_WAIT1 or CLOSE_WAIT, seen by the timewait program), and
- * where the kernel has bpf_map_lookup_percpu_elem (5.19+) every CPU's count
- * at the namespace's first such close: no socket of it can be closed for
- * reading before. Older kernels give no other CPU's offset, so there a CPU
- * that meets one of these before any close starts on it takes that one for
- * a real reset (once per CPU and namespace).
+ * The baseline: every CPU's count when a socket of the namespace first
+ * starts to close (FIN_WAIT1 or CLOSE_WAIT, seen by the timewait program):
+ * no socket of it can be closed for reading before. Other CPUs' copies are
+ * found through the offsets each CPU publishes in cpu_offsets the first
+ * time it runs that program (bpf_map_lookup_percpu_elem is 5.19+, and a
+ * per-CPU ksym needs the kernel to list data symbols).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -248,7 +280,7 @@ static __always_inline void abort_seed(const struct net *net, __u32 netns)
 	struct abort_seen a = {};
 	__u32 zero = 0;
 	__u32 *last = bpf_map_lookup_elem(&abort_seeded, &zero);
-	__u64 stats, base;
+	__u64 stats;
 
 	if (!last || *last == netns)
 		return;
@@ -256,23 +288,17 @@ static __always_inline void abort_seed(const struct net *net, __u32 netns)
 	if (bpf_map_lookup_elem(&abort_seen, &k))
 		return;
 	stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
-	base = percpu_base();
 	if (!mib_abort_on_data || !stats)
 		return;
-	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_map_lookup_percpu_elem) || !base) {
-		if (mib_now(net, mib_abort_on_data, &a.seen))
-			bpf_map_update_elem(&abort_seen, &k, &a, BPF_NOEXIST);
-		return;
-	}
 #pragma clang loop unroll(disable)
-	for (__u32 cpu = 0; cpu < WST_MAX_CPUS; cpu++) {
-		void *slot = bpf_map_lookup_percpu_elem(&cpu_offset, &zero, cpu);
+	for (__u32 cpu = 0; cpu < WST_MAX_CPUS && cpu < nr_cpus; cpu++) {
+		__u64 *offset = bpf_map_lookup_elem(&cpu_offsets, &cpu);
 
-		if (!slot)
-			break;	/* past the last possible CPU */
+		/* A CPU that has run no state change since load has not said its offset yet. */
+		if (!offset || !*offset)
+			continue;
 		k.cpu = cpu;
-		if (!bpf_probe_read_kernel(&a.seen, sizeof(a.seen),
-					   (const __u64 *)(stats + address_of(slot) - base) + mib_abort_on_data))
+		if (!bpf_probe_read_kernel(&a.seen, sizeof(a.seen), (const __u64 *)(stats + *offset) + mib_abort_on_data))
 			bpf_map_update_elem(&abort_seen, &k, &a, BPF_NOEXIST);
 	}
 }
@@ -954,6 +980,8 @@ static __always_inline void on_set_state(const struct sock *sk, int oldstate, in
 	bool may_tw = oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING;
 	__u32 netns;
 
+	/* Once per CPU: its per-CPU offset, published for the others. */
+	this_cpu_offset();
 	if (newstate == TCP_LISTEN) {
 		syn_listen(sk);
 		return;
