@@ -263,9 +263,9 @@ struct {
  * The baseline: every CPU's count when a socket of the namespace first
  * starts to close (FIN_WAIT1 or CLOSE_WAIT, seen by the timewait program):
  * no socket of it can be closed for reading before. Other CPUs' copies are
- * found through the offsets each CPU publishes in cpu_offsets the first
- * time it runs that program (bpf_map_lookup_percpu_elem is 5.19+, and a
- * per-CPU ksym needs the kernel to list data symbols).
+ * found through the offsets each CPU publishes in cpu_offsets when the
+ * loader runs wst_publish_offset on it (bpf_map_lookup_percpu_elem is
+ * 5.19+, and a per-CPU ksym needs the kernel to list data symbols).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -982,8 +982,6 @@ static __always_inline void on_set_state(const struct sock *sk, int oldstate, in
 	bool may_tw = oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING;
 	__u32 netns;
 
-	/* Once per CPU: its per-CPU offset, published for the others. */
-	this_cpu_offset();
 	if (newstate == TCP_LISTEN) {
 		syn_listen(sk);
 		return;
