@@ -843,36 +843,13 @@ static __always_inline bool attribute(const struct sk_buff *skb, __u32 netns, co
 	return true;
 }
 
-/*
- * What this CPU last settled, for the namespace it last settled: most ends
- * change nothing (a SYN taken, a packet to a closed port), and ListenDrops
- * rises with every drop (ListenOverflows and TCPReqQFullDrop only with it),
- * so an unchanged ListenDrops and SyncookiesSent in the same namespace end
- * it after two reads, without the other two or the hash look-up.
- */
-struct mib_fast {
-	__u32 netns;
-	__u32 _pad;
-	__u64 drops;
-	__u64 cookies;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct mib_fast);
-} mib_last SEC(".maps");
-
 static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_reason, bool direct)
 {
 	struct net *net = packet_net(skb, direct);
 	struct mib_seen now, d;
 	struct mib_seen *was;
-	struct mib_fast *last;
 	struct mib_key k;
 	__u64 stats, offset;
-	__u32 zero = 0;
 
 	if (!net)
 		return;
@@ -881,38 +858,23 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 		return;
 	stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
 	offset = this_cpu_offset();
-	if (!stats || !offset || !mib_listen_drops || !mib_syncookies_sent)
-		return;
-	if (bpf_probe_read_kernel(&now.drops, sizeof(__u64), (const __u64 *)(stats + offset) + mib_listen_drops) ||
-	    bpf_probe_read_kernel(&now.cookies, sizeof(__u64), (const __u64 *)(stats + offset) + mib_syncookies_sent))
-		return;
-	last = bpf_map_lookup_elem(&mib_last, &zero);
-	if (!last)
-		return;
-	if (last->netns == k.netns && last->drops == now.drops && last->cookies == now.cookies)
-		return;
-	if (!mib_read(stats, offset, &now))
+	if (!stats || !offset || !mib_read(stats, offset, &now))
 		return;
 	k.cpu = bpf_get_smp_processor_id();
 	was = bpf_map_lookup_elem(&mib_settled, &k);
 	if (!was) {
-		last->netns = 0;
 		mib_seed(k.netns, stats);
 		return;
 	}
-	if (now.overflows != was->overflows || now.drops != was->drops || now.reqq_full != was->reqq_full ||
-	    now.cookies != was->cookies) {
-		d.overflows = now.overflows - was->overflows;
-		d.drops = now.drops - was->drops;
-		d.reqq_full = now.reqq_full - was->reqq_full;
-		d.cookies = now.cookies - was->cookies;
-		if (attribute(skb, k.netns, &d, drop_reason, direct))
-			*was = now;
-	}
-	/* The fast path holds only what is settled: counts left for the next end keep it on the slow one. */
-	last->netns = k.netns;
-	last->drops = was->drops;
-	last->cookies = was->cookies;
+	if (now.overflows == was->overflows && now.drops == was->drops && now.reqq_full == was->reqq_full &&
+	    now.cookies == was->cookies)
+		return;
+	d.overflows = now.overflows - was->overflows;
+	d.drops = now.drops - was->drops;
+	d.reqq_full = now.reqq_full - was->reqq_full;
+	d.cookies = now.cookies - was->cookies;
+	if (attribute(skb, k.netns, &d, drop_reason, direct))
+		*was = now;
 }
 
 static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason, bool direct)

@@ -240,8 +240,9 @@ function captureSuite(name: string, nsPrefix: string, variants?: Readonly<Record
     it('close() detaches: none of its programs stays loaded', async () => {
       const t = await openTracer({ netns: ns.path, ...(variants ? { variants } : {}) });
       const ids = t.programIds();
-      // Every program of every variant attached, as the signal table lists them.
-      let programs = 0;
+      // Every program of every variant attached, as the signal table lists them, and the loader's
+      // per-CPU offset program (run on each CPU at load, never attached).
+      let programs = 1;
       for (const h of t.hooks.filter((x) => x.attached)) {
         const signal = SIGNALS.find((s) => s.name === h.signal);
         programs += signal?.hooks.find((v) => v.variant === h.variant)?.programs.length ?? 0;
