@@ -643,21 +643,16 @@ static __always_inline bool mib_read(__u64 stats, __u64 offset, struct mib_seen 
 /* First sight of a namespace on this CPU: every CPU's counts so far are nobody's to attribute. */
 static __always_inline void mib_seed(__u32 netns, __u64 stats)
 {
-	__u64 base = percpu_base();
-	__u32 zero = 0;
-
-	/* The route runs on 6.3+, but this is in the timewait program too: where the helper is missing (before 5.19) the verifier refuses any call to it it can reach, so this constant keeps it out of reach. */
-	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_map_lookup_percpu_elem) || !base)
-		return;
+	/* Every CPU's offset, as abort_seed finds them (published at load), in the loop shape old verifiers take. */
 #pragma clang loop unroll(disable)
 	for (__u32 cpu = 0; cpu < WST_MAX_CPUS; cpu++) {
 		struct mib_key k = { .netns = netns, .cpu = cpu };
 		struct mib_seen m;
-		void *slot = bpf_map_lookup_percpu_elem(&cpu_offset, &zero, cpu);
+		__u64 *offset = bpf_map_lookup_elem(&cpu_offsets, &k.cpu);
 
-		if (!slot)
-			break;	/* past the last possible CPU */
-		if (mib_read(stats, address_of(slot) - base, &m))
+		if (!offset || cpu >= nr_cpus)
+			break;
+		if (*offset && mib_read(stats, *offset, &m))
 			bpf_map_update_elem(&mib_settled, &k, &m, BPF_NOEXIST);
 	}
 }

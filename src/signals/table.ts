@@ -96,6 +96,14 @@ const TCP_SEND_RESET_HAS_REASON: KernelCheck = {
   absent: 'tcp_send_reset does not fire for them before Linux 6.10',
 };
 
+/* syn_drop's tracepoint route (both variants): consume_skb says where a SYN ends only from 6.3. */
+const SYN_ROUTE_NEEDS: KernelCheck = {
+  btf: 'struct',
+  type: 'trace_event_raw_consume_skb',
+  member: 'location',
+  absent: 'the tracepoint route needs Linux 6.3+ (consume_skb with a location)',
+};
+
 /** In attach order: the order `wstrace info` lists them in. */
 export const SIGNALS = [
   {
@@ -257,12 +265,7 @@ export const SIGNALS = [
         hook: 'consume_skb, kfree_skb, tcp_retransmit_synack',
         programs: ['wst_syn_consumed_btf', 'wst_syn_freed_btf', 'wst_synack_rtx_btf'],
         hits: ['wst_syn_consumed_btf', 'wst_syn_freed_btf', 'wst_synack_rtx_btf'],
-        needs: {
-          btf: 'struct',
-          type: 'trace_event_raw_consume_skb',
-          member: 'location',
-          absent: 'the tracepoint route needs Linux 6.3+ (consume_skb with a location)',
-        },
+        needs: SYN_ROUTE_NEEDS,
         kernels: '6.3+',
         switchField: 'listen_drops_settled',
       },
@@ -272,12 +275,7 @@ export const SIGNALS = [
         hook: 'consume_skb, kfree_skb, tcp_retransmit_synack',
         programs: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'],
         hits: ['wst_syn_consumed', 'wst_syn_freed', 'wst_synack_rtx'],
-        needs: {
-          btf: 'struct',
-          type: 'trace_event_raw_consume_skb',
-          member: 'location',
-          absent: 'the tracepoint route needs Linux 6.3+ (consume_skb with a location)',
-        },
+        needs: SYN_ROUTE_NEEDS,
         kernels: '6.3+',
         switchField: 'listen_drops_settled',
       },
