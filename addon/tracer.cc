@@ -580,7 +580,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   }
 
   // The kernel's record of each loaded program (core and extra objects).
-  std::vector<struct bpf_prog_info> ProgramInfos() {
+  std::vector<struct bpf_prog_info> ProgramInfos(std::vector<std::string>* names = nullptr) {
     std::vector<struct bpf_prog_info> out;
     if (!skel_) return out;
     std::vector<struct bpf_object*> objects = {skel_->obj};
@@ -592,7 +592,11 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
         struct bpf_prog_info pi = {};
         uint32_t len = sizeof(pi);
         int fd = bpf_program__fd(prog);
-        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &pi, &len) == 0) out.push_back(pi);
+        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &pi, &len) == 0) {
+          out.push_back(pi);
+          // The full name (the kernel's is cut at 15 characters).
+          if (names) names->push_back(bpf_program__name(prog));
+        }
       }
     }
     return out;
@@ -609,10 +613,27 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   // Runs the kernel skipped because they would have nested in a run of the
   // same program on the same CPU (a softirq's event while one from process
   // context is being handled): events missing from every count. The kernel
-  // keeps this per program; 0 on kernels before 5.12, which do not.
+  // keeps this per program; 0 on kernels before 5.12, which do not. Not the
+  // runs of syn_drop's route programs, each attached twice (a run skipped in
+  // one is made by its twin, which the interrupted run is not): theirs are
+  // the ends that interrupted another being settled (wst_settle_state.lost).
   Napi::Value SkippedRuns(const Napi::CallbackInfo& info) {
+    static const char* const kTwinned[] = {"wst_syn_consumed", "wst_syn_freed"};
+    std::vector<std::string> names;
+    std::vector<struct bpf_prog_info> infos = ProgramInfos(&names);
     uint64_t sum = 0;
-    for (const struct bpf_prog_info& pi : ProgramInfos()) sum += pi.recursion_misses;
+    for (size_t i = 0; i < infos.size(); i++) {
+      bool twinned = false;
+      for (const char* prefix : kTwinned) twinned = twinned || names[i].rfind(prefix, 0) == 0;
+      if (!twinned) sum += infos[i].recursion_misses;
+    }
+    if (skel_) {
+      int ncpu = libbpf_num_possible_cpus();
+      std::vector<struct wst_settle_state> percpu(ncpu > 0 ? ncpu : 1);
+      uint32_t zero = 0;
+      if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.settling), &zero, percpu.data()) == 0)
+        for (const struct wst_settle_state& s : percpu) sum += s.lost;
+    }
     return Napi::Number::New(info.Env(), static_cast<double>(sum));
   }
 

@@ -60,20 +60,24 @@ enum wst_prog {
 	WST_P_SYNRECV_KPROBE = 12,	/* listen_overflow kprobe */
 	WST_P_SYNRECV_KRETPROBE = 13,	/* listen_overflow kprobe */
 	WST_P_SYN_CONSUMED_BTF = 14,	/* syn_drop tp_btf */
-	WST_P_SYN_FREED_BTF = 15,	/* syn_drop tp_btf */
-	WST_P_SYNACK_RTX_BTF = 16,	/* syn_drop tp_btf */
-	WST_P_SYN_CONSUMED = 17,	/* syn_drop raw_tp */
-	WST_P_SYN_FREED = 18,	/* syn_drop raw_tp */
-	WST_P_SYNACK_RTX = 19,	/* syn_drop raw_tp */
-	WST_P_CONN_REQ_FENTRY = 20,	/* syn_drop fentry */
-	WST_P_CONN_REQ_FEXIT = 21,	/* syn_drop fentry */
-	WST_P_CONN_REQ_KPROBE = 22,	/* syn_drop kprobe */
-	WST_P_CONN_REQ_KRETPROBE = 23,	/* syn_drop kprobe */
-	WST_P_ACCEPT_FEXIT = 24,	/* accept_residency fexit */
-	WST_P_ACCEPT_KRETPROBE = 25,	/* accept_residency kretprobe */
-	WST_P_SEND_RESET_FENTRY = 26,	/* reset_no_socket fentry */
-	WST_P_SEND_RESET_KPROBE = 27,	/* reset_no_socket kprobe */
-	WST_P__MAX = 28,
+	WST_P_SYN_CONSUMED2_BTF = 15,	/* syn_drop tp_btf */
+	WST_P_SYN_FREED_BTF = 16,	/* syn_drop tp_btf */
+	WST_P_SYN_FREED2_BTF = 17,	/* syn_drop tp_btf */
+	WST_P_SYNACK_RTX_BTF = 18,	/* syn_drop tp_btf */
+	WST_P_SYN_CONSUMED = 19,	/* syn_drop raw_tp */
+	WST_P_SYN_CONSUMED2 = 20,	/* syn_drop raw_tp */
+	WST_P_SYN_FREED = 21,	/* syn_drop raw_tp */
+	WST_P_SYN_FREED2 = 22,	/* syn_drop raw_tp */
+	WST_P_SYNACK_RTX = 23,	/* syn_drop raw_tp */
+	WST_P_CONN_REQ_FENTRY = 24,	/* syn_drop fentry */
+	WST_P_CONN_REQ_FEXIT = 25,	/* syn_drop fentry */
+	WST_P_CONN_REQ_KPROBE = 26,	/* syn_drop kprobe */
+	WST_P_CONN_REQ_KRETPROBE = 27,	/* syn_drop kprobe */
+	WST_P_ACCEPT_FEXIT = 28,	/* accept_residency fexit */
+	WST_P_ACCEPT_KRETPROBE = 29,	/* accept_residency kretprobe */
+	WST_P_SEND_RESET_FENTRY = 30,	/* reset_no_socket fentry */
+	WST_P_SEND_RESET_KPROBE = 31,	/* reset_no_socket kprobe */
+	WST_P__MAX = 32,
 };
 
 #endif /* WSTRACE_SIGNALS_GEN_H */

@@ -138,12 +138,16 @@ struct {
 /* Possible CPUs, from the loader. */
 const volatile __u32 nr_cpus = 0;
 
-/* Set while an end is being settled on this CPU, so an interrupting one does not interleave. */
+/*
+ * Set while an end is being settled on this CPU, so an interrupting one does
+ * not interleave; lost: ends that came while one was (their counts wait for
+ * the next end on the CPU), reported with the runs the kernel skipped.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct wst_settle_state);
 } settling SEC(".maps");
 
 
@@ -588,10 +592,19 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
  *   it takes every CPU's current counts as the baseline, so drops in flight
  *   on another CPU at that instant, and this packet's own, are not
  *   attributed (at most one packet per CPU, once per namespace, at start).
- * - An end in process context that a softirq interrupts: the softirq's end
- *   sees the CPU busy and leaves its counts for the next end on this CPU, the
- *   sum stays exact but can land on another listener of the namespace. The
- *   kernel skipping a nested run of the same program does the same.
+ * - The kernel skips a run of a program that would nest in a run of the
+ *   same program on its CPU: a softirq ending a SYN on the way out of an
+ *   interrupt that came while the program ran in process context for another
+ *   packet (any freed packet runs it, if only to its first test). Its counts
+ *   would wait for the next end on that CPU, maybe another listener's. So
+ *   each end runs two programs, the same code attached twice (…2 below): the
+ *   one the interrupted run is not is free, and settles it. When both run,
+ *   the second finds the counters as the first left them and stops there.
+ * - An end that interrupts another while it is being settled (in process
+ *   context, between its reads and its writes: a few dozen instructions)
+ *   sees the CPU busy and leaves its counts for the next end on this CPU:
+ *   the sum stays exact, the listener may not be. Counted (wst_settle_state.lost)
+ *   and reported with the skipped runs.
  * - The listener is found by the packet's destination among known listener
  *   rows: bound address, then the wildcard (and for IPv4, a dual-stack IPv6
  *   listener). A listener never seen before gets a row under the packet's
@@ -875,7 +888,7 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason, bool direct)
 {
 	__u32 zero = 0;
-	__u32 *busy;
+	struct wst_settle_state *st;
 
 	/*
 	 * Every packet freed on the host passes here: most are sent ones, which
@@ -885,12 +898,16 @@ static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason,
 	 */
 	if (!skb || RD(direct, skb, sk))
 		return;
-	busy = bpf_map_lookup_elem(&settling, &zero);
-	if (!busy || *busy)
+	st = bpf_map_lookup_elem(&settling, &zero);
+	if (!st)
 		return;
-	*busy = 1;
+	if (st->busy) {
+		st->lost++;
+		return;
+	}
+	st->busy = 1;
 	settle_end(skb, drop_reason, direct);
-	*busy = 0;
+	st->busy = 0;
 }
 
 /*
@@ -1004,11 +1021,24 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* consume_skb(skb, location): where tcp_rcv_state_process() leaves a SYN, taken or dropped. */
+/*
+ * consume_skb(skb, location): where tcp_rcv_state_process() leaves a SYN,
+ * taken or dropped; kfree_skb(skb, location, reason[, rx_sk]): where
+ * ACK-stage drops end (and SYNs on kernels that free them). Each twice (the
+ * ...2 twins): a run the kernel skips as nested in one is made by the other.
+ */
 SEC("tp_btf/consume_skb")
 int wst_syn_consumed_btf(__u64 *ctx)
 {
 	hit(WST_P_SYN_CONSUMED_BTF);
+	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true);
+	return 0;
+}
+
+SEC("tp_btf/consume_skb")
+int wst_syn_consumed2_btf(__u64 *ctx)
+{
+	hit(WST_P_SYN_CONSUMED2_BTF);
 	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true);
 	return 0;
 }
@@ -1021,7 +1051,14 @@ int wst_syn_consumed(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* kfree_skb(skb, location, reason[, rx_sk]): where ACK-stage drops end (and SYNs on kernels that free them). */
+SEC("raw_tp/consume_skb")
+int wst_syn_consumed2(struct bpf_raw_tracepoint_args *ctx)
+{
+	hit(WST_P_SYN_CONSUMED2);
+	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON, false);
+	return 0;
+}
+
 SEC("tp_btf/kfree_skb")
 int wst_syn_freed_btf(__u64 *ctx)
 {
@@ -1030,10 +1067,26 @@ int wst_syn_freed_btf(__u64 *ctx)
 	return 0;
 }
 
+SEC("tp_btf/kfree_skb")
+int wst_syn_freed2_btf(__u64 *ctx)
+{
+	hit(WST_P_SYN_FREED2_BTF);
+	settle((const struct sk_buff *)ctx[0], (__u32)ctx[2], true);
+	return 0;
+}
+
 SEC("raw_tp/kfree_skb")
 int wst_syn_freed(struct bpf_raw_tracepoint_args *ctx)
 {
 	hit(WST_P_SYN_FREED);
+	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false);
+	return 0;
+}
+
+SEC("raw_tp/kfree_skb")
+int wst_syn_freed2(struct bpf_raw_tracepoint_args *ctx)
+{
+	hit(WST_P_SYN_FREED2);
 	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false);
 	return 0;
 }

@@ -104,6 +104,16 @@ struct wst_listening {
 };
 
 /* Per destination (remote address and port) and the cgroup of the sockets that went to TIME_WAIT. */
+/*
+ * syn_drop's tracepoint route, per CPU: busy while an end is being settled;
+ * lost: ends that came meanwhile (interrupting it), so went to no listener.
+ */
+struct wst_settle_state {
+	__u32 busy;
+	__u32 pad;
+	__u64 lost;
+};
+
 struct wst_tw_key {
 	__u64 cgroup;		/* as in the event, 0 when unknown */
 	__u8 raddr[16];
