@@ -885,7 +885,15 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 		*was = now;
 }
 
-static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason, bool direct)
+/*
+ * One end, from either twin (first: the one attached first, which the kernel
+ * runs first). The first marks the packet once it has seen it through; the
+ * second, finding its own packet marked, only clears the mark. A mark left
+ * behind (the second's run skipped) is overwritten at the first's next run;
+ * should the second still meet it on a packet at the same address, that end
+ * is settled twice, and the second settling finds nothing new.
+ */
+static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason, bool direct, bool first)
 {
 	__u32 zero = 0;
 	struct wst_settle_state *st;
@@ -901,13 +909,19 @@ static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason,
 	st = bpf_map_lookup_elem(&settling, &zero);
 	if (!st)
 		return;
-	if (st->busy) {
-		st->lost++;
+	if (!first && st->settled == (__u64)(unsigned long)skb) {
+		st->settled = 0;
 		return;
 	}
-	st->busy = 1;
-	settle_end(skb, drop_reason, direct);
-	st->busy = 0;
+	if (st->busy) {
+		st->lost++;
+	} else {
+		st->busy = 1;
+		settle_end(skb, drop_reason, direct);
+		st->busy = 0;
+	}
+	if (first)
+		st->settled = (__u64)(unsigned long)skb;
 }
 
 /*
@@ -1031,7 +1045,7 @@ SEC("tp_btf/consume_skb")
 int wst_syn_consumed_btf(__u64 *ctx)
 {
 	hit(WST_P_SYN_CONSUMED_BTF);
-	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true);
+	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true, true);
 	return 0;
 }
 
@@ -1039,7 +1053,7 @@ SEC("tp_btf/consume_skb")
 int wst_syn_consumed2_btf(__u64 *ctx)
 {
 	hit(WST_P_SYN_CONSUMED2_BTF);
-	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true);
+	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true, false);
 	return 0;
 }
 
@@ -1047,7 +1061,7 @@ SEC("raw_tp/consume_skb")
 int wst_syn_consumed(struct bpf_raw_tracepoint_args *ctx)
 {
 	hit(WST_P_SYN_CONSUMED);
-	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON, false);
+	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON, false, true);
 	return 0;
 }
 
@@ -1055,7 +1069,7 @@ SEC("raw_tp/consume_skb")
 int wst_syn_consumed2(struct bpf_raw_tracepoint_args *ctx)
 {
 	hit(WST_P_SYN_CONSUMED2);
-	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON, false);
+	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON, false, false);
 	return 0;
 }
 
@@ -1063,7 +1077,7 @@ SEC("tp_btf/kfree_skb")
 int wst_syn_freed_btf(__u64 *ctx)
 {
 	hit(WST_P_SYN_FREED_BTF);
-	settle((const struct sk_buff *)ctx[0], (__u32)ctx[2], true);
+	settle((const struct sk_buff *)ctx[0], (__u32)ctx[2], true, true);
 	return 0;
 }
 
@@ -1071,7 +1085,7 @@ SEC("tp_btf/kfree_skb")
 int wst_syn_freed2_btf(__u64 *ctx)
 {
 	hit(WST_P_SYN_FREED2_BTF);
-	settle((const struct sk_buff *)ctx[0], (__u32)ctx[2], true);
+	settle((const struct sk_buff *)ctx[0], (__u32)ctx[2], true, false);
 	return 0;
 }
 
@@ -1079,7 +1093,7 @@ SEC("raw_tp/kfree_skb")
 int wst_syn_freed(struct bpf_raw_tracepoint_args *ctx)
 {
 	hit(WST_P_SYN_FREED);
-	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false);
+	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false, true);
 	return 0;
 }
 
@@ -1087,7 +1101,7 @@ SEC("raw_tp/kfree_skb")
 int wst_syn_freed2(struct bpf_raw_tracepoint_args *ctx)
 {
 	hit(WST_P_SYN_FREED2);
-	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false);
+	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false, false);
 	return 0;
 }
 

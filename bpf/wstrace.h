@@ -106,12 +106,14 @@ struct wst_listening {
 /* Per destination (remote address and port) and the cgroup of the sockets that went to TIME_WAIT. */
 /*
  * syn_drop's tracepoint route, per CPU: busy while an end is being settled;
- * lost: ends that came meanwhile (interrupting it), so went to no listener.
+ * lost: ends that came meanwhile (interrupting it), so went to no listener;
+ * settled: the packet the first of the twin programs last saw through.
  */
 struct wst_settle_state {
 	__u32 busy;
 	__u32 pad;
 	__u64 lost;
+	__u64 settled;
 };
 
 struct wst_tw_key {
