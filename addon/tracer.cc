@@ -341,6 +341,12 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     r->mib_reqq_full_drop = index("LINUX_MIB_TCPREQQFULLDROP");
     r->mib_syncookies_sent = index("LINUX_MIB_SYNCOOKIESSENT");
     r->mib_abort_on_data = index("LINUX_MIB_TCPABORTONDATA");
+    // TIME_WAITs by the kernel's count only where it counts them as they are
+    // made: before ~5.18 a tw_kill flag chose the counter when one expired.
+    if (!kernel.Has(KernelCheck{false, "inet_timewait_sock", "tw_kill", ""})) {
+      r->mib_tw = index("LINUX_MIB_TIMEWAITED");
+      r->mib_tw_killed = index("LINUX_MIB_TIMEWAITKILLED");
+    }
     int ncpu = libbpf_num_possible_cpus();
     r->nr_cpus = ncpu > 0 ? static_cast<uint32_t>(ncpu) : 0;
   }

@@ -264,6 +264,70 @@ struct {
 } abort_seen SEC(".maps");
 
 /*
+ * ---- TIME_WAITs the kernel made, by its own count ----
+ *
+ * Where the kernel counts TcpExtTW or TcpExtTWKilled when a timewait socket
+ * is made (inet_twsk_hashdance_schedule() arms its timer, in tcp_time_wait(),
+ * before tcp_done() moves the full socket to CLOSE on the same CPU, with
+ * nothing in between that can make another), this CPU's rise of the two
+ * since the last move from FIN_WAIT2 or CLOSING to CLOSE it saw is what was
+ * made since. It sees what the established hash cannot: a timewait socket
+ * ended on another CPU (a reset or data to one in FIN_WAIT2, which rfc1337
+ * does not guard) in the microseconds before its close looks for it; and
+ * what no run saw: a close whose run the kernel skipped (nested) or never
+ * made, whose count then shows at the next close on that CPU. Those are in
+ * the total, not in any destination's row and have no event: only a timewait
+ * socket found in the hash says whose it is. Kernels that count at expiry
+ * (inet_timewait_sock has tw_kill, before ~5.18) leave both indexes 0 and the
+ * hash alone decides. Only the timewait program reads and writes tw_seen,
+ * and the kernel never nests a program in itself: no lock.
+ */
+const volatile __u32 mib_tw = 0;
+const volatile __u32 mib_tw_killed = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct mib_key);
+	__type(value, __u64);	/* TW + TWKilled on this CPU at the last close looked at */
+} tw_seen SEC(".maps");
+
+static __always_inline bool tw_mib_read(__u64 stats, __u64 offset, __u64 *v)
+{
+	const __u64 *mibs = (const __u64 *)(stats + offset);
+	__u64 tw = 0, killed = 0;
+
+	if (bpf_probe_read_kernel(&tw, sizeof(tw), &mibs[mib_tw]) ||
+	    bpf_probe_read_kernel(&killed, sizeof(killed), &mibs[mib_tw_killed]))
+		return false;
+	*v = tw + killed;
+	return true;
+}
+
+/* What this CPU's TW + TWKilled rose by since its last close; false when unknown (no baseline yet, or not counted at creation). */
+static __always_inline bool tw_rise(const struct net *net, __u32 netns, __u64 *rise)
+{
+	struct mib_key k = { .netns = netns, .cpu = bpf_get_smp_processor_id() };
+	__u64 stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
+	__u64 offset, now, *seen;
+
+	if (!mib_tw || !mib_tw_killed || !stats)
+		return false;
+	offset = this_cpu_offset();
+	if (!offset || !tw_mib_read(stats, offset, &now))
+		return false;
+	seen = bpf_map_lookup_elem(&tw_seen, &k);
+	if (!seen) {
+		/* No baseline: this close's own is in `now`, the hash decides it; a seed racing in is overwritten. */
+		bpf_map_update_elem(&tw_seen, &k, &now, BPF_ANY);
+		return false;
+	}
+	*rise = now - *seen;
+	*seen = now;
+	return true;
+}
+
+/*
  * The baseline: every CPU's count when a socket of the namespace first
  * starts to close (FIN_WAIT1 or CLOSE_WAIT, seen by the timewait program):
  * no socket of it can be closed for reading before. Other CPUs' copies are
@@ -284,28 +348,35 @@ static __always_inline void abort_seed(const struct net *net, __u32 netns)
 	struct abort_seen a = {};
 	__u32 zero = 0;
 	__u32 *last = bpf_map_lookup_elem(&abort_seeded, &zero);
+	bool abort, tw;
 	__u64 stats;
 
 	if (!last || *last == netns)
 		return;
 	*last = netns;
-	if (bpf_map_lookup_elem(&abort_seen, &k))
-		return;
 	stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
-	if (!mib_abort_on_data || !stats)
+	if (!stats)
+		return;
+	abort = mib_abort_on_data && !bpf_map_lookup_elem(&abort_seen, &k);
+	/* TIME_WAITs by the kernel's count (tw_seen, below) take their baselines here too. */
+	tw = mib_tw && mib_tw_killed && !bpf_map_lookup_elem(&tw_seen, &k);
+	if (!abort && !tw)
 		return;
 	/* This shape passes 5.10 and 6.1; with a `continue` and both bounds in the loop test they said "infinite loop detected". */
 #pragma clang loop unroll(disable)
 	for (__u32 cpu = 0; cpu < WST_MAX_CPUS; cpu++) {
 		struct mib_key c = { .netns = netns, .cpu = cpu };
 		__u64 *offset = bpf_map_lookup_elem(&cpu_offsets, &c.cpu);
+		__u64 made;
 
 		if (!offset || cpu >= nr_cpus)
 			break;
 		/* A CPU that has not said its offset yet (it could not run the loader's program) is skipped. */
-		if (*offset &&
+		if (*offset && abort &&
 		    !bpf_probe_read_kernel(&a.seen, sizeof(a.seen), (const __u64 *)(stats + *offset) + mib_abort_on_data))
 			bpf_map_update_elem(&abort_seen, &c, &a, BPF_NOEXIST);
+		if (*offset && tw && tw_mib_read(stats, *offset, &made))
+			bpf_map_update_elem(&tw_seen, &c, &made, BPF_NOEXIST);
 	}
 }
 
@@ -960,7 +1031,9 @@ static __always_inline void syn_listen(const struct sock *sk)
  * inet_sock_set_state(sk, old, new). The timewait socket itself never passes
  * here: tcp_time_wait() creates it, then tcp_done() moves the full socket from
  * FIN_WAIT2 or CLOSING to CLOSE. That move, when the timewait socket is in
- * the established hash (timewait_made), is one TIME_WAIT entry. This runs on every
+ * the established hash (timewait_made), is one TIME_WAIT entry; the kernel's
+ * own count, where it counts at creation, adds those made that the hash no
+ * longer shows or no run saw (tw_rise). This runs on every
  * state change of every socket: all but moves to CLOSE from the few states
  * that matter leave at the first test.
  */
@@ -968,6 +1041,8 @@ static __always_inline void on_set_state(const struct sock *sk, int oldstate, in
 {
 	struct wst_event e = {};
 	bool may_tw = oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING;
+	bool found;
+	__u64 rise = 0;
 	__u32 netns;
 
 	if (newstate == TCP_LISTEN) {
@@ -975,7 +1050,7 @@ static __always_inline void on_set_state(const struct sock *sk, int oldstate, in
 		return;
 	}
 	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_CLOSE_WAIT) {
-		/* The first close in a namespace: baselines for resets received that no peer sent. */
+		/* The first close in a namespace: baselines for resets received that no peer sent, and for TIME_WAITs made. */
 		netns = sk_netns(sk, direct);
 		if (netns_wanted(netns))
 			abort_seed(RD(direct, sk, __sk_common.skc_net.net), netns);
@@ -991,7 +1066,11 @@ static __always_inline void on_set_state(const struct sock *sk, int oldstate, in
 		abort_owe_close(sk, netns, direct);
 	if (!(may_tw || ((1 << oldstate) & WST_RESET_MAY_FOLLOW)))
 		return;
-	if (!may_tw || !timewait_made(sk, direct)) {
+	found = may_tw && timewait_made(sk, direct);
+	/* Made by the kernel's count but not found (or not seen at all): in the total only. */
+	if (may_tw && tw_rise(RD(direct, sk, __sk_common.skc_net.net), netns, &rise) && rise > (found ? 1 : 0))
+		count_n(WST_CNT_TIMEWAIT, rise - (found ? 1 : 0));
+	if (!found) {
 		/*
 		 * No timewait socket: a reset may follow in this call (abort,
 		 * linger 0, unread data, data on an orphan in FIN_WAIT2, linger2

@@ -147,7 +147,7 @@ export const SIGNALS = [
       { variant: 'raw_tp', object: 'core', hook: 'inet_sock_set_state', programs: ['wst_timewait'], hits: ['wst_timewait'] },
     ],
     notes:
-      'FIN_WAIT2/CLOSING → CLOSE with a timewait socket of that connection in the established hash (`tcp_time_wait()` put it there just before): not the same move made by data on an orphan, `TCP_LINGER2` < 0, an orphan FIN_WAIT2 timer giving up, a full `tcp_max_tw_buckets` or a reset. Equals `TcpExtTW` + `TcpExtTWKilled` where the kernel counts them as it makes them (about 5.18 on; 5.10 counts at expiry: there the rise of sockstat `tw`)',
+      'FIN_WAIT2/CLOSING → CLOSE with a timewait socket of that connection in the established hash (`tcp_time_wait()` put it there just before): not the same move made by data on an orphan, `TCP_LINGER2` < 0, an orphan FIN_WAIT2 timer giving up, a full `tcp_max_tw_buckets` or a reset. Equals `TcpExtTW` + `TcpExtTWKilled` where the kernel counts them as it makes them (about 5.18 on; 5.10 counts at expiry: there the rise of sockstat `tw`). Where it counts them so, the total also takes their rise on the CPU of each such close: a timewait socket another CPU ended in the microseconds before its close looked, or one whose close no run saw (the kernel skipped it as nested), is in the total without a destination row or an event',
   },
   {
     name: 'accept_queue_full',
