@@ -297,7 +297,7 @@ export const SIGNALS = [
     blind:
       'SYN-stage listen drops: no hook on this kernel, so only the kernel counters ListenOverflows/ListenDrops count them (attributed to the listeners seen full)',
     notes:
-      "exact per listener, with a cause: accept queue full, SYN queue full without cookies, unproven peer, other. raw_tp: where each SYN or ACK to a listener ends (consumed or freed), this CPU's ListenOverflows/ListenDrops/TCPReqQFullDrop/SyncookiesSent rise goes to that packet's listener, so ACK-stage drops on every path (cookie ACKs too) count here and the ACK-stage hooks stand down; also SYN cookies sent and SYN-ACK retransmits per listener. fentry/kprobe: the listener's drop counter before and after `tcp_conn_request`. With none, only the kernel's `ListenOverflows`/`ListenDrops` count it, and wstrace says so",
+      "exact per listener, with a cause: accept queue full, SYN queue full without cookies, unproven peer, other. raw_tp: where each SYN or ACK to a listener ends (consumed or freed), this CPU's ListenOverflows/ListenDrops/TCPReqQFullDrop/SyncookiesSent rise goes to that packet's listener (each end's program is attached twice, so an end whose run the kernel skips as nested in one is settled by the other, not left to the next listener), so ACK-stage drops on every path (cookie ACKs too) count here and the ACK-stage hooks stand down; also SYN cookies sent and SYN-ACK retransmits per listener. fentry/kprobe: the listener's drop counter before and after `tcp_conn_request`. With none, only the kernel's `ListenOverflows`/`ListenDrops` count it, and wstrace says so",
   },
   {
     name: 'accept_residency',
