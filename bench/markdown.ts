@@ -65,6 +65,8 @@ export interface Report {
   readonly seconds: number;
 }
 
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
+
 export function renderMarkdown(r: Report): string {
   const m = r.machine;
   const out: string[] = [];
@@ -138,6 +140,40 @@ export function renderMarkdown(r: Report): string {
           (['wstrace', 'bpftrace', 'wstrace-all'] as const).map((a) => fixed(s.arms[a]?.bpfNsPerOp, 0)).join(' / '),
           (['wstrace', 'bpftrace', 'wstrace-all'] as const).map((a) => fixed(s.arms[a]?.bpfNsPerRun, 0)).join(' / '),
         ]),
+      ),
+      '',
+      '**Where the CPU goes** (steps the machine limits; CPU µs per op during the load, medians: every CPU busy (tick-sampled), the load generator, ' +
+        "the arm's own process (agent or bpftrace), the bench process (the gRPC subscriber decoding every message), and the rest (softirq work " +
+        'in ksoftirqd, kernel threads, anything else running). The BPF programs run inside these, mostly in the generator and its softirqs. ' +
+        'On a saturated machine the rate falls as the busy µs per op rise)',
+      '',
+      table(
+        ['step', 'arm', 'ops/s', 'all CPUs', 'generator', 'agent / bpftrace', 'subscriber', 'rest', 'of which BPF', 'all CPUs − untraced'],
+        steps
+          .filter((s) => loadLimited(s))
+          .flatMap((s) =>
+            (['untraced', 'wstrace', 'bpftrace', 'wstrace-all'] as const).flatMap((a) => {
+              const st = s.arms[a];
+              if (!st) return [];
+              const u = st.usPerOp;
+              const rest = u.machine - st.cpuUsPerOp - (u.arm ?? 0) - u.subscriber;
+              const base = s.arms.untraced?.usPerOp.machine;
+              return [
+                [
+                  s.step,
+                  ARM_TITLES[a],
+                  k(st.median),
+                  u.machine.toFixed(2),
+                  st.cpuUsPerOp.toFixed(2),
+                  u.arm === undefined ? '—' : u.arm.toFixed(2),
+                  u.subscriber.toFixed(2),
+                  rest.toFixed(2),
+                  st.bpfNsPerOp === undefined ? '—' : (st.bpfNsPerOp / 1000).toFixed(2),
+                  a === 'untraced' || base === undefined ? '—' : signed(u.machine - base),
+                ],
+              ];
+            }),
+          ),
       ),
     );
   }

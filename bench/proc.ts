@@ -40,6 +40,11 @@ export class CpuBusy {
     return { busy: total - idle, total };
   }
 
+  /** CPU seconds all CPUs spent busy between two readings of {@link CpuBusy.read} (tick-sampled). */
+  static busySeconds(from: { busy: number }, to: { busy: number }): number {
+    return (to.busy - from.busy) / TICKS_PER_SECOND;
+  }
+
   /** Busy fraction since the last call (or construction). */
   sample(): number {
     const now = CpuBusy.read();

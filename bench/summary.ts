@@ -41,6 +41,12 @@ export interface ArmStats {
   /** In-kernel time of the arm's BPF programs per op and per program run, ns, medians (kernel.bpf_stats_enabled). */
   readonly bpfNsPerOp?: number;
   readonly bpfNsPerRun?: number;
+  /**
+   * Where the CPU went during the load, µs per op, medians: every CPU's busy time (tick-sampled), the
+   * load generator's, the arm's own process (agent or bpftrace) and the bench process's (the gRPC
+   * subscriber). The BPF programs run inside whichever of these a packet's path was on.
+   */
+  readonly usPerOp: { readonly machine: number; readonly arm?: number; readonly subscriber: number };
 }
 
 export interface StepSummary {
@@ -253,6 +259,8 @@ function exactRows(trials: Trial[], step: Step): ExactRow[] {
   });
 }
 
+const perOpUs = (t: Trial, seconds: number) => (seconds / Math.max(1, t.load.ops)) * 1e6;
+
 export function summarizeStep(step: Step, trials: Trial[]): StepSummary {
   const mine = trials.filter((t) => t.scenario === step.scenario && t.step === step.label);
   // Exactness holds for every agent, whatever its budget: both agent arms' trials are checked.
@@ -270,6 +278,11 @@ export function summarizeStep(step: Step, trials: Trial[]): StepSummary {
       cpuUsPerOp: median(ts.map((t) => (t.load.cpuSeconds / Math.max(1, t.load.ops)) * 1e6)),
       targetReached: step.load.rate > 0 && ts.every((t) => t.load.rate >= 0.99 * step.load.rate),
       hostBusy: median(ts.map((t) => t.hostBusy)),
+      usPerOp: {
+        machine: median(ts.map((t) => perOpUs(t, t.cpu.machine))),
+        ...(ts.every((t) => t.cpu.arm !== undefined) ? { arm: median(ts.map((t) => perOpUs(t, t.cpu.arm!))) } : {}),
+        subscriber: median(ts.map((t) => perOpUs(t, t.cpu.subscriber))),
+      },
       ...(ts.every((t) => t.bpf && t.bpf.runs > 0)
         ? {
             bpfNsPerOp: median(ts.map((t) => t.bpf!.ns / Math.max(1, t.load.ops))),

@@ -11,7 +11,7 @@ import type { Cleanup } from './cleanup.js';
 import { runLoad, type LoadResult } from './loadgen.js';
 import { BenchNetns, sameActivity, type KernelCounts } from './netns.js';
 import type { Arm, Step } from './plan.js';
-import { CpuBusy } from './proc.js';
+import { CpuBusy, cpuSeconds } from './proc.js';
 
 export interface WstraceCounts {
   readonly resetsSent: number;
@@ -54,6 +54,11 @@ export interface Trial {
   readonly after: KernelCounts;
   /** Busy fraction of all CPUs during the load (other work on the machine shows here). */
   readonly hostBusy: number;
+  /**
+   * CPU seconds spent during the load: by all CPUs (anything busy), by the arm's own process (the agent,
+   * or bpftrace) and by the bench process, where the gRPC subscriber decodes what the agent sends.
+   */
+  readonly cpu: { readonly machine: number; readonly arm?: number; readonly subscriber: number };
   readonly wstrace?: WstraceTrial;
   /** Map totals bpftrace printed at exit (all namespaces: bpftrace has no namespace filter here). */
   readonly bpftrace?: Record<string, number>;
@@ -124,11 +129,21 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
     const trace = step.traceResetPorts ? openResetTrace(ctx, step.traceResetPorts) : undefined;
     const before = await ns.counts();
     const busy = new CpuBusy();
+    const machine0 = CpuBusy.read();
+    const armPid = agent?.pid ?? bpftrace?.pid;
+    const arm0 = armPid ? cpuSeconds(armPid) : 0;
+    const self0 = process.cpuUsage();
     const [load, neighbour] = await Promise.all([
       runLoad(ctx.loadgen, ns.name, step.load, ctx.cleanup),
       step.neighbour ? runLoad(ctx.loadgen, (other ?? ns).name, step.neighbour, ctx.cleanup) : undefined,
     ]);
     const hostBusy = busy.sample();
+    const self = process.cpuUsage(self0);
+    const cpu = {
+      machine: CpuBusy.busySeconds(machine0, CpuBusy.read()),
+      ...(armPid ? { arm: cpuSeconds(armPid) - arm0 } : {}),
+      subscriber: (self.user + self.system) / 1e6,
+    };
     const bpf = probePid && bpfStart ? statsDelta(bpfStart, progStats(probePid)) : undefined;
 
     // The last packets of the load may still be in flight (ksoftirqd on a busy machine).
@@ -186,6 +201,7 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
       after,
       ...(tracedResets ? { tracedResets } : {}),
       hostBusy,
+      cpu,
       ...(wstrace ? { wstrace } : {}),
       ...(bpftraceTotals ? { bpftrace: bpftraceTotals } : {}),
       ...(bpf ? { bpf } : {}),
