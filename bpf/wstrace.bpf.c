@@ -139,9 +139,10 @@ struct {
 const volatile __u32 nr_cpus = 0;
 
 /*
- * Set while an end is being settled on this CPU, so an interrupting one does
- * not interleave; lost: ends that came while one was (their counts wait for
- * the next end on the CPU), reported with the runs the kernel skipped.
+ * Set while an end takes its share of the counts' rise on this CPU (claim),
+ * so an interrupting one cannot take the same; lost: ends that came while it
+ * was set (their counts wait for the next end on the CPU), reported with the
+ * runs the kernel skipped.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -845,26 +846,79 @@ static __always_inline bool segment_tuple(const struct sk_buff *skb, struct wst_
 }
 
 /*
- * What the counts rose by, given to the listener of the packet that made them
- * rise. False when the packet cannot be a listener's (not TCP, or neither a
- * SYN nor to a port that listens): the counts then wait for the next end.
+ * The share of the counts' rise since the last settling on this CPU that a
+ * packet's end takes (d), taken under the CPU's settling flag so an end that
+ * interrupts this one cannot take the same rise: only the counters' reads and
+ * the settled copy's update run under it (the packet's headers, the listener
+ * row and the counting do not), so an interrupting end almost never finds it
+ * set; when it does, its rise waits for the next end (lost counts it). A SYN's
+ * end takes all of it; another segment's (the ACK stage) takes only the
+ * overflows and the ListenDrops each of them made, leaving a SYN-stage rise
+ * of an end that had to wait for the next SYN's.
  */
-static __always_inline bool attribute(const struct sk_buff *skb, __u32 netns, const struct mib_seen *d,
-				      __u32 drop_reason, bool direct)
+static __always_inline bool claim(const struct mib_key *k, __u64 stats, __u64 offset, bool syn,
+				  struct wst_settle_state *st, struct mib_seen *d)
+{
+	struct mib_seen *was, now;
+
+	was = bpf_map_lookup_elem(&mib_settled, k);
+	if (!was)
+		return false;
+	if (st->busy) {
+		st->lost++;
+		return false;
+	}
+	st->busy = 1;
+	if (!mib_read(stats, offset, &now)) {
+		st->busy = 0;
+		return false;
+	}
+	d->overflows = now.overflows - was->overflows;
+	if (syn) {
+		d->drops = now.drops - was->drops;
+		d->reqq_full = now.reqq_full - was->reqq_full;
+		d->cookies = now.cookies - was->cookies;
+		*was = now;
+	} else {
+		d->drops = now.drops - was->drops;
+		if (d->drops > d->overflows)
+			d->drops = d->overflows;
+		d->reqq_full = 0;
+		d->cookies = 0;
+		was->overflows = now.overflows;
+		was->drops += d->drops;
+	}
+	st->busy = 0;
+	return true;
+}
+
+/*
+ * The counts' rise on this CPU, given to the listener of the packet whose end
+ * found it. Nothing when the packet cannot be a listener's (not TCP, or
+ * neither a SYN nor to a port that listens): the rise waits for the next end.
+ */
+static __always_inline void attribute(const struct sk_buff *skb, const struct mib_key *mk, __u64 stats, __u64 offset,
+				      __u32 drop_reason, bool direct, struct wst_settle_state *st)
 {
 	struct wst_listener_val *v;
-	struct wst_event e = { .netns = netns };
+	struct wst_event e = { .netns = mk->netns };
+	struct mib_seen dd, *d = &dd;
 	__u8 flags = 0;
+	bool syn;
 	__u64 now;
 
 	/* A stray count must not invent a row: a SYN, or a segment to a port that listens (listen() marks it). */
-	if (!segment_tuple(skb, &e, &flags, direct) || (!is_listen_port(e.lport) && (flags & 0x12) != 0x02))
-		return false;
-	if (!port_wanted(e.lport, 0))
-		return true;
+	if (!segment_tuple(skb, &e, &flags, direct))
+		return;
+	syn = (flags & 0x12) == 0x02;
+	if (!syn && !is_listen_port(e.lport))
+		return;
+	/* Taken even for a port or container not traced: theirs, not the next packet's. */
+	if (!claim(mk, stats, offset, syn, st, d) || !port_wanted(e.lport, 0))
+		return;
 	v = packet_listener(&e);
 	if (!v || !row_cgroup_wanted(v))
-		return true;
+		return;
 	e.cgroup = v->cgroup;
 	e.inode = v->inode;
 	e.queue = v->depth;
@@ -872,7 +926,7 @@ static __always_inline bool attribute(const struct sk_buff *skb, __u32 netns, co
 	e.state = TCP_LISTEN;
 	now = bpf_ktime_get_ns();
 
-	if ((flags & 0x12) == 0x02) {
+	if (syn) {
 		/* A SYN: its drop's cause, from which counter rose with ListenDrops. */
 		__u64 full = d->overflows, reqq = d->reqq_full, rest = 0;
 		__u32 cause = WST_SYN_CAUSE_ACCEPT_QUEUE_FULL, other = WST_SYN_CAUSE_OTHER;
@@ -882,7 +936,7 @@ static __always_inline bool attribute(const struct sk_buff *skb, __u32 netns, co
 		if (d->cookies)
 			__sync_fetch_and_add(&v->cookies_sent, d->cookies);
 		if (!full && !reqq && !rest)
-			return true;
+			return;
 		if (full)
 			__sync_fetch_and_add(&v->syn_drops[WST_SYN_CAUSE_ACCEPT_QUEUE_FULL], full);
 		if (reqq)
@@ -904,14 +958,14 @@ static __always_inline bool attribute(const struct sk_buff *skb, __u32 netns, co
 		if (!full)
 			cause = reqq ? WST_SYN_CAUSE_SYN_QUEUE_FULL : other;
 		if (now - v->last_syn_event_ns < full_event_interval_ns)
-			return true;
+			return;
 		v->last_syn_event_ns = now;
 		e.kind = WST_SYN_DROP;
 		e.reason = cause;
 	} else {
 		/* An ACK (or anything else) to a listener: the ACK stage, one event per packet. */
 		if (!d->overflows)
-			return true;
+			return;
 		__sync_fetch_and_add(&v->overflows, d->overflows);
 		count_n(WST_CNT_LISTEN_OVERFLOW, d->overflows);
 		e.kind = WST_LISTEN_OVERFLOW;
@@ -919,13 +973,12 @@ static __always_inline bool attribute(const struct sk_buff *skb, __u32 netns, co
 	}
 	e.ts_ns = now;
 	emit(&e, WST_KEEP_LPORT);
-	return true;
 }
 
-static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_reason, bool direct)
+static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_reason, bool direct, struct wst_settle_state *st)
 {
 	struct net *net = packet_net(skb, direct);
-	struct mib_seen now, d;
+	struct mib_seen now;
 	struct mib_seen *was;
 	struct mib_key k;
 	__u64 stats, offset;
@@ -937,7 +990,7 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 		return;
 	stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
 	offset = this_cpu_offset();
-	if (!stats || !offset || !mib_read(stats, offset, &now))
+	if (!stats || !offset)
 		return;
 	k.cpu = bpf_get_smp_processor_id();
 	was = bpf_map_lookup_elem(&mib_settled, &k);
@@ -945,15 +998,11 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 		mib_seed(k.netns, stats);
 		return;
 	}
-	if (now.overflows == was->overflows && now.drops == was->drops && now.reqq_full == was->reqq_full &&
-	    now.cookies == was->cookies)
+	/* Nothing rose since the last settling: the common end, with no claim. */
+	if (!mib_read(stats, offset, &now) || (now.overflows == was->overflows && now.drops == was->drops &&
+						now.reqq_full == was->reqq_full && now.cookies == was->cookies))
 		return;
-	d.overflows = now.overflows - was->overflows;
-	d.drops = now.drops - was->drops;
-	d.reqq_full = now.reqq_full - was->reqq_full;
-	d.cookies = now.cookies - was->cookies;
-	if (attribute(skb, k.netns, &d, drop_reason, direct))
-		*was = now;
+	attribute(skb, &k, stats, offset, drop_reason, direct, st);
 }
 
 /*
@@ -984,13 +1033,7 @@ static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason,
 		st->settled = 0;
 		return;
 	}
-	if (st->busy) {
-		st->lost++;
-	} else {
-		st->busy = 1;
-		settle_end(skb, drop_reason, direct);
-		st->busy = 0;
-	}
+	settle_end(skb, drop_reason, direct, st);
 	if (first)
 		st->settled = (__u64)(unsigned long)skb;
 }
