@@ -145,17 +145,20 @@ describeKernel('real containerd: containers and pods named in events and Snapsho
       expect(pod).toBeDefined();
       const w = spawnCli(['watch', '--json', '--duration', '60', '--port', String(POD_PORT), '--cri-socket', ctd.socket]);
       await w.waitStderr('live:');
-      await until(() => w.stdout().includes('"pod":"shop"'), { what: 'a watch --json line naming the pod', timeoutMs: 30_000 }).catch((e: Error) => {
+      // --port keeps events at either end; the pod's clients' own events (their ephemeral port as lport) are named too.
+      const atListener = () =>
+        w
+          .stdout()
+          .split('\n')
+          .filter((l) => l.includes('"pod":"shop"'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+          .find((l) => l.lport === POD_PORT);
+      await until(() => atListener() !== undefined, { what: "a watch --json line naming the pod at its listener's port", timeoutMs: 30_000 }).catch((e: Error) => {
         throw new Error(`${e.message}; watch's last lines: ${w.stdout().split('\n').slice(-3).join('\n')}; stderr: ${w.stderr()}`);
       });
       w.child.kill('SIGINT');
       expect(await w.closed).toBe(0);
-      const line = w
-        .stdout()
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l) as Record<string, unknown>)
-        .find((l) => l.pod === 'shop');
+      const line = atListener();
       expect(line).toMatchObject({ lport: POD_PORT, pod: 'shop', namespace: 'payments', container_name: 'web', container: pod!.containerId });
 
       const tmux = new Tmux(`wst-ctd-top-${process.pid}`);
