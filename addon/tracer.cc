@@ -138,6 +138,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
                            InstanceMethod<&Tracer::Counters>("counters"),
                            InstanceMethod<&Tracer::ProgramIds>("programIds"),
                            InstanceMethod<&Tracer::SkippedRuns>("skippedRuns"),
+                           InstanceMethod<&Tracer::RouteState>("routeState"),
                            InstanceMethod<&Tracer::Flush>("flush"),
                            InstanceMethod<&Tracer::KeepPorts>("keepPorts"),
                            InstanceMethod<&Tracer::DrainSummaries>("drainSummaries"),
@@ -641,6 +642,34 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
         for (const struct wst_settle_state& s : percpu) sum += s.lost;
     }
     return Napi::Number::New(info.Env(), static_cast<double>(sum));
+  }
+
+  // syn_drop's tracepoint route, summed over CPUs: ends that found the CPU
+  // busy (lost), marks a second twin never cleared (stale), and the runs the
+  // kernel skipped in the twinned programs (twinSkips: each made by its twin).
+  Napi::Value RouteState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<std::string> names;
+    std::vector<struct bpf_prog_info> infos = ProgramInfos(&names);
+    uint64_t lost = 0, stale = 0, skips = 0;
+    for (size_t i = 0; i < infos.size(); i++)
+      if (names[i].rfind("wst_syn_consumed", 0) == 0 || names[i].rfind("wst_syn_freed", 0) == 0)
+        skips += infos[i].recursion_misses;
+    if (skel_) {
+      int ncpu = libbpf_num_possible_cpus();
+      std::vector<struct wst_settle_state> percpu(ncpu > 0 ? ncpu : 1);
+      uint32_t zero = 0;
+      if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.settling), &zero, percpu.data()) == 0)
+        for (const struct wst_settle_state& s : percpu) {
+          lost += s.lost;
+          stale += s.stale;
+        }
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("lost", Napi::Number::New(env, static_cast<double>(lost)));
+    o.Set("stale", Napi::Number::New(env, static_cast<double>(stale)));
+    o.Set("twinSkips", Napi::Number::New(env, static_cast<double>(skips)));
+    return o;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -856,14 +856,11 @@ static __always_inline bool segment_tuple(const struct sk_buff *skb, struct wst_
  * overflows and the ListenDrops each of them made, leaving a SYN-stage rise
  * of an end that had to wait for the next SYN's.
  */
-static __always_inline bool claim(const struct mib_key *k, __u64 stats, __u64 offset, bool syn,
+static __always_inline bool claim(struct mib_seen *was, __u64 stats, __u64 offset, bool syn,
 				  struct wst_settle_state *st, struct mib_seen *d)
 {
-	struct mib_seen *was, now;
+	struct mib_seen now;
 
-	was = bpf_map_lookup_elem(&mib_settled, k);
-	if (!was)
-		return false;
 	if (st->busy) {
 		st->lost++;
 		return false;
@@ -874,13 +871,12 @@ static __always_inline bool claim(const struct mib_key *k, __u64 stats, __u64 of
 		return false;
 	}
 	d->overflows = now.overflows - was->overflows;
+	d->drops = now.drops - was->drops;
 	if (syn) {
-		d->drops = now.drops - was->drops;
 		d->reqq_full = now.reqq_full - was->reqq_full;
 		d->cookies = now.cookies - was->cookies;
 		*was = now;
 	} else {
-		d->drops = now.drops - was->drops;
 		if (d->drops > d->overflows)
 			d->drops = d->overflows;
 		d->reqq_full = 0;
@@ -897,12 +893,12 @@ static __always_inline bool claim(const struct mib_key *k, __u64 stats, __u64 of
  * found it. Nothing when the packet cannot be a listener's (not TCP, or
  * neither a SYN nor to a port that listens): the rise waits for the next end.
  */
-static __always_inline void attribute(const struct sk_buff *skb, const struct mib_key *mk, __u64 stats, __u64 offset,
-				      __u32 drop_reason, bool direct, struct wst_settle_state *st)
+static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, struct mib_seen *was, __u64 stats,
+				      __u64 offset, __u32 drop_reason, bool direct, struct wst_settle_state *st)
 {
 	struct wst_listener_val *v;
-	struct wst_event e = { .netns = mk->netns };
-	struct mib_seen dd, *d = &dd;
+	struct wst_event e = { .netns = netns };
+	struct mib_seen d;
 	__u8 flags = 0;
 	bool syn;
 	__u64 now;
@@ -914,7 +910,7 @@ static __always_inline void attribute(const struct sk_buff *skb, const struct mi
 	if (!syn && !is_listen_port(e.lport))
 		return;
 	/* Taken even for a port or container not traced: theirs, not the next packet's. */
-	if (!claim(mk, stats, offset, syn, st, d) || !port_wanted(e.lport, 0))
+	if (!claim(was, stats, offset, syn, st, &d) || !port_wanted(e.lport, 0))
 		return;
 	v = packet_listener(&e);
 	if (!v || !row_cgroup_wanted(v))
@@ -928,13 +924,13 @@ static __always_inline void attribute(const struct sk_buff *skb, const struct mi
 
 	if (syn) {
 		/* A SYN: its drop's cause, from which counter rose with ListenDrops. */
-		__u64 full = d->overflows, reqq = d->reqq_full, rest = 0;
+		__u64 full = d.overflows, reqq = d.reqq_full, rest = 0;
 		__u32 cause = WST_SYN_CAUSE_ACCEPT_QUEUE_FULL, other = WST_SYN_CAUSE_OTHER;
 
-		if (d->drops > full + reqq)
-			rest = d->drops - full - reqq;
-		if (d->cookies)
-			__sync_fetch_and_add(&v->cookies_sent, d->cookies);
+		if (d.drops > full + reqq)
+			rest = d.drops - full - reqq;
+		if (d.cookies)
+			__sync_fetch_and_add(&v->cookies_sent, d.cookies);
 		if (!full && !reqq && !rest)
 			return;
 		if (full)
@@ -964,10 +960,10 @@ static __always_inline void attribute(const struct sk_buff *skb, const struct mi
 		e.reason = cause;
 	} else {
 		/* An ACK (or anything else) to a listener: the ACK stage, one event per packet. */
-		if (!d->overflows)
+		if (!d.overflows)
 			return;
-		__sync_fetch_and_add(&v->overflows, d->overflows);
-		count_n(WST_CNT_LISTEN_OVERFLOW, d->overflows);
+		__sync_fetch_and_add(&v->overflows, d.overflows);
+		count_n(WST_CNT_LISTEN_OVERFLOW, d.overflows);
 		e.kind = WST_LISTEN_OVERFLOW;
 		e.reason = drop_reason;
 	}
@@ -1002,22 +998,35 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 	if (!mib_read(stats, offset, &now) || (now.overflows == was->overflows && now.drops == was->drops &&
 						now.reqq_full == was->reqq_full && now.cookies == was->cookies))
 		return;
-	attribute(skb, &k, stats, offset, drop_reason, direct, st);
+	attribute(skb, k.netns, was, stats, offset, drop_reason, direct, st);
 }
 
 /*
  * One end, from either twin (first: the one attached first, which the kernel
- * runs first). The first marks the packet once it has seen it through; the
- * second, finding its own packet marked, only clears the mark. A mark left
- * behind (the second's run skipped) is overwritten at the first's next run;
- * should the second still meet it on a packet at the same address, that end
- * is settled twice, and the second settling finds nothing new.
+ * runs first). The first marks the packet once it has seen it through and
+ * says while it runs (first_running); the second, finding its own packet
+ * marked while no first twin runs, only clears the mark. While a first twin
+ * runs, the second settles whatever the mark: that is when the kernel skips
+ * a first run (nested in it, on this CPU), and a mark the first left long ago
+ * for a packet at the same address (its second run skipped, nested in the
+ * second's own run) must not make the second skip the one end no other run
+ * settles. A mark left behind is overwritten at the first's next run
+ * (counted in stale); a packet settled twice finds nothing new the second
+ * time. The other tracepoint's twins may run inside a first twin's run: the
+ * flag is restored, not cleared, when they finish.
  */
-static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason, bool direct, bool first)
+static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason, bool direct, bool first, __u32 prog)
 {
-	__u32 zero = 0;
-	struct wst_settle_state *st;
+	__u32 zero = 0, was_running;
+	struct wst_settle_state *st = bpf_map_lookup_elem(&settling, &zero);
 
+	if (!st)
+		return;
+	/* Kept for a first twin of the other tracepoint that this run interrupted. */
+	was_running = st->first_running;
+	if (first)
+		st->first_running = 1;
+	hit(prog);
 	/*
 	 * Every packet freed on the host passes here: most are sent ones, which
 	 * still have their socket. A packet to a listener has none (TCP takes
@@ -1025,17 +1034,20 @@ static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason,
 	 * cleared from it), so that one load spares the rest the counters' reads.
 	 */
 	if (!skb || RD(direct, skb, sk))
-		return;
-	st = bpf_map_lookup_elem(&settling, &zero);
-	if (!st)
-		return;
-	if (!first && st->settled == (__u64)(unsigned long)skb) {
+		goto out;
+	if (!first && st->settled == (__u64)(unsigned long)skb && !st->first_running) {
 		st->settled = 0;
 		return;
 	}
 	settle_end(skb, drop_reason, direct, st);
-	if (first)
+	if (first) {
+		if (st->settled)
+			st->stale++;
 		st->settled = (__u64)(unsigned long)skb;
+	}
+out:
+	if (first)
+		st->first_running = was_running;
 }
 
 /*
@@ -1166,64 +1178,56 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 SEC("tp_btf/consume_skb")
 int wst_syn_consumed_btf(__u64 *ctx)
 {
-	hit(WST_P_SYN_CONSUMED_BTF);
-	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true, true);
+	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true, true, WST_P_SYN_CONSUMED_BTF);
 	return 0;
 }
 
 SEC("tp_btf/consume_skb")
 int wst_syn_consumed2_btf(__u64 *ctx)
 {
-	hit(WST_P_SYN_CONSUMED2_BTF);
-	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true, false);
+	settle((const struct sk_buff *)ctx[0], WST_NO_REASON, true, false, WST_P_SYN_CONSUMED2_BTF);
 	return 0;
 }
 
 SEC("raw_tp/consume_skb")
 int wst_syn_consumed(struct bpf_raw_tracepoint_args *ctx)
 {
-	hit(WST_P_SYN_CONSUMED);
-	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON, false, true);
+	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON, false, true, WST_P_SYN_CONSUMED);
 	return 0;
 }
 
 SEC("raw_tp/consume_skb")
 int wst_syn_consumed2(struct bpf_raw_tracepoint_args *ctx)
 {
-	hit(WST_P_SYN_CONSUMED2);
-	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON, false, false);
+	settle((const struct sk_buff *)ctx->args[0], WST_NO_REASON, false, false, WST_P_SYN_CONSUMED2);
 	return 0;
 }
 
 SEC("tp_btf/kfree_skb")
 int wst_syn_freed_btf(__u64 *ctx)
 {
-	hit(WST_P_SYN_FREED_BTF);
-	settle((const struct sk_buff *)ctx[0], (__u32)ctx[2], true, true);
+	settle((const struct sk_buff *)ctx[0], (__u32)ctx[2], true, true, WST_P_SYN_FREED_BTF);
 	return 0;
 }
 
 SEC("tp_btf/kfree_skb")
 int wst_syn_freed2_btf(__u64 *ctx)
 {
-	hit(WST_P_SYN_FREED2_BTF);
-	settle((const struct sk_buff *)ctx[0], (__u32)ctx[2], true, false);
+	settle((const struct sk_buff *)ctx[0], (__u32)ctx[2], true, false, WST_P_SYN_FREED2_BTF);
 	return 0;
 }
 
 SEC("raw_tp/kfree_skb")
 int wst_syn_freed(struct bpf_raw_tracepoint_args *ctx)
 {
-	hit(WST_P_SYN_FREED);
-	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false, true);
+	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false, true, WST_P_SYN_FREED);
 	return 0;
 }
 
 SEC("raw_tp/kfree_skb")
 int wst_syn_freed2(struct bpf_raw_tracepoint_args *ctx)
 {
-	hit(WST_P_SYN_FREED2);
-	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false, false);
+	settle((const struct sk_buff *)ctx->args[0], (__u32)ctx->args[2], false, false, WST_P_SYN_FREED2);
 	return 0;
 }
 

@@ -256,6 +256,7 @@ describe('Tracer on a fake binding', () => {
           flush: () => o.onBatch(record({ kind: 1, family: AF_INET, laddr: lo4, raddr: lo4, lport: 9, rport: 1 })),
           programIds: () => [1, 2],
           skippedRuns: () => 3,
+          routeState: () => ({ lost: 0, stale: 0, twinSkips: 0 }),
           keepPorts: (ports) => kept.push(ports),
           drainSummaries: async () => {
             // A second drain must not start before the first has ended.

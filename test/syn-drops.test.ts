@@ -61,6 +61,10 @@ describeKernel(name, () => {
     await ns.exec('python3', [SYN_STAGE, mode, ...args.map(String)], 60_000);
   }
 
+  /** What the route says about itself, for a failure's message: ends that waited, twin marks left, runs the kernel skipped. */
+  const why = (l?: ListenerCounter) =>
+    JSON.stringify({ ...(l ? { synDrops: l.synDrops, overflows: l.overflows } : {}), skippedRuns: tracer.skippedRuns(), route: tracer.routeState() });
+
   const dropsOf = (l: ListenerCounter) => l.synDrops.acceptQueueFull + l.synDrops.synQueueFull + l.synDrops.unprovenPeer + l.synDrops.other;
 
   it('runs the tracepoint route on a kernel that has it, and nothing calls the SYN stage blind', (ctx) => {
@@ -84,8 +88,8 @@ describeKernel(name, () => {
       const l = listener(port);
       const overflows = delta(after, before, 'TcpExtListenOverflows');
       expect(overflows).toBeGreaterThan(100);
-      expect(l.synDrops.acceptQueueFull + l.overflows).toBe(overflows);
-      expect(dropsOf(l) + l.overflows).toBe(delta(after, before, 'TcpExtListenDrops'));
+      expect(l.synDrops.acceptQueueFull + l.overflows, why(l)).toBe(overflows);
+      expect(dropsOf(l) + l.overflows, why(l)).toBe(delta(after, before, 'TcpExtListenDrops'));
       expect(l.synDrops.synQueueFull).toBe(delta(after, before, 'TcpExtTCPReqQFullDrop'));
       expect(l.cookiesSent).toBe(delta(after, before, 'TcpExtSyncookiesSent'));
       if (cookies === 2) expect(l.cookiesSent).toBeGreaterThan(0);
@@ -115,7 +119,7 @@ describeKernel(name, () => {
       const l = listener(port);
       expect(l).toMatchObject({ family: 'ipv6', addr: bind });
       expect(delta(after, before, 'TcpExtListenOverflows')).toBeGreaterThan(20);
-      expect(l.synDrops.acceptQueueFull + l.overflows).toBe(delta(after, before, 'TcpExtListenOverflows'));
+      expect(l.synDrops.acceptQueueFull + l.overflows, why(l)).toBe(delta(after, before, 'TcpExtListenOverflows'));
       const drops = take('syn_drop', port);
       expect(drops.length).toBeGreaterThan(0);
       // A dual-stack listener's IPv4 peers are v4-mapped, as its accepted sockets would show them.
@@ -134,7 +138,7 @@ describeKernel(name, () => {
     const l = listener(port);
     const overflows = delta(after, before, 'TcpExtListenOverflows');
     expect(overflows).toBeGreaterThan(0);
-    expect(l.overflows).toBe(overflows);
+    expect(l.overflows, why(l)).toBe(overflows);
     expect(l.synDrops.acceptQueueFull).toBe(0);
     const acks = take('listen_overflow', port);
     expect(acks).toHaveLength(overflows);
@@ -152,11 +156,11 @@ describeKernel(name, () => {
     const l = listener(port);
     const overflows = delta(after, before, 'TcpExtListenOverflows');
     expect(overflows).toBeGreaterThan(15);
-    expect(l.overflows).toBe(overflows);
+    expect(l.overflows, why(l)).toBe(overflows);
     expect(l.cookiesSent).toBe(delta(after, before, 'TcpExtSyncookiesSent'));
     expect(l.cookiesSent).toBe(20);
     // One event per dropped ACK; should some be missing, say whether the kernel skipped runs or an end waited.
-    expect(take('listen_overflow', port), `skippedRuns ${tracer.skippedRuns()}`).toHaveLength(overflows);
+    expect(take('listen_overflow', port), why()).toHaveLength(overflows);
   });
 
   it('final ACKs held back: SYN-ACK retransmits per listener equal TCPSynRetrans', async (ctx) => {
@@ -206,7 +210,7 @@ describeKernel(name, () => {
     const drops = delta(after, before, 'TcpExtListenDrops');
     expect(drops).toBeGreaterThan(0);
     // Should it fall short, say where the drops went and whether the kernel skipped runs.
-    expect(l.synDrops.unprovenPeer, JSON.stringify({ synDrops: l.synDrops, overflows: l.overflows, skippedRuns: tracer.skippedRuns() })).toBe(drops);
+    expect(l.synDrops.unprovenPeer, why(l)).toBe(drops);
     expect(take('syn_drop', 7435).map((e) => e.reason)).toContain('UNPROVEN_PEER');
   });
 });

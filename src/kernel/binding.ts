@@ -69,6 +69,7 @@ export interface NativeTracer {
   programIds(): number[];
   /** Runs the kernel skipped because they would have nested in a run of the same program on the same CPU. */
   skippedRuns(): number;
+  routeState(): { lost: number; stale: number; twinSkips: number };
   close(): void;
 }
 

@@ -186,6 +186,15 @@ export class Tracer {
     return this.open().skippedRuns();
   }
 
+  /**
+   * syn_drop's tracepoint route, for diagnosis: ends that found their CPU
+   * being settled (their counts waited for the next end), twin marks never
+   * cleared, and runs the kernel skipped in the twinned programs.
+   */
+  routeState(): { lost: number; stale: number; twinSkips: number } {
+    return this.open().routeState();
+  }
+
   programIds(): number[] {
     return this.native ? this.native.programIds() : [];
   }
