@@ -623,7 +623,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   // keeps this per program; 0 on kernels before 5.12, which do not. Not the
   // runs of syn_drop's route programs, each attached twice (a run skipped in
   // one is made by its twin, which the interrupted run is not): theirs are
-  // the ends that interrupted another being settled (wst_settle_state.lost).
+  // the rises an end could not take, interrupted at every try (wst_settle_state.lost).
   Napi::Value SkippedRuns(const Napi::CallbackInfo& info) {
     static const char* const kTwinned[] = {"wst_syn_consumed", "wst_syn_freed"};
     std::vector<std::string> names;
@@ -644,8 +644,8 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     return Napi::Number::New(info.Env(), static_cast<double>(sum));
   }
 
-  // syn_drop's tracepoint route, summed over CPUs: ends that found the CPU
-  // busy (lost), marks a second twin never cleared (stale), and the runs the
+  // syn_drop's tracepoint route, summed over CPUs: rises an end could not
+  // take, interrupted at every try (lost), marks a second twin never cleared (stale), and the runs the
   // kernel skipped in the twinned programs (twinSkips: each made by its twin).
   Napi::Value RouteState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

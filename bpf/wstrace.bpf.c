@@ -138,12 +138,7 @@ struct {
 /* Possible CPUs, from the loader. */
 const volatile __u32 nr_cpus = 0;
 
-/*
- * Set while an end takes its share of the counts' rise on this CPU (claim),
- * so an interrupting one cannot take the same; lost: ends that came while it
- * was set (their counts wait for the next end on the CPU), reported with the
- * runs the kernel skipped.
- */
+/* syn_drop's tracepoint route, per CPU: see struct wst_settle_state. lost is reported with the runs the kernel skipped. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -672,11 +667,13 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
  *   each end runs two programs, the same code attached twice (…2 below): the
  *   one the interrupted run is not is free, and settles it. When both run,
  *   the second finds the counters as the first left them and stops there.
- * - An end that interrupts another while it is being settled (in process
- *   context, between its reads and its writes: a few dozen instructions)
- *   sees the CPU busy and leaves its counts for the next end on this CPU:
- *   the sum stays exact, the listener may not be. Counted (wst_settle_state.lost)
- *   and reported with the skipped runs.
+ * - An end that interrupts another while it is being settled (between its
+ *   counter reads and its update of the settled copy) takes the whole rise
+ *   up to its own reads, the interrupted one's included: each counter's
+ *   settled value only moves forward, by compare-and-swap, so every unit of
+ *   a rise goes to exactly one end and none waits. The sum stays exact; the
+ *   interrupted end's listener may lose its share to the interrupting one's
+ *   (a window of a few instructions).
  * - The listener is found by the packet's destination among known listener
  *   rows: bound address, then the wildcard (and for IPv4, a dual-stack IPv6
  *   listener). A listener never seen before gets a row under the packet's
@@ -846,45 +843,46 @@ static __always_inline bool segment_tuple(const struct sk_buff *skb, struct wst_
 }
 
 /*
+ * What one counter rose by since its settled value, at most cap, moving the
+ * settled value forward by that much. Compare-and-swap: an end that
+ * interrupts this one (and moved it meanwhile) is never undone, and no unit
+ * is taken twice. A few tries: each failure means an interrupting end took
+ * the rise, and nesting is shallow.
+ */
+static __always_inline __u64 take_rise(__u64 *settled, __u64 now, __u64 cap, struct wst_settle_state *st)
+{
+#pragma clang loop unroll(full)
+	for (int i = 0; i < 4; i++) {
+		__u64 old = *(volatile __u64 *)settled, d;
+
+		if (now <= old)
+			return 0;
+		d = now - old < cap ? now - old : cap;
+		if (__sync_val_compare_and_swap(settled, old, old + d) == old)
+			return d;
+	}
+	/* Interrupted at every try: what is left is the next end's. */
+	st->lost++;
+	return 0;
+}
+
+/*
  * The share of the counts' rise since the last settling on this CPU that a
- * packet's end takes (d), taken under the CPU's settling flag so an end that
- * interrupts this one cannot take the same rise: only the counters' reads and
- * the settled copy's update run under it (the packet's headers, the listener
- * row and the counting do not), so an interrupting end almost never finds it
- * set; when it does, its rise waits for the next end (lost counts it). A SYN's
- * end takes all of it; another segment's (the ACK stage) takes only the
- * overflows and the ListenDrops each of them made, leaving a SYN-stage rise
- * of an end that had to wait for the next SYN's.
+ * packet's end takes (d). A SYN's end takes all of it; another segment's (the
+ * ACK stage) takes only the overflows and the ListenDrops each of them made,
+ * leaving a SYN-stage rise of an end that had to wait for the next SYN's.
  */
 static __always_inline bool claim(struct mib_seen *was, __u64 stats, __u64 offset, bool syn,
 				  struct wst_settle_state *st, struct mib_seen *d)
 {
 	struct mib_seen now;
 
-	if (st->busy) {
-		st->lost++;
+	if (!mib_read(stats, offset, &now))
 		return false;
-	}
-	st->busy = 1;
-	if (!mib_read(stats, offset, &now)) {
-		st->busy = 0;
-		return false;
-	}
-	d->overflows = now.overflows - was->overflows;
-	d->drops = now.drops - was->drops;
-	if (syn) {
-		d->reqq_full = now.reqq_full - was->reqq_full;
-		d->cookies = now.cookies - was->cookies;
-		*was = now;
-	} else {
-		if (d->drops > d->overflows)
-			d->drops = d->overflows;
-		d->reqq_full = 0;
-		d->cookies = 0;
-		was->overflows = now.overflows;
-		was->drops += d->drops;
-	}
-	st->busy = 0;
+	d->overflows = take_rise(&was->overflows, now.overflows, ~0ULL, st);
+	d->drops = take_rise(&was->drops, now.drops, syn ? ~0ULL : d->overflows, st);
+	d->reqq_full = syn ? take_rise(&was->reqq_full, now.reqq_full, ~0ULL, st) : 0;
+	d->cookies = syn ? take_rise(&was->cookies, now.cookies, ~0ULL, st) : 0;
 	return true;
 }
 

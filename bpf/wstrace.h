@@ -105,15 +105,15 @@ struct wst_listening {
 
 /* Per destination (remote address and port) and the cgroup of the sockets that went to TIME_WAIT. */
 /*
- * syn_drop's tracepoint route, per CPU: busy while an end is being settled;
- * first_running while the first of the twin programs runs; lost: ends that
- * came while busy (interrupting it), so went to no listener; settled: the
- * packet the first twin last saw through; stale: marks the second twin never
- * cleared (its run skipped), found by the first twin's next run.
+ * syn_drop's tracepoint route, per CPU: first_running while the first of the
+ * twin programs runs; lost: rises an end could not take, interrupted at every
+ * try (they wait for the next end); settled: the packet the first twin last
+ * saw through; stale: marks the second twin never cleared, found by the first
+ * twin's next run (its second run skipped, or settled instead of cleared).
  */
 struct wst_settle_state {
-	__u32 busy;
 	__u32 first_running;
+	__u32 pad;
 	__u64 lost;
 	__u64 settled;
 	__u64 stale;
