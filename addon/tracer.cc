@@ -41,7 +41,7 @@ constexpr size_t kMaxBatchRecords = 8192;
 constexpr int kBatchFull = -E2BIG;
 constexpr size_t kBatchBytes = kMaxBatchRecords * sizeof(struct wst_event);
 // A lone event waits at most this long for the drain timer.
-constexpr uint64_t kDrainMs = 10;
+constexpr uint64_t kDrainMs = 50;
 constexpr double kMaxBudget = 1e9;  // events per second: one per nanosecond of budget
 
 // The two summary maps and the slot the programs find the current one in.

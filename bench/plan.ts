@@ -74,6 +74,13 @@ export interface Plan {
   readonly ceilingConnects: number;
   /** How long to wait for the subscriber to account for every event after a trial. */
   readonly settleMs: number;
+  /**
+   * Load run in every trial's namespace, every arm, after the tracer starts
+   * and before the measured load (none in --quick): an always-on agent has
+   * compiled its hot paths long before a storm, a fresh one has not.
+   * Counted in the exactness checks, not in the timed figures.
+   */
+  readonly warmup: LoadSpec | undefined;
   /** Runs with a Watch client that never reads (and their controls, without it); empty: not run. */
   readonly stalled: StalledStep[];
 }
@@ -200,6 +207,9 @@ function ackStage(seconds: number): StepShape {
   };
 }
 
+/** 3 s of the reset storm's shape at 20k ops/s, on ports of its own (no TIME_WAIT left behind: linger-0 closes and closed-port connects). */
+const WARMUP: LoadSpec = { mode: 'rst', rate: 20_000, seconds: 3, count: 60_000, flags: { l: 4, c: CLOSED_PORT, p: LISTEN_PORT + 200 } };
+
 export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
   const t = quick ? 0.8 : 4;
   const steps: Array<StepShape> = quick
@@ -237,6 +247,7 @@ export function makePlan(quick: boolean, only: readonly ScenarioName[]): Plan {
     pipeline: want.has('pipeline'),
     ceilingConnects: quick ? 100_000 : 400_000,
     settleMs: quick ? 3000 : 6000,
+    warmup: quick ? undefined : WARMUP,
     stalled: want.has('stalled') ? stalledSteps(quick) : [],
   };
 }

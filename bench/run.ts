@@ -182,7 +182,7 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
   let total = 0;
   for (const s of plan.steps) for (let rep = 0; rep < s.reps; rep++) total += stepArms(s, rep, arms).length;
   const trials: Trial[] = [];
-  const ctx = { root: ROOT, loadgen, cleanup, tmpDir, bpftraceScript: script, settleMs: plan.settleMs, nsName };
+  const ctx = { root: ROOT, loadgen, cleanup, tmpDir, bpftraceScript: script, settleMs: plan.settleMs, warmup: plan.warmup, nsName };
   for (const step of plan.steps) {
     for (let rep = 0; rep < step.reps; rep++) {
       // Rotated among the arms this repetition runs (the every-event arm: unpaced steps only).

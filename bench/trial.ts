@@ -8,7 +8,7 @@ import { AgentArm, type Emitted, type Received } from './agent.js';
 import { progStats, statsDelta, type ProgStats } from './bpfstats.js';
 import { BpftraceArm } from './bpftrace.js';
 import type { Cleanup } from './cleanup.js';
-import { runLoad, type LoadResult } from './loadgen.js';
+import { runLoad, type LoadResult, type LoadSpec } from './loadgen.js';
 import { BenchNetns, sameActivity, type KernelCounts } from './netns.js';
 import type { Arm, Step } from './plan.js';
 import { CpuBusy, cpuSeconds } from './proc.js';
@@ -75,6 +75,8 @@ export interface TrialContext {
   readonly tmpDir: string;
   readonly bpftraceScript: string | undefined;
   readonly settleMs: number;
+  /** Run before the timed load, untimed (Plan.warmup). */
+  readonly warmup: LoadSpec | undefined;
   readonly nsName: (tag: string) => string;
 }
 
@@ -123,11 +125,16 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
       bpftrace = await BpftraceArm.start(ctx.bpftraceScript, ctx.cleanup);
     }
     await pause(200); // let start-up work (JIT, first scans) die down before timing
+    const trace = step.traceResetPorts ? openResetTrace(ctx, step.traceResetPorts) : undefined;
+    // The counts are checked from here (the warm-up included: the tracer saw it too); the figures from after it.
+    const before = await ns.counts();
+    if (ctx.warmup) {
+      await runLoad(ctx.loadgen, ns.name, ctx.warmup, ctx.cleanup);
+      await pause(200);
+    }
     const cpuStart = agent?.cpuSeconds() ?? 0;
     const probePid = agent?.pid ?? bpftrace?.pid;
     const bpfStart = probePid ? progStats(probePid) : undefined;
-    const trace = step.traceResetPorts ? openResetTrace(ctx, step.traceResetPorts) : undefined;
-    const before = await ns.counts();
     const busy = new CpuBusy();
     const machine0 = CpuBusy.read();
     const armPid = agent?.pid ?? bpftrace?.pid;
