@@ -75,7 +75,7 @@ export function renderMarkdown(r: Report): string {
     `Run: ${r.quick ? '--quick' : 'full'}, ${r.reps} repetitions per arm${r.quick ? ' on unpaced steps, 1 on paced ones' : ''}, arms alternated (rotated order each repetition), ` +
       `"wstrace, every event" (--event-budget 0) on unpaced steps only, ${r.everyEventReps} repetition${r.everyEventReps === 1 ? '' : 's'}` +
       `${r.everyEventReps < r.reps ? ' (fewer than the other arms, to keep --quick under two minutes)' : ''}; ` +
-      `${r.quick ? 'each tracer measured from its start (a cold agent); ' : 'every trial, every arm, first runs a 3 s reset storm at 20k ops/s in its namespace, untimed but counted in the exactness checks (the agent measured warm, as an always-on agent is); '}` +
+      `${r.quick ? 'each tracer measured from its start (a cold agent); ' : 'every trial, every arm, first runs a 3 s reset storm at 20k ops/s in its namespace, untimed and left out of both sides of the exactness checks (the agent measured warm, as an always-on agent is); '}` +
       `${r.seconds.toFixed(0)} s. Load average ${m.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ` +
       `${m.loadAfter.map((x) => x.toFixed(2)).join(' ')} after; CPUs ${Math.round(m.busyOutsideBench * 100)}% busy with other work just before the run.`,
     `wstrace hooks live: ${r.hooks.join(', ') || 'none'}. Blind: ${r.blind.join('; ') || 'none'}.`,

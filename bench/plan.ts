@@ -78,7 +78,7 @@ export interface Plan {
    * Load run in every trial's namespace, every arm, after the tracer starts
    * and before the measured load (none in --quick): an always-on agent has
    * compiled its hot paths long before a storm, a fresh one has not.
-   * Counted in the exactness checks, not in the timed figures.
+   * Left out of the timed figures and of both sides of the exactness checks.
    */
   readonly warmup: LoadSpec | undefined;
   /** Runs with a Watch client that never reads (and their controls, without it); empty: not run. */

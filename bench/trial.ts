@@ -125,13 +125,15 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
       bpftrace = await BpftraceArm.start(ctx.bpftraceScript, ctx.cleanup);
     }
     await pause(200); // let start-up work (JIT, first scans) die down before timing
-    const trace = step.traceResetPorts ? openResetTrace(ctx, step.traceResetPorts) : undefined;
-    // The counts are checked from here (the warm-up included: the tracer saw it too); the figures from after it.
-    const before = await ns.counts();
+    // The warm-up's counts are left out on both sides: the kernel's from `before`, wstrace's from `warm`.
+    let warm: Totals | undefined;
     if (ctx.warmup) {
       await runLoad(ctx.loadgen, ns.name, ctx.warmup, ctx.cleanup);
-      await pause(200);
+      await ns.quiet();
+      warm = agent ? (await agent.snapshot()).totals : undefined;
     }
+    const trace = step.traceResetPorts ? openResetTrace(ctx, step.traceResetPorts) : undefined;
+    const before = await ns.counts();
     const cpuStart = agent?.cpuSeconds() ?? 0;
     const probePid = agent?.pid ?? bpftrace?.pid;
     const bpfStart = probePid ? progStats(probePid) : undefined;
@@ -168,7 +170,7 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
         if (sameActivity(after, again) || tries >= 5) break;
         after = await ns.quiet();
       }
-      const t = snap.totals!;
+      const t = since(snap.totals!, warm);
       emitted = await agent.emitted();
       const agentCpuSeconds = agent.cpuSeconds() - cpuStart;
       const agentPeakRssBytes = agent.peakRssBytes();
@@ -219,4 +221,17 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
     await ns.destroy();
     await other?.destroy();
   }
+}
+
+type Totals = NonNullable<Awaited<ReturnType<AgentArm['snapshot']>>['totals']>;
+
+/** wstrace's totals since `warm` (the warm-up's left out), or as they are. */
+function since(t: Totals, warm: Totals | undefined): Totals {
+  if (!warm) return t;
+  const out: Record<string, unknown> = { ...t };
+  for (const [k, v] of Object.entries(t)) {
+    const w = (warm as unknown as Record<string, unknown>)[k];
+    if (typeof v === 'number' && typeof w === 'number') out[k] = v - w;
+  }
+  return out as unknown as Totals;
 }
