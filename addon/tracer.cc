@@ -625,49 +625,49 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   // one is made by its twin, which the interrupted run is not): theirs are
   // the rises an end could not take, interrupted at every try (wst_settle_state.lost).
   Napi::Value SkippedRuns(const Napi::CallbackInfo& info) {
-    static const char* const kTwinned[] = {"wst_syn_consumed", "wst_syn_freed"};
     std::vector<std::string> names;
     std::vector<struct bpf_prog_info> infos = ProgramInfos(&names);
-    uint64_t sum = 0;
-    for (size_t i = 0; i < infos.size(); i++) {
-      bool twinned = false;
-      for (const char* prefix : kTwinned) twinned = twinned || names[i].rfind(prefix, 0) == 0;
-      if (!twinned) sum += infos[i].recursion_misses;
-    }
-    if (skel_) {
-      int ncpu = libbpf_num_possible_cpus();
-      std::vector<struct wst_settle_state> percpu(ncpu > 0 ? ncpu : 1);
-      uint32_t zero = 0;
-      if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.settling), &zero, percpu.data()) == 0)
-        for (const struct wst_settle_state& s : percpu) sum += s.lost;
-    }
+    uint64_t sum = SettleSums().lost;
+    for (size_t i = 0; i < infos.size(); i++)
+      if (!Twinned(names[i])) sum += infos[i].recursion_misses;
     return Napi::Number::New(info.Env(), static_cast<double>(sum));
   }
 
-  // syn_drop's tracepoint route, summed over CPUs: rises an end could not
-  // take, interrupted at every try (lost), marks a second twin never cleared (stale), and the runs the
-  // kernel skipped in the twinned programs (twinSkips: each made by its twin).
+  // syn_drop's route programs, each attached twice.
+  static bool Twinned(const std::string& name) {
+    return name.rfind("wst_syn_consumed", 0) == 0 || name.rfind("wst_syn_freed", 0) == 0;
+  }
+
+  // wst_settle_state's counts, summed over CPUs (lost, stale; the rest unused).
+  struct wst_settle_state SettleSums() {
+    struct wst_settle_state sum = {};
+    if (!skel_) return sum;
+    int ncpu = libbpf_num_possible_cpus();
+    std::vector<struct wst_settle_state> percpu(ncpu > 0 ? ncpu : 1);
+    uint32_t zero = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.settling), &zero, percpu.data()) == 0)
+      for (const struct wst_settle_state& s : percpu) {
+        sum.lost += s.lost;
+        sum.stale += s.stale;
+      }
+    return sum;
+  }
+
+  // syn_drop's tracepoint route, for diagnosis: rises an end could not take,
+  // interrupted at every try (lost), marks a second twin never cleared
+  // (stale), and the runs the kernel skipped in the twinned programs
+  // (twinSkips: each made by its twin).
   Napi::Value RouteState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::vector<std::string> names;
     std::vector<struct bpf_prog_info> infos = ProgramInfos(&names);
-    uint64_t lost = 0, stale = 0, skips = 0;
+    uint64_t skips = 0;
     for (size_t i = 0; i < infos.size(); i++)
-      if (names[i].rfind("wst_syn_consumed", 0) == 0 || names[i].rfind("wst_syn_freed", 0) == 0)
-        skips += infos[i].recursion_misses;
-    if (skel_) {
-      int ncpu = libbpf_num_possible_cpus();
-      std::vector<struct wst_settle_state> percpu(ncpu > 0 ? ncpu : 1);
-      uint32_t zero = 0;
-      if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.settling), &zero, percpu.data()) == 0)
-        for (const struct wst_settle_state& s : percpu) {
-          lost += s.lost;
-          stale += s.stale;
-        }
-    }
+      if (Twinned(names[i])) skips += infos[i].recursion_misses;
+    struct wst_settle_state sums = SettleSums();
     Napi::Object o = Napi::Object::New(env);
-    o.Set("lost", Napi::Number::New(env, static_cast<double>(lost)));
-    o.Set("stale", Napi::Number::New(env, static_cast<double>(stale)));
+    o.Set("lost", Napi::Number::New(env, static_cast<double>(sums.lost)));
+    o.Set("stale", Napi::Number::New(env, static_cast<double>(sums.stale)));
     o.Set("twinSkips", Napi::Number::New(env, static_cast<double>(skips)));
     return o;
   }

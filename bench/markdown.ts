@@ -6,6 +6,7 @@ import { accounted, type StalledResult } from './stalled.js';
 import { ARM_TITLES } from './plan.js';
 import { BPFTRACE_TOLERANCE, EVERY_EVENT_GOAL, loadLimited, RECEIVED_REFEREE,
   TRACED_RECEIVED_REFEREE, type Delivery, type Footprint, type Goal, type StepSummary } from './summary.js';
+import type { LoadSpec } from './loadgen.js';
 import type { Machine } from './machine.js';
 
 function table(head: string[], rows: Array<Array<string | number>>): string {
@@ -52,6 +53,8 @@ export interface Report {
   readonly reps: number;
   /** Repetitions of the every-event arm (--event-budget 0) on unpaced steps. */
   readonly everyEventReps: number;
+  /** Run before each timed trial (Plan.warmup); none: each tracer measured from its start. */
+  readonly warmup: LoadSpec | undefined;
   readonly steps: StepSummary[];
   readonly ceilings: CeilingResult[];
   readonly recorders: RecorderResult[];
@@ -75,7 +78,7 @@ export function renderMarkdown(r: Report): string {
     `Run: ${r.quick ? '--quick' : 'full'}, ${r.reps} repetitions per arm${r.quick ? ' on unpaced steps, 1 on paced ones' : ''}, arms alternated (rotated order each repetition), ` +
       `"wstrace, every event" (--event-budget 0) on unpaced steps only, ${r.everyEventReps} repetition${r.everyEventReps === 1 ? '' : 's'}` +
       `${r.everyEventReps < r.reps ? ' (fewer than the other arms, to keep --quick under two minutes)' : ''}; ` +
-      `${r.quick ? 'each tracer measured from its start (a cold agent); ' : 'every trial, every arm, first runs a 3 s reset storm at 20k ops/s in its namespace, untimed and left out of both sides of the exactness checks (the agent measured warm, as an always-on agent is); '}` +
+      `${r.warmup ? `every trial, every arm, first runs a ${r.warmup.seconds} s ${r.warmup.mode} load at ${r.warmup.rate / 1000}k ops/s in its namespace, untimed and left out of both sides of the exactness checks (the agent measured warm, as an always-on agent is); ` : 'each tracer measured from its start (a cold agent); '}` +
       `${r.seconds.toFixed(0)} s. Load average ${m.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ` +
       `${m.loadAfter.map((x) => x.toFixed(2)).join(' ')} after; CPUs ${Math.round(m.busyOutsideBench * 100)}% busy with other work just before the run.`,
     `wstrace hooks live: ${r.hooks.join(', ') || 'none'}. Blind: ${r.blind.join('; ') || 'none'}.`,

@@ -286,6 +286,7 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
     quick: plan.quick,
     reps: plan.reps,
     everyEventReps: plan.everyEventReps,
+    warmup: plan.warmup,
     steps,
     ceilings,
     recorders,

@@ -8,6 +8,7 @@ import { AgentArm, type Emitted, type Received } from './agent.js';
 import { progStats, statsDelta, type ProgStats } from './bpfstats.js';
 import { BpftraceArm } from './bpftrace.js';
 import type { Cleanup } from './cleanup.js';
+import type { Totals } from '../src/generated/wstrace/v1/tracer.js';
 import { runLoad, type LoadResult, type LoadSpec } from './loadgen.js';
 import { BenchNetns, sameActivity, type KernelCounts } from './netns.js';
 import type { Arm, Step } from './plan.js';
@@ -223,15 +224,8 @@ export async function runTrial(ctx: TrialContext, step: Step, arm: Arm, rep: num
   }
 }
 
-type Totals = NonNullable<Awaited<ReturnType<AgentArm['snapshot']>>['totals']>;
-
 /** wstrace's totals since `warm` (the warm-up's left out), or as they are. */
 function since(t: Totals, warm: Totals | undefined): Totals {
   if (!warm) return t;
-  const out: Record<string, unknown> = { ...t };
-  for (const [k, v] of Object.entries(t)) {
-    const w = (warm as unknown as Record<string, unknown>)[k];
-    if (typeof v === 'number' && typeof w === 'number') out[k] = v - w;
-  }
-  return out as unknown as Totals;
+  return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v - warm[k as keyof Totals]])) as unknown as Totals;
 }

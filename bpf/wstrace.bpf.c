@@ -1016,36 +1016,43 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason, bool direct, bool first, __u32 prog)
 {
 	__u32 zero = 0, was_running;
-	struct wst_settle_state *st = bpf_map_lookup_elem(&settling, &zero);
+	struct wst_settle_state *st;
 
-	if (!st)
-		return;
-	/* Kept for a first twin of the other tracepoint that this run interrupted. */
-	was_running = st->first_running;
-	if (first)
-		st->first_running = 1;
-	hit(prog);
 	/*
 	 * Every packet freed on the host passes here: most are sent ones, which
 	 * still have their socket. A packet to a listener has none (TCP takes
 	 * the listener from the lookup, and a socket stolen from the packet is
 	 * cleared from it), so that one load spares the rest the counters' reads.
 	 */
-	if (!skb || RD(direct, skb, sk))
-		goto out;
-	if (!first && st->settled == (__u64)(unsigned long)skb && !st->first_running) {
-		st->settled = 0;
+	if (!first) {
+		hit(prog);
+		if (!skb || RD(direct, skb, sk))
+			return;
+		st = bpf_map_lookup_elem(&settling, &zero);
+		if (!st)
+			return;
+		if (st->settled == (__u64)(unsigned long)skb && !st->first_running) {
+			st->settled = 0;
+			return;
+		}
+		settle_end(skb, drop_reason, direct, st);
 		return;
 	}
-	settle_end(skb, drop_reason, direct, st);
-	if (first) {
+	/* The first twin says it runs from its start, whatever the packet: an end nested in any of its runs skips it. */
+	st = bpf_map_lookup_elem(&settling, &zero);
+	if (!st)
+		return;
+	/* Kept for a first twin of the other tracepoint that this run interrupted. */
+	was_running = st->first_running;
+	st->first_running = 1;
+	hit(prog);
+	if (skb && !RD(direct, skb, sk)) {
+		settle_end(skb, drop_reason, direct, st);
 		if (st->settled)
 			st->stale++;
 		st->settled = (__u64)(unsigned long)skb;
 	}
-out:
-	if (first)
-		st->first_running = was_running;
+	st->first_running = was_running;
 }
 
 /*

@@ -187,9 +187,9 @@ export class Tracer {
   }
 
   /**
-   * syn_drop's tracepoint route, for diagnosis: ends that found their CPU
-   * being settled (their counts waited for the next end), twin marks never
-   * cleared, and runs the kernel skipped in the twinned programs.
+   * syn_drop's tracepoint route, for diagnosis: rises an end could not take
+   * (interrupted at every try: they wait for the next end on the CPU), twin
+   * marks never cleared, and runs the kernel skipped in the twinned programs.
    */
   routeState(): { lost: number; stale: number; twinSkips: number } {
     return this.open().routeState();
