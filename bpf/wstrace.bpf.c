@@ -868,22 +868,18 @@ static __always_inline __u64 take_rise(__u64 *settled, __u64 now, __u64 cap, str
 
 /*
  * The share of the counts' rise since the last settling on this CPU that a
- * packet's end takes (d). A SYN's end takes all of it; another segment's (the
+ * packet's end takes (d), up to the counts its end read (now: what an end
+ * that interrupts it adds is that end's to take). A SYN's end takes all of it; another segment's (the
  * ACK stage) takes only the overflows and the ListenDrops each of them made,
  * leaving a SYN-stage rise of an end that had to wait for the next SYN's.
  */
-static __always_inline bool claim(struct mib_seen *was, __u64 stats, __u64 offset, bool syn,
+static __always_inline void claim(struct mib_seen *was, const struct mib_seen *now, bool syn,
 				  struct wst_settle_state *st, struct mib_seen *d)
 {
-	struct mib_seen now;
-
-	if (!mib_read(stats, offset, &now))
-		return false;
-	d->overflows = take_rise(&was->overflows, now.overflows, ~0ULL, st);
-	d->drops = take_rise(&was->drops, now.drops, syn ? ~0ULL : d->overflows, st);
-	d->reqq_full = syn ? take_rise(&was->reqq_full, now.reqq_full, ~0ULL, st) : 0;
-	d->cookies = syn ? take_rise(&was->cookies, now.cookies, ~0ULL, st) : 0;
-	return true;
+	d->overflows = take_rise(&was->overflows, now->overflows, ~0ULL, st);
+	d->drops = take_rise(&was->drops, now->drops, syn ? ~0ULL : d->overflows, st);
+	d->reqq_full = syn ? take_rise(&was->reqq_full, now->reqq_full, ~0ULL, st) : 0;
+	d->cookies = syn ? take_rise(&was->cookies, now->cookies, ~0ULL, st) : 0;
 }
 
 /*
@@ -891,8 +887,8 @@ static __always_inline bool claim(struct mib_seen *was, __u64 stats, __u64 offse
  * found it. Nothing when the packet cannot be a listener's (not TCP, or
  * neither a SYN nor to a port that listens): the rise waits for the next end.
  */
-static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, struct mib_seen *was, __u64 stats,
-				      __u64 offset, __u32 drop_reason, bool direct, struct wst_settle_state *st)
+static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, struct mib_seen *was,
+				      const struct mib_seen *seen, __u32 drop_reason, bool direct, struct wst_settle_state *st)
 {
 	struct wst_listener_val *v;
 	struct wst_event e = { .netns = netns };
@@ -908,7 +904,8 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, st
 	if (!syn && !is_listen_port(e.lport))
 		return;
 	/* Taken even for a port or container not traced: theirs, not the next packet's. */
-	if (!claim(was, stats, offset, syn, st, &d) || !port_wanted(e.lport, 0))
+	claim(was, seen, syn, st, &d);
+	if (!port_wanted(e.lport, 0))
 		return;
 	v = packet_listener(&e);
 	if (!v || !row_cgroup_wanted(v))
@@ -996,7 +993,7 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 	if (!mib_read(stats, offset, &now) || (now.overflows == was->overflows && now.drops == was->drops &&
 						now.reqq_full == was->reqq_full && now.cookies == was->cookies))
 		return;
-	attribute(skb, k.netns, was, stats, offset, drop_reason, direct, st);
+	attribute(skb, k.netns, was, &now, drop_reason, direct, st);
 }
 
 /*
