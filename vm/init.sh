@@ -26,6 +26,9 @@ mkdir -p "/host$project" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 project "/host$project" || fail "cannot mount the project"
 ip link set lo up
 
+# From here on the command runs: vm/run.sh boots a guest again only when it died before this line.
+echo "WSTRACE_VM_STARTED"
+
 chroot /host /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   HOME=/root TERM=dumb CI=1 LANG=C.UTF-8 /bin/sh -c "cd '$project' && $cmd"
 echo "WSTRACE_VM_EXIT=$?"
