@@ -27,6 +27,8 @@ interface ProbeRow {
   listenOverflows?: number;
   /** Its events (and listener row) carried the cgroup the traffic ran in, and nothing from outside it came. */
   cgroup?: boolean;
+  /** Runs per program of the variant (countHits). */
+  hits?: Record<string, number>;
   error?: string;
 }
 
@@ -42,6 +44,20 @@ export function outcome(r: ProbeRow): string {
   if (r.attached) return 'attaches, never fires';
   if (r.loaded) return 'attach fails';
   return 'load fails';
+}
+
+/**
+ * What a row that differs measured, so a CI log alone says why: its error,
+ * the programs the kernel never ran, and the counts the probe compared.
+ */
+function detail(r: ProbeRow): string {
+  const parts: string[] = [];
+  if (r.error) parts.push(r.error);
+  const idle = Object.entries(r.hits ?? {}).filter(([, n]) => n === 0).map(([p]) => p);
+  if (r.attached && r.hits) parts.push(idle.length ? `never ran: ${idle.join(', ')}` : 'every program ran');
+  const counts = Object.entries(r).filter(([k, v]) => typeof v === 'number' && k !== 'kernel');
+  if (counts.length) parts.push(counts.map(([k, v]) => `${k} ${v}`).join(', '));
+  return parts.length ? ` (${parts.join('; ')})` : '';
 }
 
 function parse(output: string): ProbeRow[] {
@@ -95,7 +111,7 @@ async function main(): Promise<number> {
       const row = results[k]?.find((r) => `${r.signal}/${r.variant}` === key);
       const got = row ? outcome(row) : 'not probed';
       const want = expected[k]?.[key];
-      if (want !== got) mismatches.push(`${k} (${unameOf(k)}) ${key}: expected "${want ?? '(nothing)'}", got "${got}"${row?.error ? ` (${row.error})` : ''}`);
+      if (want !== got) mismatches.push(`${k} (${unameOf(k)}) ${key}: expected "${want ?? '(nothing)'}", got "${got}"${row ? detail(row) : ''}`);
       return want === got ? got : `**${got}** (expected ${want ?? 'nothing'})`;
     });
     lines.push(`| ${key} | ${cells.join(' | ')} |`);
