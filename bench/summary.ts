@@ -232,12 +232,13 @@ function checks(t: Trial, step: Step): Check[] {
         ? `${gap} short; the kernel skipped ${skipped} runs of wstrace's programs as nested (recursion_misses, all namespaces)${gap <= skipped ? '' : `: ${gap - skipped} not explained by them`}`
         : `${gap} short; the kernel reports no skipped run (recursion_misses 0)`;
       // tcp_send_active_reset() counts TcpOutRsts before it allocates the reset: one it cannot allocate counts TCPAbortFailed and never reaches tcp_send_reset.
-      const abortFailed = x.counter === 'resets sent' ? d(t, 'TcpExtTCPAbortFailed') : 0;
-      const unsent = abortFailed
-        ? `; TcpExtTCPAbortFailed rose by ${abortFailed} (an active reset the kernel counted in TcpOutRsts but could not allocate is never sent, so no tcp_send_reset fires for it)`
-        : x.counter === 'resets sent'
-          ? '; TcpExtTCPAbortFailed did not rise (no active reset failed to allocate)'
-          : '';
+      const abortFailed = d(t, 'TcpExtTCPAbortFailed');
+      const unsent =
+        x.counter !== 'resets sent'
+          ? ''
+          : abortFailed
+            ? `; TcpExtTCPAbortFailed rose by ${abortFailed} (an active reset the kernel counted in TcpOutRsts but could not allocate is never sent, so no tcp_send_reset fires for it)`
+            : '; TcpExtTCPAbortFailed did not rise (no active reset failed to allocate)';
       return { ...x, note: `${x.note ? `${x.note}; ` : ''}${why}${unsent}` };
     });
 }

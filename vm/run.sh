@@ -3,8 +3,8 @@
 # the host root shared read-only and the project read-write, runs COMMAND
 # there, streams its output, and exits with its exit code (125 when the guest
 # died or timed out). A guest that dies while it boots, before the command
-# starts, is booted again (three boots in all). First prints, on stderr, a WSTRACE_VM_KERNEL line naming
-# the exact packages and release booted.
+# starts, is booted again (three boots in all). First prints, on stderr, a
+# WSTRACE_VM_KERNEL line naming the exact packages and release booted.
 # Usage: vm/run.sh [--timeout SECONDS] SERIES -- COMMAND...
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -42,7 +42,6 @@ cmd=$(printf '%q ' "$@" | base64 -w0)
 log=$(mktemp)
 # A token of this run only: cleanup stops this guest, never another run's from the same checkout.
 run_token="wstrace.run=$$.$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
-qemu_pid=
 cleanup() { pkill -P $$ qemu-system-x86 2>/dev/null || true; pkill -f "$run_token" 2>/dev/null || true; rm -f "$log"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -56,8 +55,7 @@ boot() {
     -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
     -virtfs "local,path=$project,mount_tag=project,security_model=none,multidevs=remap" \
     </dev/null 2>&1 | tr -d '\r' | tee "$log" &
-  qemu_pid=$!
-  local waited=0
+  local qemu_pid=$! waited=0
   while kill -0 $qemu_pid 2>/dev/null; do
     if [ $waited -ge $((timeout * 10)) ]; then
       echo "vm/run: kernel $id: no result after ${timeout}s, stopping the guest" >&2

@@ -55,7 +55,7 @@ function detail(r: ProbeRow): string {
   if (r.error) parts.push(r.error);
   const idle = Object.entries(r.hits ?? {}).filter(([, n]) => n === 0).map(([p]) => p);
   if (r.attached && r.hits) parts.push(idle.length ? `never ran: ${idle.join(', ')}` : 'every program ran');
-  const counts = Object.entries(r).filter(([k, v]) => typeof v === 'number' && k !== 'kernel');
+  const counts = Object.entries(r).filter(([, v]) => typeof v === 'number');
   if (counts.length) parts.push(counts.map(([k, v]) => `${k} ${v}`).join(', '));
   return parts.length ? ` (${parts.join('; ')})` : '';
 }
