@@ -250,8 +250,7 @@ struct trace_event_raw_tcp_send_reset {
 } CORE;
 
 enum skb_drop_reason {
-	SKB_DROP_REASON_NO_SOCKET = 0,
-	SKB_DROP_REASON_TCP_LISTEN_OVERFLOW = 1,
+	SKB_DROP_REASON_TCP_LISTEN_OVERFLOW = 0,
 };
 
 /* Wire headers, fixed by the protocols. */

@@ -1010,41 +1010,6 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
  * time. The other tracepoint's twins may run inside a first twin's run: the
  * flag is restored, not cleared, when they finish.
  */
-/*
- * A SYN freed because no socket took it (tcp_v4/v6_rcv's no_tcp_socket: a
- * closed port, half of a reset storm's packets) reached no listener, so it
- * raised no listener's counts, and its end is left to the rise's own
- * packet's, as a segment to a port that does not listen is in attribute().
- * Only a SYN: an ACK whose SYN cookie could not become a child (the accept
- * queue full) is freed with the same reason, and its end is the one that
- * settles that overflow. Both twins decide alike, so their marks stay in step.
- * Two small reads (the IP header's first ten bytes, the TCP flags) instead
- * of a settling's lookups and four counter reads.
- */
-static __always_inline bool syn_without_socket(const struct sk_buff *skb, __u32 drop_reason, bool direct)
-{
-	unsigned char *head;
-	__u8 ip[10], flags;
-	__u16 nh, iplen;
-
-	if (drop_reason == WST_NO_REASON || !bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NO_SOCKET) ||
-	    drop_reason != bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NO_SOCKET))
-		return false;
-	head = RD(direct, skb, head);
-	nh = RD(direct, skb, network_header);
-	if (bpf_probe_read_kernel(ip, sizeof(ip), head + nh))
-		return false;
-	if ((ip[0] >> 4) == 4 && ip[9] == IPPROTO_TCP)
-		iplen = (ip[0] & 0xf) * 4;
-	else if ((ip[0] >> 4) == 6 && ip[6] == IPPROTO_TCP)
-		iplen = sizeof(struct wst_ipv6hdr);
-	else
-		return false;
-	if (bpf_probe_read_kernel(&flags, 1, head + nh + (iplen & 0x3c) + 13))
-		return false;
-	return (flags & 0x12) == 0x02;
-}
-
 static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason, bool direct, bool first, __u32 prog)
 {
 	__u32 zero = 0, was_running;
@@ -1058,7 +1023,7 @@ static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason,
 	 */
 	if (!first) {
 		hit(prog);
-		if (!skb || RD(direct, skb, sk) || syn_without_socket(skb, drop_reason, direct))
+		if (!skb || RD(direct, skb, sk))
 			return;
 		st = bpf_map_lookup_elem(&settling, &zero);
 		if (!st)
@@ -1078,7 +1043,7 @@ static __always_inline void settle(const struct sk_buff *skb, __u32 drop_reason,
 	was_running = st->first_running;
 	st->first_running = 1;
 	hit(prog);
-	if (skb && !RD(direct, skb, sk) && !syn_without_socket(skb, drop_reason, direct)) {
+	if (skb && !RD(direct, skb, sk)) {
 		settle_end(skb, drop_reason, direct, st);
 		if (st->settled)
 			st->stale++;
