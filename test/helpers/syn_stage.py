@@ -87,6 +87,13 @@ def cookie_acks(port, backlog, k, hold):
     return {"connects": k, "established": established}
 
 
+def syn_retrans():
+    """TcpExtTCPSynRetrans of this network namespace."""
+    with open("/proc/net/netstat") as f:
+        lines = [l.split() for l in f if l.startswith("TcpExt:")]
+    return int(lines[1][lines[0].index("TCPSynRetrans")])
+
+
 def ack_overflow_resent(port, backlog, extra, hold):
     """ACK-stage drops whose requests the server then resends a SYN-ACK for,
     without iptables (for kernels in the matrix): with TCP_DEFER_ACCEPT of
@@ -94,7 +101,8 @@ def ack_overflow_resent(port, backlog, extra, hold):
     queue is filled to its limit, `extra` more handshakes finish, then all
     send data: the first child fills the queue, the rest are dropped at the
     ACK stage and their requests, acked, get a SYN-ACK again at the first
-    timer (1 s), within `hold` seconds."""
+    timer (1 s after their SYN). The clients are kept until the namespace's
+    TCPSynRetrans has risen once for each dropped request, or `hold` seconds."""
     srv = listener(port, backlog, defer_accept=1)
     clients = []
     for _ in range(backlog):
@@ -102,15 +110,19 @@ def ack_overflow_resent(port, backlog, extra, hold):
         c.send(b"x")
         clients.append(c)
     time.sleep(0.1)
+    before = syn_retrans()
     pending = [socket.create_connection((HOST, port), timeout=5) for _ in range(extra)]
     for c in pending:
         c.send(b"x")
     clients += pending
-    time.sleep(hold)
+    deadline = time.time() + hold
+    while syn_retrans() - before < extra - 1 and time.time() < deadline:
+        time.sleep(0.02)
+    resent = syn_retrans() - before
     for c in clients:
         abort(c)
     srv.close()
-    return {"connects": backlog + extra}
+    return {"connects": backlog + extra, "synRetrans": resent}
 
 
 def slow_accept(bind, port, backlog, k, hold, target):
