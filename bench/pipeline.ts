@@ -30,6 +30,8 @@ export interface CeilingResult {
   readonly delivered: number;
   /** gRPC path: the agent's CPU (utime + stime) while it drained the backlog, per 100k events: its cost at saturation. */
   readonly agentCpuPer100k?: number;
+  /** gRPC path: this process's CPU (the subscriber decoding every message) over the same drain, per 100k events. */
+  readonly subscriberCpuPer100k?: number;
   /** gRPC path: the agent drained a live storm first (CeilingContext.warmConnects). */
   readonly warmed?: boolean;
 }
@@ -125,6 +127,7 @@ export async function grpcCeiling(ctx: CeilingContext): Promise<CeilingResult> {
     await runLoad(ctx.loadgen, ns.name, storm(ctx.connects), ctx.cleanup);
     const emitted = await agent.emitted();
     const cpu0 = agent.cpuSeconds();
+    const sub0 = process.cpuUsage();
     const start = performance.now();
     let lastAt = start;
     let seen = delivered0;
@@ -139,10 +142,12 @@ export async function grpcCeiling(ctx: CeilingContext): Promise<CeilingResult> {
     }
     const seconds = (lastAt - start) / 1000;
     const cpu = agent.cpuSeconds() - cpu0;
+    const sub = process.cpuUsage(sub0);
     const delivered = r.delivered - delivered0;
     return {
       path: 'grpc',
       agentCpuPer100k: delivered ? (cpu / delivered) * 1e5 : Number.NaN,
+      subscriberCpuPer100k: delivered ? ((sub.user + sub.system) / 1e6 / delivered) * 1e5 : Number.NaN,
       events: emitted.events - before.events,
       seconds,
       eventsPerSecond: delivered / seconds,
