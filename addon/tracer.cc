@@ -669,7 +669,51 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
     o.Set("lost", Napi::Number::New(env, static_cast<double>(sums.lost)));
     o.Set("stale", Napi::Number::New(env, static_cast<double>(sums.stale)));
     o.Set("twinSkips", Napi::Number::New(env, static_cast<double>(skips)));
+    if (info.Length() > 0 && info[0].IsNumber()) {
+      uint32_t netns = info[0].As<Napi::Number>().Uint32Value();
+      MibSeen settled;
+      if (SettledSums(netns, &settled)) {
+        Napi::Object m = Napi::Object::New(env);
+        m.Set("overflows", Napi::Number::New(env, static_cast<double>(settled.overflows)));
+        m.Set("drops", Napi::Number::New(env, static_cast<double>(settled.drops)));
+        m.Set("reqqFull", Napi::Number::New(env, static_cast<double>(settled.reqqFull)));
+        m.Set("cookies", Napi::Number::New(env, static_cast<double>(settled.cookies)));
+        o.Set("settled", m);
+      }
+    }
     return o;
+  }
+
+  // struct mib_key and struct mib_seen of wstrace.bpf.c (the map's sizes are checked before use).
+  struct MibKey {
+    uint32_t netns;
+    uint32_t cpu;
+  };
+  struct MibSeen {
+    uint64_t overflows, drops, reqqFull, cookies;
+  };
+
+  // The route's settled counts of one namespace, summed over CPUs: the
+  // namespace's MIB totals less these are rises no end has taken yet.
+  bool SettledSums(uint32_t netns, MibSeen* sum) {
+    *sum = {};
+    if (!skel_) return false;
+    const struct bpf_map* map = skel_->maps.mib_settled;
+    if (bpf_map__key_size(map) != sizeof(MibKey) || bpf_map__value_size(map) != sizeof(MibSeen)) return false;
+    int fd = bpf_map__fd(map);
+    MibKey key, next;
+    bool found = false;
+    for (int err = bpf_map_get_next_key(fd, nullptr, &next); !err; err = bpf_map_get_next_key(fd, &key, &next)) {
+      key = next;
+      MibSeen v;
+      if (key.netns != netns || bpf_map_lookup_elem(fd, &key, &v)) continue;
+      sum->overflows += v.overflows;
+      sum->drops += v.drops;
+      sum->reqqFull += v.reqqFull;
+      sum->cookies += v.cookies;
+      found = true;
+    }
+    return found;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

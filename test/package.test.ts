@@ -115,10 +115,12 @@ describeKernel('packages: the npm tarball and the .deb, on a host without a comp
     // and would fall back to `make` and node-gyp, which this PATH lacks, if it did not.
     const install = spawnSync(
       'npm',
-      ['install', '-g', '--prefix', prefix, '--foreground-scripts', '--allow-scripts=wstrace,protobufjs', '--prefer-offline', '--no-audit', '--no-fund', tarball],
+      // --loglevel=http: a failure below shows each registry fetch, so a slow registry and a hang read differently.
+      ['install', '-g', '--prefix', prefix, '--foreground-scripts', '--allow-scripts=wstrace,protobufjs', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=http', tarball],
       { env, encoding: 'utf8', timeout: 180_000 },
     );
-    expect(install.status, install.stderr).toBe(0);
+    const said = `${install.error ? `${install.error.message} (signal ${install.signal})\n` : ''}${install.stderr.split('\n').slice(-60).join('\n')}`;
+    expect(install.status, said).toBe(0);
     expect(install.stdout + install.stderr).toMatch(/> node-gyp-build "make -s bpf"/);
     const pkg = join(prefix, 'lib/node_modules/wstrace');
     expect(existsSync(join(pkg, 'build')), 'nothing was compiled at install').toBe(false);

@@ -61,9 +61,22 @@ describeKernel(name, () => {
     await ns.exec('python3', [SYN_STAGE, mode, ...args.map(String)], 60_000);
   }
 
-  /** What the route says about itself, for a failure's message: ends that waited, twin marks left, runs the kernel skipped. */
-  const why = (l?: ListenerCounter) =>
-    JSON.stringify({ ...(l ? { synDrops: l.synDrops, overflows: l.overflows } : {}), skippedRuns: tracer.skippedRuns(), route: tracer.routeState() });
+  /**
+   * What the route says about itself, for a failure's message: ends that waited, twin marks left, runs the kernel
+   * skipped, and the namespace's rises that no end has taken yet (its MIB totals less what the route settled).
+   */
+  const why = (l?: ListenerCounter) => {
+    const route = tracer.routeState(ns.inode());
+    const n = ns.nstat();
+    const s = route.settled;
+    const pending = s && {
+      overflows: n.TcpExtListenOverflows! - s.overflows,
+      drops: n.TcpExtListenDrops! - s.drops,
+      reqqFull: n.TcpExtTCPReqQFullDrop! - s.reqqFull,
+      cookies: n.TcpExtSyncookiesSent! - s.cookies,
+    };
+    return JSON.stringify({ ...(l ? { synDrops: l.synDrops, overflows: l.overflows } : {}), skippedRuns: tracer.skippedRuns(), route, pending });
+  };
 
   const dropsOf = (l: ListenerCounter) => l.synDrops.acceptQueueFull + l.synDrops.synQueueFull + l.synDrops.unprovenPeer + l.synDrops.other;
 

@@ -51,6 +51,21 @@ export interface DumpOptions {
 }
 
 /** What the native tracer object offers; see addon/tracer.cc. */
+/**
+ * syn_drop's tracepoint route, for diagnosis: rises an end could not take
+ * (interrupted at every try: they wait for the next end on the CPU), twin
+ * marks never cleared, runs the kernel skipped in the twinned programs, and,
+ * for a namespace asked for, the counts its ends have taken so far (summed
+ * over CPUs): the namespace's ListenOverflows, ListenDrops, TCPReqQFullDrop
+ * and SyncookiesSent less these are rises no end has taken yet.
+ */
+export interface RouteState {
+  lost: number;
+  stale: number;
+  twinSkips: number;
+  settled?: { overflows: number; drops: number; reqqFull: number; cookies: number };
+}
+
 export interface NativeTracer {
   /** Per hook: attached or not, and the error when not. */
   hooks(): NativeHook[];
@@ -69,7 +84,7 @@ export interface NativeTracer {
   programIds(): number[];
   /** Runs the kernel skipped because they would have nested in a run of the same program on the same CPU. */
   skippedRuns(): number;
-  routeState(): { lost: number; stale: number; twinSkips: number };
+  routeState(netns?: number): RouteState;
   close(): void;
 }
 

@@ -3,7 +3,7 @@
  * programs through the addon, decodes event batches into TraceEvents, reads
  * the exact counters, dumps sockets, and detaches on close().
  */
-import { loadBinding, type Binding, type NativeTracer, type SocketDump } from './binding.js';
+import { loadBinding, type Binding, type NativeTracer, type RouteState, type SocketDump } from './binding.js';
 import {
   decodeBatch,
   decodeCounters,
@@ -186,13 +186,9 @@ export class Tracer {
     return this.open().skippedRuns();
   }
 
-  /**
-   * syn_drop's tracepoint route, for diagnosis: rises an end could not take
-   * (interrupted at every try: they wait for the next end on the CPU), twin
-   * marks never cleared, and runs the kernel skipped in the twinned programs.
-   */
-  routeState(): { lost: number; stale: number; twinSkips: number } {
-    return this.open().routeState();
+  /** syn_drop's tracepoint route, for diagnosis (RouteState); with a namespace's inode, the counts its ends took. */
+  routeState(netns?: number): RouteState {
+    return netns === undefined ? this.open().routeState() : this.open().routeState(netns);
   }
 
   programIds(): number[] {
