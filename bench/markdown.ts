@@ -187,7 +187,7 @@ export function renderMarkdown(r: Report): string {
       '',
       '### Pipeline ceiling',
       '',
-      'A closed-port storm fills the kernel ring while the consumer is held (JS thread blocked, or the agent stopped with SIGSTOP); then the consumer is released and timed until it has taken every event. In the full run the gRPC path\'s agent first drains a live storm a quarter of the backlog\'s size, as every trial\'s agent is warmed: an always-on agent meets a backlog with its send path compiled and its heap grown.',
+      'A closed-port storm fills the kernel ring while the consumer is held (JS thread blocked, or the agent stopped with SIGSTOP); then the consumer is released and timed until it has taken every event. Except with --quick, the gRPC path\'s agent first drains a live storm a quarter of the backlog\'s size, as every trial\'s agent is warmed: an always-on agent meets a backlog with its send path compiled and its heap grown.',
       '',
       table(
         ['path', 'events', 'seconds', 'events/s', 'ring drops', 'lost (reported)', 'agent CPU s / 100k events', 'subscriber CPU s / 100k events'],

@@ -213,7 +213,7 @@ async function main(flags: Flags, cleanup: Cleanup, say: (line: string) => void)
 
   const ceilings: CeilingResult[] = [];
   if (plan.pipeline) {
-    // The full run warms the gRPC ceiling's agent as it warms every trial's (plan.warmup); --quick measures it cold.
+    // The gRPC ceiling's agent is warmed as every trial's is (plan.warmup); --quick has no warm-up and measures it cold.
     const warmConnects = plan.warmup ? plan.ceilingConnects / 4 : undefined;
     const cctx = { root: ROOT, loadgen, cleanup, nsName, tmpDir, connects: plan.ceilingConnects, warmConnects };
     for (let rep = 0; rep < (plan.quick ? 1 : 3); rep++) {
