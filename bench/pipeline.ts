@@ -122,6 +122,7 @@ export async function grpcCeiling(ctx: CeilingContext): Promise<CeilingResult> {
       while (accountedTotal(r) < warmed && Date.now() < until) await new Promise((res) => setTimeout(res, 10));
     }
     const delivered0 = r.delivered;
+    const lostSlow0 = r.lostSlow;
     const before = await agent.emitted();
     agent.pause(true);
     await runLoad(ctx.loadgen, ns.name, storm(ctx.connects), ctx.cleanup);
@@ -152,7 +153,7 @@ export async function grpcCeiling(ctx: CeilingContext): Promise<CeilingResult> {
       seconds,
       eventsPerSecond: delivered / seconds,
       ringDrops: emitted.ringDrops - before.ringDrops,
-      lost: r.lostSlow,
+      lost: r.lostSlow - lostSlow0,
       delivered,
       warmed: Boolean(ctx.warmConnects),
     };

@@ -50,7 +50,6 @@ export interface DumpOptions {
   readonly netns?: string;
 }
 
-/** What the native tracer object offers; see addon/tracer.cc. */
 /**
  * syn_drop's tracepoint route, for diagnosis: rises an end could not take
  * (interrupted at every try: they wait for the next end on the CPU), twin
@@ -66,6 +65,7 @@ export interface RouteState {
   settled?: { overflows: number; drops: number; reqqFull: number; cookies: number };
 }
 
+/** What the native tracer object offers; see addon/tracer.cc. */
 export interface NativeTracer {
   /** Per hook: attached or not, and the error when not. */
   hooks(): NativeHook[];

@@ -188,7 +188,7 @@ export class Tracer {
 
   /** syn_drop's tracepoint route, for diagnosis (RouteState); with a namespace's inode, the counts its ends took. */
   routeState(netns?: number): RouteState {
-    return netns === undefined ? this.open().routeState() : this.open().routeState(netns);
+    return this.open().routeState(netns);
   }
 
   programIds(): number[] {
