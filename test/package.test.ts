@@ -111,12 +111,15 @@ describeKernel('packages: the npm tarball and the .deb, on a host without a comp
       expect(spawnSync('sh', ['-c', `command -v ${tool}`], { env }).status, `${tool} must not be on the PATH`).not.toBe(0);
     }
     const prefix = join(work, 'prefix');
+    // --prefix also moves npm's global config to <prefix>/etc/npmrc: name this machine's own (where a site's cafile,
+    // registry or proxy may be set, as on a fresh root), so the install reaches the registry as the operator's would.
+    const globalconfig = sh('npm', ['config', 'get', 'globalconfig'], { env }).trim();
     // Install scripts on (npm 11 wants them allowed by name): the package's own checks that the prebuilt loads,
     // and would fall back to `make` and node-gyp, which this PATH lacks, if it did not.
     const install = spawnSync(
       'npm',
       // --loglevel=http: a failure below shows each registry fetch, so a slow registry and a hang read differently.
-      ['install', '-g', '--prefix', prefix, '--foreground-scripts', '--allow-scripts=wstrace,protobufjs', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=http', tarball],
+      ['install', '-g', '--prefix', prefix, '--globalconfig', globalconfig, '--foreground-scripts', '--allow-scripts=wstrace,protobufjs', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=http', tarball],
       { env, encoding: 'utf8', timeout: 180_000 },
     );
     const said = `${install.error ? `${install.error.message} (signal ${install.signal})\n` : ''}${install.stderr.split('\n').slice(-60).join('\n')}`;
