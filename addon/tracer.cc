@@ -415,8 +415,30 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
       }
       hooks_.push_back(h);
     }
+    if (sw.listen_drops_settled) StandDown("listen_overflow", "syn_drop");
     uint32_t zero = 0;
     bpf_map_update_elem(bpf_map__fd(skel_->maps.switches), &zero, &sw, BPF_ANY);
+  }
+
+  // A signal another one's live programs already see on every path (the ACK
+  // stage, where syn_drop's tracepoint route is live): its own programs would
+  // run on every freed packet only to return at their first test, so they
+  // are detached (kept loaded) and the signal is reported live through the
+  // other's hooks. Not when its variant is forced (the kernel matrix).
+  void StandDown(const char* signal, const char* through) {
+    const HookState* by = nullptr;
+    for (const HookState& h : hooks_)
+      if (h.signal == through && h.attached()) by = &h;
+    if (!by || !Forced(signal).empty()) return;
+    std::string variant = by->variant, hook = by->hook;
+    for (HookState& h : hooks_) {
+      if (h.signal != signal || h.links.empty()) continue;
+      for (struct bpf_link* l : h.links) bpf_link__destroy(l);
+      h.links.clear();
+      h.standsDown = h.variant;
+      h.variant = variant;
+      h.hook = hook + " (" + through + "'s route)";
+    }
   }
 
   static int OnRecord(void* ctx, void* data, size_t size) {
@@ -524,6 +546,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
       o.Set("name", hooks_[i].hook);
       o.Set("variant", hooks_[i].variant);
       o.Set("attached", hooks_[i].attached());
+      if (!hooks_[i].standsDown.empty()) o.Set("standsDown", hooks_[i].standsDown);
       o.Set("error", hooks_[i].attached() ? "" : hooks_[i].error);
       out.Set(i, o);
     }

@@ -60,7 +60,10 @@ struct HookState {
   std::string error;    // why not live, listing every variant tried
   std::vector<struct bpf_link*> links;
   void* ext = nullptr;  // the extra object instance holding its programs
-  bool attached() const { return !links.empty(); }
+  // Live through another signal's programs, its own loaded (as `standsDown`)
+  // but detached: see Tracer::StandDown.
+  std::string standsDown;
+  bool attached() const { return !links.empty() || !standsDown.empty(); }
 };
 
 // A fact about the running kernel, read from its BTF.

@@ -98,6 +98,8 @@ export interface NativeHook {
   readonly attached: boolean;
   /** Why not attached: every variant tried, and how it failed. */
   readonly error: string;
+  /** Live through another signal's programs (variant and name are theirs): its own variant, loaded but detached. */
+  readonly standsDown?: string;
 }
 
 export interface NativeCounters {

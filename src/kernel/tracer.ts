@@ -124,6 +124,7 @@ export class Tracer {
       variant: h.variant,
       attached: h.attached,
       ...(h.attached ? {} : { error: h.error }),
+      ...(h.standsDown ? { standsDown: h.standsDown } : {}),
     }));
   }
 

@@ -12,6 +12,11 @@ export interface HookStatus {
   readonly attached: boolean;
   /** Why not, when not attached: each variant tried and how it failed. */
   readonly error?: string;
+  /**
+   * Live through another signal's programs (hook and variant are theirs),
+   * which see it on every path: its own variant, loaded but not attached.
+   */
+  readonly standsDown?: string;
 }
 
 /** What to say about blind signals, so nobody reads silence as zero. */

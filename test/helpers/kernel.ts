@@ -53,6 +53,12 @@ export function loadedPrograms(): Map<number, string> {
   return new Map((JSON.parse(out) as Array<{ id: number; name?: string }>).map((p) => [p.id, p.name ?? '']));
 }
 
+/** IDs of the BPF programs some link attaches on this machine. */
+export function linkedProgramIds(): Set<number> {
+  const out = execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' });
+  return new Set((JSON.parse(out) as Array<{ prog_id: number }>).map((l) => l.prog_id));
+}
+
 /** IDs of every BPF program loaded on this machine. */
 export function loadedProgramIds(): Set<number> {
   return new Set(loadedPrograms().keys());

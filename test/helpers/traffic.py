@@ -7,6 +7,7 @@ Python because a listener that never accepts needs raw socket control that
 Node's net module does not give (it accepts as soon as a child is queued).
 """
 import json
+import os
 import socket
 import struct
 import sys
@@ -106,14 +107,17 @@ def mixed_close(m, port):
     return {"resets": m, "timewaits": m}
 
 
-def late_reset(port, delay):
-    """A connection accepted now and reset by the server `delay` seconds later
-    (SO_LINGER 0 on the accepted socket): a long-lived stream that dies."""
+def late_reset(port, go, wait):
+    """A connection accepted now and reset by the server (SO_LINGER 0 on the
+    accepted socket) once the file `go` exists, or after `wait` seconds: a
+    long-lived stream that dies when the caller is ready to see it."""
     srv = listener(port, 8)
     cli = socket.create_connection((HOST, port), timeout=5)
     client_port = cli.getsockname()[1]
     conn, _ = srv.accept()
-    time.sleep(delay)
+    deadline = time.time() + wait
+    while not os.path.exists(go) and time.time() < deadline:
+        time.sleep(0.02)
     abort(conn)
     wait_peer_close(cli)
     srv.close()
@@ -199,7 +203,7 @@ def main():
     elif mode == "mixed-close":
         out = mixed_close(int(args[0]), int(args[1]))
     elif mode == "late-reset":
-        out = late_reset(int(args[0]), float(args[1]))
+        out = late_reset(int(args[0]), args[1], float(args[2]))
     elif mode == "reset-in-fin-wait2":
         out = reset_in_fin_wait2(int(args[0]))
     elif mode == "full-queue":
