@@ -682,6 +682,15 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
  *   listening port, or that still has a socket when freed (none should), wait
  *   for the next listener packet on the CPU: counted, maybe on another
  *   listener of the namespace.
+ * - Work the kernel does where it runs no BPF program at all: its counts
+ *   rise with no end seen, and wait the same way. A kernel may hide some
+ *   tasks from tracing: on the machine this was built on, softirq work
+ *   done on top of its init's threads (a protected sandbox agent) runs no
+ *   tracing program, not even counted as a skipped run, while ftrace's own
+ *   events show it (every one of 18 SYN retransmits there, none of 17,000
+ *   elsewhere). A whole timer batch of SYNs to a full listener is then
+ *   counted with no end; the next end on that CPU takes it, so a batch just
+ *   before its listener closes goes to the next listener.
  */
 /*
  * Indexes of the counters in struct linux_mib, as the running kernel numbers

@@ -240,7 +240,7 @@ export const SIGNALS = [
       },
     ],
     notes:
-      "raw_tp with `SKB_DROP_REASON_TCP_LISTEN_OVERFLOW`; the others when `tcp_v4/v6_syn_recv_sock` returns NULL on a full queue. Where syn_drop's raw_tp route is live it counts the ACK stage on every path (a SYN cookie's ACK too, which these miss) and these stand down",
+      "raw_tp with `SKB_DROP_REASON_TCP_LISTEN_OVERFLOW`; the others when `tcp_v4/v6_syn_recv_sock` returns NULL on a full queue. Where syn_drop's tracepoint route is live it counts the ACK stage on every path (a SYN cookie's ACK too, which these miss), and these stand down: loaded but not attached, so no freed packet runs them; `info` then shows listen_overflow through syn_drop's route",
   },
   {
     name: 'syn_drop',

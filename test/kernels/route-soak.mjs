@@ -3,8 +3,10 @@
 // namespace of its own, N rounds, and after each compares the listener's
 // counts with the namespace's ListenOverflows and says what the route left
 // pending (a rise no packet's end took: it goes to the next listener's
-// end on that CPU). For chasing the rare miss the syn-drops test has shown;
-// not part of the suite. Run as root after a build:
+// end on that CPU). For chasing the rare miss the syn-drops test has shown
+// (found: a SYN batch handled where this machine runs no BPF program, see
+// "Races and edges" in bpf/wstrace.bpf.c); not part of the suite. Run as
+// root after a build:
 //   node test/kernels/route-soak.mjs [rounds, default 30]
 // Exits 1 if any round was not exact.
 import { execFileSync } from 'node:child_process';
@@ -24,6 +26,14 @@ const inNs = (...args) => execFileSync('ip', ['netns', 'exec', NS, ...args], { e
 execFileSync('ip', ['netns', 'add', NS]);
 let tracer;
 let missed = 0;
+// Stopped early: the tracer detaches and the namespace goes, as at the end.
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    tracer?.close();
+    execFileSync('ip', ['netns', 'del', NS]);
+    process.exit(130);
+  });
+}
 try {
   inNs('ip', 'link', 'set', 'lo', 'up');
   inNs('sysctl', '-q', '-w', 'net.ipv4.tcp_syncookies=1');
