@@ -59,25 +59,27 @@ enum wst_prog {
 	WST_P_SYNRECV_FEXIT = 11,	/* listen_overflow fexit */
 	WST_P_SYNRECV_KPROBE = 12,	/* listen_overflow kprobe */
 	WST_P_SYNRECV_KRETPROBE = 13,	/* listen_overflow kprobe */
-	WST_P_SYN_CONSUMED_BTF = 14,	/* syn_drop tp_btf */
-	WST_P_SYN_CONSUMED2_BTF = 15,	/* syn_drop tp_btf */
-	WST_P_SYN_FREED_BTF = 16,	/* syn_drop tp_btf */
-	WST_P_SYN_FREED2_BTF = 17,	/* syn_drop tp_btf */
-	WST_P_SYNACK_RTX_BTF = 18,	/* syn_drop tp_btf */
-	WST_P_SYN_CONSUMED = 19,	/* syn_drop raw_tp */
-	WST_P_SYN_CONSUMED2 = 20,	/* syn_drop raw_tp */
-	WST_P_SYN_FREED = 21,	/* syn_drop raw_tp */
-	WST_P_SYN_FREED2 = 22,	/* syn_drop raw_tp */
-	WST_P_SYNACK_RTX = 23,	/* syn_drop raw_tp */
-	WST_P_CONN_REQ_FENTRY = 24,	/* syn_drop fentry */
-	WST_P_CONN_REQ_FEXIT = 25,	/* syn_drop fentry */
-	WST_P_CONN_REQ_KPROBE = 26,	/* syn_drop kprobe */
-	WST_P_CONN_REQ_KRETPROBE = 27,	/* syn_drop kprobe */
-	WST_P_ACCEPT_FEXIT = 28,	/* accept_residency fexit */
-	WST_P_ACCEPT_KRETPROBE = 29,	/* accept_residency kretprobe */
-	WST_P_SEND_RESET_FENTRY = 30,	/* reset_no_socket fentry */
-	WST_P_SEND_RESET_KPROBE = 31,	/* reset_no_socket kprobe */
-	WST_P__MAX = 32,
+	WST_P_SYN_BEGIN_BTF = 14,	/* syn_drop tp_btf */
+	WST_P_SYN_CONSUMED_BTF = 15,	/* syn_drop tp_btf */
+	WST_P_SYN_CONSUMED2_BTF = 16,	/* syn_drop tp_btf */
+	WST_P_SYN_FREED_BTF = 17,	/* syn_drop tp_btf */
+	WST_P_SYN_FREED2_BTF = 18,	/* syn_drop tp_btf */
+	WST_P_SYNACK_RTX_BTF = 19,	/* syn_drop tp_btf */
+	WST_P_SYN_BEGIN = 20,	/* syn_drop raw_tp */
+	WST_P_SYN_CONSUMED = 21,	/* syn_drop raw_tp */
+	WST_P_SYN_CONSUMED2 = 22,	/* syn_drop raw_tp */
+	WST_P_SYN_FREED = 23,	/* syn_drop raw_tp */
+	WST_P_SYN_FREED2 = 24,	/* syn_drop raw_tp */
+	WST_P_SYNACK_RTX = 25,	/* syn_drop raw_tp */
+	WST_P_CONN_REQ_FENTRY = 26,	/* syn_drop fentry */
+	WST_P_CONN_REQ_FEXIT = 27,	/* syn_drop fentry */
+	WST_P_CONN_REQ_KPROBE = 28,	/* syn_drop kprobe */
+	WST_P_CONN_REQ_KRETPROBE = 29,	/* syn_drop kprobe */
+	WST_P_ACCEPT_FEXIT = 30,	/* accept_residency fexit */
+	WST_P_ACCEPT_KRETPROBE = 31,	/* accept_residency kretprobe */
+	WST_P_SEND_RESET_FENTRY = 32,	/* reset_no_socket fentry */
+	WST_P_SEND_RESET_KPROBE = 33,	/* reset_no_socket kprobe */
+	WST_P__MAX = 34,
 };
 
 #endif /* WSTRACE_SIGNALS_GEN_H */

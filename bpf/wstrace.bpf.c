@@ -647,18 +647,24 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
  *
  * So each end reads this CPU's copy of the namespace's counters (they are
  * per CPU: NET_INC_STATS is a this-CPU add) and gives what they rose by since
- * the last end on this CPU to the listener the packet was addressed to: the
- * SYN stage when it is a SYN, the ACK stage when an ACK. Exact, whatever the
- * path, as long as each packet that counts ends here before the next begins
- * on that CPU.
+ * the last settling on this CPU to the listener the packet was addressed to:
+ * the SYN stage when it is a SYN, the ACK stage when an ACK. Exact, whatever
+ * the path, as long as each packet that counts ends here before the next
+ * begins on that CPU. And each packet's start (netif_receive_skb, before IP
+ * sees it) settles what rose before it: that rise is no packet's still to
+ * come on this CPU, so it is set aside as the namespace's unattributed drops
+ * (a row of its own), never given to a listener. A listener's counts are
+ * then its own packets' alone, and the namespace's rows add up to its
+ * counters.
  *
  * Races and edges, named:
  * - A listener made while tracing (listen(): inet_sock_set_state to LISTEN)
- *   sets the baseline of its namespace on every CPU before its first SYN.
- *   Otherwise the first end seen for a namespace on a CPU has no "before":
- *   it takes every CPU's current counts as the baseline, so drops in flight
- *   on another CPU at that instant, and this packet's own, are not
- *   attributed (at most one packet per CPU, once per namespace, at start).
+ *   sets the baseline of its namespace on every CPU before its first SYN, as
+ *   does the namespace's first packet start seen. Otherwise the first end
+ *   seen for a namespace on a CPU has no "before": it takes every CPU's
+ *   current counts as the baseline, so drops in flight on another CPU at
+ *   that instant, and this packet's own, are not attributed (at most one
+ *   packet per CPU, once per namespace, at start).
  * - The kernel skips a run of a program that would nest in a run of the
  *   same program on its CPU: a softirq ending a SYN on the way out of an
  *   interrupt that came while the program ran in process context for another
@@ -679,18 +685,23 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
  *   listener). A listener never seen before gets a row under the packet's
  *   address. Two sockets on one address (SO_REUSEPORT) share their row.
  * - Counts that rise on a packet that is not TCP, neither a SYN nor to a
- *   listening port, or that still has a socket when freed (none should), wait
- *   for the next listener packet on the CPU: counted, maybe on another
- *   listener of the namespace.
+ *   listening port, or that still has a socket when freed (none should), are
+ *   set aside at the next packet's start on the CPU: unattributed.
  * - Work the kernel does where it runs no BPF program at all: its counts
- *   rise with no end seen, and wait the same way. A kernel may hide some
- *   tasks from tracing: on the machine this was built on, softirq work
- *   done on top of its init's threads (a protected sandbox agent) runs no
- *   tracing program, not even counted as a skipped run, while ftrace's own
- *   events show it (every one of 18 SYN retransmits there, none of 17,000
- *   elsewhere). A whole timer batch of SYNs to a full listener is then
- *   counted with no end; the next end on that CPU takes it, so a batch just
- *   before its listener closes goes to the next listener.
+ *   rise with no start or end seen, and are set aside the same way. A kernel
+ *   may hide some tasks from tracing: on the machine this was built on,
+ *   softirq work done on top of its init's threads (a protected sandbox
+ *   agent) runs no tracing program, not even counted as a skipped run, while
+ *   ftrace's own events show it (every one of 18 SYN retransmits there, none
+ *   of 17,000 elsewhere). A whole timer batch of SYNs to a full listener is
+ *   then counted with nothing seen. Before packet starts settled, the next
+ *   end on that CPU took it, so a batch just before its listener closed went
+ *   to the next listener; now it is unattributed (ftrace showed the same
+ *   number of SYN retransmits in that context for every batch set aside).
+ * - A packet's start that interrupts an end being settled in process context
+ *   (a softirq on the way out of an interrupt) sets aside the rise that end
+ *   read; such an end is never a listener packet's (they end in the softirq
+ *   that counted them), so nothing of a listener's is lost.
  */
 /*
  * Indexes of the counters in struct linux_mib, as the running kernel numbers
@@ -975,34 +986,108 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, st
 	emit(&e, WST_KEEP_LPORT);
 }
 
-static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_reason, bool direct, struct wst_settle_state *st)
+/*
+ * This CPU's settled copy of a namespace's counts, when they rose since (their
+ * values now in *now); 0 when nothing rose (the common case), the namespace is
+ * not traced, or this is its first sight on this CPU (its baseline is set then).
+ */
+static __always_inline struct mib_seen *mib_risen(const struct net *net, struct mib_key *k, struct mib_seen *now)
 {
-	struct net *net = packet_net(skb, direct);
-	struct mib_seen now;
 	struct mib_seen *was;
-	struct mib_key k;
 	__u64 stats, offset;
 
 	if (!net)
-		return;
-	k.netns = BPF_CORE_READ(net, ns.inum);
-	if (!netns_wanted(k.netns))
-		return;
+		return 0;
+	k->netns = BPF_CORE_READ(net, ns.inum);
+	if (!netns_wanted(k->netns))
+		return 0;
 	stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
 	offset = this_cpu_offset();
 	if (!stats || !offset)
-		return;
-	k.cpu = bpf_get_smp_processor_id();
-	was = bpf_map_lookup_elem(&mib_settled, &k);
+		return 0;
+	k->cpu = bpf_get_smp_processor_id();
+	was = bpf_map_lookup_elem(&mib_settled, k);
 	if (!was) {
-		mib_seed(k.netns, stats);
-		return;
+		mib_seed(k->netns, stats);
+		return 0;
 	}
-	/* Nothing rose since the last settling: the common end, with no claim. */
-	if (!mib_read(stats, offset, &now) || (now.overflows == was->overflows && now.drops == was->drops &&
-						now.reqq_full == was->reqq_full && now.cookies == was->cookies))
+	if (!mib_read(stats, offset, now) || (now->overflows == was->overflows && now->drops == was->drops &&
+					       now->reqq_full == was->reqq_full && now->cookies == was->cookies))
+		return 0;
+	return was;
+}
+
+static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_reason, bool direct, struct wst_settle_state *st)
+{
+	struct mib_seen now, *was;
+	struct mib_key k;
+
+	was = mib_risen(packet_net(skb, direct), &k, &now);
+	if (was)
+		attribute(skb, k.netns, was, &now, drop_reason, direct, st);
+}
+
+/*
+ * The start of a received packet (netif_receive_skb, before IP and TCP see
+ * it): whatever its namespace's counts rose by on this CPU since the last
+ * settling cannot be this packet's, nor a later one's. Every packet that
+ * counts ends before the next begins on its CPU (softirqs do not nest), so a
+ * rise found here is one no end was seen for: counted where the kernel ran
+ * no BPF program (see "Races and edges"), or on a packet that cannot be a
+ * listener's. It goes to the namespace's unattributed row (no address, port
+ * 0), so listener rows plus that row add up to the kernel's counters, and no
+ * listener is given another's drops. A namespace's first packet on a CPU
+ * sets its baseline here, before the packet's own counts rise.
+ */
+static __always_inline void settle_begin(const struct sk_buff *skb, bool direct)
+{
+	struct mib_seen now, d, *was;
+	struct mib_key k;
+	struct wst_settle_state *st;
+	struct wst_listener_key lk = {};
+	struct wst_listener_val *v;
+	__u64 rest = 0;
+	__u32 zero = 0;
+
+	if (!skb || !switch_on(listen_drops_settled))
 		return;
-	attribute(skb, k.netns, was, &now, drop_reason, direct, st);
+	/* The device it arrives on is in its namespace. */
+	was = mib_risen(direct ? __builtin_preserve_access_index(skb->dev->nd_net.net) : BPF_CORE_READ(skb, dev, nd_net.net), &k, &now);
+	if (!was)
+		return;
+	st = bpf_map_lookup_elem(&settling, &zero);
+	if (!st)
+		return;
+	d.overflows = take_rise(&was->overflows, now.overflows, ~0ULL, st);
+	d.drops = take_rise(&was->drops, now.drops, ~0ULL, st);
+	d.reqq_full = take_rise(&was->reqq_full, now.reqq_full, ~0ULL, st);
+	d.cookies = take_rise(&was->cookies, now.cookies, ~0ULL, st);
+	/* The namespace's row of its own: no address, no port, no family (no port marked as listening). */
+	lk.netns = k.netns;
+	v = bpf_map_lookup_elem(&listeners, &lk);
+	if (!v) {
+		struct wst_listener_val zero = {};
+
+		bpf_map_update_elem(&listeners, &lk, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&listeners, &lk);
+		if (!v) {
+			count(WST_CNT_MAP_FULL);
+			return;
+		}
+	}
+	/* Which stage is not known: ListenOverflows as overflows, the other drops by their counter. */
+	if (d.drops > d.overflows + d.reqq_full)
+		rest = d.drops - d.overflows - d.reqq_full;
+	if (d.overflows)
+		__sync_fetch_and_add(&v->overflows, d.overflows);
+	if (d.reqq_full)
+		__sync_fetch_and_add(&v->syn_drops[WST_SYN_CAUSE_SYN_QUEUE_FULL], d.reqq_full);
+	if (rest)
+		__sync_fetch_and_add(&v->syn_drops[WST_SYN_CAUSE_OTHER], rest);
+	if (d.cookies)
+		__sync_fetch_and_add(&v->cookies_sent, d.cookies);
+	count_n(WST_CNT_LISTEN_OVERFLOW, d.overflows);
+	count_n(WST_CNT_SYN_DROP, d.reqq_full + rest);
 }
 
 /*
@@ -1177,6 +1262,23 @@ int wst_timewait(struct bpf_raw_tracepoint_args *ctx)
 {
 	hit(WST_P_TIMEWAIT);
 	on_set_state((const struct sock *)ctx->args[0], (int)ctx->args[1], (int)ctx->args[2], false);
+	return 0;
+}
+
+/* netif_receive_skb(skb): every received packet's start, where rises no end took are set aside. */
+SEC("tp_btf/netif_receive_skb")
+int wst_syn_begin_btf(__u64 *ctx)
+{
+	hit(WST_P_SYN_BEGIN_BTF);
+	settle_begin((const struct sk_buff *)ctx[0], true);
+	return 0;
+}
+
+SEC("raw_tp/netif_receive_skb")
+int wst_syn_begin(struct bpf_raw_tracepoint_args *ctx)
+{
+	hit(WST_P_SYN_BEGIN);
+	settle_begin((const struct sk_buff *)ctx->args[0], false);
 	return 0;
 }
 

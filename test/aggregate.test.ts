@@ -213,6 +213,17 @@ describe('SYN-stage drop attribution', () => {
     expect(v.sources[0]!.synDropsExact).toBe(true);
   });
 
+  it("the agent's unattributed row (drops no listener's packet was seen to make) is no listener: they are the host-wide unattributed", () => {
+    const v = run(
+      three({ a: { synDropsAcceptQueueFull: 6 }, c: { port: 0, addr: '', backlog: 0, fullHits: 0, overflows: 3, live: false, unattributed: true } }, 11),
+      false,
+      true,
+    );
+    expect(v.listeners.map((l) => l.port).sort()).toEqual([1001, 1002]);
+    expect(listener(v, 1001)).toMatchObject({ ackDropsPerSec: 2, synDropsPerSec: 6 });
+    expect(v.capacity[0]!.unattributedPerSec).toBe(3); // 11 − 2 ACK − 6 SYN on 1001: the row's 3
+  });
+
   it('listeners of another namespace (counters only) never share this namespace’s MIB drops', () => {
     const v = run(
       snapshot(T0 + 1000, {

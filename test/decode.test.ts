@@ -227,6 +227,22 @@ describe('decodeCounters', () => {
     expect(c.resets[0]).toEqual({ direction: 'sent', netns: 7, lport: 80, reason: 'NO_SOCKET', count: 2 ** 40 });
   });
 
+  it("a namespace's row with no family and port 0 is its unattributed drops; a listener's row is not", () => {
+    const uk = Buffer.alloc(LISTENER_KEY_LAYOUT.size);
+    uk.writeUInt32LE(7, LISTENER_KEY_LAYOUT.offsets.netns);
+    const uv = Buffer.alloc(LISTENER_VALUE_LAYOUT.size);
+    uv.writeBigUInt64LE(3n, LISTENER_VALUE_LAYOUT.offsets.overflows);
+    uv.writeBigUInt64LE(2n, LISTENER_VALUE_LAYOUT.offsets.syn_drops + 24);
+    const lk = Buffer.alloc(LISTENER_KEY_LAYOUT.size);
+    lk.writeUInt32LE(7, LISTENER_KEY_LAYOUT.offsets.netns);
+    lk.writeUInt16LE(8080, LISTENER_KEY_LAYOUT.offsets.port);
+    lk.writeUInt16LE(AF_INET, LISTENER_KEY_LAYOUT.offsets.family);
+    const totals = Array<number>(COUNTER_COUNT).fill(0);
+    const c = decodeCounters({ totals, listeners: [[uk, uv], [lk, Buffer.alloc(LISTENER_VALUE_LAYOUT.size)]], resets: [], timewaits: [] }, reasons);
+    expect(c.listeners[0]).toMatchObject({ unattributed: true, addr: '', port: 0, netns: 7, overflows: 3, synDrops: { other: 2 } });
+    expect(c.listeners[1]!.unattributed).toBeUndefined();
+  });
+
   it('refuses a totals array of the wrong length', () => {
     expect(() => decodeCounters({ totals: [1], listeners: [], resets: [], timewaits: [] }, reasons)).toThrow(`counter array has 1 entries, expected ${COUNTER_COUNT}`);
   });

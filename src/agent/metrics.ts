@@ -11,7 +11,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Registry, type Metric } from 'prom-client';
-import { clip, endpoint, parseHostPort } from '../protocol/address.js';
+import { clip, endpoint, parseHostPort, UNATTRIBUTED } from '../protocol/address.js';
 import { UserError } from '../protocol/errors.js';
 import type { Counters, HookStatus, ListenerCounter, SocketDump } from '../kernel/index.js';
 
@@ -132,9 +132,9 @@ export function buildRegistry(src: MetricsSource): Registry {
     return cached.counters;
   };
   const ns = (netns: number): Labels => ({ netns: String(netns), ...(src.netnsLabels?.(netns) ?? {}) });
-  /** A listener's labels, or the `other` row's when the cap folded it. */
-  const listenerLabels = (netns: number, addr: string, port: number): Labels => {
-    const listener = endpoint(addr, port);
+  /** A listener's labels, or the `other` row's when the cap folded it; a namespace's unattributed row is `unattributed`. */
+  const listenerLabels = (netns: number, addr: string, port: number, unattributed?: boolean): Labels => {
+    const listener = unattributed ? UNATTRIBUTED : endpoint(addr, port);
     return caps.listeners.admit(`${netns}|${listener}`) ? { ...ns(netns), listener } : { netns: OTHER, listener: OTHER };
   };
   const destinationLabels = (netns: number, addr: string, port: number): Labels => {
@@ -160,20 +160,21 @@ export function buildRegistry(src: MetricsSource): Registry {
     registry,
     'wstrace_listen_drops_total',
     'counter',
-    'Connections a listener dropped, by cause: ack_stage (last ACK, accept queue full), syn_stage (SYN, accept queue full), reqq_full (SYN, request queue full, no cookies), unproven_peer, syn_other. SYN-stage causes need a hook this kernel may lack (wstrace_hook_attached{signal="syn_drop"}).',
+    'Connections a listener dropped, by cause: ack_stage (last ACK, accept queue full), syn_stage (SYN, accept queue full), reqq_full (SYN, request queue full, no cookies), unproven_peer, syn_other. SYN-stage causes need a hook this kernel may lack (wstrace_hook_attached{signal="syn_drop"}). listener="unattributed": a namespace\'s drops no listener\'s packet was seen to make (the kernel ran no BPF program where it counted them; its ListenOverflows as unknown_stage), so a namespace\'s series add up to its ListenOverflows and ListenDrops.',
     async () => {
       const rows = new Rows();
       for (const l of (await src.sockets()).listeners)
         for (const [cause] of DROP_CAUSES) rows.add({ ...listenerLabels(src.dumpNetns, l.addr, l.port), cause }, 0);
       for (const l of counters().listeners)
-        for (const [cause, of] of DROP_CAUSES) rows.add({ ...listenerLabels(l.netns, l.addr, l.port), cause }, of(l));
+        for (const [cause, of] of DROP_CAUSES)
+          rows.add({ ...listenerLabels(l.netns, l.addr, l.port, l.unattributed), cause: l.unattributed && cause === 'ack_stage' ? 'unknown_stage' : cause }, of(l));
       return rows.samples;
     },
   );
   const listenerCounter = (name: string, help: string, of: (l: ListenerCounter) => number) =>
     family(registry, name, 'counter', help, () => {
       const rows = new Rows();
-      for (const l of counters().listeners) rows.add(listenerLabels(l.netns, l.addr, l.port), of(l));
+      for (const l of counters().listeners) rows.add(listenerLabels(l.netns, l.addr, l.port, l.unattributed), of(l));
       return rows.samples;
     });
   listenerCounter('wstrace_listener_queue_full_total', 'Enqueues that left a listener accept queue full.', (l) => l.fullHits);
@@ -231,7 +232,7 @@ export function buildRegistry(src: MetricsSource): Registry {
     async () => {
       const rows = new Rows('max');
       for (const l of (await src.sockets()).listeners) rows.add(listenerLabels(src.dumpNetns, l.addr, l.port), l.queue);
-      for (const l of counters().listeners) rows.add(listenerLabels(l.netns, l.addr, l.port), l.peak);
+      for (const l of counters().listeners) if (!l.unattributed) rows.add(listenerLabels(l.netns, l.addr, l.port), l.peak);
       return rows.samples;
     },
   );

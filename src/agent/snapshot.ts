@@ -5,6 +5,7 @@
 import type { Counters, ListenerCounter, Owner, SocketDump } from '../kernel/index.js';
 import {
   Direction,
+  Family,
   type HostFacts,
   type Listener,
   type ResetCount,
@@ -91,6 +92,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       ...(owner ? { pid: owner.pid } : {}),
       comm: owner?.comm ?? '',
       live: true,
+      unattributed: false,
       ...NO_SYN_DROPS,
       ...(l.cgroup ? { cgroup: l.cgroup } : {}),
     });
@@ -109,7 +111,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
     }
     const owner = c.inode ? inp.owner(c.inode) : undefined;
     listeners.set(key, {
-      family: familyToProto(c.family),
+      family: c.unattributed ? Family.FAMILY_UNSPECIFIED : familyToProto(c.family),
       addr: c.addr,
       port: c.port,
       netns: c.netns,
@@ -125,6 +127,7 @@ export function buildSnapshot(inp: SnapshotInputs): SnapshotResponse {
       live: false,
       ...synDrops(c),
       ...(c.cgroup ? { cgroup: c.cgroup } : {}),
+      unattributed: c.unattributed === true,
     });
   }
   if (inp.names) for (const l of listeners.values()) Object.assign(l, namesToProto(inp.names(l.cgroup, l.pid)));

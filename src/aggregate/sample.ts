@@ -150,6 +150,9 @@ export function reduceSnapshot(snap: SnapshotResponse, at: number): Sample {
   const listeners = new Map<string, ListenerSample>();
   const listenerPorts = new Set<string>();
   for (const l of snap.listeners) {
+    // A namespace's drops no listener's packet was seen to make: not a listener. What the MIB
+    // counts beyond the listeners' exact drops is shown host-wide as unattributed (attribute.ts).
+    if (l.unattributed) continue;
     const family = familyFromProto(l.family);
     const key = listenerKey(family, l.addr, l.port, l.netns);
     listenerPorts.add(`${l.netns}|${l.port}`);

@@ -151,6 +151,13 @@ export interface ListenerCounter {
   readonly cookiesSent: number;
   /** SYN-ACKs it retransmitted (syn_drop's tracepoint route only). */
   readonly synackRetrans: number;
+  /**
+   * The namespace's row of listen drops no listener's packet was seen to make
+   * (no address, port 0; the tracepoint route only): its ListenOverflows are in
+   * overflows, its other drops by counter in synDrops. The namespace's rows sum
+   * to the kernel's counters.
+   */
+  readonly unattributed?: true;
 }
 
 /** Accept-queue residency of one listener: bucket i counts waits in [2^i, 2^(i+1)) microseconds. */
@@ -252,6 +259,7 @@ export function decodeCounters(raw: RawCounters, reasons: ReasonNames): Counters
       },
       cookiesSent: u64(vv, LV.cookies_sent),
       synackRetrans: u64(vv, LV.synack_retrans),
+      ...(viewOf(k).getUint16(LISTENER_KEY_LAYOUT.offsets.family, true) === 0 ? { unattributed: true as const } : {}),
     };
   });
 

@@ -55,6 +55,12 @@ export function grpcTarget(a: ListenAddress): string {
   return a.kind === 'unix' ? `unix://${a.path}` : `${a.host}:${a.port}`;
 }
 
+/**
+ * The name a namespace's row of unattributed listen drops (Listener.unattributed)
+ * has where a listener's endpoint would be: the metrics' listener label, report's listener column.
+ */
+export const UNATTRIBUTED = 'unattributed';
+
 /** "addr:port", with IPv6 addresses in brackets (as ss and curl write them). */
 export function endpoint(addr: string, port: number): string {
   return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;

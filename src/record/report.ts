@@ -7,6 +7,7 @@
  */
 import type { RecordEntry } from '../generated/wstrace/v1/record.js';
 import { LostReason, type Capture, type Event, type GetInfoResponse, type SnapshotResponse, type Summary } from '../generated/wstrace/v1/tracer.js';
+import { UNATTRIBUTED } from '../protocol/address.js';
 import { eventFromProto, summaryFromProto, UnknownKinds } from '../protocol/convert.js';
 import { openRecording, type Damage, type ReadResult } from './format.js';
 
@@ -255,14 +256,15 @@ export class ReportBuilder {
     const score = (r: SecondRow) => r.drops * 10 + r.resetsSent + r.resetsReceived;
     const worst = [...timeline].filter((r) => score(r) > 0).sort((a, b) => score(b) - score(a)).slice(0, 5);
 
-    const before = new Map((first?.listeners ?? []).map((l) => [`${l.addr}:${l.port}`, l]));
+    const listenerName = (l: { addr: string; port: number; unattributed: boolean }) => (l.unattributed ? UNATTRIBUTED : `${l.addr}:${l.port}`);
+    const before = new Map((first?.listeners ?? []).map((l) => [listenerName(l), l]));
     const listeners = (last?.listeners ?? [])
       .map((l) => {
-        const b = before.get(`${l.addr}:${l.port}`);
+        const b = before.get(listenerName(l));
         const syn = (x: typeof l | undefined) =>
           (x?.synDropsAcceptQueueFull ?? 0) + (x?.synDropsSynQueueFull ?? 0) + (x?.synDropsUnprovenPeer ?? 0) + (x?.synDropsOther ?? 0);
         return {
-          listener: `${l.addr}:${l.port}`,
+          listener: listenerName(l),
           overflows: l.overflows - (b?.overflows ?? 0),
           synDrops: syn(l) - syn(b),
           fullHits: l.fullHits - (b?.fullHits ?? 0),
@@ -278,7 +280,7 @@ export class ReportBuilder {
     for (const l of last?.listeners ?? []) {
       const w = workloadKey(l);
       if (!w) continue;
-      const row = listeners.find((x) => x.listener === `${l.addr}:${l.port}`);
+      const row = listeners.find((x) => x.listener === listenerName(l));
       const t = byWorkload.get(w) ?? { drops: 0, events: 0 };
       t.drops += row ? row.overflows + row.synDrops : 0;
       byWorkload.set(w, t);

@@ -262,9 +262,9 @@ export const SIGNALS = [
       {
         variant: 'tp_btf',
         object: 'core',
-        hook: 'consume_skb, kfree_skb, tcp_retransmit_synack',
-        programs: ['wst_syn_consumed_btf', 'wst_syn_consumed2_btf', 'wst_syn_freed_btf', 'wst_syn_freed2_btf', 'wst_synack_rtx_btf'],
-        hits: ['wst_syn_consumed_btf', 'wst_syn_consumed2_btf', 'wst_syn_freed_btf', 'wst_syn_freed2_btf', 'wst_synack_rtx_btf'],
+        hook: 'netif_receive_skb, consume_skb, kfree_skb, tcp_retransmit_synack',
+        programs: ['wst_syn_begin_btf', 'wst_syn_consumed_btf', 'wst_syn_consumed2_btf', 'wst_syn_freed_btf', 'wst_syn_freed2_btf', 'wst_synack_rtx_btf'],
+        hits: ['wst_syn_begin_btf', 'wst_syn_consumed_btf', 'wst_syn_consumed2_btf', 'wst_syn_freed_btf', 'wst_syn_freed2_btf', 'wst_synack_rtx_btf'],
         needs: SYN_ROUTE_NEEDS,
         kernels: '6.3+',
         switchField: 'listen_drops_settled',
@@ -272,9 +272,9 @@ export const SIGNALS = [
       {
         variant: 'raw_tp',
         object: 'core',
-        hook: 'consume_skb, kfree_skb, tcp_retransmit_synack',
-        programs: ['wst_syn_consumed', 'wst_syn_consumed2', 'wst_syn_freed', 'wst_syn_freed2', 'wst_synack_rtx'],
-        hits: ['wst_syn_consumed', 'wst_syn_consumed2', 'wst_syn_freed', 'wst_syn_freed2', 'wst_synack_rtx'],
+        hook: 'netif_receive_skb, consume_skb, kfree_skb, tcp_retransmit_synack',
+        programs: ['wst_syn_begin', 'wst_syn_consumed', 'wst_syn_consumed2', 'wst_syn_freed', 'wst_syn_freed2', 'wst_synack_rtx'],
+        hits: ['wst_syn_begin', 'wst_syn_consumed', 'wst_syn_consumed2', 'wst_syn_freed', 'wst_syn_freed2', 'wst_synack_rtx'],
         needs: SYN_ROUTE_NEEDS,
         kernels: '6.3+',
         switchField: 'listen_drops_settled',
@@ -297,7 +297,7 @@ export const SIGNALS = [
     blind:
       'SYN-stage listen drops: no hook on this kernel, so only the kernel counters ListenOverflows/ListenDrops count them (attributed to the listeners seen full)',
     notes:
-      "exact per listener, with a cause: accept queue full, SYN queue full without cookies, unproven peer, other. raw_tp: where each SYN or ACK to a listener ends (consumed or freed), this CPU's ListenOverflows/ListenDrops/TCPReqQFullDrop/SyncookiesSent rise goes to that packet's listener (each end's program is attached twice, so an end whose run the kernel skips as nested in one is settled by the other, not left to the next listener), so ACK-stage drops on every path (cookie ACKs too) count here and the ACK-stage hooks stand down; also SYN cookies sent and SYN-ACK retransmits per listener. fentry/kprobe: the listener's drop counter before and after `tcp_conn_request`. With none, only the kernel's `ListenOverflows`/`ListenDrops` count it, and wstrace says so",
+      "exact per listener, with a cause: accept queue full, SYN queue full without cookies, unproven peer, other. raw_tp: where each SYN or ACK to a listener ends (consumed or freed), this CPU's ListenOverflows/ListenDrops/TCPReqQFullDrop/SyncookiesSent rise goes to that packet's listener (each end's program is attached twice, so an end whose run the kernel skips as nested in one is settled by the other, not left to the next listener); a rise found where a packet begins (netif_receive_skb) is none of the packets' to come, counted where the kernel ran no BPF program, and is set aside as the namespace's unattributed row, never another listener's; so ACK-stage drops on every path (cookie ACKs too) count here and the ACK-stage hooks stand down; also SYN cookies sent and SYN-ACK retransmits per listener. fentry/kprobe: the listener's drop counter before and after `tcp_conn_request`. With none, only the kernel's `ListenOverflows`/`ListenDrops` count it, and wstrace says so",
   },
   {
     name: 'accept_residency',

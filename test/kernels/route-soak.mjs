@@ -10,6 +10,7 @@
 //   node test/kernels/route-soak.mjs [rounds, default 30]
 // Exits 1 if any round was not exact.
 import { execFileSync } from 'node:child_process';
+import { setImmediate } from 'node:timers';
 import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +27,7 @@ const inNs = (...args) => execFileSync('ip', ['netns', 'exec', NS, ...args], { e
 execFileSync('ip', ['netns', 'add', NS]);
 let tracer;
 let missed = 0;
+let setAside = 0;
 // Stopped early: the tracer detaches and the namespace goes, as at the end.
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.once(sig, () => {
@@ -41,22 +43,32 @@ try {
   const netns = statSync(path).ino;
   tracer = await openTracer({ netns: path });
   tracer.subscribe(() => {});
+  // The namespace's unattributed row (port 0): rises no packet's end was seen for.
+  const unattributed = () => tracer.counters().listeners.find((x) => x.port === 0 && x.netns === netns)?.overflows ?? 0;
   const overflows = () => JSON.parse(inNs('nstat', '-azs', '--json')).kernel.TcpExtListenOverflows;
   for (let i = 0; i < rounds; i++) {
+    // The rounds run synchronously: a signal's handler runs only here, between them.
+    await new Promise((resolve) => setImmediate(resolve));
     for (const [bind, target, port] of [['::1', '::1', 7600 + 2 * i], ['::', '127.0.0.1', 7601 + 2 * i]]) {
+      const unattributedBefore = unattributed();
       const before = overflows();
       inNs('python3', SYN_STAGE, 'slow-accept', bind, String(port), '2', '60', '2', target);
       const after = overflows();
       const route = tracer.routeState(netns);
       const l = tracer.counters().listeners.find((x) => x.port === port && x.netns === netns);
       const counted = l ? l.synDrops.acceptQueueFull + l.overflows : 0;
+      const aside = unattributed() - unattributedBefore;
       const pending = route.settled ? after - route.settled.overflows : Number.NaN;
       const line =
-        `round ${i} [${bind}]:${port}: ListenOverflows rose ${after - before}, counted ${counted}, pending ${pending}; ` +
+        `round ${i} [${bind}]:${port}: ListenOverflows rose ${after - before}, counted ${counted}, unattributed ${aside}, pending ${pending}; ` +
         `lost ${route.lost}, stale ${route.stale}, twin runs skipped ${route.twinSkips}`;
-      if (after - before !== counted || pending !== 0) {
+      // Exact: the listener has its own drops and no other's; what no end was seen for is set aside, not given to it.
+      if (after - before !== counted + aside || pending !== 0) {
         missed++;
         console.log(`NOT EXACT ${line}`);
+      } else if (aside) {
+        setAside += aside;
+        console.log(`SET ASIDE ${line}`);
       } else if (i % 10 === 0) console.log(line);
     }
   }
@@ -64,5 +76,5 @@ try {
   tracer?.close();
   execFileSync('ip', ['netns', 'del', NS]);
 }
-console.log(`route-soak: ${missed} of ${2 * rounds} listeners not exact`);
+console.log(`route-soak: ${missed} of ${2 * rounds} listeners not exact; ${setAside} ListenOverflows set aside as unattributed`);
 process.exitCode = missed ? 1 : 0;

@@ -691,6 +691,15 @@ export interface Listener {
    * or was dropped at a full queue; 0 unless the tracepoint route is live.
    */
   synackRetransmits: number;
+  /**
+   * True for a network namespace's one row of listen drops that no
+   * listener's packet was seen to make (family unspecified, no address, port
+   * 0): counted where the kernel ran no BPF program. The listener rows of a
+   * namespace plus this row add up to its ListenOverflows, ListenDrops,
+   * TCPReqQFullDrop and SyncookiesSent; which stage is not known, so its
+   * ListenOverflows are in overflows. Tracepoint route only.
+   */
+  unattributed: boolean;
 }
 
 /** Resets counted per local port, direction, state and reason. */
@@ -3571,6 +3580,7 @@ function createBaseListener(): Listener {
     namespace: undefined,
     syncookiesSent: 0,
     synackRetransmits: 0,
+    unattributed: false,
   };
 }
 
@@ -3653,6 +3663,9 @@ export const Listener: MessageFns<Listener> = {
     }
     if (message.synackRetransmits !== 0) {
       writer.uint32(208).uint64(message.synackRetransmits);
+    }
+    if (message.unattributed !== false) {
+      writer.uint32(216).bool(message.unattributed);
     }
     return writer;
   },
@@ -3878,6 +3891,14 @@ export const Listener: MessageFns<Listener> = {
             message.synackRetransmits = longToNumber(reader.uint64());
             continue;
           }
+          case 27: {
+            if (tag !== 216) {
+              break;
+            }
+
+            message.unattributed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3950,6 +3971,7 @@ export const Listener: MessageFns<Listener> = {
         : isSet(object.synack_retransmits)
         ? globalThis.Number(object.synack_retransmits)
         : 0,
+      unattributed: isSet(object.unattributed) ? globalThis.Boolean(object.unattributed) : false,
     };
   },
 
@@ -4032,6 +4054,9 @@ export const Listener: MessageFns<Listener> = {
     }
     if (message.synackRetransmits !== 0) {
       obj.synackRetransmits = Math.round(message.synackRetransmits);
+    }
+    if (message.unattributed !== false) {
+      obj.unattributed = message.unattributed;
     }
     return obj;
   },
