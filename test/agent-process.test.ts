@@ -98,8 +98,8 @@ describeKernel('agent process', () => {
     const agent = await spawnAgent(['--listen', `unix:${sock}`, '--netns', ns.path]);
     const ids = heldProgramIds(agent.pid);
     // This kernel's: resets sent/received, timewait (which also starts listeners for syn_drop), accept queue,
-    // ACK-stage overflow, syn_drop's tracepoint route (5: its two packet-end programs each twice), and the loader's per-CPU offset program (run, not attached).
-    expect(ids.length).toBe(11);
+    // ACK-stage overflow, syn_drop's tracepoint route (6: a packet's start, its two packet-end programs each twice, SYN-ACK retransmits), and the loader's per-CPU offset program (run, not attached).
+    expect(ids.length).toBe(12);
     const client = tracerClient(`unix://${sock}`);
     const call = client.watch({ follow: true });
     const msgs = collect(call, (m) => m.some((x) => x.status?.end), 20_000);

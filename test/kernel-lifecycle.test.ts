@@ -17,8 +17,8 @@ describeKernel('tracer lifecycle', () => {
       const [line] = (await once(child.stdout!, 'data')) as [Buffer];
       const ids = JSON.parse(line.toString()) as number[];
       // This kernel's: resets sent/received, timewait (which also starts listeners for syn_drop), accept queue,
-      // ACK-stage overflow, syn_drop's tracepoint route (5: its two packet-end programs each twice), and the loader's per-CPU offset program (run, not attached).
-      expect(ids).toHaveLength(11);
+      // ACK-stage overflow, syn_drop's tracepoint route (6: a packet's start, its two packet-end programs each twice, SYN-ACK retransmits), and the loader's per-CPU offset program (run, not attached).
+      expect(ids).toHaveLength(12);
       child.kill('SIGKILL');
       await once(child, 'exit');
       expect(await waitProgramsGone(ids)).toEqual([]);

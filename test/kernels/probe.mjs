@@ -36,8 +36,8 @@ const VARIANTS = [
   { signal: 'listen_overflow', variant: 'fexit', programs: ['wst_synrecv_fexit'], traffic: ['ack-overflow', 7906, 2, 2, 0.5], count: 'listenOverflow' },
   { signal: 'listen_overflow', variant: 'kprobe', programs: ['wst_synrecv_kprobe', 'wst_synrecv_kretprobe'], traffic: ['ack-overflow', 7907, 2, 2, 0.5], count: 'listenOverflow' },
   // The tracepoint route counts both stages (and SYN-ACK retransmits: the ACK-stage drops leave requests to resend).
-  { signal: 'syn_drop', variant: 'tp_btf', programs: ['wst_syn_consumed_btf', 'wst_syn_consumed2_btf', 'wst_syn_freed_btf', 'wst_syn_freed2_btf', 'wst_synack_rtx_btf'], traffic: ['ack-overflow-resent', 7921, 2, 3, 5], script: SYN_STAGE, exact: true, bothStages: true },
-  { signal: 'syn_drop', variant: 'raw_tp', programs: ['wst_syn_consumed', 'wst_syn_consumed2', 'wst_syn_freed', 'wst_syn_freed2', 'wst_synack_rtx'], traffic: ['ack-overflow-resent', 7920, 2, 3, 5], script: SYN_STAGE, exact: true, bothStages: true },
+  { signal: 'syn_drop', variant: 'tp_btf', programs: ['wst_syn_begin_btf', 'wst_syn_consumed_btf', 'wst_syn_consumed2_btf', 'wst_syn_freed_btf', 'wst_syn_freed2_btf', 'wst_synack_rtx_btf'], traffic: ['ack-overflow-resent', 7921, 2, 3, 5], script: SYN_STAGE, exact: true, bothStages: true },
+  { signal: 'syn_drop', variant: 'raw_tp', programs: ['wst_syn_begin', 'wst_syn_consumed', 'wst_syn_consumed2', 'wst_syn_freed', 'wst_syn_freed2', 'wst_synack_rtx'], traffic: ['ack-overflow-resent', 7920, 2, 3, 5], script: SYN_STAGE, exact: true, bothStages: true },
   { signal: 'syn_drop', variant: 'fentry', programs: ['wst_conn_req_fentry', 'wst_conn_req_fexit'], traffic: ['full-queue', 7908, 1, 6, 0.5], exact: true },
   { signal: 'syn_drop', variant: 'kprobe', programs: ['wst_conn_req_kprobe', 'wst_conn_req_kretprobe'], traffic: ['full-queue', 7909, 1, 6, 0.5], exact: true },
   { signal: 'accept_residency', variant: 'fexit', programs: ['wst_accept_fexit'], traffic: ['timewait', 5, 7910], count: 'accepted' },
