@@ -79,6 +79,22 @@ describe('report: pods by listen drops', () => {
     expect(text).toMatch(/payments\/shop +drops 53 +events 2/);
   });
 
+  it("a namespace's unattributed row (drops no listener's packet was seen to make) is listed as unattributed, no workload's", () => {
+    const b = new ReportBuilder();
+    const unattributed = (overflows: number): Listener => ({ ...listener(0, overflows, 0, {}), family: 0, addr: '', live: false, unattributed: true });
+    b.add(snapshot(0, [listener(8080, 1, 0, SHOP), unattributed(0)]));
+    b.add(snapshot(1, [listener(8080, 4, 0, SHOP), unattributed(3)]));
+    const r = b.finish({ skipped: 0, damagedBytes: 0, truncated: false });
+    expect(r.listeners.map((l) => [l.listener, l.overflows])).toEqual([
+      ['0.0.0.0:8080', 3],
+      ['unattributed', 3],
+    ]);
+    expect(r.workloadDrops).toEqual([{ workload: 'payments/shop', drops: 3, events: 0 }]);
+    const text = renderReport(r);
+    expect(text).toMatch(/unattributed +overflows 3 \(stage unknown\)/);
+    expect(text).not.toContain(':0 ');
+  });
+
   it('says nothing of pods when no listener and no event was named', () => {
     const b = new ReportBuilder();
     b.add(snapshot(0, [listener(22, 0, 0, {})]));

@@ -421,7 +421,13 @@ export function renderReport(r: Report): string {
   }
   if (r.listeners.length) {
     lines.push('', 'Listeners by overflow');
-    for (const l of r.listeners) lines.push(`  ${l.listener.padEnd(28)} ACK-stage ${l.overflows}  SYN-stage ${l.synDrops}  full ${l.fullHits}  peak ${l.peak}/${l.backlog}`);
+    for (const l of r.listeners)
+      lines.push(
+        l.listener === UNATTRIBUTED
+          ? // The namespace's drops no listener's packet was seen to make: which stage is not known.
+            `  ${l.listener.padEnd(28)} overflows ${l.overflows} (stage unknown)  other drops ${l.synDrops}  (counted where the kernel ran no BPF program)`
+          : `  ${l.listener.padEnd(28)} ACK-stage ${l.overflows}  SYN-stage ${l.synDrops}  full ${l.fullHits}  peak ${l.peak}/${l.backlog}`,
+      );
   }
   if (r.workloadDrops.length) {
     lines.push('', 'Pods and containers by listen drops (kernel counters of their listeners; events named after them)');
