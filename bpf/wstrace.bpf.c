@@ -659,17 +659,16 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
  *
  * Races and edges, named:
  * - A listener made while tracing (listen(): inet_sock_set_state to LISTEN)
- *   sets the baseline of its namespace on every CPU before its first SYN, as
- *   does the namespace's first packet start seen. Otherwise the first end
- *   seen for a namespace on a CPU has no "before": it takes every CPU's
- *   current counts as the baseline, so drops in flight on another CPU at
- *   that instant, and this packet's own, are not attributed (at most one
- *   packet per CPU, once per namespace, at start).
+ *   sets the baseline of its namespace on every CPU before its first SYN.
+ *   Otherwise the first end seen for a namespace on a CPU has no "before":
+ *   it takes every CPU's current counts as the baseline, so drops in flight
+ *   on another CPU at that instant, and this packet's own, are not
+ *   attributed (at most one packet per CPU, once per namespace, at start).
  * - The kernel skips a run of a program that would nest in a run of the
  *   same program on its CPU: a softirq ending a SYN on the way out of an
  *   interrupt that came while the program ran in process context for another
  *   packet (any freed packet runs it, if only to its first test). Its counts
- *   would wait for the next end on that CPU, maybe another listener's. So
+ *   would be set aside at the next packet's start on that CPU, no listener's. So
  *   each end runs two programs, the same code attached twice (…2 below): the
  *   one the interrupted run is not is free, and settles it. When both run,
  *   the second finds the counters as the first left them and stops there.
@@ -696,8 +695,10 @@ int wst_listen_ovf(struct bpf_raw_tracepoint_args *ctx)
  *   of 17,000 elsewhere). A whole timer batch of SYNs to a full listener is
  *   then counted with nothing seen. Before packet starts settled, the next
  *   end on that CPU took it, so a batch just before its listener closed went
- *   to the next listener; now it is unattributed (ftrace showed the same
- *   number of SYN retransmits in that context for every batch set aside).
+ *   to the next listener; now it is unattributed. Checked with ftrace's
+ *   net:netif_receive_skb filtered to those threads, beside two soaks of 160
+ *   full listeners each (test/kernels/route-soak.mjs): the 29 SYNs it showed
+ *   received there were the 29 overflows set aside, listener by listener.
  * - A packet's start that interrupts an end being settled in process context
  *   (a softirq on the way out of an interrupt) sets aside the rise that end
  *   read; such an end is never a listener packet's (they end in the softirq
@@ -989,9 +990,10 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, st
 /*
  * This CPU's settled copy of a namespace's counts, when they rose since (their
  * values now in *now); 0 when nothing rose (the common case), the namespace is
- * not traced, or this is its first sight on this CPU (its baseline is set then).
+ * not traced, or this is its first sight on this CPU (its baseline is set then
+ * if `seed`).
  */
-static __always_inline struct mib_seen *mib_risen(const struct net *net, struct mib_key *k, struct mib_seen *now)
+static __always_inline struct mib_seen *mib_risen(const struct net *net, struct mib_key *k, struct mib_seen *now, bool seed)
 {
 	struct mib_seen *was;
 	__u64 stats, offset;
@@ -1008,7 +1010,8 @@ static __always_inline struct mib_seen *mib_risen(const struct net *net, struct 
 	k->cpu = bpf_get_smp_processor_id();
 	was = bpf_map_lookup_elem(&mib_settled, k);
 	if (!was) {
-		mib_seed(k->netns, stats);
+		if (seed)
+			mib_seed(k->netns, stats);
 		return 0;
 	}
 	if (!mib_read(stats, offset, now) || (now->overflows == was->overflows && now->drops == was->drops &&
@@ -1022,7 +1025,7 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 	struct mib_seen now, *was;
 	struct mib_key k;
 
-	was = mib_risen(packet_net(skb, direct), &k, &now);
+	was = mib_risen(packet_net(skb, direct), &k, &now, true);
 	if (was)
 		attribute(skb, k.netns, was, &now, drop_reason, direct, st);
 }
@@ -1036,8 +1039,7 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
  * no BPF program (see "Races and edges"), or on a packet that cannot be a
  * listener's. It goes to the namespace's unattributed row (no address, port
  * 0), so listener rows plus that row add up to the kernel's counters, and no
- * listener is given another's drops. A namespace's first packet on a CPU
- * sets its baseline here, before the packet's own counts rise.
+ * listener is given another's drops.
  */
 static __always_inline void settle_begin(const struct sk_buff *skb, bool direct)
 {
@@ -1051,8 +1053,12 @@ static __always_inline void settle_begin(const struct sk_buff *skb, bool direct)
 
 	if (!skb || !switch_on(listen_drops_settled))
 		return;
-	/* The device it arrives on is in its namespace. */
-	was = mib_risen(direct ? __builtin_preserve_access_index(skb->dev->nd_net.net) : BPF_CORE_READ(skb, dev, nd_net.net), &k, &now);
+	/*
+	 * The device it arrives on is in its namespace. Only a namespace whose
+	 * listener packets were seen has a baseline: every other packet on the
+	 * host adds no entry (the map holds namespaces × CPUs).
+	 */
+	was = mib_risen(direct ? __builtin_preserve_access_index(skb->dev->nd_net.net) : BPF_CORE_READ(skb, dev, nd_net.net), &k, &now, false);
 	if (!was)
 		return;
 	st = bpf_map_lookup_elem(&settling, &zero);

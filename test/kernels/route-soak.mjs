@@ -1,12 +1,13 @@
 // syn_drop route soak: repeats the syn-drops test's IPv6 slow-accept shapes
 // (listener ::1, then a dual-stack :: listener with IPv4 clients) in a
 // namespace of its own, N rounds, and after each compares the listener's
-// counts with the namespace's ListenOverflows and says what the route left
-// pending (a rise no packet's end took: it goes to the next listener's
-// end on that CPU). For chasing the rare miss the syn-drops test has shown
-// (found: a SYN batch handled where this machine runs no BPF program, see
-// "Races and edges" in bpf/wstrace.bpf.c); not part of the suite. Run as
-// root after a build:
+// counts with the namespace's ListenOverflows, says what was set aside as the
+// namespace's unattributed drops (a rise found at a packet's start: work the
+// kernel hid from every BPF program, on this machine SYN batches handled on
+// its sandbox agent's threads; see "Races and edges" in bpf/wstrace.bpf.c)
+// and what the route still has pending. Exact: the listener's counts plus
+// what was set aside equal the kernel's, nothing pending. Not part of the
+// suite. Run as root after a build:
 //   node test/kernels/route-soak.mjs [rounds, default 30]
 // Exits 1 if any round was not exact.
 import { execFileSync } from 'node:child_process';
