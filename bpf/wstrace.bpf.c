@@ -722,6 +722,29 @@ struct mib_seen {
 	__u64 cookies;		/* SyncookiesSent */
 };
 
+/*
+ * Per CPU: the namespace and the ListenDrops and SyncookiesSent it showed when
+ * this CPU last found its settled copy equal to them (see mib_risen()), mixed
+ * into one word: a run nested in another's write (an interrupt's softirq) can
+ * replace it, never tear it into one namespace's name and another's counts.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} mib_quick SEC(".maps");
+
+static __always_inline __u64 mib_quick_word(__u32 netns, __u64 drops, __u64 cookies)
+{
+	const __u64 m = 0x9e3779b97f4a7c15ULL;
+	__u64 h = ((__u64)netns + 1) * m;
+
+	h = (h ^ drops) * m;
+	h = (h ^ cookies) * m;
+	return h ^ (h >> 29);
+}
+
 /* The counts last settled, per namespace and CPU (only that CPU writes its entry). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -993,19 +1016,34 @@ static __always_inline void attribute(const struct sk_buff *skb, __u32 netns, st
  * not traced, or this is its first sight on this CPU (its baseline is set then
  * if `seed`).
  */
-static __always_inline struct mib_seen *mib_risen(const struct net *net, struct mib_key *k, struct mib_seen *now, bool seed)
+static __always_inline struct mib_seen *mib_risen(const struct net *net, struct mib_key *k, struct mib_seen *now, bool seed, bool direct)
 {
 	struct mib_seen *was;
-	__u64 stats, offset;
+	__u64 stats, offset, word, *q;
+	__u32 zero = 0;
 
 	if (!net)
 		return 0;
-	k->netns = BPF_CORE_READ(net, ns.inum);
+	k->netns = direct ? __builtin_preserve_access_index(net->ns.inum) : BPF_CORE_READ(net, ns.inum);
 	if (!netns_wanted(k->netns))
 		return 0;
 	stats = (__u64)BPF_CORE_READ(net, mib.net_statistics);
 	offset = this_cpu_offset();
-	if (!stats || !offset)
+	if (!stats || !offset || !mib_listen_drops || !mib_syncookies_sent)
+		return 0;
+	/*
+	 * Every packet runs this: first the two counts any rise moves (each
+	 * overflow and each full SYN queue is also a ListenDrop; a cookie drops
+	 * nothing), the rest only when one of them did. Unmoved since this CPU
+	 * last found its settled copy equal to them: nothing rose, and the
+	 * settled map is not even looked up (a storm's packets, one namespace).
+	 */
+	if (bpf_probe_read_kernel(&now->drops, sizeof(__u64), (const __u64 *)(stats + offset) + mib_listen_drops) ||
+	    bpf_probe_read_kernel(&now->cookies, sizeof(__u64), (const __u64 *)(stats + offset) + mib_syncookies_sent))
+		return 0;
+	word = mib_quick_word(k->netns, now->drops, now->cookies);
+	q = bpf_map_lookup_elem(&mib_quick, &zero);
+	if (q && *q == word)
 		return 0;
 	k->cpu = bpf_get_smp_processor_id();
 	was = bpf_map_lookup_elem(&mib_settled, k);
@@ -1014,8 +1052,13 @@ static __always_inline struct mib_seen *mib_risen(const struct net *net, struct 
 			mib_seed(k->netns, stats);
 		return 0;
 	}
-	if (!mib_read(stats, offset, now) || (now->overflows == was->overflows && now->drops == was->drops &&
-					       now->reqq_full == was->reqq_full && now->cookies == was->cookies))
+	if (now->drops == was->drops && now->cookies == was->cookies) {
+		/* Settled equals them: so it stays until they move (it only moves up to what they show). */
+		if (q)
+			*q = word;
+		return 0;
+	}
+	if (!mib_read(stats, offset, now))
 		return 0;
 	return was;
 }
@@ -1025,7 +1068,7 @@ static __always_inline void settle_end(const struct sk_buff *skb, __u32 drop_rea
 	struct mib_seen now, *was;
 	struct mib_key k;
 
-	was = mib_risen(packet_net(skb, direct), &k, &now, true);
+	was = mib_risen(packet_net(skb, direct), &k, &now, true, false);
 	if (was)
 		attribute(skb, k.netns, was, &now, drop_reason, direct, st);
 }
@@ -1058,7 +1101,8 @@ static __always_inline void settle_begin(const struct sk_buff *skb, bool direct)
 	 * listener packets were seen has a baseline: every other packet on the
 	 * host adds no entry (the map holds namespaces × CPUs).
 	 */
-	was = mib_risen(direct ? __builtin_preserve_access_index(skb->dev->nd_net.net) : BPF_CORE_READ(skb, dev, nd_net.net), &k, &now, false);
+	was = mib_risen(direct ? __builtin_preserve_access_index(skb->dev->nd_net.net) : BPF_CORE_READ(skb, dev, nd_net.net), &k, &now, false,
+			direct);
 	if (!was)
 		return;
 	st = bpf_map_lookup_elem(&settling, &zero);
