@@ -639,7 +639,8 @@ static __always_inline struct wst_listener_val *listener_entry(const struct wst_
 	zero.inode = sk ? sk_inode(sk, direct) : 0;
 	zero.cgroup = e->cgroup;
 	bpf_map_update_elem(&listeners, &k, &zero, BPF_NOEXIST);
-	{
+	/* Port 0 is a namespace's unattributed row (syn_drop's route), no port that listens. */
+	if (e->lport) {
 		struct wst_listening *l = listening();
 
 		if (l)

@@ -1089,7 +1089,7 @@ static __always_inline void settle_begin(const struct sk_buff *skb, bool direct)
 	struct mib_seen now, d, *was;
 	struct mib_key k;
 	struct wst_settle_state *st;
-	struct wst_listener_key lk = {};
+	struct wst_event e = {};
 	struct wst_listener_val *v;
 	__u64 rest = 0;
 	__u32 zero = 0;
@@ -1108,23 +1108,13 @@ static __always_inline void settle_begin(const struct sk_buff *skb, bool direct)
 	st = bpf_map_lookup_elem(&settling, &zero);
 	if (!st)
 		return;
-	d.overflows = take_rise(&was->overflows, now.overflows, ~0ULL, st);
-	d.drops = take_rise(&was->drops, now.drops, ~0ULL, st);
-	d.reqq_full = take_rise(&was->reqq_full, now.reqq_full, ~0ULL, st);
-	d.cookies = take_rise(&was->cookies, now.cookies, ~0ULL, st);
-	/* The namespace's row of its own: no address, no port, no family (no port marked as listening). */
-	lk.netns = k.netns;
-	v = bpf_map_lookup_elem(&listeners, &lk);
-	if (!v) {
-		struct wst_listener_val zero = {};
-
-		bpf_map_update_elem(&listeners, &lk, &zero, BPF_NOEXIST);
-		v = bpf_map_lookup_elem(&listeners, &lk);
-		if (!v) {
-			count(WST_CNT_MAP_FULL);
-			return;
-		}
-	}
+	/* All of it, as a SYN's end takes it. */
+	claim(was, &now, true, st, &d);
+	/* The namespace's row of its own: no address, no port, no family. */
+	e.netns = k.netns;
+	v = listener_entry(&e, 0, false);
+	if (!v)
+		return;
 	/* Which stage is not known: ListenOverflows as overflows, the other drops by their counter. */
 	if (d.drops > d.overflows + d.reqq_full)
 		rest = d.drops - d.overflows - d.reqq_full;

@@ -66,20 +66,13 @@ export class TestNetns {
   }
 
   /**
-   * One UDP datagram through the namespace's loopback from each CPU in turn (a
-   * loopback packet is received on the CPU that sent it). On syn_drop's
-   * tracepoint route a packet's start sets aside, as the namespace's
-   * unattributed drops, its CPU's rises no end took: after this, none wait.
+   * One UDP datagram through the namespace's loopback from each CPU in turn
+   * (traffic.py packet-on-every-cpu). On syn_drop's tracepoint route a
+   * packet's start sets aside, as the namespace's unattributed drops, its
+   * CPU's rises no end took: after this, none wait.
    */
   async packetOnEveryCpu(): Promise<void> {
-    const script =
-      'import os, socket\n' +
-      'for cpu in sorted(os.sched_getaffinity(0)):\n' +
-      '    os.sched_setaffinity(0, {cpu})\n' +
-      '    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n' +
-      "    s.sendto(b'x', ('127.0.0.1', 9))\n" +
-      '    s.close()\n';
-    await this.exec('python3', ['-c', script]);
+    await this.traffic('packet-on-every-cpu');
   }
 
   /** Runs a traffic.py mode inside the namespace without blocking the event loop. */

@@ -186,6 +186,18 @@ def ack_overflow(port, backlog, extra, hold):
     return {"connects": backlog + extra}
 
 
+def packet_on_every_cpu():
+    """One UDP datagram to a closed port from each CPU in turn (pinned): a
+    loopback packet is received on the CPU that sent it, so each CPU starts one."""
+    cpus = sorted(os.sched_getaffinity(0))
+    for cpu in cpus:
+        os.sched_setaffinity(0, {cpu})
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"x", (HOST, 9))
+        s.close()
+    return {"cpus": len(cpus)}
+
+
 def main():
     mode, args = sys.argv[1], [a for a in sys.argv[2:]]
     if mode == "closed-port":
@@ -210,6 +222,8 @@ def main():
         out = full_queue(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
     elif mode == "ack-overflow":
         out = ack_overflow(int(args[0]), int(args[1]), int(args[2]), float(args[3]))
+    elif mode == "packet-on-every-cpu":
+        out = packet_on_every_cpu()
     else:
         raise SystemExit("unknown mode " + mode)
     print(json.dumps(out), flush=True)

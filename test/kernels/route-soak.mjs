@@ -17,15 +17,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openTracer } from '../../dist/kernel/index.js';
 
-const SYN_STAGE = join(dirname(fileURLToPath(import.meta.url)), '..', 'helpers', 'syn_stage.py');
-const PACKET_ON_EVERY_CPU = [
-  'import os, socket',
-  'for cpu in sorted(os.sched_getaffinity(0)):',
-  '    os.sched_setaffinity(0, {cpu})',
-  '    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
-  "    s.sendto(b'x', ('127.0.0.1', 9))",
-  '    s.close()',
-].join('\n');
+const HELPERS = join(dirname(fileURLToPath(import.meta.url)), '..', 'helpers');
+const SYN_STAGE = join(HELPERS, 'syn_stage.py');
+const TRAFFIC = join(HELPERS, 'traffic.py');
 const rounds = Number(process.argv[2] ?? 30);
 if (!Number.isInteger(rounds) || rounds < 1 || rounds > 1000) {
   console.error('route-soak: rounds must be a whole number from 1 to 1000.');
@@ -63,7 +57,7 @@ try {
       const before = overflows();
       inNs('python3', SYN_STAGE, 'slow-accept', bind, String(port), '2', '60', '2', target);
       // A packet from every CPU: a rise still waiting on a CPU (hidden work at the round's end) is set aside now.
-      inNs('python3', '-c', PACKET_ON_EVERY_CPU);
+      inNs('python3', TRAFFIC, 'packet-on-every-cpu');
       const after = overflows();
       const route = tracer.routeState(netns);
       const l = tracer.counters().listeners.find((x) => x.port === port && x.netns === netns);
